@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Release builds target Haswell (AVX2 + FMA) so that SIMD8<Float> arithmetic becomes vector
+/// instructions instead of per-lane libm calls (see SWIFT-NOTES.md).
+let simdFlags: [SwiftSetting] = [
+    .unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-target-cpu", "haswell"], .when(platforms: [.linux], configuration: .release)),
+]
+
+let package = Package(
+    name: "ZOTune",
+    products: [
+        .executable(name: "zotune", targets: ["zotune"]),
+        .library(name: "ZOModels", targets: ["ZOModels"]),
+        .library(name: "ZOCPU", targets: ["ZOCPU"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C shims: no logic.
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        // Dtypes, host buffers, the Backend protocol, errors. No model knowledge.
+        .target(name: "ZOCore", swiftSettings: simdFlags),
+        // The CPU backend: OpenBLAS GEMM, SIMD kernels, a budgeted arena, copy threads.
+        .target(name: "ZOCPU", dependencies: ["ZOCore", "CBLAS"], swiftSettings: simdFlags),
+        // File formats: safetensors (read + write), HF config.json.
+        .target(name: "ZOFormats", dependencies: ["ZOCore"], swiftSettings: simdFlags),
+        // Architectures (OPT): parameter layouts, loading, forward pass over the Backend protocol.
+        .target(name: "ZOModels", dependencies: ["ZOCore", "ZOFormats"], swiftSettings: simdFlags),
+        // The command-line tool: argument parsing and printing only.
+        .executableTarget(
+            name: "zotune",
+            dependencies: [
+                "ZOModels", "ZOCPU",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: simdFlags
+        ),
+        .testTarget(
+            name: "ZOTuneTests",
+            dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore"],
+            exclude: ["Fixtures"]
+        ),
+    ]
+)

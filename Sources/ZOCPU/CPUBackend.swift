@@ -1,0 +1,181 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CBLAS
+import ZOCore
+
+/// The CPU implementation of `Backend`.
+///
+/// Its "device" memory is one anonymous mapping of `budget` bytes (pages materialize when
+/// touched), kept apart from host buffers so that host<->device traffic is real copying,
+/// as on a GPU. Copies run on one serial queue per copy stream; compute runs on the calling
+/// thread, parallelized over `threads` workers: OpenBLAS for GEMM, Swift SIMD for the rest.
+public final class CPUBackend: Backend, @unchecked Sendable {
+    public let arena: DeviceArena
+    public let threads: Int
+    private let base: UnsafeMutableRawPointer
+    private let mappedBytes: Int
+    private let engine = StreamEngine()
+    private let parallel: Parallel
+
+    /// A CPU backend with a device arena of `budget` bytes (default: the machine's physical
+    /// memory) and `threads` compute threads (default: all online cores).
+    public init(budget: Int? = nil, threads: Int? = nil) throws(BackendError) {
+        let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let threads = threads ?? cores
+        guard threads >= 1 else { throw .invalidArgument("threads must be at least 1, got \(threads)") }
+        let physical = sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))
+        let budget = budget ?? physical
+        guard budget > 0 else { throw .invalidArgument("device memory budget must be positive, got \(budget)") }
+        let mapped = mmap(nil, budget, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let mapped, mapped != MAP_FAILED else {
+            throw .unavailable("cannot reserve \(ByteCount(budget)) of address space for the CPU device arena")
+        }
+        self.base = mapped
+        self.mappedBytes = budget
+        self.arena = DeviceArena(budget: budget)
+        self.threads = threads
+        self.parallel = Parallel(threads: threads)
+        openblas_set_num_threads(Int32(threads))
+    }
+
+    deinit { munmap(base, mappedBytes) }
+
+    public var name: String { "cpu (\(threads) threads, OpenBLAS)" }
+
+    // MARK: Memory
+
+    public func allocate(_ byteCount: Int, label: String) throws(BackendError) -> DeviceBuffer {
+        try arena.allocate(byteCount, label: label)
+    }
+
+    public func free(_ buffer: DeviceBuffer) { arena.free(buffer) }
+
+    /// The address of a device buffer's first element (for kernels in this module and tests).
+    @inline(__always)
+    func pointer<T>(_ buffer: DeviceBuffer, as type: T.Type = Float.self) -> UnsafeMutablePointer<T> {
+        (base + buffer.offset).assumingMemoryBound(to: T.self)
+    }
+
+    // MARK: Streams and copies
+
+    public var computeStream: StreamID { engine.computeStream }
+    public func makeStream(label: String) -> StreamID { engine.makeStream(label: label) }
+    public func makeEvent() -> EventID { engine.makeEvent() }
+    public func record(_ event: EventID, on stream: StreamID) { engine.record(event, on: stream) }
+    public func wait(_ stream: StreamID, for event: EventID) { engine.wait(stream, for: event) }
+    public func synchronize(_ event: EventID) throws(BackendError) { try engine.synchronize(event) }
+    public func synchronize(_ stream: StreamID) throws(BackendError) { try engine.synchronize(stream) }
+
+    public func upload(_ host: HostBuffer, hostOffset: Int, to device: DeviceBuffer, byteCount: Int, on stream: StreamID) {
+        let target = UncheckedSendable(base + device.offset)
+        let capacity = device.byteCount
+        engine.enqueue(on: stream) { () throws(BackendError) in
+            guard hostOffset >= 0, byteCount >= 0, hostOffset + byteCount <= host.byteCount, byteCount <= capacity else {
+                throw .copyFailed("upload of \(byteCount) bytes from host offset \(hostOffset) into \(capacity) device bytes")
+            }
+            target.value.copyMemory(from: host.baseAddress + hostOffset, byteCount: byteCount)
+        }
+    }
+
+    public func download(_ device: DeviceBuffer, to host: HostBuffer, hostOffset: Int, byteCount: Int, on stream: StreamID) {
+        let source = UncheckedSendable(UnsafeRawPointer(base + device.offset))
+        let capacity = device.byteCount
+        engine.enqueue(on: stream) { () throws(BackendError) in
+            guard hostOffset >= 0, byteCount >= 0, hostOffset + byteCount <= host.byteCount, byteCount <= capacity else {
+                throw .copyFailed("download of \(byteCount) bytes from \(capacity) device bytes to host offset \(hostOffset)")
+            }
+            (host.baseAddress + hostOffset).copyMemory(from: source.value, byteCount: byteCount)
+        }
+    }
+
+    // MARK: Operations
+
+    public func gatherRows(table: DeviceBuffer, width: Int, indices: DeviceBuffer, count: Int,
+                           out: DeviceBuffer, accumulate: Bool) {
+        let table = UncheckedSendable(pointer(table))
+        let indices = UncheckedSendable(pointer(indices, as: Int32.self))
+        let out = UncheckedSendable(pointer(out))
+        parallel.forRanges(count, grain: 16) { rows in
+            for n in rows {
+                let source = table.value + Int(indices.value[n]) * width
+                let target = out.value + n * width
+                if accumulate {
+                    axpy(1, source, target, width)
+                } else {
+                    target.update(from: source, count: width)
+                }
+            }
+        }
+    }
+
+    public func linear(x: DeviceBuffer, weight: DeviceBuffer, bias: DeviceBuffer?, out: DeviceBuffer,
+                       m: Int, n: Int, k: Int, activation: Activation, accumulate: Bool) {
+        precondition(!accumulate || activation == .none, "accumulate fuses a residual add; no activation after it")
+        let y = pointer(out)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
+                    1, pointer(x), Int32(k), pointer(weight), Int32(k), accumulate ? 1 : 0, y, Int32(n))
+        let relu = activation == .relu
+        guard bias != nil || relu else { return }
+        let target = UncheckedSendable(y)
+        let biasPointer = UncheckedSendable(bias.map { UnsafePointer(pointer($0)) })
+        parallel.forRanges(m, grain: max(1, 16_384 / max(n, 1))) { rows in
+            for row in rows {
+                biasActivationRow(target.value + row * n, biasPointer.value, n, relu: relu)
+            }
+        }
+    }
+
+    public func layerNorm(x: DeviceBuffer, weight: DeviceBuffer?, bias: DeviceBuffer?, out: DeviceBuffer,
+                          rows: Int, channels: Int, eps: Float) {
+        let x = UncheckedSendable(UnsafePointer(pointer(x)))
+        let out = UncheckedSendable(pointer(out))
+        let weight = UncheckedSendable(weight.map { UnsafePointer(pointer($0)) })
+        let bias = UncheckedSendable(bias.map { UnsafePointer(pointer($0)) })
+        parallel.forRanges(rows, grain: max(1, 16_384 / max(channels, 1))) { range in
+            for row in range {
+                layerNormRow(x.value + row * channels, weight.value, bias.value, out.value + row * channels, channels, eps)
+            }
+        }
+    }
+
+    public func attention(qkv: DeviceBuffer, keyMask: DeviceBuffer, out: DeviceBuffer,
+                          batch: Int, tokens: Int, heads: Int, headSize: Int, scale: Float) {
+        let channels = heads * headSize
+        let qkv = UncheckedSendable(UnsafePointer(pointer(qkv)))
+        let mask = UncheckedSendable(UnsafePointer(pointer(keyMask, as: Int32.self)))
+        let out = UncheckedSendable(pointer(out))
+        parallel.forRanges(batch * heads) { pairs in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens) { scores in
+                for pair in pairs {
+                    let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
+                    attentionHead(qkv: qkv.value + b * tokens * 3 * channels, keyMask: mask.value + b * tokens,
+                                  out: out.value + b * tokens * channels, scores: scores.baseAddress!,
+                                  tokens: tokens, channels: channels, head: h, headSize: headSize, scale: scale)
+                }
+            }
+        }
+    }
+
+    public func crossEntropy(logits: DeviceBuffer, targets: DeviceBuffer, losses: DeviceBuffer, rows: Int, vocab: Int) {
+        let logits = UncheckedSendable(UnsafePointer(pointer(logits)))
+        let targets = UncheckedSendable(UnsafePointer(pointer(targets, as: Int32.self)))
+        let losses = UncheckedSendable(pointer(losses))
+        parallel.forRanges(rows) { range in
+            for row in range {
+                let target = Int(targets.value[row])
+                losses.value[row] = target < 0 ? 0 : crossEntropyRow(logits.value + row * vocab, vocab, target)
+            }
+        }
+    }
+
+    public func argmax(logits: DeviceBuffer, out: DeviceBuffer, rows: Int, vocab: Int) {
+        let logits = UncheckedSendable(UnsafePointer(pointer(logits)))
+        let out = UncheckedSendable(pointer(out, as: Int32.self))
+        parallel.forRanges(rows) { range in
+            for row in range {
+                out.value[row] = Int32(argmaxRow(logits.value + row * vocab, vocab))
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+/// A queue of work on a backend. Work issued to one stream runs in issue order; work on
+/// different streams may overlap unless ordered by events.
+public struct StreamID: Sendable, Hashable {
+    public let rawValue: Int
+    public init(_ rawValue: Int) { self.rawValue = rawValue }
+}
+
+/// A marker recorded on a stream. Waiting on an event waits for the work issued to its
+/// stream before the most recent `record` call (CUDA's semantics).
+public struct EventID: Sendable, Hashable {
+    public let rawValue: Int
+    public init(_ rawValue: Int) { self.rawValue = rawValue }
+}
+
+/// Activation fused into a linear layer's epilogue.
+public enum Activation: String, Sendable, Codable {
+    case none
+    case relu
+}
+
+/// What a compute device offers ZOTune: a budgeted arena of device memory, asynchronous
+/// host<->device copies on streams ordered by events, and the operations the models need.
+///
+/// Models and the offloading scheduler are written against this protocol only.
+///
+/// Conventions:
+/// - Every buffer argument is a `DeviceBuffer` from this backend's arena (or a view of one).
+/// - Element types: Float32 unless a parameter says Int32.
+/// - Compute operations run on `computeStream` in issue order. A backend may run them
+///   synchronously (CPU) or enqueue them (CUDA); results are visible to later operations
+///   and, after `synchronize`, to the host.
+/// - Shapes use B (batch), T (sequence), C (channels), NH (heads), HS (head size), V (vocab).
+public protocol Backend: AnyObject, Sendable {
+    /// Human-readable description ("cpu (2 threads, OpenBLAS)").
+    var name: String { get }
+
+    // MARK: Memory
+
+    /// The arena every device buffer comes from.
+    var arena: DeviceArena { get }
+
+    /// Reserves `byteCount` bytes of device memory; `label` names the buffer in errors.
+    func allocate(_ byteCount: Int, label: String) throws(BackendError) -> DeviceBuffer
+
+    /// Releases a buffer from `allocate`. The caller makes sure no queued work still uses it.
+    func free(_ buffer: DeviceBuffer)
+
+    // MARK: Streams, events, copies
+
+    /// The stream compute operations run on.
+    var computeStream: StreamID { get }
+
+    /// A new stream for copies (upload or offload).
+    func makeStream(label: String) -> StreamID
+
+    /// A new event, initially complete.
+    func makeEvent() -> EventID
+
+    /// Marks the point after all work issued so far to `stream`.
+    func record(_ event: EventID, on stream: StreamID)
+
+    /// Work issued to `stream` after this call starts only once `event` has completed.
+    /// Does not block the host unless `stream` is a synchronous compute stream.
+    func wait(_ stream: StreamID, for event: EventID)
+
+    /// Blocks the host until `event` has completed; throws the first copy failure of its stream.
+    func synchronize(_ event: EventID) throws(BackendError)
+
+    /// Blocks the host until all work issued to `stream` has completed; throws its first failure.
+    func synchronize(_ stream: StreamID) throws(BackendError)
+
+    /// Copies `byteCount` bytes from `host` at `hostOffset` to the start of `device`.
+    /// The backend keeps `host` alive until the copy has run.
+    func upload(_ host: HostBuffer, hostOffset: Int, to device: DeviceBuffer, byteCount: Int, on stream: StreamID)
+
+    /// Copies `byteCount` bytes from the start of `device` to `host` at `hostOffset`.
+    func download(_ device: DeviceBuffer, to host: HostBuffer, hostOffset: Int, byteCount: Int, on stream: StreamID)
+
+    // MARK: Operations (compute stream)
+
+    /// out[n, :] (+)= table[indices[n], :] for n < count; `indices` is Int32 [count],
+    /// `table` [rows, width], `out` [count, width]. With `accumulate` the rows are added.
+    func gatherRows(table: DeviceBuffer, width: Int, indices: DeviceBuffer, count: Int,
+                    out: DeviceBuffer, accumulate: Bool)
+
+    /// out [M, N] = activation(x [M, K] · weight [N, K]ᵀ + bias [N]), or with `accumulate`
+    /// out += x · weightᵀ + bias (the residual add fused; activation must be `.none`).
+    func linear(x: DeviceBuffer, weight: DeviceBuffer, bias: DeviceBuffer?, out: DeviceBuffer,
+                m: Int, n: Int, k: Int, activation: Activation, accumulate: Bool)
+
+    /// out [rows, C] = (x - mean) / sqrt(var + eps) · weight + bias, per row (biased variance).
+    /// `weight`/`bias` nil means 1/0. `out` may equal `x`.
+    func layerNorm(x: DeviceBuffer, weight: DeviceBuffer?, bias: DeviceBuffer?, out: DeviceBuffer,
+                   rows: Int, channels: Int, eps: Float)
+
+    /// Causal self-attention with a key padding mask.
+    /// qkv [B, T, 3C] holds q, k, v side by side per token; keyMask Int32 [B, T] (1 = real
+    /// token); out [B, T, C]. Query t attends to keys s ≤ t with keyMask[s] = 1, scores
+    /// scaled by `scale`.
+    func attention(qkv: DeviceBuffer, keyMask: DeviceBuffer, out: DeviceBuffer,
+                   batch: Int, tokens: Int, heads: Int, headSize: Int, scale: Float)
+
+    /// losses [N] = -log softmax(logits [N, V])[targets[n]]; 0 where targets[n] < 0.
+    /// `targets` is Int32 [N].
+    func crossEntropy(logits: DeviceBuffer, targets: DeviceBuffer, losses: DeviceBuffer, rows: Int, vocab: Int)
+
+    /// out Int32 [N] = argmax over V of logits [N, V] (first maximum on ties).
+    func argmax(logits: DeviceBuffer, out: DeviceBuffer, rows: Int, vocab: Int)
+}
+
+extension Backend {
+    /// Allocates a device buffer and uploads `values` into it on `stream` (the compute
+    /// stream by default), keeping a host copy alive until the copy has run.
+    public func upload<T: BitwiseCopyable>(_ values: [T], label: String, on stream: StreamID? = nil) throws -> DeviceBuffer {
+        let bytes = values.count * MemoryLayout<T>.stride
+        let host = try HostBuffer(byteCount: bytes)
+        values.withUnsafeBytes { host.baseAddress.copyMemory(from: $0.baseAddress!, byteCount: bytes) }
+        let device = try allocate(bytes, label: label)
+        upload(host, hostOffset: 0, to: device, byteCount: bytes, on: stream ?? computeStream)
+        return device
+    }
+
+    /// Downloads `count` elements of type `T` from `device` and waits for them.
+    public func read<T: BitwiseCopyable>(_ device: DeviceBuffer, count: Int, as type: T.Type = T.self) throws -> [T] {
+        let bytes = count * MemoryLayout<T>.stride
+        let host = try HostBuffer(byteCount: bytes)
+        download(device, to: host, hostOffset: 0, byteCount: bytes, on: computeStream)
+        try synchronize(computeStream)
+        return Array(UnsafeBufferPointer(start: host.baseAddress.assumingMemoryBound(to: T.self), count: count))
+    }
+}

@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A block of host memory that ZOTune owns or maps.
+///
+/// Ownership: the buffer owns its bytes and releases them in `deinit` (free for allocated
+/// memory, munmap for mapped files). Pointers obtained from it are valid only while the
+/// buffer is alive; keep a reference to the buffer for as long as you use them.
+public final class HostBuffer: @unchecked Sendable {
+    /// How the bytes were obtained, which decides how they are released.
+    public enum Storage: Sendable {
+        /// `posix_memalign`ed, released with `free`.
+        case allocated
+        /// A read-only `mmap` of a file, released with `munmap`.
+        case mappedFile(path: String)
+    }
+
+    /// First byte. Aligned to 64 bytes for allocated storage, to the page for mapped files.
+    public let baseAddress: UnsafeMutableRawPointer
+    /// Size in bytes.
+    public let byteCount: Int
+    public let storage: Storage
+
+    /// Allocates `byteCount` bytes aligned to 64 bytes, zero-filled.
+    public init(byteCount: Int) throws(HostMemoryError) {
+        self.baseAddress = try Self.allocateZeroed(byteCount)
+        self.byteCount = byteCount
+        self.storage = .allocated
+    }
+
+    private static func allocateZeroed(_ byteCount: Int) throws(HostMemoryError) -> UnsafeMutableRawPointer {
+        var pointer: UnsafeMutableRawPointer?
+        let size = max(byteCount, 64)
+        guard byteCount >= 0, posix_memalign(&pointer, 64, size) == 0, let pointer else {
+            throw .allocationFailed(byteCount: byteCount)
+        }
+        memset(pointer, 0, size)
+        return pointer
+    }
+
+    /// Maps the whole file at `path` read-only. An empty file maps to a zero-length buffer.
+    public init(mapping path: String) throws(HostMemoryError) {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw .cannotOpen(path: path, errno: errno) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .cannotOpen(path: path, errno: errno) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw .notARegularFile(path: path) }
+        let size = Int(info.st_size)
+        if size == 0 {
+            // mmap refuses zero lengths; hand out a private empty allocation instead.
+            self.baseAddress = try Self.allocateZeroed(0)
+            self.byteCount = 0
+            self.storage = .allocated
+            return
+        }
+        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let mapped, mapped != MAP_FAILED else { throw .cannotMap(path: path, errno: errno) }
+        self.baseAddress = mapped
+        self.byteCount = size
+        self.storage = .mappedFile(path: path)
+    }
+
+    deinit {
+        switch storage {
+        case .allocated: free(baseAddress)
+        case .mappedFile: munmap(baseAddress, byteCount)
+        }
+    }
+
+    /// The bytes as Float32 elements (`byteCount / 4` of them).
+    public var floats: UnsafeMutablePointer<Float> {
+        baseAddress.assumingMemoryBound(to: Float.self)
+    }
+}
+
+/// Failures of host memory: allocation and file mapping.
+public enum HostMemoryError: Error, CustomStringConvertible, Equatable {
+    case allocationFailed(byteCount: Int)
+    case cannotOpen(path: String, errno: Int32)
+    case notARegularFile(path: String)
+    case cannotMap(path: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .allocationFailed(let n): "cannot allocate \(n) bytes of host memory"
+        case .cannotOpen(let path, let code): "\(path): cannot open (\(String(cString: strerror(code))))"
+        case .notARegularFile(let path): "\(path): not a regular file"
+        case .cannotMap(let path, let code): "\(path): cannot map (\(String(cString: strerror(code))))"
+        }
+    }
+}

@@ -1,0 +1,169 @@
+import ZOCore
+import ZOFormats
+
+/// OPT (Zhang et al., 2022), the whole family: pre-LN blocks (125M, 1.3B and up) and the
+/// post-LN 350M variant with project_in / project_out and no final layer norm. Learned
+/// positions with an offset of 2, biases per `enable_bias`, ReLU MLP, LM head tied to the
+/// token embedding. Mirrors Hugging Face's `OPTForCausalLM` in fp32.
+public final class OPTModel: CausalLM, @unchecked Sendable {
+    public let config: OPTConfig
+    public let embedding: ParameterGroup
+    public let blocks: [ParameterGroup]
+    public let head: ParameterGroup
+    private let offsets: OPTOffsets
+
+    /// A model with the layout of `config` and zeroed parameters.
+    public init(config: OPTConfig) throws(ModelError) {
+        try config.validate(path: "config")
+        self.config = config
+        let layouts = OPTOffsets.layouts(config)
+        offsets = OPTOffsets(config: config, embedding: layouts.embedding, block: layouts.blocks[0], head: layouts.head)
+        do {
+            embedding = try ParameterGroup(label: "embedding", layout: layouts.embedding)
+            blocks = try layouts.blocks.enumerated().map { i, layout throws(HostMemoryError) in
+                try ParameterGroup(label: "block \(i)", layout: layout)
+            }
+            head = try ParameterGroup(label: "head", layout: layouts.head)
+        } catch {
+            throw .memory(error.description)
+        }
+    }
+
+    public var vocabSize: Int { config.vocabSize }
+    public var hiddenSize: Int { config.hiddenSize }
+    public var maxSequenceLength: Int { config.maxPositionEmbeddings }
+    public var padTokenId: Int { config.padTokenId ?? 0 }
+
+    // MARK: Loading
+
+    /// Loads `config.json` and the safetensors weights of a Hugging Face OPT folder.
+    public static func load(directory: String) throws(ModelError) -> OPTModel {
+        let config = try OPTConfig.load(path: directory + "/config.json")
+        let model = try OPTModel(config: config)
+        do {
+            let checkpoint = try SafetensorsCheckpoint(directory: directory)
+            // OPTForCausalLM saves "model.decoder.*"; a bare OPTModel saves "decoder.*".
+            let bare = !checkpoint.contains("model.decoder.embed_tokens.weight") && checkpoint.contains("decoder.embed_tokens.weight")
+            for group in model.groups {
+                for spec in group.layout.specs {
+                    let name = bare && spec.name.hasPrefix("model.") ? String(spec.name.dropFirst(6)) : spec.name
+                    try checkpoint.readFloats(name, expectedShape: spec.shape, into: group.values(spec).baseAddress!)
+                }
+            }
+        } catch {
+            throw .weights(error)
+        }
+        return model
+    }
+
+    // MARK: Stages
+
+    public func positions(for batch: TokenBatch) -> [Int32] {
+        // Hugging Face: position = cumsum(mask) · mask − 1, then + 2 (padding gets row 1).
+        var positions = [Int32](repeating: 0, count: batch.ids.count)
+        for b in 0..<batch.batchSize {
+            var seen: Int32 = 0
+            for t in 0..<batch.tokens {
+                let i = b * batch.tokens + t
+                seen += batch.mask[i]
+                positions[i] = (batch.mask[i] != 0 ? seen - 1 : -1) + Int32(OPTConfig.positionOffset)
+            }
+        }
+        return positions
+    }
+
+    public func workspaceCount(rows: Int) -> Int {
+        rows * (5 * config.hiddenSize + config.ffnDim + config.embedDim)
+    }
+
+    /// Regions of the workspace for R rows.
+    private struct Scratch {
+        let normed, qkv, attention, mlp, projected: DeviceBuffer  // [R,C] [R,3C] [R,C] [R,F] [R,D]
+        init(_ workspace: DeviceBuffer, rows: Int, config: OPTConfig) {
+            let c = rows * config.hiddenSize
+            normed = workspace.floats(0, c)
+            qkv = workspace.floats(c, 3 * c)
+            attention = workspace.floats(4 * c, c)
+            mlp = workspace.floats(5 * c, rows * config.ffnDim)
+            projected = workspace.floats(5 * c + rows * config.ffnDim, rows * config.embedDim)
+        }
+    }
+
+    public func embed(_ embedding: DeviceBuffer, batch: DeviceTokenBatch, hidden: DeviceBuffer,
+                      workspace: DeviceBuffer, backend: any Backend) {
+        let rows = batch.rows, c = config.hiddenSize, d = config.embedDim
+        let o = offsets.embedding
+        let tokenTable = embedding.floats(o.tokens, config.vocabSize * d)
+        if let projectIn = o.projectIn {
+            // hidden [R, C] = tokens [R, D] · project_inᵀ [C, D]
+            let scratch = Scratch(workspace, rows: rows, config: config)
+            backend.gatherRows(table: tokenTable, width: d, indices: batch.ids, count: rows, out: scratch.projected, accumulate: false)
+            backend.linear(x: scratch.projected, weight: embedding.floats(projectIn, c * d), bias: nil, out: hidden,
+                           m: rows, n: c, k: d, activation: .none, accumulate: false)
+        } else {
+            backend.gatherRows(table: tokenTable, width: c, indices: batch.ids, count: rows, out: hidden, accumulate: false)
+        }
+        let positionTable = embedding.floats(o.positions, (config.maxPositionEmbeddings + OPTConfig.positionOffset) * c)
+        backend.gatherRows(table: positionTable, width: c, indices: batch.positions, count: rows, out: hidden, accumulate: true)
+    }
+
+    public func block(_ parameters: DeviceBuffer, batch: DeviceTokenBatch, hidden: DeviceBuffer,
+                      workspace: DeviceBuffer, backend: any Backend) {
+        let rows = batch.rows, c = config.hiddenSize, f = config.ffnDim
+        let o = offsets.block
+        let s = Scratch(workspace, rows: rows, config: config)
+        func tensor(_ offset: Int?, _ count: Int) -> DeviceBuffer? { offset.map { parameters.floats($0, count) } }
+        let preNorm = config.doLayerNormBefore
+        let eps: Float = 1e-5
+
+        // Attention: h += out_proj(attention(qkv(LN1(h) or h))); post-LN: h = LN1(h).
+        if preNorm {
+            backend.layerNorm(x: hidden, weight: tensor(o.norm1Weight, c), bias: tensor(o.norm1Bias, c), out: s.normed,
+                              rows: rows, channels: c, eps: eps)
+        }
+        backend.linear(x: preNorm ? s.normed : hidden, weight: parameters.floats(o.qkvWeight, 3 * c * c),
+                       bias: tensor(o.qkvBias, 3 * c), out: s.qkv, m: rows, n: 3 * c, k: c, activation: .none, accumulate: false)
+        backend.attention(qkv: s.qkv, keyMask: batch.mask, out: s.attention, batch: batch.batchSize, tokens: batch.tokens,
+                          heads: config.numAttentionHeads, headSize: config.headSize,
+                          scale: 1 / Float(config.headSize).squareRoot())
+        backend.linear(x: s.attention, weight: parameters.floats(o.outWeight, c * c), bias: tensor(o.outBias, c),
+                       out: hidden, m: rows, n: c, k: c, activation: .none, accumulate: true)
+        if !preNorm {
+            backend.layerNorm(x: hidden, weight: tensor(o.norm1Weight, c), bias: tensor(o.norm1Bias, c), out: hidden,
+                              rows: rows, channels: c, eps: eps)
+        }
+
+        // MLP: h += fc2(relu(fc1(LN2(h) or h))); post-LN: h = LN2(h).
+        if preNorm {
+            backend.layerNorm(x: hidden, weight: tensor(o.norm2Weight, c), bias: tensor(o.norm2Bias, c), out: s.normed,
+                              rows: rows, channels: c, eps: eps)
+        }
+        backend.linear(x: preNorm ? s.normed : hidden, weight: parameters.floats(o.fc1Weight, f * c),
+                       bias: tensor(o.fc1Bias, f), out: s.mlp, m: rows, n: f, k: c, activation: .relu, accumulate: false)
+        backend.linear(x: s.mlp, weight: parameters.floats(o.fc2Weight, c * f), bias: tensor(o.fc2Bias, c),
+                       out: hidden, m: rows, n: c, k: f, activation: .none, accumulate: true)
+        if !preNorm {
+            backend.layerNorm(x: hidden, weight: tensor(o.norm2Weight, c), bias: tensor(o.norm2Bias, c), out: hidden,
+                              rows: rows, channels: c, eps: eps)
+        }
+    }
+
+    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, batch: DeviceTokenBatch, hidden: DeviceBuffer,
+                     logits: DeviceBuffer, workspace: DeviceBuffer, backend: any Backend) {
+        let rows = batch.rows, c = config.hiddenSize, d = config.embedDim, v = config.vocabSize
+        let o = offsets.head
+        if o.hasFinalNorm {
+            backend.layerNorm(x: hidden, weight: o.normWeight.map { head.floats($0, c) }, bias: o.normBias.map { head.floats($0, c) },
+                              out: hidden, rows: rows, channels: c, eps: 1e-5)
+        }
+        var features = hidden
+        if let projectOut = o.projectOut {
+            features = Scratch(workspace, rows: rows, config: config).projected
+            backend.linear(x: hidden, weight: head.floats(projectOut, d * c), bias: nil, out: features,
+                           m: rows, n: d, k: c, activation: .none, accumulate: false)
+        }
+        // logits [R, V] = features [R, D] · Eᵀ, E the (tied) token embedding [V, D].
+        let table = o.untiedHead.map { head.floats($0, v * d) } ?? embedding.floats(offsets.embedding.tokens, v * d)
+        backend.linear(x: features, weight: table, bias: nil, out: logits, m: rows, n: v, k: d, activation: .none, accumulate: false)
+    }
+}

@@ -1,0 +1,99 @@
+import ZOCore
+
+/// What a forward pass should bring back to the host besides the per-token losses.
+public struct ForwardOutputs: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    /// The logits [B, T, V].
+    public static let logits = ForwardOutputs(rawValue: 1)
+    /// The arg-max token of the logits at every position [B, T].
+    public static let argmax = ForwardOutputs(rawValue: 2)
+}
+
+/// The result of a forward pass over a `TokenBatch`.
+public struct ForwardResult: Sendable {
+    public let batch: TokenBatch
+    /// Next-token cross-entropy per position [B, T]; 0 where there is no target.
+    public let tokenLosses: [Float]
+    /// [B, T, V] when requested.
+    public let logits: [Float]?
+    /// [B, T] when requested.
+    public let argmax: [Int32]?
+
+    /// Hugging Face's loss: the mean over every position with a target in the batch.
+    public var meanLoss: Double {
+        let count = batch.targetCount
+        return count == 0 ? .nan : tokenLosses.reduce(0.0) { $0 + Double($1) } / Double(count)
+    }
+
+    /// The mean loss of sequence `b` alone, and its number of targets.
+    public func sequenceLoss(_ b: Int) -> (loss: Double, targets: Int) {
+        let range = b * batch.tokens..<(b + 1) * batch.tokens
+        let targets = batch.targets[range].filter { $0 >= 0 }.count
+        let sum = tokenLosses[range].reduce(0.0) { $0 + Double($1) }
+        return (targets == 0 ? .nan : sum / Double(targets), targets)
+    }
+}
+
+/// Runs a model with every parameter group resident in device memory: the reference path
+/// that offloaded and other runs are checked against.
+public final class ResidentRunner: @unchecked Sendable {
+    public let model: any CausalLM
+    public let backend: any Backend
+    /// Device copies of embedding, blocks…, head, in `model.groups` order.
+    public let deviceGroups: [DeviceBuffer]
+
+    /// Uploads every parameter group.
+    public init(model: any CausalLM, backend: any Backend) throws {
+        self.model = model
+        self.backend = backend
+        var buffers: [DeviceBuffer] = []
+        for group in model.groups {
+            let buffer = try backend.allocate(group.layout.byteCount, label: group.label)
+            backend.upload(group.storage, hostOffset: 0, to: buffer, byteCount: group.layout.byteCount, on: backend.computeStream)
+            buffers.append(buffer)
+        }
+        try backend.synchronize(backend.computeStream)
+        deviceGroups = buffers
+    }
+
+    deinit {
+        for buffer in deviceGroups { backend.free(buffer) }
+    }
+
+    /// Runs the model on `batch` and returns per-token losses plus the requested outputs.
+    public func forward(_ batch: TokenBatch, outputs: ForwardOutputs = []) throws -> ForwardResult {
+        let rows = batch.batchSize * batch.tokens
+        let device = try DeviceTokenBatch(batch, positions: model.positions(for: batch), backend: backend)
+        defer { device.free(on: backend) }
+        let hidden = try backend.allocate(rows * model.hiddenSize * 4, label: "hidden states [B, T, C]")
+        defer { backend.free(hidden) }
+        let workspace = try backend.allocate(model.workspaceCount(rows: rows) * 4, label: "activation workspace")
+        defer { backend.free(workspace) }
+        let logits = try backend.allocate(rows * model.vocabSize * 4, label: "logits [B, T, V]")
+        defer { backend.free(logits) }
+        let losses = try backend.allocate(rows * 4, label: "token losses [B, T]")
+        defer { backend.free(losses) }
+
+        let embedding = deviceGroups[0]
+        model.embed(embedding, batch: device, hidden: hidden, workspace: workspace, backend: backend)
+        for parameters in deviceGroups[1..<deviceGroups.count - 1] {
+            model.block(parameters, batch: device, hidden: hidden, workspace: workspace, backend: backend)
+        }
+        model.head(deviceGroups.last!, embedding: embedding, batch: device, hidden: hidden, logits: logits,
+                   workspace: workspace, backend: backend)
+        backend.crossEntropy(logits: logits, targets: device.targets, losses: losses, rows: rows, vocab: model.vocabSize)
+
+        var argmax: [Int32]?
+        if outputs.contains(.argmax) {
+            let indices = try backend.allocate(rows * 4, label: "arg-max [B, T]")
+            defer { backend.free(indices) }
+            backend.argmax(logits: logits, out: indices, rows: rows, vocab: model.vocabSize)
+            argmax = try backend.read(indices, count: rows, as: Int32.self)
+        }
+        return ForwardResult(batch: batch,
+                             tokenLosses: try backend.read(losses, count: rows, as: Float.self),
+                             logits: outputs.contains(.logits) ? try backend.read(logits, count: rows * model.vocabSize) : nil,
+                             argmax: argmax)
+    }
+}

@@ -1,0 +1,104 @@
+import ArgumentParser
+import ZOCPU
+import ZOCore
+import ZOModels
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure speed and memory on named model shapes with random weights.",
+        subcommands: [BenchForward.self]
+    )
+}
+
+struct BenchForward: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Time the resident forward pass (logits and loss) and print JSON."
+    )
+
+    @Option(help: "A named shape: \(OPTConfig.namedShapes.map(\.name).joined(separator: ", ")).")
+    var shape = "opt-125m"
+
+    @Option(help: "Sequences per batch (B).")
+    var batch = 4
+
+    @Option(help: "Tokens per sequence (T).")
+    var seq = 128
+
+    @Option(help: "Timed forward passes (after one warm-up pass).")
+    var iterations = 5
+
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        guard batch >= 1, seq >= 1, iterations >= 1 else { throw ValidationError("--batch, --seq and --iterations must be positive") }
+    }
+
+    struct Report: Encodable {
+        let bench = "forward"
+        let shape: String
+        let backend: String
+        let threads: Int
+        let batch: Int
+        let seq: Int
+        let parameters: Int
+        let iterations: Int
+        let seconds_median: Double
+        let seconds_min: Double
+        let tokens_per_s: Double
+        let gflop_per_forward: Double
+        let effective_gflops: Double
+        let loss: Double
+    }
+
+    func run() throws {
+        let config = try OPTConfig.named(shape)
+        guard seq <= config.maxPositionEmbeddings else {
+            throw ValidationError("--seq \(seq) exceeds the shape's \(config.maxPositionEmbeddings) positions")
+        }
+        let model = try OPTModel(config: config)
+        model.initializeRandomly(seed: 1)
+        let backend = try CPUBackend(threads: compute.threads)
+        let runner = try ResidentRunner(model: model, backend: backend)
+        var generator = SplitMix64(seed: 7)
+        let sequences = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(config.vocabSize)) } }
+        let tokens = try model.makeBatch(sequences)
+
+        var loss = try runner.forward(tokens).meanLoss  // warm-up
+        var times: [Double] = []
+        for _ in 0..<iterations {
+            let start = monotonicSeconds()
+            loss = try runner.forward(tokens).meanLoss
+            times.append(monotonicSeconds() - start)
+        }
+        times.sort()
+        let median = times[times.count / 2]
+        let flops = forwardFLOPs(config, batch: batch, seq: seq)
+        try printJSONLine(Report(shape: shape, backend: backend.name, threads: backend.threads, batch: batch, seq: seq,
+                                 parameters: model.parameterCount, iterations: iterations,
+                                 seconds_median: median, seconds_min: times[0],
+                                 tokens_per_s: Double(batch * seq) / median, gflop_per_forward: flops / 1e9,
+                                 effective_gflops: flops / median / 1e9, loss: loss))
+    }
+}
+
+/// Multiply-adds ×2 of one forward pass: every weight matrix (blocks, projections, LM head)
+/// once per token, plus causal attention (QKᵀ and PV over the T(T+1)/2 visible pairs).
+func forwardFLOPs(_ config: OPTConfig, batch: Int, seq: Int) -> Double {
+    let c = Double(config.hiddenSize), f = Double(config.ffnDim), d = Double(config.embedDim)
+    let v = Double(config.vocabSize), layers = Double(config.numHiddenLayers)
+    let tokens = Double(batch * seq)
+    let perTokenMatrices = layers * (4 * c * c + 2 * c * f) + v * d + (d != c ? 2 * c * d : 0)
+    let attention = layers * Double(batch) * 2 * Double(seq) * Double(seq + 1) * c
+    return 2 * perTokenMatrices * tokens + attention
+}
+
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import ZOCPU
+import ZOModels
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+struct LossCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "loss",
+        abstract: "Print the next-token loss and arg-max tokens of a model on token ids.",
+        discussion: """
+        Prints one JSON line per sequence: {"loss": L, "tokens": n, "argmax": [...]}, where loss is the \
+        mean next-token cross-entropy over the n predicted tokens and argmax the arg-max token of the \
+        logits at every position.
+        """
+    )
+
+    @Option(help: "A Hugging Face OPT folder (config.json + safetensors).")
+    var model: String
+
+    @Option(help: "Comma-separated token ids of one sequence.")
+    var ids: String?
+
+    @Option(name: .customLong("ids-file"), help: "A JSON file holding an array of token-id arrays.")
+    var idsFile: String?
+
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        guard (ids == nil) != (idsFile == nil) else { throw ValidationError("give exactly one of --ids and --ids-file") }
+    }
+
+    struct Line: Encodable {
+        let loss: Double?
+        let tokens: Int
+        let argmax: [Int32]
+    }
+
+    func run() throws {
+        let sequences = try readSequences()
+        let model = try OPTModel.load(directory: self.model)
+        let batch = try model.makeBatch(sequences)
+        let runner = try ResidentRunner(model: model, backend: try CPUBackend(threads: compute.threads))
+        let result = try runner.forward(batch, outputs: .argmax)
+        for b in 0..<batch.batchSize {
+            let (loss, targets) = result.sequenceLoss(b)
+            let argmax = Array(result.argmax![b * batch.tokens..<b * batch.tokens + batch.lengths[b]])
+            try printJSONLine(Line(loss: loss.isNaN ? nil : loss, tokens: targets, argmax: argmax))
+        }
+    }
+
+    private func readSequences() throws -> [[Int]] {
+        if let ids {
+            let parts = ids.split(separator: ",", omittingEmptySubsequences: false)
+            return [try parts.map { part in
+                guard let id = Int(part.filter { $0 != " " }) else {
+                    throw ValidationError("--ids: '\(part)' is not an integer token id")
+                }
+                return id
+            }]
+        }
+        let path = idsFile!
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("--ids-file: cannot read \(path)")
+        }
+        do {
+            return try JSONDecoder().decode([[Int]].self, from: data)
+        } catch {
+            throw ValidationError("--ids-file: \(path) is not a JSON array of token-id arrays")
+        }
+    }
+}
