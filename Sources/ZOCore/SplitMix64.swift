@@ -1,6 +1,6 @@
 /// SplitMix64 (Steele et al.): a tiny seeded generator for initial weights and benchmark
 /// inputs. Not for perturbations (those use a counter-based generator).
-public struct SplitMix64: Sendable {
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     public var state: UInt64
 
     public init(seed: UInt64) { state = seed }

@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+import ZOFormats
+
+/// `zotune loss` end to end: output format, parity with the fixture, and bad input giving a
+/// message and exit status 1, never a signal.
+@Suite struct CLITests {
+    struct Line: Decodable {
+        let loss: Double?
+        let tokens: Int
+        let argmax: [Int]
+    }
+
+    /// The fixture's first sequence (unpadded) as token ids.
+    static func firstSequence(_ directory: String) throws -> [Int] {
+        let reference = try SafetensorsFile(path: directory + "/expected.safetensors")
+        let ids = try reference.rawBytes("ids").bindMemory(to: Int64.self)
+        let expected = try OPTExpectation.load(directory)
+        return (0..<expected.lengths[0]).map { Int(ids[$0]) }
+    }
+
+    @Test func lossPrintsOneJSONLineMatchingTheReference() throws {
+        let directory = Fixtures.opt("opt-odd-heads-f16")
+        let ids = try Self.firstSequence(directory)
+        let outcome = try CLI.run(["loss", "--model", directory, "--ids", ids.map(String.init).joined(separator: ","), "--threads", "2"])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        let lines = outcome.stdout.split(separator: "\n")
+        #expect(lines.count == 1)
+        let line = try JSONDecoder().decode(Line.self, from: Data(lines[0].utf8))
+        let expected = try OPTExpectation.load(directory).sequence_losses[0]
+        #expect(abs(line.loss! - expected) <= 1e-5 * expected)
+        #expect(line.tokens == ids.count - 1)
+        #expect(line.argmax.count == ids.count)
+    }
+
+    @Test func idsFilePrintsOneLinePerSequence() throws {
+        let directory = Fixtures.opt("opt-tiny-f32")
+        let temp = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: temp) }
+        let first = try Self.firstSequence(directory)
+        try Data("[\(first), [3, 4, 5], [9]]".utf8).write(to: URL(fileURLWithPath: temp + "/ids.json"))
+        let outcome = try CLI.run(["loss", "--model", directory, "--ids-file", temp + "/ids.json"])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        let lines = try outcome.stdout.split(separator: "\n").map { try JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
+        #expect(lines.map(\.tokens) == [first.count - 1, 2, 0])
+        #expect(lines[2].loss == nil)  // one token: nothing to predict
+        let expected = try OPTExpectation.load(directory).sequence_losses[0]
+        #expect(abs(lines[0].loss! - expected) <= 1e-5 * expected)
+    }
+
+    @Test(arguments: [
+        (["loss", "--model", "/nonexistent/model", "--ids", "1,2"], "config.json"),
+        (["loss", "--model", Fixtures.opt("opt-tiny-f32"), "--ids", "1,2,101"], "outside the vocabulary"),
+        (["loss", "--model", Fixtures.opt("opt-tiny-f32"), "--ids", "1,x"], "not an integer"),
+        (["loss", "--model", Fixtures.opt("opt-tiny-f32"), "--ids", Array(repeating: "5", count: 25).joined(separator: ",")], "positions table"),
+        (["loss", "--model", Fixtures.opt("opt-tiny-f32"), "--ids-file", "/nonexistent/ids.json"], "ids.json"),
+        (["loss", "--model", Fixtures.opt("opt-tiny-f32")], "exactly one of"),
+        (["bench", "forward", "--shape", "opt-9z"], "unknown shape"),
+    ])
+    func badInputExitsWithAMessage(arguments: [String], message: String) throws {
+        let outcome = try CLI.run(arguments)
+        #expect(!outcome.signaled)
+        #expect(outcome.status != 0)
+        #expect(outcome.stderr.contains(message), "stderr: \(outcome.stderr)")
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import Testing
+import ZOModels
+
+/// Model folders that are wrong in the ways users get them wrong: each load fails with an
+/// error naming the file and tensor.
+@Suite struct ModelInputTests {
+    /// Copies a fixture to a temporary folder and lets `edit` damage it.
+    func damaged(_ edit: (String) throws -> Void) throws -> (String, Result<OPTModel, ModelError>) {
+        let directory = try Fixtures.temporaryDirectory()
+        for file in try FileManager.default.contentsOfDirectory(atPath: Fixtures.opt("opt-tiny-f32")) {
+            try FileManager.default.copyItem(atPath: Fixtures.opt("opt-tiny-f32") + "/" + file, toPath: directory + "/" + file)
+        }
+        try edit(directory)
+        return (directory, Result { () throws(ModelError) in try OPTModel.load(directory: directory) })
+    }
+
+    func editConfig(_ directory: String, _ change: (inout [String: Any]) -> Void) throws {
+        let url = URL(fileURLWithPath: directory + "/config.json")
+        var object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        change(&object)
+        try JSONSerialization.data(withJSONObject: object).write(to: url)
+    }
+
+    @Test func shapeDisagreeingWithConfigNamesTheTensor() throws {
+        let (directory, result) = try damaged { try editConfig($0) { $0["ffn_dim"] = 65 } }
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        guard case .failure(let error) = result else { Issue.record("loaded"); return }
+        #expect(error.description.contains("model.decoder.layers.0.fc1.weight"), "\(error)")
+        #expect(error.description.contains("[65, 32]"))
+    }
+
+    @Test func missingTensorIsNamed() throws {
+        // enable_bias false in the config but the layout differs: ask for a tensor the file lacks.
+        let (directory, result) = try damaged { try editConfig($0) { $0["num_hidden_layers"] = 3 } }
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        guard case .failure(let error) = result else { Issue.record("loaded"); return }
+        #expect(error.description.contains("model.decoder.layers.2."), "\(error)")
+        #expect(error.description.contains("missing"))
+    }
+
+    @Test func malformedAndUnsupportedConfigs() throws {
+        let (d1, r1) = try damaged { try Data("{not json".utf8).write(to: URL(fileURLWithPath: $0 + "/config.json")) }
+        defer { try? FileManager.default.removeItem(atPath: d1) }
+        guard case .failure(let e1) = r1 else { Issue.record("loaded"); return }
+        #expect(e1.description.contains("config.json"))
+
+        let (d2, r2) = try damaged { try editConfig($0) { $0["activation_function"] = "swish" } }
+        defer { try? FileManager.default.removeItem(atPath: d2) }
+        guard case .failure(let e2) = r2 else { Issue.record("loaded"); return }
+        #expect(e2.description.contains("activation_function"))
+
+        let (d3, r3) = try damaged { try editConfig($0) { $0["num_attention_heads"] = 5 } }
+        defer { try? FileManager.default.removeItem(atPath: d3) }
+        guard case .failure(let e3) = r3 else { Issue.record("loaded"); return }
+        #expect(e3.description.contains("not divisible"))
+    }
+
+    @Test func wrongDtypeIsNamed() throws {
+        // Rewrite the weights with one tensor stored as I32.
+        let (directory, result) = try damaged { directory in
+            let path = directory + "/model.safetensors"
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            let headerLength = Int(bytes.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            var header = String(decoding: bytes[8..<8 + headerLength], as: UTF8.self)
+            let target = "\"model.decoder.embed_positions.weight\":{\"dtype\":\"F32\""
+            #expect(header.contains(target))
+            header = header.replacingOccurrences(of: target, with: "\"model.decoder.embed_positions.weight\":{\"dtype\":\"I32\"")
+            bytes.replaceSubrange(8..<8 + headerLength, with: Data(header.utf8))
+            try bytes.write(to: URL(fileURLWithPath: path))
+        }
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        guard case .failure(let error) = result else { Issue.record("loaded"); return }
+        #expect(error.description.contains("embed_positions.weight") && error.description.contains("I32"), "\(error)")
+    }
+}
