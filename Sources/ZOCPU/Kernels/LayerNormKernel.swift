@@ -46,7 +46,7 @@ func biasActivationRow(_ out: UnsafeMutablePointer<Float>, _ bias: UnsafePointer
     while i + 8 <= count {
         var v = load8(out + i)
         if let bias { v += load8(bias + i) }
-        if relu { v = pointwiseMax(v, zero) }
+        if relu { v = max8(v, zero) }
         store8(v, out + i)
         i += 8
     }

@@ -16,10 +16,15 @@ func store8(_ v: F8, _ p: UnsafeMutablePointer<Float>) {
 /// e^x for 8 lanes: Cody-Waite range reduction x = n·ln2 + r, a degree-6 polynomial for
 /// e^r on |r| ≤ ln2/2 (Cephes' expf coefficients), then scaling by 2^n through the exponent
 /// bits. Relative error ≤ 2 ulp on [-87.3, 88.7]; inputs below are flushed to ~0.
+/// Rounding to an integer uses the 1.5·2^23 trick so everything stays in vector registers.
 @inline(__always)
 func exp8(_ input: F8) -> F8 {
-    let x = input.clamped(lowerBound: F8(repeating: -87.3), upperBound: F8(repeating: 88.7))
-    let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
+    let low = F8(repeating: -87.3), high = F8(repeating: 88.7)
+    var x = input.replacing(with: low, where: input .< low)
+    x.replace(with: high, where: x .> high)
+    let magic = F8(repeating: 12_582_912)  // 1.5 · 2^23
+    let shifted = x * 1.442_695_04 + magic
+    let n = shifted - magic                 // round(x · log2 e)
     var r = x - n * 0.693_359_375
     r = r + n * 2.121_944_4e-4
     var p = F8(repeating: 1.987_569_150_0e-4)
@@ -29,8 +34,15 @@ func exp8(_ input: F8) -> F8 {
     p = p * r + 1.666_666_545_9e-1
     p = p * r + 5.000_000_120_1e-1
     let y = p * r * r + r + 1
-    let exponent = SIMD8<Int32>(truncatingIfNeeded: SIMD8<Int32>(n) &+ 127) &<< 23
-    return y * unsafeBitCast(exponent, to: F8.self)
+    // The low mantissa bits of `shifted` hold n; move n + 127 into the exponent field.
+    let bits = unsafeBitCast(shifted, to: SIMD8<UInt32>.self) &- 0x4B40_0000 &+ 127
+    return y * unsafeBitCast(bits &<< 23, to: F8.self)
+}
+
+/// Lane-wise maximum (a blend, which `pointwiseMax` does not always become).
+@inline(__always)
+func max8(_ a: F8, _ b: F8) -> F8 {
+    a.replacing(with: b, where: b .> a)
 }
 
 /// Scalar e^x with the same algorithm as `exp8`, for tails.
@@ -48,7 +60,7 @@ func maxElement(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
         var m = load8(p)
         i = 8
         while i + 8 <= count {
-            m = pointwiseMax(m, load8(p + i))
+            m = max8(m, load8(p + i))
             i += 8
         }
         best = m.max()

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""PyTorch reference for `zotune bench forward`: Hugging Face's OPTForCausalLM forward pass
+(logits and loss, fp32, no grad) on a named shape with random weights.
+
+    python3 bench/pytorch_forward.py --shape opt-125m --batch 4 --seq 128 --threads 2
+Prints one JSON line with the median seconds per forward and tokens/s.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from transformers import OPTConfig, OPTForCausalLM
+
+SHAPES = {
+    "opt-125m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12),
+    "opt-350m": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, word_embed_proj_dim=512,
+                     do_layer_norm_before=False),
+    "opt-1.3b": dict(hidden_size=2048, num_hidden_layers=24, num_attention_heads=32),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shape", default="opt-125m", choices=sorted(SHAPES))
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=5)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    overrides = SHAPES[args.shape]
+    config = OPTConfig(**overrides, ffn_dim=4 * overrides["hidden_size"], vocab_size=50272)
+    model = OPTForCausalLM(config).eval()
+    ids = torch.randint(0, config.vocab_size, (args.batch, args.seq))
+    with torch.no_grad():
+        model(input_ids=ids, labels=ids)  # warm-up
+        times = []
+        for _ in range(args.iterations):
+            start = time.perf_counter()
+            loss = model(input_ids=ids, labels=ids).loss.item()
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    print(json.dumps({"bench": "forward", "implementation": "pytorch", "torch": torch.__version__,
+                      "attention": model.config._attn_implementation, "shape": args.shape,
+                      "threads": args.threads, "batch": args.batch, "seq": args.seq, "iterations": args.iterations,
+                      "seconds_median": median, "seconds_min": min(times),
+                      "tokens_per_s": args.batch * args.seq / median, "loss": loss}))
+
+
+if __name__ == "__main__":
+    main()

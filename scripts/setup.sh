@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what ZOTune needs to build on a fresh Debian/Ubuntu machine (idempotent):
+# OpenBLAS (headers, library, pkg-config file).
+set -euo pipefail
+
+need=()
+pkg-config --exists openblas 2>/dev/null || need+=(libopenblas-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+
+if ((${#need[@]})); then
+    echo "setup: installing ${need[*]}" >&2
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi

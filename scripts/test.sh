@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the whole test suite, in debug (with runtime checks) and in release (the SIMD code
+# paths users run), installing build dependencies first when needed.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+scripts/setup.sh
+swift build --build-tests
+swift test --skip-build
+swift build -c release --build-tests
+swift test -c release --skip-build
