@@ -4,7 +4,7 @@ import PackageDescription
 /// Release builds target Haswell (AVX2 + FMA) so that SIMD8<Float> arithmetic becomes vector
 /// instructions instead of per-lane libm calls (see SWIFT-NOTES.md).
 let simdFlags: [SwiftSetting] = [
-    .unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-target-cpu", "haswell"], .when(platforms: [.linux], configuration: .release)),
+    .unsafeFlags(["-target-cpu", "haswell"], .when(platforms: [.linux], configuration: .release)),
 ]
 
 let package = Package(
