@@ -6,6 +6,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 swift build --build-tests
-swift test --skip-build
+swift test --skip-build --disable-xctest
 swift build -c release --build-tests
-swift test -c release --skip-build
+swift test -c release --skip-build --disable-xctest
