@@ -17,6 +17,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     private let mappedBytes: Int
     private let engine = StreamEngine()
     private let parallel: Parallel
+    /// Per-operation timings, off by default (`profile.isEnabled = true` to collect).
+    public let profile = OpProfile()
 
     /// A CPU backend with a device arena of `budget` bytes (default: the machine's physical
     /// memory) and `threads` compute threads (default: all online cores).
@@ -93,17 +95,19 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func gatherRows(table: DeviceBuffer, width: Int, indices: DeviceBuffer, count: Int,
                            out: DeviceBuffer, accumulate: Bool) {
-        let table = UncheckedSendable(pointer(table))
-        let indices = UncheckedSendable(pointer(indices, as: Int32.self))
-        let out = UncheckedSendable(pointer(out))
-        parallel.forRanges(count, grain: 16) { rows in
-            for n in rows {
-                let source = table.value + Int(indices.value[n]) * width
-                let target = out.value + n * width
-                if accumulate {
-                    axpy(1, source, target, width)
-                } else {
-                    target.update(from: source, count: width)
+        profile.measure("gatherRows") {
+            let table = UncheckedSendable(pointer(table))
+            let indices = UncheckedSendable(pointer(indices, as: Int32.self))
+            let out = UncheckedSendable(pointer(out))
+            parallel.forRanges(count, grain: 16) { rows in
+                for n in rows {
+                    let source = table.value + Int(indices.value[n]) * width
+                    let target = out.value + n * width
+                    if accumulate {
+                        axpy(1, source, target, width)
+                    } else {
+                        target.update(from: source, count: width)
+                    }
                 }
             }
         }
@@ -113,68 +117,81 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                        m: Int, n: Int, k: Int, activation: Activation, accumulate: Bool) {
         precondition(!accumulate || activation == .none, "accumulate fuses a residual add; no activation after it")
         let y = pointer(out)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                    1, pointer(x), Int32(k), pointer(weight), Int32(k), accumulate ? 1 : 0, y, Int32(n))
+        profile.measure("gemm") {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
+                        1, pointer(x), Int32(k), pointer(weight), Int32(k), accumulate ? 1 : 0, y, Int32(n))
+        }
         let relu = activation == .relu
         guard bias != nil || relu else { return }
-        let target = UncheckedSendable(y)
-        let biasPointer = UncheckedSendable(bias.map { UnsafePointer(pointer($0)) })
-        parallel.forRanges(m, grain: max(1, 16_384 / max(n, 1))) { rows in
-            for row in rows {
-                biasActivationRow(target.value + row * n, biasPointer.value, n, relu: relu)
+        profile.measure("bias_activation") {
+            let target = UncheckedSendable(y)
+            let biasPointer = UncheckedSendable(bias.map { UnsafePointer(pointer($0)) })
+            parallel.forRanges(m, grain: max(1, 16_384 / max(n, 1))) { rows in
+                for row in rows {
+                    biasActivationRow(target.value + row * n, biasPointer.value, n, relu: relu)
+                }
             }
         }
     }
 
     public func layerNorm(x: DeviceBuffer, weight: DeviceBuffer?, bias: DeviceBuffer?, out: DeviceBuffer,
                           rows: Int, channels: Int, eps: Float) {
-        let x = UncheckedSendable(UnsafePointer(pointer(x)))
-        let out = UncheckedSendable(pointer(out))
-        let weight = UncheckedSendable(weight.map { UnsafePointer(pointer($0)) })
-        let bias = UncheckedSendable(bias.map { UnsafePointer(pointer($0)) })
-        parallel.forRanges(rows, grain: max(1, 16_384 / max(channels, 1))) { range in
-            for row in range {
-                layerNormRow(x.value + row * channels, weight.value, bias.value, out.value + row * channels, channels, eps)
+        profile.measure("layerNorm") {
+            let x = UncheckedSendable(UnsafePointer(pointer(x)))
+            let out = UncheckedSendable(pointer(out))
+            let weight = UncheckedSendable(weight.map { UnsafePointer(pointer($0)) })
+            let bias = UncheckedSendable(bias.map { UnsafePointer(pointer($0)) })
+            parallel.forRanges(rows, grain: max(1, 16_384 / max(channels, 1))) { range in
+                for row in range {
+                    layerNormRow(x.value + row * channels, weight.value, bias.value, out.value + row * channels, channels, eps)
+                }
             }
         }
     }
 
     public func attention(qkv: DeviceBuffer, keyMask: DeviceBuffer, out: DeviceBuffer,
                           batch: Int, tokens: Int, heads: Int, headSize: Int, scale: Float) {
-        let channels = heads * headSize
-        let qkv = UncheckedSendable(UnsafePointer(pointer(qkv)))
-        let mask = UncheckedSendable(UnsafePointer(pointer(keyMask, as: Int32.self)))
-        let out = UncheckedSendable(pointer(out))
-        parallel.forRanges(batch * heads) { pairs in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens) { scores in
-                for pair in pairs {
-                    let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
-                    attentionHead(qkv: qkv.value + b * tokens * 3 * channels, keyMask: mask.value + b * tokens,
-                                  out: out.value + b * tokens * channels, scores: scores.baseAddress!,
-                                  tokens: tokens, channels: channels, head: h, headSize: headSize, scale: scale)
+        profile.measure("attention") {
+            let channels = heads * headSize
+            let qkv = UncheckedSendable(UnsafePointer(pointer(qkv)))
+            let mask = UncheckedSendable(UnsafePointer(pointer(keyMask, as: Int32.self)))
+            let out = UncheckedSendable(pointer(out))
+            parallel.forRanges(batch * heads) { pairs in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: AttentionScratch.count(tokens: tokens, headSize: headSize)) { buffer in
+                    let scratch = AttentionScratch(buffer.baseAddress!, tokens: tokens, headSize: headSize)
+                    for pair in pairs {
+                        let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
+                        attentionHead(qkv: qkv.value + b * tokens * 3 * channels, keyMask: mask.value + b * tokens,
+                                      out: out.value + b * tokens * channels, scratch: scratch,
+                                      tokens: tokens, channels: channels, head: h, headSize: headSize, scale: scale)
+                    }
                 }
             }
         }
     }
 
     public func crossEntropy(logits: DeviceBuffer, targets: DeviceBuffer, losses: DeviceBuffer, rows: Int, vocab: Int) {
-        let logits = UncheckedSendable(UnsafePointer(pointer(logits)))
-        let targets = UncheckedSendable(UnsafePointer(pointer(targets, as: Int32.self)))
-        let losses = UncheckedSendable(pointer(losses))
-        parallel.forRanges(rows) { range in
-            for row in range {
-                let target = Int(targets.value[row])
-                losses.value[row] = target < 0 ? 0 : crossEntropyRow(logits.value + row * vocab, vocab, target)
+        profile.measure("crossEntropy") {
+            let logits = UncheckedSendable(UnsafePointer(pointer(logits)))
+            let targets = UncheckedSendable(UnsafePointer(pointer(targets, as: Int32.self)))
+            let losses = UncheckedSendable(pointer(losses))
+            parallel.forRanges(rows) { range in
+                for row in range {
+                    let target = Int(targets.value[row])
+                    losses.value[row] = target < 0 ? 0 : crossEntropyRow(logits.value + row * vocab, vocab, target)
+                }
             }
         }
     }
 
     public func argmax(logits: DeviceBuffer, out: DeviceBuffer, rows: Int, vocab: Int) {
-        let logits = UncheckedSendable(UnsafePointer(pointer(logits)))
-        let out = UncheckedSendable(pointer(out, as: Int32.self))
-        parallel.forRanges(rows) { range in
-            for row in range {
-                out.value[row] = Int32(argmaxRow(logits.value + row * vocab, vocab))
+        profile.measure("argmax") {
+            let logits = UncheckedSendable(UnsafePointer(pointer(logits)))
+            let out = UncheckedSendable(pointer(out, as: Int32.self))
+            parallel.forRanges(rows) { range in
+                for row in range {
+                    out.value[row] = Int32(argmaxRow(logits.value + row * vocab, vocab))
+                }
             }
         }
     }

@@ -53,6 +53,10 @@ struct BenchForward: ParsableCommand {
         let gflop_per_forward: Double
         let effective_gflops: Double
         let loss: Double
+        /// Seconds per forward spent in each backend operation (median-run average).
+        let seconds_by_op: [String: Double]
+        /// sgemm's own rate: the matrix FLOPs over the time in "gemm".
+        let gemm_gflops: Double
     }
 
     func run() throws {
@@ -69,6 +73,7 @@ struct BenchForward: ParsableCommand {
         let tokens = try model.makeBatch(sequences)
 
         var loss = try runner.forward(tokens).meanLoss  // warm-up
+        backend.profile.isEnabled = true
         var times: [Double] = []
         for _ in 0..<iterations {
             let start = monotonicSeconds()
@@ -77,28 +82,24 @@ struct BenchForward: ParsableCommand {
         }
         times.sort()
         let median = times[times.count / 2]
+        let profile = backend.profile.take().mapValues { $0.seconds / Double(iterations) }
         let flops = forwardFLOPs(config, batch: batch, seq: seq)
         try printJSONLine(Report(shape: shape, backend: backend.name, threads: backend.threads, batch: batch, seq: seq,
                                  parameters: model.parameterCount, iterations: iterations,
                                  seconds_median: median, seconds_min: times[0],
-                                 tokens_per_s: Double(batch * seq) / median, gflop_per_forward: flops / 1e9,
-                                 effective_gflops: flops / median / 1e9, loss: loss))
+                                 tokens_per_s: Double(batch * seq) / median, gflop_per_forward: flops.total / 1e9,
+                                 effective_gflops: flops.total / median / 1e9, loss: loss, seconds_by_op: profile,
+                                 gemm_gflops: flops.matrices / (profile["gemm"] ?? .nan) / 1e9))
     }
 }
 
 /// Multiply-adds ×2 of one forward pass: every weight matrix (blocks, projections, LM head)
 /// once per token, plus causal attention (QKᵀ and PV over the T(T+1)/2 visible pairs).
-func forwardFLOPs(_ config: OPTConfig, batch: Int, seq: Int) -> Double {
+func forwardFLOPs(_ config: OPTConfig, batch: Int, seq: Int) -> (matrices: Double, total: Double) {
     let c = Double(config.hiddenSize), f = Double(config.ffnDim), d = Double(config.embedDim)
     let v = Double(config.vocabSize), layers = Double(config.numHiddenLayers)
     let tokens = Double(batch * seq)
     let perTokenMatrices = layers * (4 * c * c + 2 * c * f) + v * d + (d != c ? 2 * c * d : 0)
     let attention = layers * Double(batch) * 2 * Double(seq) * Double(seq + 1) * c
-    return 2 * perTokenMatrices * tokens + attention
-}
-
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
+    return (2 * perTokenMatrices * tokens, 2 * perTokenMatrices * tokens + attention)
 }

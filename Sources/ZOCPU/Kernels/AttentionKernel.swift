@@ -1,52 +1,116 @@
 /// Causal, key-masked attention for one (batch row b, head h) pair.
 ///
 /// qkv: [T, 3C] for this batch row (q at column h·HS, k at C + h·HS, v at 2C + h·HS);
-/// keyMask: Int32 [T]; out: [T, C] for this batch row, written at column h·HS;
-/// scores: scratch of T floats. Query t attends to keys s ≤ t with keyMask[s] ≠ 0; a query
-/// with no such key gets zeros.
+/// keyMask: Int32 [T]; out: [T, C] for this batch row, written at column h·HS.
+/// Query t attends to keys s ≤ t with keyMask[s] ≠ 0; a query with no such key gets zeros.
+///
+/// The head's keys are packed transposed (Kᵀ [HS, T8]) and its values padded (V [T8, HS8]),
+/// T8 and HS8 rounded up to 8, so that both products run as 8-wide FMAs with independent
+/// accumulators and no horizontal sums.
+struct AttentionScratch {
+    let tokens8: Int, headSize8: Int
+    let keys: UnsafeMutablePointer<Float>    // [HS, T8]
+    let values: UnsafeMutablePointer<Float>  // [T8, HS8]
+    let scores: UnsafeMutablePointer<Float>  // [T8]
+    let query: UnsafeMutablePointer<Float>   // [HS]
+
+    /// Floats needed for `tokens` and `headSize`.
+    static func count(tokens: Int, headSize: Int) -> Int {
+        let t8 = (tokens + 7) & ~7, hs8 = (headSize + 7) & ~7
+        return headSize * t8 + t8 * hs8 + t8 + headSize
+    }
+
+    init(_ base: UnsafeMutablePointer<Float>, tokens: Int, headSize: Int) {
+        tokens8 = (tokens + 7) & ~7
+        headSize8 = (headSize + 7) & ~7
+        keys = base
+        values = keys + headSize * tokens8
+        scores = values + tokens8 * headSize8
+        query = scores + tokens8
+    }
+}
+
 func attentionHead(qkv: UnsafePointer<Float>, keyMask: UnsafePointer<Int32>, out: UnsafeMutablePointer<Float>,
-                   scores: UnsafeMutablePointer<Float>, tokens: Int, channels: Int, head: Int, headSize: Int,
-                   scale: Float) {
+                   scratch: AttentionScratch, tokens: Int, channels: Int, head: Int, headSize: Int, scale: Float) {
     let stride = 3 * channels
-    let qBase = qkv + head * headSize
-    let kBase = qkv + channels + head * headSize
-    let vBase = qkv + 2 * channels + head * headSize
+    let t8 = scratch.tokens8, hs8 = scratch.headSize8
+    let keys = scratch.keys, values = scratch.values, scores = scratch.scores, query = scratch.query
+
+    // Pack Kᵀ and V for this head, zero-padded.
+    keys.update(repeating: 0, count: headSize * t8)
+    values.update(repeating: 0, count: t8 * hs8)
+    for s in 0..<tokens {
+        let k = qkv + s * stride + channels + head * headSize
+        for d in 0..<headSize { keys[d * t8 + s] = k[d] }
+        (values + s * hs8).update(from: qkv + s * stride + 2 * channels + head * headSize, count: headSize)
+    }
+
     for t in 0..<tokens {
-        let q = qBase + t * stride
-        let o = out + t * channels + head * headSize
-        var best = -Float.infinity
-        for s in 0...t {
-            if keyMask[s] != 0 {
-                let score = dot(q, kBase + s * stride, headSize) * scale
-                scores[s] = score
-                best = max(best, score)
-            } else {
-                scores[s] = -.infinity
+        let q = qkv + t * stride + head * headSize
+        for d in 0..<headSize { query[d] = q[d] * scale }
+        let blocks = (t + 8) / 8  // key blocks covering 0...t
+
+        // scores[s] = q · k_s, four blocks of 8 keys at a time.
+        var block = 0
+        while block + 4 <= blocks {
+            var a0 = F8(), a1 = F8(), a2 = F8(), a3 = F8()
+            let base = keys + block * 8
+            for d in 0..<headSize {
+                let qd = F8(repeating: query[d])
+                let row = base + d * t8
+                a0.addProduct(qd, load8(row)); a1.addProduct(qd, load8(row + 8))
+                a2.addProduct(qd, load8(row + 16)); a3.addProduct(qd, load8(row + 24))
             }
+            store8(a0, scores + block * 8); store8(a1, scores + block * 8 + 8)
+            store8(a2, scores + block * 8 + 16); store8(a3, scores + block * 8 + 24)
+            block += 4
         }
-        o.update(repeating: 0, count: headSize)
-        guard best > -.infinity else { continue }
-        // Softmax numerators, vectorized over the key positions.
-        let n = t + 1
-        let vbest = F8(repeating: best)
+        while block < blocks {
+            var a = F8()
+            for d in 0..<headSize { a.addProduct(F8(repeating: query[d]), load8(keys + d * t8 + block * 8)) }
+            store8(a, scores + block * 8)
+            block += 1
+        }
+
+        // Mask future and padded keys, then softmax numerators (masked ones exactly 0).
+        var best = -Float.infinity
+        for s in 0..<blocks * 8 {
+            if s > t || keyMask[s] == 0 { scores[s] = -.infinity } else { best = max(best, scores[s]) }
+        }
+        let o = out + t * channels + head * headSize
+        guard best > -.infinity else {
+            o.update(repeating: 0, count: headSize)
+            continue
+        }
+        let vbest = F8(repeating: best), negativeInfinity = F8(repeating: -.infinity)
         var total = F8()
-        var s = 0
-        while s + 8 <= n {
-            let e = exp8(load8(scores + s) - vbest)
-            store8(e, scores + s)
+        for block in 0..<blocks {
+            let x = load8(scores + block * 8)
+            let e = exp8(x - vbest).replacing(with: 0, where: x .== negativeInfinity)
+            store8(e, scores + block * 8)
             total += e
-            s += 8
         }
-        var sum = total.sum()
-        while s < n {
-            let e = scores[s] == -.infinity ? 0 : exp1(scores[s] - best)
-            scores[s] = e
-            sum += e
-            s += 1
-        }
-        let inverse = 1 / sum
-        for s in 0..<n where keyMask[s] != 0 {
-            axpy(scores[s] * inverse, vBase + s * stride, o, headSize)
+        let inverse = 1 / total.sum()
+
+        // out = Σ_s p_s · v_s / Σ p, eight channels at a time, four keys per step.
+        let n = t + 1
+        for d0 in Swift.stride(from: 0, to: hs8, by: 8) {
+            var a0 = F8(), a1 = F8(), a2 = F8(), a3 = F8()
+            var s = 0
+            while s + 4 <= n {
+                let v = values + s * hs8 + d0
+                a0.addProduct(F8(repeating: scores[s]), load8(v))
+                a1.addProduct(F8(repeating: scores[s + 1]), load8(v + hs8))
+                a2.addProduct(F8(repeating: scores[s + 2]), load8(v + 2 * hs8))
+                a3.addProduct(F8(repeating: scores[s + 3]), load8(v + 3 * hs8))
+                s += 4
+            }
+            while s < n {
+                a0.addProduct(F8(repeating: scores[s]), load8(values + s * hs8 + d0))
+                s += 1
+            }
+            let result = (a0 + a1 + a2 + a3) * inverse
+            for lane in 0..<min(8, headSize - d0) { o[d0 + lane] = result[lane] }
         }
     }
 }
