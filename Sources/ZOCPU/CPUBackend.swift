@@ -149,21 +149,79 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
     }
 
-    public func attention(qkv: DeviceBuffer, keyMask: DeviceBuffer, out: DeviceBuffer,
-                          batch: Int, tokens: Int, heads: Int, headSize: Int, scale: Float) {
+    public func rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, out: DeviceBuffer, rows: Int, channels: Int, eps: Float) {
+        profile.measure("rmsNorm") {
+            let x = UncheckedSendable(UnsafePointer(pointer(x)))
+            let weight = UncheckedSendable(UnsafePointer(pointer(weight)))
+            let out = UncheckedSendable(pointer(out))
+            parallel.forRanges(rows, grain: max(1, 16_384 / max(channels, 1))) { range in
+                for row in range {
+                    rmsNormRow(x.value + row * channels, weight.value, out.value + row * channels, channels, eps)
+                }
+            }
+        }
+    }
+
+    public func rotary(x: DeviceBuffer, positions: DeviceBuffer, table: DeviceBuffer, rows: Int, heads: Int, headSize: Int,
+                       rowStride: Int) {
+        profile.measure("rotary") {
+            let x = UncheckedSendable(pointer(x))
+            let positions = UncheckedSendable(UnsafePointer(pointer(positions, as: Int32.self)))
+            let table = UncheckedSendable(UnsafePointer(pointer(table)))
+            parallel.forRanges(rows, grain: 16) { range in
+                for row in range {
+                    let angles = table.value + Int(positions.value[row]) * headSize
+                    for head in 0..<heads {
+                        rotateHalf(x.value + row * rowStride + head * headSize, cos: angles, sin: angles + headSize / 2,
+                                   half: headSize / 2)
+                    }
+                }
+            }
+        }
+    }
+
+    public func swiglu(gateUp: DeviceBuffer, out: DeviceBuffer, rows: Int, width: Int) {
+        profile.measure("swiglu") {
+            let gateUp = UncheckedSendable(UnsafePointer(pointer(gateUp)))
+            let out = UncheckedSendable(pointer(out))
+            parallel.forRanges(rows, grain: max(1, 16_384 / max(width, 1))) { range in
+                for row in range {
+                    swigluRow(gateUp.value + row * 2 * width, out.value + row * width, width)
+                }
+            }
+        }
+    }
+
+    public func copyRows(source: DeviceBuffer, sourceStride: Int, destination: DeviceBuffer, destinationStride: Int,
+                         rows: Int, width: Int) {
+        profile.measure("copyRows") {
+            let source = pointer(source), destination = pointer(destination)
+            for row in 0..<rows {
+                (destination + row * destinationStride).update(from: source + row * sourceStride, count: width)
+            }
+        }
+    }
+
+    public func attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, keyMask: DeviceBuffer, out: DeviceBuffer,
+                          shape: AttentionShape) {
         profile.measure("attention") {
-            let channels = heads * headSize
-            let qkv = UncheckedSendable(UnsafePointer(pointer(qkv)))
+            let q = UncheckedSendable(UnsafePointer(pointer(q)))
+            let k = UncheckedSendable(UnsafePointer(pointer(k)))
+            let v = UncheckedSendable(UnsafePointer(pointer(v)))
             let mask = UncheckedSendable(UnsafePointer(pointer(keyMask, as: Int32.self)))
             let out = UncheckedSendable(pointer(out))
-            parallel.forRanges(batch * heads) { pairs in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: AttentionScratch.count(tokens: tokens, headSize: headSize)) { buffer in
-                    let scratch = AttentionScratch(buffer.baseAddress!, tokens: tokens, headSize: headSize)
+            let scratchCount = AttentionScratch.count(tokens: shape.keys, headSize: shape.headSize)
+            parallel.forRanges(shape.batch * shape.heads) { pairs in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: scratchCount) { buffer in
+                    let scratch = AttentionScratch(buffer.baseAddress!, tokens: shape.keys, headSize: shape.headSize)
                     for pair in pairs {
-                        let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
-                        attentionHead(qkv: qkv.value + b * tokens * 3 * channels, keyMask: mask.value + b * tokens,
-                                      out: out.value + b * tokens * channels, scratch: scratch,
-                                      tokens: tokens, channels: channels, head: h, headSize: headSize, scale: scale)
+                        let (b, h) = pair.quotientAndRemainder(dividingBy: shape.heads)
+                        attentionHead(q: q.value + b * shape.queries * shape.queryStride,
+                                      k: k.value + b * shape.capacity * shape.kvStride,
+                                      v: v.value + b * shape.capacity * shape.kvStride,
+                                      keyMask: mask.value + b * shape.capacity,
+                                      out: out.value + b * shape.queries * shape.heads * shape.headSize,
+                                      scratch: scratch, head: h, shape: shape)
                     }
                 }
             }

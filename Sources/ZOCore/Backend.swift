@@ -18,6 +18,50 @@ public enum Activation: String, Sendable, Codable {
     case relu
 }
 
+/// The geometry of an `attention` call (see `Backend.attention`).
+public struct AttentionShape: Sendable, Equatable {
+    /// B.
+    public var batch: Int
+    /// Tq: new tokens per sequence.
+    public var queries: Int
+    /// Tk: visible keys per sequence (earlier tokens plus the new ones), ≤ `capacity`.
+    public var keys: Int
+    /// Rows per sequence in the k, v and mask buffers.
+    public var capacity: Int
+    /// NH query heads and NKV key/value heads (NKV divides NH).
+    public var heads: Int
+    public var kvHeads: Int
+    /// HS.
+    public var headSize: Int
+    /// Floats from one q row to the next, and from one k (or v) row to the next.
+    public var queryStride: Int
+    public var kvStride: Int
+    /// Score scale, usually 1/√HS.
+    public var scale: Float
+
+    public init(batch: Int, queries: Int, keys: Int, capacity: Int, heads: Int, kvHeads: Int, headSize: Int,
+                queryStride: Int, kvStride: Int, scale: Float) {
+        self.batch = batch
+        self.queries = queries
+        self.keys = keys
+        self.capacity = capacity
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headSize = headSize
+        self.queryStride = queryStride
+        self.kvStride = kvStride
+        self.scale = scale
+    }
+
+    /// Self-attention over a fused [B, T, (NH + 2·NKV)·HS] q|k|v buffer, no earlier tokens.
+    public static func fused(batch: Int, tokens: Int, heads: Int, kvHeads: Int, headSize: Int) -> AttentionShape {
+        let stride = (heads + 2 * kvHeads) * headSize
+        return AttentionShape(batch: batch, queries: tokens, keys: tokens, capacity: tokens, heads: heads, kvHeads: kvHeads,
+                              headSize: headSize, queryStride: stride, kvStride: stride,
+                              scale: 1 / Float(headSize).squareRoot())
+    }
+}
+
 /// What a compute device offers ZOTune: a budgeted arena of device memory, asynchronous
 /// host<->device copies on streams ordered by events, and the operations the models need.
 ///
@@ -93,12 +137,34 @@ public protocol Backend: AnyObject, Sendable {
     func layerNorm(x: DeviceBuffer, weight: DeviceBuffer?, bias: DeviceBuffer?, out: DeviceBuffer,
                    rows: Int, channels: Int, eps: Float)
 
-    /// Causal self-attention with a key padding mask.
-    /// qkv [B, T, 3C] holds q, k, v side by side per token; keyMask Int32 [B, T] (1 = real
-    /// token); out [B, T, C]. Query t attends to keys s ≤ t with keyMask[s] = 1, scores
-    /// scaled by `scale`.
-    func attention(qkv: DeviceBuffer, keyMask: DeviceBuffer, out: DeviceBuffer,
-                   batch: Int, tokens: Int, heads: Int, headSize: Int, scale: Float)
+    /// out [rows, C] = x / sqrt(mean(x²) + eps) · weight, per row (Llama's RMSNorm).
+    /// `out` may equal `x`.
+    func rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, out: DeviceBuffer, rows: Int, channels: Int, eps: Float)
+
+    /// Rotary position embedding (the "rotate half" form), in place on the first `heads`
+    /// heads of each row of x [rows, ·] (rows `rowStride` floats apart): for i < HS/2,
+    /// (a, b) = (x[i], x[i + HS/2]) becomes (a·cos − b·sin, b·cos + a·sin) with cos and sin
+    /// read from table [positions, HS] (HS/2 cosines then HS/2 sines) at row positions[r]
+    /// (Int32 [rows]).
+    func rotary(x: DeviceBuffer, positions: DeviceBuffer, table: DeviceBuffer, rows: Int, heads: Int, headSize: Int,
+                rowStride: Int)
+
+    /// out [rows, F] = silu(gate) · up with gateUp [rows, 2F] holding gate then up per row.
+    func swiglu(gateUp: DeviceBuffer, out: DeviceBuffer, rows: Int, width: Int)
+
+    /// Copies `rows` rows of `width` floats: row r of `source` (rows `sourceStride` apart)
+    /// to row r of `destination` (rows `destinationStride` apart).
+    func copyRows(source: DeviceBuffer, sourceStride: Int, destination: DeviceBuffer, destinationStride: Int,
+                  rows: Int, width: Int)
+
+    /// Causal attention with grouped key/value heads and a key padding mask.
+    /// q [B, Tq, ·] holds head h at column h·HS of each row (rows `queryStride` apart);
+    /// k, v [B, capacity, ·] hold kv head g at column g·HS (rows `kvStride` apart);
+    /// keyMask Int32 [B, capacity] (1 = real token); out [B, Tq, NH·HS]. Query i sits at
+    /// position Tk − Tq + i and attends to keys s at or before it with keyMask[s] = 1; head h
+    /// reads kv head h / (NH / NKV). A query with no visible key gets zeros.
+    func attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, keyMask: DeviceBuffer, out: DeviceBuffer,
+                   shape: AttentionShape)
 
     /// losses [N] = -log softmax(logits [N, V])[targets[n]]; 0 where targets[n] < 0.
     /// `targets` is Int32 [N].

@@ -29,6 +29,95 @@ public struct DeviceTokenBatch: Sendable {
     }
 }
 
+/// Keys and values of earlier tokens for incremental decoding: per block, K and V of
+/// [B, capacity, NKV·HS] and the key mask [B, capacity], all in device memory.
+public final class KVCache: @unchecked Sendable {
+    public let batchSize: Int
+    public let capacity: Int
+    /// Floats per cached row (NKV·HS).
+    public let width: Int
+    public let keys: [DeviceBuffer]
+    public let values: [DeviceBuffer]
+    /// Int32 [B, capacity].
+    public let mask: DeviceBuffer
+    /// Tokens per sequence already stored.
+    public internal(set) var length = 0
+    private let backend: any Backend
+
+    /// Allocates a cache for `blocks` blocks.
+    public init(blocks: Int, batchSize: Int, capacity: Int, width: Int, backend: any Backend) throws {
+        self.batchSize = batchSize
+        self.capacity = capacity
+        self.width = width
+        self.backend = backend
+        let bytes = batchSize * capacity * width * 4
+        keys = try (0..<blocks).map { try backend.allocate(bytes, label: "KV cache keys, block \($0)") }
+        values = try (0..<blocks).map { try backend.allocate(bytes, label: "KV cache values, block \($0)") }
+        mask = try backend.allocate(batchSize * capacity * 4, label: "KV cache mask")
+    }
+
+    deinit {
+        for buffer in keys + values + [mask] { backend.free(buffer) }
+    }
+}
+
+/// Everything a stage function reads besides its parameters.
+public struct StageContext: Sendable {
+    public let backend: any Backend
+    public let batch: DeviceTokenBatch
+    /// Scratch of `workspaceCount(rows:)` floats.
+    public let workspace: DeviceBuffer
+    /// The architecture's constant tables (`CausalLM.constants`) on the device.
+    public let constants: DeviceBuffer
+    /// Earlier tokens' keys and values when decoding incrementally; the batch's tokens come
+    /// after the cache's `length` tokens.
+    public let cache: KVCache?
+
+    public init(backend: any Backend, batch: DeviceTokenBatch, workspace: DeviceBuffer, constants: DeviceBuffer, cache: KVCache?) {
+        self.backend = backend
+        self.batch = batch
+        self.workspace = workspace
+        self.constants = constants
+        self.cache = cache
+    }
+
+    /// Tokens before this batch's.
+    public var past: Int { cache?.length ?? 0 }
+
+    /// The attention inputs of block `index` for a fused q|k|v buffer [B, T, (NH + 2·NKV)·HS]:
+    /// without a cache, k and v are views into `qkv`; with one, the new rows (and the batch's
+    /// mask) are appended to the cache first and k, v, mask are the cache's.
+    public func attentionInputs(block index: Int, qkv: DeviceBuffer, heads: Int, kvHeads: Int, headSize: Int)
+        -> (k: DeviceBuffer, v: DeviceBuffer, mask: DeviceBuffer, shape: AttentionShape) {
+        let b = batch.batchSize, t = batch.tokens
+        let stride = (heads + 2 * kvHeads) * headSize
+        let qWidth = heads * headSize, kvWidth = kvHeads * headSize
+        let k = qkv.floats(qWidth, b * t * stride - qWidth)
+        let v = qkv.floats(qWidth + kvWidth, b * t * stride - qWidth - kvWidth)
+        guard let cache else {
+            return (k, v, batch.mask, .fused(batch: b, tokens: t, heads: heads, kvHeads: kvHeads, headSize: headSize))
+        }
+        let past = cache.length
+        for sequence in 0..<b {
+            let row = sequence * cache.capacity + past
+            backend.copyRows(source: k.floats(sequence * t * stride, (t - 1) * stride + kvWidth), sourceStride: stride,
+                             destination: cache.keys[index].floats(row * kvWidth, t * kvWidth), destinationStride: kvWidth,
+                             rows: t, width: kvWidth)
+            backend.copyRows(source: v.floats(sequence * t * stride, (t - 1) * stride + kvWidth), sourceStride: stride,
+                             destination: cache.values[index].floats(row * kvWidth, t * kvWidth), destinationStride: kvWidth,
+                             rows: t, width: kvWidth)
+            if index == 0 {
+                backend.copyRows(source: batch.mask.floats(sequence * t, t), sourceStride: t,
+                                 destination: cache.mask.floats(row, t), destinationStride: t, rows: 1, width: t)
+            }
+        }
+        let shape = AttentionShape(batch: b, queries: t, keys: past + t, capacity: cache.capacity, heads: heads,
+                                   kvHeads: kvHeads, headSize: headSize, queryStride: stride, kvStride: kvWidth,
+                                   scale: 1 / Float(headSize).squareRoot())
+        return (cache.keys[index], cache.values[index], cache.mask, shape)
+    }
+}
+
 /// A decoder-only language model split into the units the trainer and the offloader move:
 /// an embedding stage, independent blocks (one contiguous parameter buffer each) and a head.
 ///
@@ -47,24 +136,27 @@ public protocol CausalLM: AnyObject, Sendable {
     var maxSequenceLength: Int { get }
     /// The id used to pad sequences.
     var padTokenId: Int { get }
+    /// Floats per token a KV cache keeps per block (NKV·HS).
+    var kvWidth: Int { get }
 
-    /// Rows of the positions table per token of `batch` [B, T].
-    func positions(for batch: TokenBatch) -> [Int32]
+    /// Non-trainable tables the stages read (rotary cos/sin); empty if none.
+    var constants: [Float] { get }
+
+    /// Rows of the positions table per token of `batch` [B, T], for tokens that follow
+    /// `past` earlier ones.
+    func positions(for batch: TokenBatch, past: Int) -> [Int32]
 
     /// Float32 elements of scratch the stages need for `rows` = B·T tokens.
     func workspaceCount(rows: Int) -> Int
 
-    /// hidden [B, T, C] = token and position embeddings of `batch`.
-    func embed(_ embedding: DeviceBuffer, batch: DeviceTokenBatch, hidden: DeviceBuffer,
-               workspace: DeviceBuffer, backend: any Backend)
+    /// hidden [B, T, C] = the embeddings of the batch's tokens.
+    func embed(_ embedding: DeviceBuffer, hidden: DeviceBuffer, context: StageContext)
 
-    /// hidden [B, T, C] = block(hidden), in place, with the block's parameters in `parameters`.
-    func block(_ parameters: DeviceBuffer, batch: DeviceTokenBatch, hidden: DeviceBuffer,
-               workspace: DeviceBuffer, backend: any Backend)
+    /// hidden [B, T, C] = block `index`(hidden), in place, with its parameters in `parameters`.
+    func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext)
 
     /// logits [B, T, V] from the last hidden state (which the head may overwrite).
-    func head(_ head: DeviceBuffer, embedding: DeviceBuffer, batch: DeviceTokenBatch, hidden: DeviceBuffer,
-              logits: DeviceBuffer, workspace: DeviceBuffer, backend: any Backend)
+    func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, context: StageContext)
 }
 
 extension CausalLM {

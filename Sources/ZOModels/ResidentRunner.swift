@@ -42,6 +42,8 @@ public final class ResidentRunner: @unchecked Sendable {
     public let backend: any Backend
     /// Device copies of embedding, blocks…, head, in `model.groups` order.
     public let deviceGroups: [DeviceBuffer]
+    /// The model's constant tables on the device.
+    public let constants: DeviceBuffer
 
     /// Uploads every parameter group.
     public init(model: any CausalLM, backend: any Backend) throws {
@@ -53,18 +55,24 @@ public final class ResidentRunner: @unchecked Sendable {
             backend.upload(group.storage, hostOffset: 0, to: buffer, byteCount: group.layout.byteCount, on: backend.computeStream)
             buffers.append(buffer)
         }
+        constants = try backend.upload(model.constants.isEmpty ? [0] : model.constants, label: "model constants")
         try backend.synchronize(backend.computeStream)
         deviceGroups = buffers
     }
 
     deinit {
-        for buffer in deviceGroups { backend.free(buffer) }
+        for buffer in deviceGroups + [constants] { backend.free(buffer) }
     }
 
     /// Runs the model on `batch` and returns per-token losses plus the requested outputs.
-    public func forward(_ batch: TokenBatch, outputs: ForwardOutputs = []) throws -> ForwardResult {
+    /// With a `cache`, the batch's tokens follow the cached ones and are appended to it.
+    public func forward(_ batch: TokenBatch, outputs: ForwardOutputs = [], cache: KVCache? = nil) throws -> ForwardResult {
         let rows = batch.batchSize * batch.tokens
-        let device = try DeviceTokenBatch(batch, positions: model.positions(for: batch), backend: backend)
+        let past = cache?.length ?? 0
+        if let cache, past + batch.tokens > cache.capacity || batch.batchSize != cache.batchSize {
+            throw ModelError.sequenceTooLong(sequence: 0, length: past + batch.tokens, maximum: cache.capacity)
+        }
+        let device = try DeviceTokenBatch(batch, positions: model.positions(for: batch, past: past), backend: backend)
         defer { device.free(on: backend) }
         let hidden = try backend.allocate(rows * model.hiddenSize * 4, label: "hidden states [B, T, C]")
         defer { backend.free(hidden) }
@@ -75,14 +83,15 @@ public final class ResidentRunner: @unchecked Sendable {
         let losses = try backend.allocate(rows * 4, label: "token losses [B, T]")
         defer { backend.free(losses) }
 
+        let context = StageContext(backend: backend, batch: device, workspace: workspace, constants: constants, cache: cache)
         let embedding = deviceGroups[0]
-        model.embed(embedding, batch: device, hidden: hidden, workspace: workspace, backend: backend)
-        for parameters in deviceGroups[1..<deviceGroups.count - 1] {
-            model.block(parameters, batch: device, hidden: hidden, workspace: workspace, backend: backend)
+        model.embed(embedding, hidden: hidden, context: context)
+        for (index, parameters) in deviceGroups[1..<deviceGroups.count - 1].enumerated() {
+            model.block(index, parameters, hidden: hidden, context: context)
         }
-        model.head(deviceGroups.last!, embedding: embedding, batch: device, hidden: hidden, logits: logits,
-                   workspace: workspace, backend: backend)
+        model.head(deviceGroups.last!, embedding: embedding, hidden: hidden, logits: logits, context: context)
         backend.crossEntropy(logits: logits, targets: device.targets, losses: losses, rows: rows, vocab: model.vocabSize)
+        cache?.length += batch.tokens
 
         var argmax: [Int32]?
         if outputs.contains(.argmax) {

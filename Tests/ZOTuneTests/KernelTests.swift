@@ -60,7 +60,9 @@ import ZOCPU
         let dq = try backend.upload(qkv, label: "qkv"), dm = try backend.upload(mask, label: "mask")
         let out = try backend.allocate(b * t * c * 4, label: "out")
         let scale = 1 / Float(hs).squareRoot()
-        backend.attention(qkv: dq, keyMask: dm, out: out, batch: b, tokens: t, heads: heads, headSize: hs, scale: scale)
+        let shape = AttentionShape.fused(batch: b, tokens: t, heads: heads, kvHeads: heads, headSize: hs)
+        backend.attention(q: dq, k: dq.floats(c, b * t * 3 * c - c), v: dq.floats(2 * c, b * t * 3 * c - 2 * c), keyMask: dm,
+                          out: out, shape: shape)
         let got = try backend.read(out, count: b * t * c, as: Float.self)
         for bi in 0..<b {
             for h in 0..<heads {

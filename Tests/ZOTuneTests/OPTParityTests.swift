@@ -50,7 +50,7 @@ import ZOModels
         let model = try OPTModel.load(directory: Fixtures.opt("opt-tiny-f32"))
         let batch = try model.makeBatch([[5, 6, 7], [8]])
         // Real tokens get 2, 3, 4…; padding gets row 1.
-        #expect(model.positions(for: batch) == [2, 3, 4, 2, 1, 1])
+        #expect(model.positions(for: batch, past: 0) == [2, 3, 4, 2, 1, 1])
         #expect(batch.targets == [6, 7, -1, -1, -1, -1])
     }
 }

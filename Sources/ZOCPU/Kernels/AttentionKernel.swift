@@ -1,8 +1,6 @@
-/// Causal, key-masked attention for one (batch row b, head h) pair.
-///
-/// qkv: [T, 3C] for this batch row (q at column h·HS, k at C + h·HS, v at 2C + h·HS);
-/// keyMask: Int32 [T]; out: [T, C] for this batch row, written at column h·HS.
-/// Query t attends to keys s ≤ t with keyMask[s] ≠ 0; a query with no such key gets zeros.
+import ZOCore
+
+/// Causal, key-masked attention for one (batch row b, head h) pair; see `Backend.attention`.
 ///
 /// The head's keys are packed transposed (Kᵀ [HS, T8]) and its values padded (V [T8, HS8]),
 /// T8 and HS8 rounded up to 8, so that both products run as 8-wide FMAs with independent
@@ -30,24 +28,29 @@ struct AttentionScratch {
     }
 }
 
-func attentionHead(qkv: UnsafePointer<Float>, keyMask: UnsafePointer<Int32>, out: UnsafeMutablePointer<Float>,
-                   scratch: AttentionScratch, tokens: Int, channels: Int, head: Int, headSize: Int, scale: Float) {
-    let stride = 3 * channels
+func attentionHead(q queries: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                   keyMask: UnsafePointer<Int32>, out: UnsafeMutablePointer<Float>,
+                   scratch: AttentionScratch, head: Int, shape: AttentionShape) {
+    let headSize = shape.headSize, tokens = shape.keys
+    let kvColumn = (head / (shape.heads / shape.kvHeads)) * headSize
+    let outStride = shape.heads * headSize
     let t8 = scratch.tokens8, hs8 = scratch.headSize8
     let keys = scratch.keys, values = scratch.values, scores = scratch.scores, query = scratch.query
 
-    // Pack Kᵀ and V for this head, zero-padded.
+    // Pack Kᵀ and V of this head's kv group, zero-padded.
     keys.update(repeating: 0, count: headSize * t8)
     values.update(repeating: 0, count: t8 * hs8)
     for s in 0..<tokens {
-        let k = qkv + s * stride + channels + head * headSize
-        for d in 0..<headSize { keys[d * t8 + s] = k[d] }
-        (values + s * hs8).update(from: qkv + s * stride + 2 * channels + head * headSize, count: headSize)
+        let row = k + s * shape.kvStride + kvColumn
+        for d in 0..<headSize { keys[d * t8 + s] = row[d] }
+        (values + s * hs8).update(from: v + s * shape.kvStride + kvColumn, count: headSize)
     }
 
-    for t in 0..<tokens {
-        let q = qkv + t * stride + head * headSize
-        for d in 0..<headSize { query[d] = q[d] * scale }
+    let firstPosition = shape.keys - shape.queries
+    for i in 0..<shape.queries {
+        let t = firstPosition + i  // this query's position among the keys
+        let q = queries + i * shape.queryStride + head * headSize
+        for d in 0..<headSize { query[d] = q[d] * shape.scale }
         let blocks = (t + 8) / 8  // key blocks covering 0...t
 
         // scores[s] = q · k_s, four blocks of 8 keys at a time.
@@ -77,7 +80,7 @@ func attentionHead(qkv: UnsafePointer<Float>, keyMask: UnsafePointer<Int32>, out
         for s in 0..<blocks * 8 {
             if s > t || keyMask[s] == 0 { scores[s] = -.infinity } else { best = max(best, scores[s]) }
         }
-        let o = out + t * channels + head * headSize
+        let o = out + i * outStride + head * headSize
         guard best > -.infinity else {
             o.update(repeating: 0, count: headSize)
             continue

@@ -33,6 +33,8 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
     public var hiddenSize: Int { config.hiddenSize }
     public var maxSequenceLength: Int { config.maxPositionEmbeddings }
     public var padTokenId: Int { config.padTokenId ?? 0 }
+    public var kvWidth: Int { config.hiddenSize }
+    public var constants: [Float] { [] }
 
     // MARK: Loading
 
@@ -58,11 +60,12 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
 
     // MARK: Stages
 
-    public func positions(for batch: TokenBatch) -> [Int32] {
-        // Hugging Face: position = cumsum(mask) · mask − 1, then + 2 (padding gets row 1).
+    public func positions(for batch: TokenBatch, past: Int) -> [Int32] {
+        // Hugging Face: position = cumsum(mask) · mask − 1, then + 2 (padding gets row 1);
+        // after `past` earlier (unpadded) tokens the count starts at `past`.
         var positions = [Int32](repeating: 0, count: batch.ids.count)
         for b in 0..<batch.batchSize {
-            var seen: Int32 = 0
+            var seen = Int32(past)
             for t in 0..<batch.tokens {
                 let i = b * batch.tokens + t
                 seen += batch.mask[i]
@@ -89,8 +92,8 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         }
     }
 
-    public func embed(_ embedding: DeviceBuffer, batch: DeviceTokenBatch, hidden: DeviceBuffer,
-                      workspace: DeviceBuffer, backend: any Backend) {
+    public func embed(_ embedding: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {
+        let batch = context.batch, backend = context.backend, workspace = context.workspace
         let rows = batch.rows, c = config.hiddenSize, d = config.embedDim
         let o = offsets.embedding
         let tokenTable = embedding.floats(o.tokens, config.vocabSize * d)
@@ -107,8 +110,8 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         backend.gatherRows(table: positionTable, width: c, indices: batch.positions, count: rows, out: hidden, accumulate: true)
     }
 
-    public func block(_ parameters: DeviceBuffer, batch: DeviceTokenBatch, hidden: DeviceBuffer,
-                      workspace: DeviceBuffer, backend: any Backend) {
+    public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {
+        let batch = context.batch, backend = context.backend, workspace = context.workspace
         let rows = batch.rows, c = config.hiddenSize, f = config.ffnDim
         let o = offsets.block
         let s = Scratch(workspace, rows: rows, config: config)
@@ -123,9 +126,9 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         }
         backend.linear(x: preNorm ? s.normed : hidden, weight: parameters.floats(o.qkvWeight, 3 * c * c),
                        bias: tensor(o.qkvBias, 3 * c), out: s.qkv, m: rows, n: 3 * c, k: c, activation: .none, accumulate: false)
-        backend.attention(qkv: s.qkv, keyMask: batch.mask, out: s.attention, batch: batch.batchSize, tokens: batch.tokens,
-                          heads: config.numAttentionHeads, headSize: config.headSize,
-                          scale: 1 / Float(config.headSize).squareRoot())
+        let inputs = context.attentionInputs(block: index, qkv: s.qkv, heads: config.numAttentionHeads,
+                                             kvHeads: config.numAttentionHeads, headSize: config.headSize)
+        backend.attention(q: s.qkv, k: inputs.k, v: inputs.v, keyMask: inputs.mask, out: s.attention, shape: inputs.shape)
         backend.linear(x: s.attention, weight: parameters.floats(o.outWeight, c * c), bias: tensor(o.outBias, c),
                        out: hidden, m: rows, n: c, k: c, activation: .none, accumulate: true)
         if !preNorm {
@@ -148,8 +151,9 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         }
     }
 
-    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, batch: DeviceTokenBatch, hidden: DeviceBuffer,
-                     logits: DeviceBuffer, workspace: DeviceBuffer, backend: any Backend) {
+    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer,
+                     context: StageContext) {
+        let batch = context.batch, backend = context.backend, workspace = context.workspace
         let rows = batch.rows, c = config.hiddenSize, d = config.embedDim, v = config.vocabSize
         let o = offsets.head
         if o.hasFinalNorm {
