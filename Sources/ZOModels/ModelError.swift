@@ -6,6 +6,7 @@ public enum ModelError: Error, CustomStringConvertible {
     case config(path: String, reason: String)
     case unsupported(path: String, reason: String)
     case weights(SafetensorsError)
+    case gguf(GGUFError)
     case tokenOutOfRange(sequence: Int, position: Int, id: Int, vocab: Int)
     case sequenceTooLong(sequence: Int, length: Int, maximum: Int)
     case emptyBatch(String)
@@ -17,6 +18,7 @@ public enum ModelError: Error, CustomStringConvertible {
         case .config(let path, let reason): "\(path): \(reason)"
         case .unsupported(let path, let reason): "\(path): unsupported model: \(reason)"
         case .weights(let error): error.description
+        case .gguf(let error): error.description
         case .tokenOutOfRange(let sequence, let position, let id, let vocab):
             "token id \(id) at position \(position) of sequence \(sequence) is outside the vocabulary (0..<\(vocab))"
         case .sequenceTooLong(let sequence, let length, let maximum):

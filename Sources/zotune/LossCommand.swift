@@ -41,7 +41,7 @@ struct LossCommand: ParsableCommand {
 
     func run() throws {
         let sequences = try readSequences()
-        let model = try OPTModel.load(directory: self.model)
+        let model = try ModelRegistry.load(path: self.model)
         let batch = try model.makeBatch(sequences)
         let runner = try ResidentRunner(model: model, backend: try CPUBackend(threads: compute.threads))
         let result = try runner.forward(batch, outputs: .argmax)

@@ -13,6 +13,11 @@ enum Fixtures {
 
     static func opt(_ name: String) -> String { root + "/opt/" + name }
 
+    /// The Llama parity fixtures written by scripts/fixtures/make_llama_fixtures.py.
+    static let llamaNames = ["llama-gqa-f32", "llama-untied-bf16"]
+
+    static func llama(_ name: String) -> String { root + "/llama/" + name }
+
     /// A fresh temporary folder, removed by the caller when done.
     static func temporaryDirectory() throws -> String {
         let path = NSTemporaryDirectory() + "zotune-test-" + UUID().uuidString

@@ -1,0 +1,216 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import ZOFormats
+
+/// Llama's `config.json` (`LlamaConfig` in Hugging Face), also built from GGUF `llama.*` keys.
+public struct LlamaConfig: Codable, Sendable, Equatable {
+    /// `rope_scaling`: the types ZOTune implements ("linear", "llama3").
+    public struct RopeScaling: Codable, Sendable, Equatable {
+        public var ropeType: String
+        public var factor: Double
+        public var lowFreqFactor: Double?
+        public var highFreqFactor: Double?
+        public var originalMaxPositionEmbeddings: Int?
+        /// Transformers 5 keeps the base here too (`rope_parameters.rope_theta`).
+        public var ropeTheta: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case ropeType = "rope_type", type, factor, ropeTheta = "rope_theta"
+            case lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
+            case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        }
+
+        public init(ropeType: String, factor: Double, lowFreqFactor: Double? = nil, highFreqFactor: Double? = nil,
+                    originalMaxPositionEmbeddings: Int? = nil) {
+            self.ropeType = ropeType
+            self.factor = factor
+            self.lowFreqFactor = lowFreqFactor
+            self.highFreqFactor = highFreqFactor
+            self.originalMaxPositionEmbeddings = originalMaxPositionEmbeddings
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            ropeType = try c.decodeIfPresent(String.self, forKey: .ropeType) ?? c.decodeIfPresent(String.self, forKey: .type) ?? "default"
+            factor = try c.decodeIfPresent(Double.self, forKey: .factor) ?? 1
+            lowFreqFactor = try c.decodeIfPresent(Double.self, forKey: .lowFreqFactor)
+            highFreqFactor = try c.decodeIfPresent(Double.self, forKey: .highFreqFactor)
+            originalMaxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .originalMaxPositionEmbeddings)
+            ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(ropeType, forKey: .ropeType)
+            try c.encode(factor, forKey: .factor)
+            try c.encodeIfPresent(lowFreqFactor, forKey: .lowFreqFactor)
+            try c.encodeIfPresent(highFreqFactor, forKey: .highFreqFactor)
+            try c.encodeIfPresent(originalMaxPositionEmbeddings, forKey: .originalMaxPositionEmbeddings)
+            try c.encodeIfPresent(ropeTheta, forKey: .ropeTheta)
+        }
+    }
+
+    public var modelType = "llama"
+    public var vocabSize = 32000
+    public var hiddenSize = 4096
+    public var intermediateSize = 11008
+    public var numHiddenLayers = 32
+    public var numAttentionHeads = 32
+    public var numKeyValueHeads: Int?
+    public var headDim: Int?
+    public var maxPositionEmbeddings = 2048
+    public var rmsNormEps = 1e-6
+    public var ropeTheta = 10000.0
+    public var ropeScaling: RopeScaling?
+    public var attentionBias = false
+    public var mlpBias = false
+    public var hiddenAct = "silu"
+    public var tieWordEmbeddings = false
+    public var bosTokenId: Int? = 1
+    public var eosTokenId: Int? = 2
+    public var padTokenId: Int?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case modelType = "model_type", vocabSize = "vocab_size", hiddenSize = "hidden_size"
+        case intermediateSize = "intermediate_size", numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads", numKeyValueHeads = "num_key_value_heads", headDim = "head_dim"
+        case maxPositionEmbeddings = "max_position_embeddings", rmsNormEps = "rms_norm_eps", ropeTheta = "rope_theta"
+        case ropeScaling = "rope_scaling", ropeParameters = "rope_parameters", attentionBias = "attention_bias", mlpBias = "mlp_bias", hiddenAct = "hidden_act"
+        case tieWordEmbeddings = "tie_word_embeddings", bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
+        case padTokenId = "pad_token_id"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = LlamaConfig()
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? d.modelType
+        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
+        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
+        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
+        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
+        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads)
+        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
+        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? d.maxPositionEmbeddings
+        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? d.rmsNormEps
+        // Transformers ≥ 5 writes `rope_parameters` (theta and scaling together); older
+        // configs have `rope_theta` and `rope_scaling`.
+        let parameters = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeParameters)
+        ropeTheta = try parameters?.ropeTheta ?? c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? d.ropeTheta
+        ropeScaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling) ?? parameters
+        if ropeScaling?.ropeType == "default" { ropeScaling = nil }
+        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? d.attentionBias
+        mlpBias = try c.decodeIfPresent(Bool.self, forKey: .mlpBias) ?? d.mlpBias
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? d.tieWordEmbeddings
+        bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId) ?? d.bosTokenId
+        eosTokenId = try c.decodeIfPresent(Int.self, forKey: .eosTokenId) ?? d.eosTokenId
+        padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId)
+    }
+
+    /// Writes Hugging Face's field names (`rope_theta` and `rope_scaling`, which every
+    /// transformers version reads).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(modelType, forKey: .modelType)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(kvHeads, forKey: .numKeyValueHeads)
+        try c.encode(headSize, forKey: .headDim)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encode(rmsNormEps, forKey: .rmsNormEps)
+        try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encodeIfPresent(ropeScaling, forKey: .ropeScaling)
+        try c.encode(attentionBias, forKey: .attentionBias)
+        try c.encode(mlpBias, forKey: .mlpBias)
+        try c.encode(hiddenAct, forKey: .hiddenAct)
+        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
+        try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
+        try c.encodeIfPresent(padTokenId, forKey: .padTokenId)
+    }
+
+    /// NKV.
+    public var kvHeads: Int { numKeyValueHeads ?? numAttentionHeads }
+    /// HS.
+    public var headSize: Int { headDim ?? hiddenSize / numAttentionHeads }
+
+    /// Checks the fields the model relies on; `path` is named in the error.
+    public func validate(path: String) throws(ModelError) {
+        func require(_ condition: Bool, _ reason: String) throws(ModelError) {
+            if !condition { throw .config(path: path, reason: reason) }
+        }
+        for (name, value) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                              ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
+                              ("num_key_value_heads", kvHeads), ("head_dim", headSize),
+                              ("max_position_embeddings", maxPositionEmbeddings)] {
+            try require(value > 0 && value <= 1 << 24, "\(name) = \(value) is out of range")
+        }
+        try require(numAttentionHeads % kvHeads == 0,
+                    "num_attention_heads \(numAttentionHeads) is not a multiple of num_key_value_heads \(kvHeads)")
+        try require(headSize % 2 == 0, "head size \(headSize) must be even for rotary embeddings")
+        try require(ropeTheta > 0 && rmsNormEps > 0, "rope_theta and rms_norm_eps must be positive")
+        guard hiddenAct == "silu" else { throw .unsupported(path: path, reason: "hidden_act '\(hiddenAct)' (only silu)") }
+        if let scaling = ropeScaling, !["default", "linear", "llama3"].contains(scaling.ropeType) {
+            throw .unsupported(path: path, reason: "rope_scaling type '\(scaling.ropeType)' (default, linear and llama3 are)")
+        }
+    }
+
+    /// Reads and validates `config.json` at `path`.
+    public static func load(path: String) throws(ModelError) -> LlamaConfig {
+        let config: LlamaConfig
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            config = try JSONDecoder().decode(LlamaConfig.self, from: data)
+        } catch {
+            throw .config(path: path, reason: "not a valid Llama config.json (\(error))")
+        }
+        try config.validate(path: path)
+        return config
+    }
+
+    /// The configuration a GGUF file's `llama.*` (or `<arch>.*`) keys describe.
+    public static func from(gguf file: GGUFFile) throws(ModelError) -> LlamaConfig {
+        do {
+            let arch = try file.string("general.architecture")
+            var config = LlamaConfig()
+            config.numHiddenLayers = try file.int(arch + ".block_count")
+            config.hiddenSize = try file.int(arch + ".embedding_length")
+            config.intermediateSize = try file.int(arch + ".feed_forward_length")
+            config.numAttentionHeads = try file.int(arch + ".attention.head_count")
+            config.numKeyValueHeads = file.metadata[arch + ".attention.head_count_kv"]?.int ?? config.numAttentionHeads
+            config.maxPositionEmbeddings = try file.int(arch + ".context_length")
+            config.rmsNormEps = try file.double(arch + ".attention.layer_norm_rms_epsilon")
+            config.ropeTheta = file.metadata[arch + ".rope.freq_base"]?.double ?? 10000
+            config.vocabSize = try file.metadata[arch + ".vocab_size"]?.int ?? file.strings("tokenizer.ggml.tokens").count
+            if let keyLength = file.metadata[arch + ".attention.key_length"]?.int { config.headDim = keyLength }
+            if let type = file.metadata[arch + ".rope.scaling.type"]?.string, type != "none" {
+                config.ropeScaling = RopeScaling(ropeType: type, factor: file.metadata[arch + ".rope.scaling.factor"]?.double ?? 1,
+                                                 originalMaxPositionEmbeddings: file.metadata[arch + ".rope.scaling.original_context_length"]?.int)
+            }
+            config.tieWordEmbeddings = file.info("output.weight") == nil
+            config.bosTokenId = file.metadata["tokenizer.ggml.bos_token_id"]?.int
+            config.eosTokenId = file.metadata["tokenizer.ggml.eos_token_id"]?.int
+            config.padTokenId = file.metadata["tokenizer.ggml.padding_token_id"]?.int
+            if let dims = file.metadata[arch + ".rope.dimension_count"]?.int, dims != config.headSize {
+                throw ModelError.unsupported(path: file.path, reason: "partial rotary embeddings (\(dims) of \(config.headSize) dimensions)")
+            }
+            try config.validate(path: file.path)
+            return config
+        } catch let error as GGUFError {
+            throw .gguf(error)
+        } catch let error as ModelError {
+            throw error
+        } catch {
+            throw .config(path: file.path, reason: "\(error)")
+        }
+    }
+}

@@ -1,0 +1,221 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ZOCore
+import ZOFormats
+
+/// The Llama family (Llama 2/3, SmolLM2, …): RMSNorm, rotary position embeddings, SwiGLU MLP,
+/// grouped-query attention, tied or untied LM head. Mirrors Hugging Face's
+/// `LlamaForCausalLM` in fp32; loads from safetensors + config.json or from GGUF.
+public final class LlamaModel: CausalLM, @unchecked Sendable {
+    public let config: LlamaConfig
+    public let embedding: ParameterGroup
+    public let blocks: [ParameterGroup]
+    public let head: ParameterGroup
+    private let offsets: LlamaOffsets
+
+    /// A model with the layout of `config` and zeroed parameters.
+    public init(config: LlamaConfig) throws(ModelError) {
+        try config.validate(path: "config")
+        self.config = config
+        let layouts = LlamaOffsets.layouts(config)
+        offsets = LlamaOffsets(config: config, block: layouts.blocks[0], head: layouts.head)
+        do {
+            embedding = try ParameterGroup(label: "embedding", layout: layouts.embedding)
+            blocks = try layouts.blocks.enumerated().map { i, layout throws(HostMemoryError) in
+                try ParameterGroup(label: "block \(i)", layout: layout)
+            }
+            head = try ParameterGroup(label: "head", layout: layouts.head)
+        } catch {
+            throw .memory(error.description)
+        }
+    }
+
+    public var vocabSize: Int { config.vocabSize }
+    public var hiddenSize: Int { config.hiddenSize }
+    public var maxSequenceLength: Int { config.maxPositionEmbeddings }
+    public var padTokenId: Int { config.padTokenId ?? config.eosTokenId ?? 0 }
+    public var kvWidth: Int { config.kvHeads * config.headSize }
+
+    // MARK: Loading
+
+    /// Loads `config.json` and the safetensors weights of a Hugging Face Llama folder.
+    public static func load(directory: String) throws(ModelError) -> LlamaModel {
+        let model = try LlamaModel(config: LlamaConfig.load(path: directory + "/config.json"))
+        do {
+            let checkpoint = try SafetensorsCheckpoint(directory: directory)
+            for group in model.groups {
+                for spec in group.layout.specs {
+                    try checkpoint.readFloats(spec.name, expectedShape: spec.shape, into: group.values(spec).baseAddress!)
+                }
+            }
+        } catch {
+            throw .weights(error)
+        }
+        return model
+    }
+
+    /// Loads a GGUF file (`general.architecture` llama), dequantizing every tensor to fp32 and
+    /// undoing llama.cpp's interleaving of the q/k projection rows so that the weights are
+    /// exactly those Hugging Face's GGUF loader produces.
+    public static func load(gguf file: GGUFFile) throws(ModelError) -> LlamaModel {
+        let model = try LlamaModel(config: LlamaConfig.from(gguf: file))
+        let config = model.config
+        do {
+            for group in model.groups {
+                for spec in group.layout.specs {
+                    let name = LlamaOffsets.ggufName(spec.name)
+                    let target = group.values(spec).baseAddress!
+                    try file.readFloats(name, expectedShape: spec.shape, into: target)
+                    if name.hasSuffix("attn_q.weight") || name.hasSuffix("attn_q.bias") {
+                        unpermuteRows(target, shape: spec.shape, heads: config.numAttentionHeads)
+                    } else if name.hasSuffix("attn_k.weight") || name.hasSuffix("attn_k.bias") {
+                        unpermuteRows(target, shape: spec.shape, heads: config.kvHeads)
+                    }
+                }
+            }
+        } catch {
+            throw .gguf(error)
+        }
+        return model
+    }
+
+    /// llama.cpp stores each head's rows as interleaved pairs (i, j) where Hugging Face has
+    /// halves (j, i): row h·2·D + j·D + i of HF comes from row h·2·D + 2i + j of GGUF.
+    private static func unpermuteRows(_ values: UnsafeMutablePointer<Float>, shape: [Int], heads: Int) {
+        let rows = shape[0], width = shape.count > 1 ? shape[1] : 1
+        let half = rows / heads / 2
+        let copy = Array(UnsafeBufferPointer(start: values, count: rows * width))
+        for h in 0..<heads {
+            for j in 0..<2 {
+                for i in 0..<half {
+                    let source = (h * 2 * half + 2 * i + j) * width
+                    (values + (h * 2 * half + j * half + i) * width).update(from: copy.withUnsafeBufferPointer { $0.baseAddress! + source }, count: width)
+                }
+            }
+        }
+    }
+
+    // MARK: Rotary table
+
+    /// cos and sin of position · inverse frequency, [maxPositions, HS] (HS/2 cosines then HS/2
+    /// sines per position), computed in fp32 the way Hugging Face's rotary embedding does.
+    public var constants: [Float] {
+        let half = config.headSize / 2
+        let inverseFrequencies = (0..<half).map { i -> Float in
+            let exponent = Float(2 * i) / Float(config.headSize)
+            return 1 / Float(pow(config.ropeTheta, Double(exponent)))
+        }
+        let scaled = Self.scale(inverseFrequencies, config.ropeScaling)
+        var table = [Float](repeating: 0, count: config.maxPositionEmbeddings * config.headSize)
+        for position in 0..<config.maxPositionEmbeddings {
+            for i in 0..<half {
+                let angle = Float(position) * scaled[i]
+                table[position * config.headSize + i] = Float(cos(Double(angle)))
+                table[position * config.headSize + half + i] = Float(sin(Double(angle)))
+            }
+        }
+        return table
+    }
+
+    /// Applies `rope_scaling` to the inverse frequencies (linear and llama3 as in Hugging Face).
+    private static func scale(_ frequencies: [Float], _ scaling: LlamaConfig.RopeScaling?) -> [Float] {
+        guard let scaling else { return frequencies }
+        let factor = Float(scaling.factor)
+        switch scaling.ropeType {
+        case "linear":
+            return frequencies.map { $0 / factor }
+        case "llama3":
+            let low = Float(scaling.lowFreqFactor ?? 1), high = Float(scaling.highFreqFactor ?? 4)
+            let original = Float(scaling.originalMaxPositionEmbeddings ?? 8192)
+            let lowWavelength = original / low, highWavelength = original / high
+            return frequencies.map { frequency in
+                let wavelength = 2 * Float.pi / frequency
+                let adjusted = wavelength > lowWavelength ? frequency / factor : frequency
+                guard !(wavelength < highWavelength), !(wavelength > lowWavelength) else { return adjusted }
+                let smooth = (original / wavelength - low) / (high - low)
+                return (1 - smooth) * adjusted / factor + smooth * adjusted
+            }
+        default:
+            return frequencies
+        }
+    }
+
+    // MARK: Stages
+
+    public func positions(for batch: TokenBatch, past: Int) -> [Int32] {
+        (0..<batch.batchSize * batch.tokens).map { Int32(past + $0 % batch.tokens) }
+    }
+
+    public func workspaceCount(rows: Int) -> Int {
+        let c = config.hiddenSize, hs = config.headSize, f = config.intermediateSize
+        let qkv = (config.numAttentionHeads + 2 * config.kvHeads) * hs
+        return rows * (c + qkv + config.numAttentionHeads * hs + 3 * f)
+    }
+
+    /// Regions of the workspace for R rows.
+    private struct Scratch {
+        let normed, qkv, attention, gateUp, activated: DeviceBuffer  // [R,C] [R,(NH+2NKV)HS] [R,NH·HS] [R,2F] [R,F]
+        init(_ workspace: DeviceBuffer, rows: Int, config: LlamaConfig) {
+            let c = config.hiddenSize, hs = config.headSize, f = config.intermediateSize
+            let qkvWidth = (config.numAttentionHeads + 2 * config.kvHeads) * hs
+            var offset = 0
+            func take(_ count: Int) -> DeviceBuffer {
+                defer { offset += count }
+                return workspace.floats(offset, count)
+            }
+            normed = take(rows * c)
+            qkv = take(rows * qkvWidth)
+            attention = take(rows * config.numAttentionHeads * hs)
+            gateUp = take(rows * 2 * f)
+            activated = take(rows * f)
+        }
+    }
+
+    public func embed(_ embedding: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {
+        let batch = context.batch
+        context.backend.gatherRows(table: embedding.floats(0, config.vocabSize * config.hiddenSize), width: config.hiddenSize,
+                                   indices: batch.ids, count: batch.rows, out: hidden, accumulate: false)
+    }
+
+    public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {
+        let backend = context.backend, rows = context.batch.rows
+        let c = config.hiddenSize, hs = config.headSize, f = config.intermediateSize
+        let heads = config.numAttentionHeads, kvHeads = config.kvHeads
+        let qkvWidth = (heads + 2 * kvHeads) * hs
+        let o = offsets.block
+        let s = Scratch(context.workspace, rows: rows, config: config)
+        let eps = Float(config.rmsNormEps)
+
+        // Attention: h += o_proj(attention(rotary(qkv(RMSNorm(h))))).
+        backend.rmsNorm(x: hidden, weight: parameters.floats(o.inputNorm, c), out: s.normed, rows: rows, channels: c, eps: eps)
+        backend.linear(x: s.normed, weight: parameters.floats(o.qkvWeight, qkvWidth * c), bias: o.qkvBias.map { parameters.floats($0, qkvWidth) },
+                       out: s.qkv, m: rows, n: qkvWidth, k: c, activation: .none, accumulate: false)
+        backend.rotary(x: s.qkv, positions: context.batch.positions,
+                       table: context.constants.floats(0, config.maxPositionEmbeddings * hs),
+                       rows: rows, heads: heads + kvHeads, headSize: hs, rowStride: qkvWidth)
+        let inputs = context.attentionInputs(block: index, qkv: s.qkv, heads: heads, kvHeads: kvHeads, headSize: hs)
+        backend.attention(q: s.qkv, k: inputs.k, v: inputs.v, keyMask: inputs.mask, out: s.attention, shape: inputs.shape)
+        backend.linear(x: s.attention, weight: parameters.floats(o.outWeight, c * heads * hs), bias: o.outBias.map { parameters.floats($0, c) },
+                       out: hidden, m: rows, n: c, k: heads * hs, activation: .none, accumulate: true)
+
+        // MLP: h += down(silu(gate(x)) · up(x)), x = RMSNorm(h).
+        backend.rmsNorm(x: hidden, weight: parameters.floats(o.postNorm, c), out: s.normed, rows: rows, channels: c, eps: eps)
+        backend.linear(x: s.normed, weight: parameters.floats(o.gateUpWeight, 2 * f * c), bias: o.gateUpBias.map { parameters.floats($0, 2 * f) },
+                       out: s.gateUp, m: rows, n: 2 * f, k: c, activation: .none, accumulate: false)
+        backend.swiglu(gateUp: s.gateUp, out: s.activated, rows: rows, width: f)
+        backend.linear(x: s.activated, weight: parameters.floats(o.downWeight, c * f), bias: o.downBias.map { parameters.floats($0, c) },
+                       out: hidden, m: rows, n: c, k: f, activation: .none, accumulate: true)
+    }
+
+    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer,
+                     context: StageContext) {
+        let c = config.hiddenSize, v = config.vocabSize, rows = context.batch.rows
+        let o = offsets.head
+        context.backend.rmsNorm(x: hidden, weight: head.floats(o.norm, c), out: hidden, rows: rows, channels: c,
+                                eps: Float(config.rmsNormEps))
+        let table = o.untiedHead.map { head.floats($0, v * c) } ?? embedding.floats(0, v * c)
+        context.backend.linear(x: hidden, weight: table, bias: nil, out: logits, m: rows, n: v, k: c, activation: .none,
+                               accumulate: false)
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+import ZOCPU
+import ZOFormats
+import ZOModels
+
+/// The Llama forward pass against Hugging Face transformers (fixtures from
+/// scripts/fixtures/make_llama_fixtures.py): loss within 1e-5 relative, logits within 1e-4
+/// absolute, from safetensors and from GGUF.
+@Suite struct LlamaParityTests {
+    /// Loads the fixture's expected values and checks `model` against them.
+    static func check(_ model: any CausalLM, fixture directory: String, label: String) throws {
+        let expected = try OPTExpectation.load(directory)
+        let reference = try SafetensorsFile(path: directory + "/expected.safetensors")
+        let shape = reference.info("logits")!.shape
+        var expectedLogits = [Float](repeating: 0, count: shape.reduce(1, *))
+        try expectedLogits.withUnsafeMutableBufferPointer { try reference.readFloats("logits", expectedShape: shape, into: $0.baseAddress!) }
+        let ids = try reference.rawBytes("ids").bindMemory(to: Int64.self)
+        let t = shape[1]
+        let sequences = expected.lengths.enumerated().map { b, n in (0..<n).map { Int(ids[b * t + $0]) } }
+        let runner = try ResidentRunner(model: model, backend: try CPUBackend(budget: 64 << 20, threads: 2))
+        let result = try runner.forward(try model.makeBatch(sequences), outputs: .logits)
+        #expect(abs(result.meanLoss - expected.loss) <= 1e-5 * abs(expected.loss), "\(label): loss \(result.meanLoss) vs \(expected.loss)")
+        for b in 0..<sequences.count {
+            #expect(abs(result.sequenceLoss(b).loss - expected.sequence_losses[b]) <= 1e-5 * expected.sequence_losses[b], "\(label) \(b)")
+        }
+        let worst = zip(result.logits!, expectedLogits).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-4, "\(label): max |Δlogit| = \(worst)")
+    }
+
+    @Test(arguments: Fixtures.llamaNames)
+    func safetensorsMatchTransformers(name: String) throws {
+        let model = try ModelRegistry.load(path: Fixtures.llama(name))
+        #expect(model is LlamaModel)
+        try Self.check(model, fixture: Fixtures.llama(name), label: name)
+    }
+
+    @Test func ggufWithPermutedRowsMatchesTransformers() throws {
+        let directory = Fixtures.llama("llama-gqa-f32")
+        let model = try ModelRegistry.load(path: directory + "/model.gguf")
+        try Self.check(model, fixture: directory, label: "gguf")
+    }
+
+    /// Decoding token by token with the KV cache gives the logits of the full pass.
+    @Test(arguments: Fixtures.llamaNames + ["opt:opt-tiny-f32", "opt:opt-350m-style-bf16"])
+    func cachedDecodingMatchesTheFullPass(name: String) throws {
+        let path = name.hasPrefix("opt:") ? Fixtures.opt(String(name.dropFirst(4))) : Fixtures.llama(name)
+        let model = try ModelRegistry.load(path: path)
+        let backend = try CPUBackend(budget: 64 << 20, threads: 2)
+        let runner = try ResidentRunner(model: model, backend: backend)
+        let tokens = [5, 9, 3, 17, 2, 11, 8]
+        let full = try runner.forward(try model.makeBatch([tokens]), outputs: .logits).logits!
+        let cache = try KVCache(blocks: model.blocks.count, batchSize: 1, capacity: 16, width: model.kvWidth, backend: backend)
+        var stepped: [Float] = []
+        // A 3-token prompt, then one token at a time.
+        stepped += try runner.forward(try model.makeBatch([Array(tokens[0..<3])]), outputs: .logits, cache: cache).logits!
+        for token in tokens[3...] {
+            stepped += try runner.forward(try model.makeBatch([[token]]), outputs: .logits, cache: cache).logits!
+        }
+        #expect(cache.length == tokens.count)
+        let worst = zip(full, stepped).map { abs($0 - $1) }.max()!
+        #expect(stepped.count == full.count && worst <= 1e-4, "max |Δ| \(worst)")
+    }
+}
