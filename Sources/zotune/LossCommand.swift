@@ -1,4 +1,5 @@
 import ArgumentParser
+import ZOAssets
 import ZOCPU
 import ZOModels
 #if canImport(FoundationEssentials)
@@ -18,7 +19,7 @@ struct LossCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "A Hugging Face OPT folder (config.json + safetensors).")
+    @Option(help: "A model: a Hugging Face folder (config.json + safetensors), a .gguf file, or an asset id (smollm2-135m).")
     var model: String
 
     @Option(help: "Comma-separated token ids of one sequence.")
@@ -41,7 +42,7 @@ struct LossCommand: ParsableCommand {
 
     func run() throws {
         let sequences = try readSequences()
-        let model = try ModelRegistry.load(path: self.model)
+        let model = try ModelRegistry.load(path: try Assets().resolve(self.model))
         let batch = try model.makeBatch(sequences)
         let runner = try ResidentRunner(model: model, backend: try CPUBackend(threads: compute.threads))
         let result = try runner.forward(batch, outputs: .argmax)
