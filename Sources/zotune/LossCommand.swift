@@ -1,5 +1,4 @@
 import ArgumentParser
-import ZOAssets
 import ZOCPU
 import ZOModels
 #if canImport(FoundationEssentials)
@@ -19,8 +18,7 @@ struct LossCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "A model: a Hugging Face folder (config.json + safetensors), a .gguf file, or an asset id (smollm2-135m).")
-    var model: String
+    @OptionGroup var modelOptions: ModelOptions
 
     @Option(help: "Comma-separated token ids of one sequence.")
     var ids: String?
@@ -28,10 +26,15 @@ struct LossCommand: ParsableCommand {
     @Option(name: .customLong("ids-file"), help: "A JSON file holding an array of token-id arrays.")
     var idsFile: String?
 
+    @Option(help: "A text, encoded with the model's tokenizer (or --tokenizer).")
+    var text: String?
+
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        guard (ids == nil) != (idsFile == nil) else { throw ValidationError("give exactly one of --ids and --ids-file") }
+        guard [ids != nil, idsFile != nil, text != nil].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --ids, --ids-file and --text")
+        }
     }
 
     struct Line: Encodable {
@@ -42,7 +45,7 @@ struct LossCommand: ParsableCommand {
 
     func run() throws {
         let sequences = try readSequences()
-        let model = try ModelRegistry.load(path: try Assets().resolve(self.model))
+        let model = try modelOptions.loadModel()
         let batch = try model.makeBatch(sequences)
         let runner = try ResidentRunner(model: model, backend: try CPUBackend(threads: compute.threads))
         let result = try runner.forward(batch, outputs: .argmax)
@@ -54,6 +57,9 @@ struct LossCommand: ParsableCommand {
     }
 
     private func readSequences() throws -> [[Int]] {
+        if let text {
+            return [try modelOptions.loadTokenizer().encode(text, addSpecialTokens: true)]
+        }
         if let ids {
             let parts = ids.split(separator: ",", omittingEmptySubsequences: false)
             return [try parts.map { part in

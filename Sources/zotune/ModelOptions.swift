@@ -1,0 +1,22 @@
+import ArgumentParser
+import ZOAssets
+import ZOModels
+import ZOTokenizers
+
+/// `--model` and `--tokenizer`, resolved through the asset cache.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "A model: a Hugging Face folder (config.json + safetensors), a .gguf file, or an asset id (smollm2-135m).")
+    var model: String
+
+    @Option(help: "A tokenizer (tokenizer.json, a folder with vocab.json + merges.txt, a .gguf, or an asset id). Default: the model's own.")
+    var tokenizer: String?
+
+    /// The model's path after resolving an asset id.
+    func modelPath() throws -> String { try Assets().resolve(model) }
+
+    func loadModel() throws -> any CausalLM { try ModelRegistry.load(path: try modelPath()) }
+
+    func loadTokenizer() throws -> Tokenizer {
+        try Tokenizer.load(path: try Assets().resolve(tokenizer ?? modelPath()))
+    }
+}
