@@ -18,7 +18,7 @@ public enum Subprocess {
         var template = Array("/tmp/zotune-subprocess-XXXXXX".utf8CString)
         let fd = mkstemp(&template)
         guard fd >= 0 else { throw .cannotStart(arguments[0], reason: String(cString: strerror(errno))) }
-        let outputPath = String(cString: template)
+        let outputPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         defer { close(fd); unlink(outputPath) }
 
         var actions = posix_spawn_file_actions_t()

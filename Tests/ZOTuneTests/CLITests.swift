@@ -49,7 +49,8 @@ import ZOFormats
     }
 
     @Test(arguments: [
-        (["loss", "--model", "/nonexistent/model", "--ids", "1,2"], "config.json"),
+        (["loss", "--model", "/nonexistent/model", "--ids", "1,2"], "/nonexistent/model"),
+        (["loss", "--model", Fixtures.root + "/opt", "--ids", "1,2"], "config.json"),
         (["loss", "--model", Fixtures.opt("opt-tiny-f32"), "--ids", "1,2,101"], "outside the vocabulary"),
         (["loss", "--model", Fixtures.opt("opt-tiny-f32"), "--ids", "1,x"], "not an integer"),
         (["loss", "--model", Fixtures.opt("opt-tiny-f32"), "--ids", Array(repeating: "5", count: 25).joined(separator: ",")], "positions table"),
