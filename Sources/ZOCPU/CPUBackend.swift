@@ -38,7 +38,11 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         self.arena = DeviceArena(budget: budget)
         self.threads = threads
         self.parallel = Parallel(threads: threads)
-        openblas_set_num_threads(Int32(threads))
+        // OpenBLAS runs single-threaded; `linear` splits the output columns over our threads
+        // instead, so every element is computed the same way whatever the thread count
+        // (OpenBLAS's own threading changes results with the thread count, and its setting is
+        // process-wide).
+        openblas_set_num_threads(1)
     }
 
     deinit { munmap(base, mappedBytes) }
@@ -118,8 +122,18 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         precondition(!accumulate || activation == .none, "accumulate fuses a residual add; no activation after it")
         let y = pointer(out)
         profile.measure("gemm") {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                        1, pointer(x), Int32(k), pointer(weight), Int32(k), accumulate ? 1 : 0, y, Int32(n))
+            // out[:, columns] = x · weight[columns]ᵀ, one column slice (multiple of 16) per thread.
+            let x = UncheckedSendable(UnsafePointer(pointer(x))), w = UncheckedSendable(UnsafePointer(pointer(weight)))
+            let out = UncheckedSendable(y)
+            let slices = min(threads, max(1, (n + 15) / 16), max(1, m * n * k / 2_000_000))
+            parallel.forRanges(slices) { range in
+                for slice in range {
+                    let start = (n * slice / slices) & ~15, end = slice == slices - 1 ? n : (n * (slice + 1) / slices) & ~15
+                    guard end > start else { continue }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(end - start), Int32(k),
+                                1, x.value, Int32(k), w.value + start * k, Int32(k), accumulate ? 1 : 0, out.value + start, Int32(n))
+                }
+            }
         }
         let relu = activation == .relu
         guard bias != nil || relu else { return }
@@ -237,6 +251,26 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                 for row in range {
                     let target = Int(targets.value[row])
                     losses.value[row] = target < 0 ? 0 : crossEntropyRow(logits.value + row * vocab, vocab, target)
+                }
+            }
+        }
+    }
+
+    public func perturb(_ parameters: DeviceBuffer, tensors: [PerturbedTensor], terms: [PerturbationTerm], decayFactor: Float,
+                        kind: PerturbationKind) {
+        profile.measure("perturb") {
+            // Work items are 32-element chunks of every tensor, numbered through `starts`.
+            var starts = [0]
+            for tensor in tensors { starts.append(starts.last! + (tensor.count + 31) / 32) }
+            let base = UncheckedSendable(pointer(parameters))
+            parallel.forRanges(starts.last!, grain: 64) { chunks in
+                var t = starts.lastIndex { $0 <= chunks.lowerBound }!
+                for chunk in chunks {
+                    while chunk >= starts[t + 1] { t += 1 }
+                    let tensor = tensors[t]
+                    let local = chunk - starts[t]
+                    perturbChunk(base.value + tensor.offset + local * 32, count: min(32, tensor.count - local * 32),
+                                 chunk: local, tensor: tensor, terms: terms, decayFactor: decayFactor, kind: kind)
                 }
             }
         }

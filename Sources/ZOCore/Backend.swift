@@ -62,6 +62,43 @@ public struct AttentionShape: Sendable, Equatable {
     }
 }
 
+/// One tensor of a parameter buffer swept by `Backend.perturb`.
+public struct PerturbedTensor: Sendable, Equatable {
+    /// First element within the buffer.
+    public let offset: Int
+    public let count: Int
+    /// The tensor's id in the perturbation streams (its index among the model's tensors).
+    public let id: UInt32
+    /// Whether weight decay applies (not to biases and norms).
+    public let decays: Bool
+
+    public init(offset: Int, count: Int, id: UInt32, decays: Bool) {
+        self.offset = offset
+        self.count = count
+        self.id = id
+        self.decays = decays
+    }
+}
+
+/// One direction z (the stream of `seed`) in a `Backend.perturb` pass with its coefficient for
+/// tensors with and without weight decay.
+public struct PerturbationTerm: Sendable, Equatable {
+    public let seed: UInt64
+    public let coefficient: Float
+    public let decayCoefficient: Float
+
+    public init(seed: UInt64, coefficient: Float, decayCoefficient: Float) {
+        self.seed = seed
+        self.coefficient = coefficient
+        self.decayCoefficient = decayCoefficient
+    }
+
+    /// The same coefficient for every tensor.
+    public init(seed: UInt64, coefficient: Float) {
+        self.init(seed: seed, coefficient: coefficient, decayCoefficient: coefficient)
+    }
+}
+
 /// What a compute device offers ZOTune: a budgeted arena of device memory, asynchronous
 /// host<->device copies on streams ordered by events, and the operations the models need.
 ///
@@ -169,6 +206,13 @@ public protocol Backend: AnyObject, Sendable {
     /// losses [N] = -log softmax(logits [N, V])[targets[n]]; 0 where targets[n] < 0.
     /// `targets` is Int32 [N].
     func crossEntropy(logits: DeviceBuffer, targets: DeviceBuffer, losses: DeviceBuffer, rows: Int, vocab: Int)
+
+    /// One pass of zeroth-order updates over a parameter buffer: for every element e of every
+    /// tensor, θ ← a·θ + Σ_k c_k·z_k(e) in that order, where a = `decayFactor` and c_k =
+    /// `decayCoefficient` for tensors that decay, else a = 1 and c_k = `coefficient`, and z_k
+    /// is `Noise`'s stream (kind, term seed, tensor id) at the element's index in its tensor.
+    func perturb(_ parameters: DeviceBuffer, tensors: [PerturbedTensor], terms: [PerturbationTerm], decayFactor: Float,
+                 kind: PerturbationKind)
 
     /// out Int32 [N] = argmax over V of logits [N, V] (first maximum on ties).
     func argmax(logits: DeviceBuffer, out: DeviceBuffer, rows: Int, vocab: Int)
