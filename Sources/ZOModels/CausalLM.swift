@@ -139,6 +139,9 @@ public protocol CausalLM: AnyObject, Sendable {
     /// Floats per token a KV cache keeps per block (NKV·HS).
     var kvWidth: Int { get }
 
+    /// The Hugging Face config.json describing this model.
+    func configJSON() throws -> [UInt8]
+
     /// Non-trainable tables the stages read (rotary cos/sin); empty if none.
     var constants: [Float] { get }
 

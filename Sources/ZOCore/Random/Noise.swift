@@ -55,9 +55,10 @@ public enum Noise {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
     }
 
+    /// +1 where the low bit is 1, −1 where it is 0 (the sign bit set from the inverted low bit).
     @inline(__always)
     static func sign(_ x: SIMD8<UInt32>) -> SIMD8<Float> {
-        SIMD8<Float>(repeating: -1).replacing(with: 1, where: (x & 1) .== 1)
+        unsafeBitCast(((~x & 1) &<< 31) | 0x3F80_0000, to: SIMD8<Float>.self)
     }
 
     /// ((x >> 9) + 0.5) · 2⁻²³, exactly: the 23 bits become the mantissa of a float in [1, 2).
@@ -114,19 +115,21 @@ public enum Noise {
         let quadrant = shifted - magic
         let a = (u - quadrant * 0.25) * 6.283_185_5
         let z = a * a
-        var s = SIMD8<Float>(repeating: -1.951_529_589_1e-4)
-        s = s * z + 8.332_160_873_6e-3
-        s = s * z - 1.666_665_461_1e-1
-        let sine = a + a * z * s
-        var c = SIMD8<Float>(repeating: 2.443_315_711_809_948e-5)
-        c = c * z - 1.388_731_625_493_765e-3
-        c = c * z + 4.166_664_568_298_827e-2
-        let cosine = 1 - 0.5 * z + z * z * c
+        var sinPolynomial = SIMD8<Float>(repeating: -1.951_529_589_1e-4)
+        sinPolynomial = sinPolynomial * z + 8.332_160_873_6e-3
+        sinPolynomial = sinPolynomial * z - 1.666_665_461_1e-1
+        let sine = a + a * z * sinPolynomial
+        var cosPolynomial = SIMD8<Float>(repeating: 2.443_315_711_809_948e-5)
+        cosPolynomial = cosPolynomial * z - 1.388_731_625_493_765e-3
+        cosPolynomial = cosPolynomial * z + 4.166_664_568_298_827e-2
+        let cosine = 1 - 0.5 * z + z * z * cosPolynomial
+        // Quadrant q: odd q swaps cos and sin; cos is negative for q = 1, 2 and sin for q = 2, 3.
+        // Done on the bits (exact selects and sign flips, which vectorize).
         let q = unsafeBitCast(shifted, to: SIMD8<UInt32>.self) & 3
-        var cosOut = cosine, sinOut = sine
-        cosOut.replace(with: -sine, where: q .== 1); sinOut.replace(with: cosine, where: q .== 1)
-        cosOut.replace(with: -cosine, where: q .== 2); sinOut.replace(with: -sine, where: q .== 2)
-        cosOut.replace(with: sine, where: q .== 3); sinOut.replace(with: -cosine, where: q .== 3)
-        return (cosOut, sinOut)
+        let swap = SIMD8<UInt32>(repeating: 0) &- (q & 1)
+        let c = unsafeBitCast(cosine, to: SIMD8<UInt32>.self), s = unsafeBitCast(sine, to: SIMD8<UInt32>.self)
+        let cosBits = ((c & ~swap) | (s & swap)) ^ (((q &+ 1) & 2) &<< 30)
+        let sinBits = ((s & ~swap) | (c & swap)) ^ ((q & 2) &<< 30)
+        return (unsafeBitCast(cosBits, to: SIMD8<Float>.self), unsafeBitCast(sinBits, to: SIMD8<Float>.self))
     }
 }

@@ -37,6 +37,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     public var padTokenId: Int { config.padTokenId ?? config.eosTokenId ?? 0 }
     public var kvWidth: Int { config.kvHeads * config.headSize }
 
+    public func configJSON() throws -> [UInt8] { try encodeConfig(config) }
+
     // MARK: Loading
 
     /// Loads `config.json` and the safetensors weights of a Hugging Face Llama folder.

@@ -36,6 +36,8 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
     public var kvWidth: Int { config.hiddenSize }
     public var constants: [Float] { [] }
 
+    public func configJSON() throws -> [UInt8] { try encodeConfig(config) }
+
     // MARK: Loading
 
     /// Loads `config.json` and the safetensors weights of a Hugging Face OPT folder.

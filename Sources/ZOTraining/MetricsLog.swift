@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// `metrics.jsonl`: one JSON object per line, flushed as written, so a reader (or a crash)
+/// sees every completed step.
+public final class MetricsLog {
+    public let path: String
+    private let file: UnsafeMutablePointer<FILE>
+    private let encoder: JSONEncoder
+
+    /// Creates (truncates) `path`.
+    public init(path: String) throws {
+        guard let file = fopen(path, "w") else {
+            throw MetricsError.cannotOpen(path: path, reason: "cannot create the file (errno \(errno))")
+        }
+        self.path = path
+        self.file = file
+        encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+    }
+
+    deinit { fclose(file) }
+
+    /// Appends one line.
+    public func write<T: Encodable>(_ record: T) throws {
+        var line = try encoder.encode(record)
+        line.append(UInt8(ascii: "\n"))
+        let written = line.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+        guard written == line.count, fflush(file) == 0 else {
+            throw MetricsError.cannotOpen(path: path, reason: "write failed (disk full?)")
+        }
+    }
+}
+
+/// A metrics file could not be written.
+public enum MetricsError: Error, CustomStringConvertible {
+    case cannotOpen(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .cannotOpen(let path, let reason): "\(path): cannot write metrics: \(reason)"
+        }
+    }
+}

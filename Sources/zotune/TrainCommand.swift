@@ -1,0 +1,124 @@
+import ArgumentParser
+import ZOCore
+import ZOCPU
+import ZOModels
+import ZOOptimizers
+import ZOTasks
+import ZOTokenizers
+import ZOTraining
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Fine-tune a model with zeroth-order SGD (MeZO): two forward passes per step, nothing stored for backpropagation.",
+        discussion: "Writes DIR/metrics.jsonl (one line per step and per evaluation) and the final model as DIR/model (safetensors + config.json)."
+    )
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "The task: lm (causal-LM loss on a JSONL of {\"text\"} or {\"ids\"} lines).")
+    var task = "lm"
+
+    @Option(help: "Training data (JSONL).")
+    var data: String
+
+    @Option(name: .customLong("eval-data"), help: "Held-out data for evaluation (JSONL).")
+    var evalData: String?
+
+    @Option var steps = 100
+    @Option(name: .customLong("batch-size")) var batchSize = 16
+    @Option(help: "Learning rate.") var lr: Float = 1e-5
+    @Option(help: "Perturbation scale ε.") var eps: Float = 1e-3
+    @Option(name: .customLong("weight-decay")) var weightDecay: Float = 0
+    @Option(help: "constant, linear or cosine.") var schedule = LearningRateSchedule.Shape.constant
+    @Option(help: "Warm-up steps.") var warmup = 0
+    @Option(help: "Perturbations per step (averaged).") var q = 1
+    @Option(help: "gaussian, rademacher or ones.") var perturbation = PerturbationKind.gaussian
+    @Option(help: "Seed of perturbations and batch order.") var seed: UInt64 = 0
+    @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (0: before and after only).") var evalEvery = 0
+    @Option(name: .customLong("max-nonfinite"), help: "Stop after this many steps with a non-finite loss.") var maxNonFinite = 10
+    @Option(help: "Output folder.") var output: String?
+
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        guard task == "lm" else { throw ValidationError("unknown --task '\(task)' (available: lm)") }
+        guard steps >= 0, batchSize >= 1, q >= 1, warmup >= 0, evalEvery >= 0, maxNonFinite >= 1 else {
+            throw ValidationError("--steps, --batch-size, --q, --warmup, --eval-every and --max-nonfinite must be positive")
+        }
+        guard lr >= 0, eps > 0, weightDecay >= 0 else { throw ValidationError("--lr and --weight-decay must be ≥ 0 and --eps > 0") }
+    }
+
+    struct StepLine: Encodable {
+        let step: Int
+        let loss_plus: Double
+        let loss_minus: Double
+        let projected_grad: Double
+        let lr: Float
+        let seeds: [UInt64]
+        let skipped: Bool
+        let seconds: Double
+    }
+
+    struct EvalLine: Encodable {
+        let step: Int
+        let eval: [String: Double]
+    }
+
+    func run() throws {
+        let model = try modelOptions.loadModel()
+        var loaded: Tokenizer?
+        let tokenizer = { (text: String) throws -> [Int] in
+            if loaded == nil { loaded = try modelOptions.loadTokenizer() }
+            return loaded!.encode(text, addSpecialTokens: true)
+        }
+        let train = try LMTask(path: data, maxLength: model.maxSequenceLength, encode: tokenizer)
+        let heldOut = try evalData.map { try LMTask(path: $0, maxLength: model.maxSequenceLength, encode: tokenizer) }
+        let runner = try ResidentRunner(model: model, backend: try CPUBackend(threads: compute.threads))
+        let options = TrainingOptions(steps: steps, batchSize: batchSize,
+                                      schedule: LearningRateSchedule(base: lr, shape: schedule, warmupSteps: warmup, totalSteps: steps),
+                                      mezo: MeZOOptions(eps: eps, weightDecay: weightDecay, q: q, perturbation: perturbation),
+                                      seed: seed, evalEvery: evalEvery, maxNonFiniteSteps: maxNonFinite)
+        if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
+        let metrics = try output.map { try MetricsLog(path: $0 + "/metrics.jsonl") }
+        let trainer = Trainer(runner: runner, task: LMTrainingTask(train: train, heldOut: heldOut), options: options)
+        if train.truncated > 0 { print("note: \(train.truncated) training examples were cut to \(model.maxSequenceLength) tokens") }
+        _ = try trainer.run { event in
+            switch event {
+            case .step(let step, _, let seconds):
+                print("step \(step.step + 1)/\(steps)  loss+ \(format(step.lossPlus))  loss- \(format(step.lossMinus))  g \(format(step.projectedGradient))  \(format(seconds)) s\(step.skipped ? "  (skipped: non-finite loss)" : "")")
+                try metrics?.write(StepLine(step: step.step + 1, loss_plus: step.lossPlus, loss_minus: step.lossMinus,
+                                            projected_grad: step.projectedGradient, lr: step.learningRate, seeds: step.seeds,
+                                            skipped: step.skipped, seconds: seconds))
+            case .evaluation(let step, let values):
+                guard !values.isEmpty else { return }
+                print("eval at step \(step): " + values.sorted { $0.key < $1.key }.map { "\($0.key) \(format($0.value))" }.joined(separator: ", "))
+                try metrics?.write(EvalLine(step: step, eval: values))
+            }
+        }
+        if let output {
+            try runner.copyParametersToHost()
+            try model.save(to: output + "/model")
+            print("saved \(output)/model")
+        }
+    }
+}
+
+extension LearningRateSchedule.Shape: ExpressibleByArgument {}
+extension PerturbationKind: ExpressibleByArgument {}
+
+/// A number with 4 significant decimals for progress lines.
+func format(_ value: Double) -> String {
+    guard value.isFinite else { return "\(value)" }
+    let magnitude = abs(value)
+    let decimals = magnitude >= 100 ? 1 : magnitude >= 1 ? 4 : 6
+    var scale = 1.0
+    for _ in 0..<decimals { scale *= 10 }
+    let rounded = (value * scale).rounded() / scale
+    return "\(rounded)"
+}

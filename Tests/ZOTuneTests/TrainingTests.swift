@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+import ZOCPU
+import ZOModels
+import ZOTasks
+import ZOTraining
+
+/// The training loop's pieces and `zotune train` end to end on a fixture model.
+@Suite struct TrainingTests {
+    @Test func lmTaskReportsFileAndLineOfBadInput() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/data.jsonl"
+        let cases: [(String, String)] = [
+            ("{\"ids\": [1, 2, 3]}\nnot json\n", ":2: not a JSON object"),
+            ("{\"ids\": [1, 2]}\n\n{\"ids\": [4]}\n", ":3: fewer than 2 tokens"),
+            ("{\"ids\": [1, 2], \"text\": \"x\"}\n", ":1: needs exactly one"),
+            ("\n\n", "no examples"),
+        ]
+        for (content, message) in cases {
+            try Data(content.utf8).write(to: URL(fileURLWithPath: path))
+            do {
+                _ = try LMTask(path: path, maxLength: 8) { _ in [] }
+                Issue.record("accepted \(content.debugDescription)")
+            } catch {
+                #expect(error.description.contains(path) && error.description.contains(message), "\(error)")
+            }
+        }
+        try Data("{\"ids\": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}\n{\"text\": \"abc\"}\n".utf8).write(to: URL(fileURLWithPath: path))
+        let task = try LMTask(path: path, maxLength: 8) { text in text.unicodeScalars.map { Int($0.value) } }
+        #expect(task.examples == [[1, 2, 3, 4, 5, 6, 7, 8], [97, 98, 99]] && task.truncated == 1)
+    }
+
+    @Test func batchesAreSeededPermutationsOrEverythingInOrder() {
+        var all = BatchSampler(count: 5, batchSize: 5, seed: 1)
+        #expect(all.next() == [0, 1, 2, 3, 4] && all.next() == [0, 1, 2, 3, 4])
+        var a = BatchSampler(count: 10, batchSize: 4, seed: 9), b = BatchSampler(count: 10, batchSize: 4, seed: 9)
+        let epochA = (0..<5).flatMap { _ in a.next() }
+        #expect(epochA == (0..<5).flatMap { _ in b.next() })
+        #expect(Set(epochA.prefix(10)) == Set(0..<10))  // one epoch covers every example once
+    }
+
+    @Test func schedules() {
+        let constant = LearningRateSchedule(base: 1, shape: .constant, warmupSteps: 4, totalSteps: 10)
+        #expect(constant.rate(at: 0) == 0.25 && constant.rate(at: 3) == 1 && constant.rate(at: 9) == 1)
+        let linear = LearningRateSchedule(base: 1, shape: .linear, totalSteps: 10)
+        #expect(linear.rate(at: 0) == 1 && abs(linear.rate(at: 5) - 0.5) < 1e-6)
+        let cosine = LearningRateSchedule(base: 1, shape: .cosine, totalSteps: 10)
+        #expect(abs(cosine.rate(at: 5) - 0.5) < 1e-6 && cosine.rate(at: 10) < 1e-6)
+    }
+
+    @Test func trainWritesMetricsAndAModelThatLoads() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let lines = [[5, 9, 3, 17, 2, 11], [8, 1, 4, 4, 30], [60, 61, 62, 63, 64, 65, 66]].map { "{\"ids\": \($0)}" }
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: directory + "/train.jsonl"))
+        let outcome = try CLI.run(["train", "--model", Fixtures.opt("opt-tiny-f32"), "--data", directory + "/train.jsonl",
+                                   "--eval-data", directory + "/train.jsonl", "--steps", "6", "--batch-size", "3",
+                                   "--lr", "1e-3", "--eval-every", "3", "--output", directory + "/run"])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        let records = try String(contentsOfFile: directory + "/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let steps = records.filter { $0["loss_plus"] != nil }
+        let evals = records.compactMap { $0["eval"] as? [String: Double] }
+        #expect(steps.count == 6 && evals.count == 3)  // before, at step 3, after
+        #expect(steps.allSatisfy { $0["projected_grad"] != nil && $0["lr"] != nil && $0["step"] != nil })
+        // The saved model reproduces the final evaluation.
+        let saved = try ModelRegistry.load(path: directory + "/run/model")
+        let runner = try ResidentRunner(model: saved, backend: try CPUBackend(budget: 64 << 20, threads: 1))
+        let task = try LMTask(path: directory + "/train.jsonl", maxLength: 24) { _ in [] }
+        let loss = try LMTrainingTask(train: task, heldOut: task).evaluate(runner: runner)["eval_loss"]!
+        #expect(abs(loss - evals.last!["eval_loss"]!) < 1e-9)
+        #expect(evals.last!["eval_loss"]! < evals.first!["eval_loss"]!)
+    }
+}
