@@ -59,6 +59,20 @@ public final class ParameterGroup: @unchecked Sendable {
         storage = try HostBuffer(byteCount: layout.byteCount)
     }
 
+    /// Allocates a model's groups (zeroed): its embedding stage, blocks and head.
+    public static func allocate(_ layouts: (embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout))
+        throws(ModelError) -> (ParameterGroup, [ParameterGroup], ParameterGroup) {
+        do {
+            let blocks = try layouts.blocks.enumerated().map { i, layout throws(HostMemoryError) in
+                try ParameterGroup(label: "block \(i)", layout: layout)
+            }
+            return (try ParameterGroup(label: "embedding", layout: layouts.embedding), blocks,
+                    try ParameterGroup(label: "head", layout: layouts.head))
+        } catch {
+            throw .memory(error.description)
+        }
+    }
+
     /// The fp32 elements of tensor `spec`.
     public func values(_ spec: ParameterSpec) -> UnsafeMutableBufferPointer<Float> {
         UnsafeMutableBufferPointer(start: storage.floats + spec.offset, count: spec.count)

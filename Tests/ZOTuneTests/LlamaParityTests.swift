@@ -26,6 +26,7 @@ import ZOModels
         }
         let worst = zip(result.logits!, expectedLogits).map { abs($0 - $1) }.max()!
         #expect(worst <= 1e-4, "\(label): max |Δlogit| = \(worst)")
+        print("Llama parity \(label): max |Δlogit| = \(worst), loss \(result.meanLoss) vs \(expected.loss)")
     }
 
     @Test(arguments: Fixtures.llamaNames)

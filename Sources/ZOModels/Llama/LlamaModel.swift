@@ -20,15 +20,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         self.config = config
         let layouts = LlamaOffsets.layouts(config)
         offsets = LlamaOffsets(config: config, block: layouts.blocks[0], head: layouts.head)
-        do {
-            embedding = try ParameterGroup(label: "embedding", layout: layouts.embedding)
-            blocks = try layouts.blocks.enumerated().map { i, layout throws(HostMemoryError) in
-                try ParameterGroup(label: "block \(i)", layout: layout)
-            }
-            head = try ParameterGroup(label: "head", layout: layouts.head)
-        } catch {
-            throw .memory(error.description)
-        }
+        (embedding, blocks, head) = try ParameterGroup.allocate(layouts)
     }
 
     public var vocabSize: Int { config.vocabSize }
