@@ -26,8 +26,9 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        .target(name: "CVectorMath"),
         // Dtypes, host buffers, the Backend protocol, errors. No model knowledge.
-        .target(name: "ZOCore", swiftSettings: simdFlags),
+        .target(name: "ZOCore", dependencies: ["CVectorMath"], swiftSettings: simdFlags),
         // The CPU backend: OpenBLAS GEMM, SIMD kernels, a budgeted arena, copy threads.
         .target(name: "ZOCPU", dependencies: ["ZOCore", "CBLAS"], swiftSettings: simdFlags),
         // File formats: safetensors (read + write), HF config.json.

@@ -2,6 +2,7 @@ import ArgumentParser
 import ZOCPU
 import ZOCore
 import ZOModels
+import ZOOptimizers
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure speed and memory on named model shapes with random weights.",
-        subcommands: [BenchForward.self]
+        subcommands: [BenchForward.self, BenchPerturb.self]
     )
 }
 
@@ -102,4 +103,55 @@ func forwardFLOPs(_ config: OPTConfig, batch: Int, seq: Int) -> (matrices: Doubl
     let perTokenMatrices = layers * (4 * c * c + 2 * c * f) + v * d + (d != c ? 2 * c * d : 0)
     let attention = layers * Double(batch) * 2 * Double(seq) * Double(seq + 1) * c
     return (2 * perTokenMatrices * tokens, 2 * perTokenMatrices * tokens + attention)
+}
+
+struct BenchPerturb: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "perturb",
+        abstract: "Time one perturbation pass (θ += c·z, z regenerated) over a parameter buffer and print JSON."
+    )
+
+    @Option(help: "Parameters in the buffer.")
+    var elements = 100_000_000
+
+    @Option(help: "Directions z per pass (1 for pass B, 2 for a fused restore/update + perturb pass).")
+    var terms = 1
+
+    @Option(help: "gaussian, rademacher or ones.")
+    var perturbation = PerturbationKind.gaussian
+
+    @Option(help: "Timed passes.")
+    var iterations = 3
+
+    @OptionGroup var compute: ComputeOptions
+
+    struct Report: Encodable {
+        let bench = "perturb"
+        let backend: String
+        let elements: Int
+        let terms: Int
+        let perturbation: String
+        let seconds_median: Double
+        let nanoseconds_per_element: Double
+        let gigabytes_per_s: Double
+    }
+
+    func run() throws {
+        let backend = try CPUBackend(budget: elements * 4 + (1 << 20), threads: compute.threads)
+        let buffer = try backend.allocate(elements * 4, label: "parameters")
+        let tensors = [PerturbedTensor(offset: 0, count: elements, id: 0, decays: true)]
+        let termList = (0..<terms).map { PerturbationTerm(seed: UInt64($0) &+ 1, coefficient: 1e-3) }
+        backend.perturb(buffer, tensors: tensors, terms: termList, decayFactor: 1, kind: perturbation)  // touch the pages
+        var times: [Double] = []
+        for _ in 0..<iterations {
+            let start = monotonicSeconds()
+            backend.perturb(buffer, tensors: tensors, terms: termList, decayFactor: 1, kind: perturbation)
+            times.append(monotonicSeconds() - start)
+        }
+        times.sort()
+        let median = times[times.count / 2]
+        try printJSONLine(Report(backend: backend.name, elements: elements, terms: terms, perturbation: perturbation.rawValue,
+                                 seconds_median: median, nanoseconds_per_element: median / Double(elements) * 1e9,
+                                 gigabytes_per_s: Double(elements * 8) / median / 1e9))
+    }
 }

@@ -1,3 +1,5 @@
+import CVectorMath
+
 /// The distribution of perturbation directions z.
 public enum PerturbationKind: String, Sendable, Codable, CaseIterable {
     /// Standard normal (Box-Muller on Philox output).
@@ -76,7 +78,7 @@ public enum Noise {
     /// sqrt(−2·log(u)).
     @inline(__always)
     static func radius(_ u: SIMD8<Float>) -> SIMD8<Float> {
-        (-2 * log(u)).squareRoot()
+        zt_sqrt8(-2 * log(u))
     }
 
     /// Natural log for u ∈ (0, 1]: u = m·2ᵉ with m ∈ [√½, √2), then Cephes' logf polynomial
@@ -84,11 +86,11 @@ public enum Noise {
     @inline(__always)
     static func log(_ u: SIMD8<Float>) -> SIMD8<Float> {
         let bits = unsafeBitCast(u, to: SIMD8<UInt32>.self)
-        var exponent = float(bits &>> 23) - 126
-        var m = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F00_0000, to: SIMD8<Float>.self)  // [0.5, 1)
-        let small = m .< 0.707_106_77
-        exponent = exponent.replacing(with: exponent - 1, where: small)
-        m = m.replacing(with: m + m, where: small)
+        // Mantissas below that of √½ (0x3504F3) take the next exponent: all ones where small.
+        let mantissa = bits & 0x007F_FFFF
+        let small = SIMD8<UInt32>(repeating: 0) &- (((0x0035_04F2 &- mantissa) &>> 31) ^ 1)
+        let m = unsafeBitCast(mantissa | (0x3F00_0000 &+ (small & 0x0080_0000)), to: SIMD8<Float>.self)
+        let exponent = float(bits &>> 23) - float(126 &+ (small & 1))
         let f = m - 1
         let z = f * f
         var p = SIMD8<Float>(repeating: 7.037_683_629_2e-2)

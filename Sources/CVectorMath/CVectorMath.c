@@ -1,0 +1,1 @@
+// The functions of CVectorMath are header-only (static inline).
