@@ -158,8 +158,10 @@ public protocol CausalLM: AnyObject, Sendable {
     /// hidden [B, T, C] = block `index`(hidden), in place, with its parameters in `parameters`.
     func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext)
 
-    /// logits [B, T, V] from the last hidden state (which the head may overwrite).
-    func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, context: StageContext)
+    /// logits [R, V] from R rows of last hidden states [R, C] (which the head may overwrite);
+    /// R is every token of the batch or a selection of them.
+    func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
+              context: StageContext)
 }
 
 extension CausalLM {

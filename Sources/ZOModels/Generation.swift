@@ -12,8 +12,8 @@ extension ResidentRunner {
         let cache = try KVCache(blocks: model.blocks.count, batchSize: 1, capacity: capacity, width: model.kvWidth, backend: backend)
         var input = prompt
         for _ in 0..<maxTokens where cache.length + input.count <= capacity {
-            let logits = try forward(try model.makeBatch([input]), outputs: .logits, cache: cache).logits!
-            let token = sampler.next(logits[(input.count - 1) * model.vocabSize..<input.count * model.vocabSize])
+            let logits = try forward(try model.makeBatch([input]), outputs: .logits, cache: cache, rows: [input.count - 1]).logits!
+            let token = sampler.next(logits[...])
             if stopTokens.contains(token) || !onToken(token) { return }
             input = [token]
         }

@@ -10,24 +10,30 @@ public struct ForwardOutputs: OptionSet, Sendable {
     public static let argmax = ForwardOutputs(rawValue: 2)
 }
 
-/// The result of a forward pass over a `TokenBatch`.
+/// The result of a forward pass over a `TokenBatch`, for every position [B, T] or for the
+/// selected rows only (then [R]).
 public struct ForwardResult: Sendable {
     public let batch: TokenBatch
-    /// Next-token cross-entropy per position [B, T]; 0 where there is no target.
+    /// The flat positions (b·T + t) the outputs are for; nil for all of them.
+    public let rows: [Int]?
+    /// Next-token cross-entropy per position; 0 where there is no target.
     public let tokenLosses: [Float]
-    /// [B, T, V] when requested.
+    /// [rows, V] when requested.
     public let logits: [Float]?
-    /// [B, T] when requested.
+    /// [rows] when requested.
     public let argmax: [Int32]?
 
-    /// Hugging Face's loss: the mean over every position with a target in the batch.
+    /// Hugging Face's loss: the mean over every position with a target in the batch
+    /// (for a forward over all rows).
     public var meanLoss: Double {
+        precondition(rows == nil, "meanLoss needs every row")
         let count = batch.targetCount
         return count == 0 ? .nan : tokenLosses.reduce(0.0) { $0 + Double($1) } / Double(count)
     }
 
     /// The mean loss of sequence `b` alone, and its number of targets.
     public func sequenceLoss(_ b: Int) -> (loss: Double, targets: Int) {
+        precondition(rows == nil, "sequenceLoss needs every row")
         let range = b * batch.tokens..<(b + 1) * batch.tokens
         let targets = batch.targets[range].filter { $0 >= 0 }.count
         let sum = tokenLosses[range].reduce(0.0) { $0 + Double($1) }
@@ -64,13 +70,19 @@ public final class ResidentRunner: @unchecked Sendable {
         for buffer in deviceGroups + [constants] { backend.free(buffer) }
     }
 
-    /// Runs the model on `batch` and returns per-token losses plus the requested outputs.
-    /// With a `cache`, the batch's tokens follow the cached ones and are appended to it.
-    public func forward(_ batch: TokenBatch, outputs: ForwardOutputs = [], cache: KVCache? = nil) throws -> ForwardResult {
+    /// Runs the model on `batch` and returns per-token losses plus the requested outputs, for
+    /// every position or only for the flat positions `rows` (b·T + t): then the head runs on
+    /// those rows alone. With a `cache`, the batch's tokens follow the cached ones and are
+    /// appended to it.
+    public func forward(_ batch: TokenBatch, outputs: ForwardOutputs = [], cache: KVCache? = nil,
+                        rows selected: [Int]? = nil) throws -> ForwardResult {
         let rows = batch.batchSize * batch.tokens
         let past = cache?.length ?? 0
         if let cache, past + batch.tokens > cache.capacity || batch.batchSize != cache.batchSize {
             throw ModelError.sequenceTooLong(sequence: 0, length: past + batch.tokens, maximum: cache.capacity)
+        }
+        if let selected, let bad = selected.first(where: { !(0..<rows).contains($0) }) {
+            throw ModelError.emptyBatch("selected row \(bad) is outside the batch's \(rows) positions")
         }
         let device = try DeviceTokenBatch(batch, positions: model.positions(for: batch, past: past), backend: backend)
         defer { device.free(on: backend) }
@@ -78,10 +90,6 @@ public final class ResidentRunner: @unchecked Sendable {
         defer { backend.free(hidden) }
         let workspace = try backend.allocate(model.workspaceCount(rows: rows) * 4, label: "activation workspace")
         defer { backend.free(workspace) }
-        let logits = try backend.allocate(rows * model.vocabSize * 4, label: "logits [B, T, V]")
-        defer { backend.free(logits) }
-        let losses = try backend.allocate(rows * 4, label: "token losses [B, T]")
-        defer { backend.free(losses) }
 
         let context = StageContext(backend: backend, batch: device, workspace: workspace, constants: constants, cache: cache)
         let embedding = deviceGroups[0]
@@ -89,20 +97,37 @@ public final class ResidentRunner: @unchecked Sendable {
         for (index, parameters) in deviceGroups[1..<deviceGroups.count - 1].enumerated() {
             model.block(index, parameters, hidden: hidden, context: context)
         }
-        model.head(deviceGroups.last!, embedding: embedding, hidden: hidden, logits: logits, context: context)
-        backend.crossEntropy(logits: logits, targets: device.targets, losses: losses, rows: rows, vocab: model.vocabSize)
         cache?.length += batch.tokens
+
+        // The head's input: every row, or the selected rows gathered into [R, C].
+        var headRows = rows, headInput = hidden, targets = device.targets
+        var gathered: [DeviceBuffer] = []
+        defer { gathered.forEach(backend.free) }
+        if let selected {
+            headRows = selected.count
+            let indices = try backend.upload(selected.map(Int32.init), label: "selected rows")
+            headInput = try backend.allocate(max(1, headRows) * model.hiddenSize * 4, label: "selected hidden states [R, C]")
+            targets = try backend.upload(selected.map { batch.targets[$0] }, label: "selected targets")
+            gathered = [indices, headInput, targets]
+            backend.gatherRows(table: hidden, width: model.hiddenSize, indices: indices, count: headRows, out: headInput, accumulate: false)
+        }
+        let logits = try backend.allocate(max(1, headRows) * model.vocabSize * 4, label: "logits [R, V]")
+        defer { backend.free(logits) }
+        let losses = try backend.allocate(max(1, headRows) * 4, label: "token losses [R]")
+        defer { backend.free(losses) }
+        model.head(deviceGroups.last!, embedding: embedding, hidden: headInput, logits: logits, rows: headRows, context: context)
+        backend.crossEntropy(logits: logits, targets: targets, losses: losses, rows: headRows, vocab: model.vocabSize)
 
         var argmax: [Int32]?
         if outputs.contains(.argmax) {
-            let indices = try backend.allocate(rows * 4, label: "arg-max [B, T]")
+            let indices = try backend.allocate(max(1, headRows) * 4, label: "arg-max [R]")
             defer { backend.free(indices) }
-            backend.argmax(logits: logits, out: indices, rows: rows, vocab: model.vocabSize)
-            argmax = try backend.read(indices, count: rows, as: Int32.self)
+            backend.argmax(logits: logits, out: indices, rows: headRows, vocab: model.vocabSize)
+            argmax = try backend.read(indices, count: headRows, as: Int32.self)
         }
-        return ForwardResult(batch: batch,
-                             tokenLosses: try backend.read(losses, count: rows, as: Float.self),
-                             logits: outputs.contains(.logits) ? try backend.read(logits, count: rows * model.vocabSize) : nil,
+        return ForwardResult(batch: batch, rows: selected,
+                             tokenLosses: try backend.read(losses, count: headRows, as: Float.self),
+                             logits: outputs.contains(.logits) ? try backend.read(logits, count: headRows * model.vocabSize) : nil,
                              argmax: argmax)
     }
 }

@@ -62,4 +62,21 @@ import ZOModels
         let worst = zip(full, stepped).map { abs($0 - $1) }.max()!
         #expect(stepped.count == full.count && worst <= 1e-4, "max |Δ| \(worst)")
     }
+
+    /// The head on selected rows gives those rows of the full pass (to rounding: the GEMM
+    /// kernel OpenBLAS picks depends on the number of rows).
+    @Test(arguments: ["llama/llama-untied-bf16", "opt/opt-350m-style-bf16"])
+    func selectedRowsMatchTheFullPass(fixture: String) throws {
+        let model = try ModelRegistry.load(path: Fixtures.root + "/" + fixture)
+        let runner = try ResidentRunner(model: model, backend: try CPUBackend(budget: 64 << 20, threads: 2))
+        let batch = try model.makeBatch([[5, 9, 3, 17, 2], [11, 8, 4]])
+        let full = try runner.forward(batch, outputs: [.logits, .argmax])
+        let rows = [4, 0, 7]
+        let part = try runner.forward(batch, outputs: [.logits, .argmax], rows: rows)
+        let v = model.vocabSize
+        for (i, row) in rows.enumerated() {
+            let worst = zip(part.logits![i * v..<(i + 1) * v], full.logits![row * v..<(row + 1) * v]).map { abs($0 - $1) }.max()!
+            #expect(worst < 1e-5 && abs(part.tokenLosses[i] - full.tokenLosses[row]) < 1e-5 && part.argmax![i] == full.argmax![row])
+        }
+    }
 }

@@ -202,9 +202,9 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
                        out: hidden, m: rows, n: c, k: f, activation: .none, accumulate: true)
     }
 
-    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer,
+    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
                      context: StageContext) {
-        let c = config.hiddenSize, v = config.vocabSize, rows = context.batch.rows
+        let c = config.hiddenSize, v = config.vocabSize
         let o = offsets.head
         context.backend.rmsNorm(x: hidden, weight: head.floats(o.norm, c), out: hidden, rows: rows, channels: c,
                                 eps: Float(config.rmsNormEps))

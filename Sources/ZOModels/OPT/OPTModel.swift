@@ -145,10 +145,10 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         }
     }
 
-    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer,
+    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
                      context: StageContext) {
-        let batch = context.batch, backend = context.backend, workspace = context.workspace
-        let rows = batch.rows, c = config.hiddenSize, d = config.embedDim, v = config.vocabSize
+        let backend = context.backend, workspace = context.workspace
+        let c = config.hiddenSize, d = config.embedDim, v = config.vocabSize
         let o = offsets.head
         if o.hasFinalNorm {
             backend.layerNorm(x: hidden, weight: o.normWeight.map { head.floats($0, c) }, bias: o.normBias.map { head.floats($0, c) },
