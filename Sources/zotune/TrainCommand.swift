@@ -4,7 +4,6 @@ import ZOCPU
 import ZOModels
 import ZOOptimizers
 import ZOTasks
-import ZOTokenizers
 import ZOTraining
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -21,14 +20,7 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Option(help: "The task: lm (causal-LM loss on a JSONL of {\"text\"} or {\"ids\"} lines).")
-    var task = "lm"
-
-    @Option(help: "Training data (JSONL).")
-    var data: String
-
-    @Option(name: .customLong("eval-data"), help: "Held-out data for evaluation (JSONL).")
-    var evalData: String?
+    @OptionGroup var taskOptions: TaskOptions
 
     @Option var steps = 100
     @Option(name: .customLong("batch-size")) var batchSize = 16
@@ -47,7 +39,6 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        guard task == "lm" else { throw ValidationError("unknown --task '\(task)' (available: lm)") }
         guard steps >= 0, batchSize >= 1, q >= 1, warmup >= 0, evalEvery >= 0, maxNonFinite >= 1 else {
             throw ValidationError("--steps, --batch-size, --q, --warmup, --eval-every and --max-nonfinite must be positive")
         }
@@ -72,13 +63,8 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let model = try modelOptions.loadModel()
-        var loaded: Tokenizer?
-        let tokenizer = { (text: String) throws -> [Int] in
-            if loaded == nil { loaded = try modelOptions.loadTokenizer() }
-            return loaded!.encode(text, addSpecialTokens: true)
-        }
-        let train = try LMTask(path: data, maxLength: model.maxSequenceLength, encode: tokenizer)
-        let heldOut = try evalData.map { try LMTask(path: $0, maxLength: model.maxSequenceLength, encode: tokenizer) }
+        let (task, notes) = try taskOptions.makeTask(model: model, modelOptions: modelOptions)
+        notes.forEach { print("note: \($0)") }
         let runner = try ResidentRunner(model: model, backend: try CPUBackend(threads: compute.threads))
         let options = TrainingOptions(steps: steps, batchSize: batchSize,
                                       schedule: LearningRateSchedule(base: lr, shape: schedule, warmupSteps: warmup, totalSteps: steps),
@@ -86,8 +72,7 @@ struct TrainCommand: ParsableCommand {
                                       seed: seed, evalEvery: evalEvery, maxNonFiniteSteps: maxNonFinite)
         if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
         let metrics = try output.map { try MetricsLog(path: $0 + "/metrics.jsonl") }
-        let trainer = Trainer(runner: runner, task: LMTrainingTask(train: train, heldOut: heldOut), options: options)
-        if train.truncated > 0 { print("note: \(train.truncated) training examples were cut to \(model.maxSequenceLength) tokens") }
+        let trainer = Trainer(runner: runner, task: task, options: options)
         _ = try trainer.run { event in
             switch event {
             case .step(let step, _, let seconds):

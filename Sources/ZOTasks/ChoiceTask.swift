@@ -1,0 +1,95 @@
+import ZOModels
+
+/// A multiple-choice example: a prompt, candidate continuations, and the gold candidate.
+public struct ChoiceExample: Sendable, Equatable {
+    public let prompt: [Int]
+    public let candidates: [[Int]]
+    public let label: Int
+
+    public init(prompt: [Int], candidates: [[Int]], label: Int) {
+        self.prompt = prompt
+        self.candidates = candidates
+        self.label = label
+    }
+}
+
+/// MeZO's "train as classification": each candidate is scored by its mean token
+/// log-likelihood after the prompt; the loss is the cross-entropy of the gold candidate over
+/// those scores, and evaluation picks the highest score (accuracy).
+///
+/// When every candidate is one token (the usual verbalizers), one forward pass of the prompt
+/// suffices and the head runs only at the prompt's last position: the candidates' logits there
+/// differ from their log-likelihoods by the same normalizer, which cancels in both the
+/// cross-entropy and the arg-max.
+public struct ChoiceTrainingTask: TrainingTask {
+    public let train: [ChoiceExample]
+    public let heldOut: [ChoiceExample]
+    /// Examples per forward pass during evaluation.
+    public let evaluationBatch: Int
+
+    public init(train: [ChoiceExample], heldOut: [ChoiceExample], evaluationBatch: Int = 16) {
+        self.train = train
+        self.heldOut = heldOut
+        self.evaluationBatch = evaluationBatch
+    }
+
+    public var trainingCount: Int { train.count }
+
+    public func loss(_ indices: [Int], runner: ResidentRunner) throws -> Double {
+        let examples = indices.map { train[$0] }
+        let scores = try Self.scores(examples, runner: runner)
+        var total = 0.0
+        for (example, row) in zip(examples, scores) {
+            let top = row.max()!
+            let normalizer = row.reduce(0.0) { $0 + exp($1 - top) }
+            total += log(normalizer) + top - row[example.label]
+        }
+        return total / Double(examples.count)
+    }
+
+    public func evaluate(runner: ResidentRunner) throws -> [String: Double] {
+        guard !heldOut.isEmpty else { return [:] }
+        // Batches of similar length waste less on padding.
+        let order = heldOut.indices.sorted { heldOut[$0].prompt.count < heldOut[$1].prompt.count }
+        var correct = 0
+        for start in stride(from: 0, to: order.count, by: evaluationBatch) {
+            let examples = order[start..<min(start + evaluationBatch, order.count)].map { heldOut[$0] }
+            for (example, row) in zip(examples, try Self.scores(examples, runner: runner)) {
+                if row.indices.max(by: { row[$0] < row[$1] }) == example.label { correct += 1 }
+            }
+        }
+        return ["accuracy": Double(correct) / Double(heldOut.count)]
+    }
+
+    /// Each example's candidate scores (mean log-likelihood per candidate token, up to a
+    /// per-example constant for single-token candidates).
+    static func scores(_ examples: [ChoiceExample], runner: ResidentRunner) throws -> [[Double]] {
+        let model = runner.model
+        if examples.allSatisfy({ $0.candidates.allSatisfy { $0.count == 1 } }) {
+            let batch = try model.makeBatch(examples.map(\.prompt))
+            let rows = examples.enumerated().map { b, example in b * batch.tokens + example.prompt.count - 1 }
+            let logits = try runner.forward(batch, outputs: .logits, rows: rows).logits!
+            let v = model.vocabSize
+            return examples.enumerated().map { b, example in example.candidates.map { Double(logits[b * v + $0[0]]) } }
+        }
+        // One sequence per candidate; score = −mean cross-entropy over the candidate's tokens.
+        let sequences = examples.flatMap { example in example.candidates.map { example.prompt + $0 } }
+        let batch = try model.makeBatch(sequences)
+        let losses = try runner.forward(batch).tokenLosses
+        var scores: [[Double]] = []
+        var s = 0
+        for example in examples {
+            scores.append(example.candidates.map { candidate in
+                defer { s += 1 }
+                let first = s * batch.tokens + example.prompt.count - 1  // predicts the candidate's first token
+                let sum = losses[first..<first + candidate.count].reduce(0.0) { $0 + Double($1) }
+                return -sum / Double(candidate.count)
+            })
+        }
+        return scores
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,23 @@
+import ArgumentParser
+import ZOCPU
+import ZOModels
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a model (zero-shot or fine-tuned) on a task's held-out data and print JSON."
+    )
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var taskOptions: TaskOptions
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        let model = try modelOptions.loadModel()
+        let (task, _) = try taskOptions.makeTask(model: model, modelOptions: modelOptions)
+        let runner = try ResidentRunner(model: model, backend: try CPUBackend(threads: compute.threads))
+        var metrics = try task.evaluate(runner: runner)
+        metrics["examples_evaluated"] = nil
+        try printJSONLine(metrics)
+    }
+}
