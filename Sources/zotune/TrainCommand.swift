@@ -73,18 +73,24 @@ struct TrainCommand: ParsableCommand {
         if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
         let metrics = try output.map { try MetricsLog(path: $0 + "/metrics.jsonl") }
         let trainer = Trainer(runner: runner, task: task, options: options)
-        _ = try trainer.run { event in
+        let progress = Progress(total: steps, start: monotonicSeconds())
+        installInterruptHandler()
+        _ = try trainer.run(shouldStop: { interrupted.load(ordering: .relaxed) }) { event in
             switch event {
             case .step(let step, _, let seconds):
-                print("step \(step.step + 1)/\(steps)  loss+ \(format(step.lossPlus))  loss- \(format(step.lossMinus))  g \(format(step.projectedGradient))  \(format(seconds)) s\(step.skipped ? "  (skipped: non-finite loss)" : "")")
+                progress.step(step.step + 1, loss: (step.lossPlus + step.lossMinus) / 2, now: monotonicSeconds(),
+                              extra: "g \(format(step.projectedGradient))" + (step.skipped ? "  (skipped: non-finite loss)" : ""))
                 try metrics?.write(StepLine(step: step.step + 1, loss_plus: step.lossPlus, loss_minus: step.lossMinus,
                                             projected_grad: step.projectedGradient, lr: step.learningRate, seeds: step.seeds,
                                             skipped: step.skipped, seconds: seconds))
             case .evaluation(let step, let values):
                 guard !values.isEmpty else { return }
-                print("eval at step \(step): " + values.sorted { $0.key < $1.key }.map { "\($0.key) \(format($0.value))" }.joined(separator: ", "))
+                progress.message("eval at step \(step): " + values.sorted { $0.key < $1.key }.map { "\($0.key) \(format($0.value))" }.joined(separator: ", "))
                 try metrics?.write(EvalLine(step: step, eval: values))
             }
+        }
+        if interrupted.load(ordering: .relaxed) {
+            progress.message("interrupted after step \(trainer.optimizer.stepsTaken); the last update is applied")
         }
         if let output {
             try runner.copyParametersToHost()

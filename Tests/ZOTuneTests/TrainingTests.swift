@@ -72,4 +72,28 @@ import ZOTraining
         #expect(abs(loss - evals.last!["eval_loss"]!) < 1e-9)
         #expect(evals.last!["eval_loss"]! < evals.first!["eval_loss"]!)
     }
+
+    /// Ctrl-C: the run stops between steps, applies the pending update, saves and exits 0.
+    @Test func interruptSavesAndExitsCleanly() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Data("{\"ids\": [5, 9, 3, 17, 2, 11]}\n".utf8).write(to: URL(fileURLWithPath: directory + "/train.jsonl"))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLI.executable)
+        process.arguments = ["train", "--model", Fixtures.opt("opt-tiny-f32"), "--data", directory + "/train.jsonl",
+                             "--steps", "1000000", "--batch-size", "1", "--lr", "1e-4", "--output", directory + "/run"]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        // Wait for training to start, then interrupt.
+        let metrics = directory + "/run/metrics.jsonl"
+        for _ in 0..<200 where ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 5 {
+            usleep(50_000)
+        }
+        process.interrupt()
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+        #expect(FileManager.default.fileExists(atPath: directory + "/run/model/model.safetensors"))
+        let lines = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 5 && lines.count < 1_000_000)
+    }
 }
