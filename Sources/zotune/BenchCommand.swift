@@ -75,19 +75,13 @@ struct BenchForward: ParsableCommand {
 
         var loss = try runner.forward(tokens).meanLoss  // warm-up
         backend.profile.isEnabled = true
-        var times: [Double] = []
-        for _ in 0..<iterations {
-            let start = monotonicSeconds()
-            loss = try runner.forward(tokens).meanLoss
-            times.append(monotonicSeconds() - start)
-        }
-        times.sort()
-        let median = times[times.count / 2]
+        let times = try timed(iterations) { loss = try runner.forward(tokens).meanLoss }
+        let median = times.median
         let profile = backend.profile.take().mapValues { $0.seconds / Double(iterations) }
         let flops = forwardFLOPs(config, batch: batch, seq: seq)
         try printJSONLine(Report(shape: shape, backend: backend.name, threads: backend.threads, batch: batch, seq: seq,
                                  parameters: model.parameterCount, iterations: iterations,
-                                 seconds_median: median, seconds_min: times[0],
+                                 seconds_median: median, seconds_min: times.min,
                                  tokens_per_s: Double(batch * seq) / median, gflop_per_forward: flops.total / 1e9,
                                  effective_gflops: flops.total / median / 1e9, loss: loss, seconds_by_op: profile,
                                  gemm_gflops: flops.matrices / (profile["gemm"] ?? .nan) / 1e9))
@@ -142,16 +136,23 @@ struct BenchPerturb: ParsableCommand {
         let tensors = [PerturbedTensor(offset: 0, count: elements, id: 0, decays: true)]
         let termList = (0..<terms).map { PerturbationTerm(seed: UInt64($0) &+ 1, coefficient: 1e-3) }
         backend.perturb(buffer, tensors: tensors, terms: termList, decayFactor: 1, kind: perturbation)  // touch the pages
-        var times: [Double] = []
-        for _ in 0..<iterations {
-            let start = monotonicSeconds()
+        let median = timed(iterations) {
             backend.perturb(buffer, tensors: tensors, terms: termList, decayFactor: 1, kind: perturbation)
-            times.append(monotonicSeconds() - start)
-        }
-        times.sort()
-        let median = times[times.count / 2]
+        }.median
         try printJSONLine(Report(backend: backend.name, elements: elements, terms: terms, perturbation: perturbation.rawValue,
                                  seconds_median: median, nanoseconds_per_element: median / Double(elements) * 1e9,
                                  gigabytes_per_s: Double(elements * 8) / median / 1e9))
     }
+}
+
+/// Runs `body` `iterations` times and returns the median and minimum wall time in seconds.
+func timed(_ iterations: Int, _ body: () throws -> Void) rethrows -> (median: Double, min: Double) {
+    var times: [Double] = []
+    for _ in 0..<iterations {
+        let start = monotonicSeconds()
+        try body()
+        times.append(monotonicSeconds() - start)
+    }
+    times.sort()
+    return (times[times.count / 2], times[0])
 }
