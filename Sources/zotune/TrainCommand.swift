@@ -52,6 +52,8 @@ struct TrainCommand: ParsableCommand {
         let projected_grad: Double
         let lr: Float
         let seeds: [UInt64]
+        /// Indices of the training examples in this step's batch.
+        let batch: [Int]
         let skipped: Bool
         let seconds: Double
     }
@@ -77,12 +79,12 @@ struct TrainCommand: ParsableCommand {
         installInterruptHandler()
         _ = try trainer.run(shouldStop: { interrupted.load(ordering: .relaxed) }) { event in
             switch event {
-            case .step(let step, _, let seconds):
+            case .step(let step, let batch, let seconds):
                 progress.step(step.step + 1, loss: (step.lossPlus + step.lossMinus) / 2, now: monotonicSeconds(),
                               extra: "g \(format(step.projectedGradient))" + (step.skipped ? "  (skipped: non-finite loss)" : ""))
                 try metrics?.write(StepLine(step: step.step + 1, loss_plus: step.lossPlus, loss_minus: step.lossMinus,
                                             projected_grad: step.projectedGradient, lr: step.learningRate, seeds: step.seeds,
-                                            skipped: step.skipped, seconds: seconds))
+                                            batch: batch, skipped: step.skipped, seconds: seconds))
             case .evaluation(let step, let values):
                 guard !values.isEmpty else { return }
                 progress.message("eval at step \(step): " + values.sorted { $0.key < $1.key }.map { "\($0.key) \(format($0.value))" }.joined(separator: ", "))

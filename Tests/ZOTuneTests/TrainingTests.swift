@@ -64,6 +64,7 @@ import ZOTraining
         let evals = records.compactMap { $0["eval"] as? [String: Double] }
         #expect(steps.count == 6 && evals.count == 3)  // before, at step 3, after
         #expect(steps.allSatisfy { $0["projected_grad"] != nil && $0["lr"] != nil && $0["step"] != nil })
+        #expect(steps.allSatisfy { ($0["batch"] as? [Int]) == [0, 1, 2] })  // the whole set, in file order
         // The saved model reproduces the final evaluation.
         let saved = try ModelRegistry.load(path: directory + "/run/model")
         let runner = try ResidentRunner(model: saved, backend: try CPUBackend(budget: 64 << 20, threads: 1))
