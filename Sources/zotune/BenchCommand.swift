@@ -11,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure speed and memory on named model shapes with random weights.",
-        subcommands: [BenchForward.self, BenchPerturb.self]
+        subcommands: [BenchForward.self, BenchZOStep.self, BenchPerturb.self]
     )
 }
 
@@ -155,4 +155,62 @@ func timed(_ iterations: Int, _ body: () throws -> Void) rethrows -> (median: Do
     }
     times.sort()
     return (times[times.count / 2], times[0])
+}
+
+struct BenchZOStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "zo-step",
+        abstract: "Time MeZO steps (two perturbation passes and two forward passes with the LM loss) and print JSON."
+    )
+
+    @Option(help: "A named shape: \(OPTConfig.namedShapes.map(\.name).joined(separator: ", ")).")
+    var shape = "opt-125m"
+
+    @Option(help: "Sequences per batch (B).")
+    var batch = 4
+
+    @Option(help: "Tokens per sequence (T).")
+    var seq = 128
+
+    @Option(help: "Timed steps (after one warm-up step).")
+    var iterations = 3
+
+    @OptionGroup var compute: ComputeOptions
+
+    struct Report: Encodable {
+        let bench = "zo-step"
+        let shape: String
+        let backend: String
+        let threads: Int
+        let batch: Int
+        let seq: Int
+        let parameters: Int
+        let iterations: Int
+        let seconds_per_step_median: Double
+        let seconds_per_step_min: Double
+        /// B·T tokens per step over the step time.
+        let tokens_per_s: Double
+        /// Seconds per step in each backend operation.
+        let seconds_by_op: [String: Double]
+    }
+
+    func run() throws {
+        let config = try OPTConfig.named(shape)
+        let model = try OPTModel(config: config)
+        model.initializeRandomly(seed: 1)
+        let backend = try CPUBackend(threads: compute.threads)
+        let runner = try ResidentRunner(model: model, backend: backend)
+        var generator = SplitMix64(seed: 7)
+        let sequences = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(config.vocabSize)) } }
+        let tokens = try model.makeBatch(sequences)
+        let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 3)
+        _ = try mezo.step(lr: 1e-6) { try runner.forward(tokens).meanLoss }  // warm-up
+        backend.profile.isEnabled = true
+        let times = try timed(iterations) { _ = try mezo.step(lr: 1e-6) { try runner.forward(tokens).meanLoss } }
+        let profile = backend.profile.take().mapValues { $0.seconds / Double(iterations) }
+        try printJSONLine(Report(shape: shape, backend: backend.name, threads: backend.threads, batch: batch, seq: seq,
+                                 parameters: model.parameterCount, iterations: iterations,
+                                 seconds_per_step_median: times.median, seconds_per_step_min: times.min,
+                                 tokens_per_s: Double(batch * seq) / times.median, seconds_by_op: profile))
+    }
 }

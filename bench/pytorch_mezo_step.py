@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""PyTorch reference for `zotune bench zo-step`: one MeZO step as MeZO's trainer does it
+(per-parameter z ~ N(0, 1) drawn from a seeded generator for each of the four passes:
++eps, -2 eps, +eps and the update; two forwards with the LM loss), on a named OPT shape with
+random weights, fp32.
+
+    python3 bench/pytorch_mezo_step.py --shape opt-125m --batch 4 --seq 128 --threads 2
+Prints one JSON line with the median seconds per step and tokens/s (B*T per step).
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from transformers import OPTConfig, OPTForCausalLM
+
+from pytorch_forward import SHAPES
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shape", default="opt-125m", choices=sorted(SHAPES))
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=3)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    overrides = SHAPES[args.shape]
+    model = OPTForCausalLM(OPTConfig(**overrides, ffn_dim=4 * overrides["hidden_size"], vocab_size=50272)).eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq))
+    eps, lr = 1e-3, 1e-6
+
+    def perturb(seed, scale):
+        generator = torch.Generator().manual_seed(seed)
+        for p in params:
+            z = torch.normal(0, 1, size=p.shape, generator=generator, dtype=p.dtype)
+            p.add_(scale * z)
+
+    def step(seed):
+        with torch.no_grad():
+            perturb(seed, eps)
+            plus = model(input_ids=ids, labels=ids).loss.item()
+            perturb(seed, -2 * eps)
+            minus = model(input_ids=ids, labels=ids).loss.item()
+            perturb(seed, eps)
+            g = (plus - minus) / (2 * eps)
+            perturb(seed, -lr * g)
+        return plus, minus
+
+    step(0)  # warm-up
+    times = []
+    for i in range(args.iterations):
+        start = time.perf_counter()
+        step(i + 1)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    print(json.dumps({"bench": "zo-step", "implementation": "pytorch", "torch": torch.__version__, "shape": args.shape,
+                      "threads": args.threads, "batch": args.batch, "seq": args.seq, "iterations": args.iterations,
+                      "seconds_per_step_median": median, "seconds_per_step_min": min(times),
+                      "tokens_per_s": args.batch * args.seq / median}))
+
+
+if __name__ == "__main__":
+    main()
