@@ -29,33 +29,28 @@ public struct LMTask: Sendable {
 
     /// Reads `path`; `encode` turns a text into ids (it is called only for text lines).
     public init(path: String, maxLength: Int, encode: (String) throws -> [Int]) throws(TaskError) {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .cannotRead(path: path, reason: "no such file or not readable")
-        }
         struct Line: Decodable {
             let text: String?
             let ids: [Int]?
         }
         var examples: [[Int]] = []
         var truncated = 0
-        for (number, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
-            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\t") }) { continue }
+        for (number, line) in try jsonLines(path) {
             let parsed: Line
-            do { parsed = try JSONDecoder().decode(Line.self, from: Data(line)) } catch {
-                throw .badLine(path: path, line: number + 1, reason: "not a JSON object with \"text\" or \"ids\"")
+            do { parsed = try JSONDecoder().decode(Line.self, from: line) } catch {
+                throw .badLine(path: path, line: number, reason: "not a JSON object with \"text\" or \"ids\"")
             }
             var ids: [Int]
             switch (parsed.text, parsed.ids) {
             case (let text?, nil):
                 do { ids = try encode(text) } catch {
-                    throw .badLine(path: path, line: number + 1, reason: "cannot encode the text: \(error)")
+                    throw .badLine(path: path, line: number, reason: "cannot encode the text: \(error)")
                 }
             case (nil, let given?): ids = given
-            default: throw .badLine(path: path, line: number + 1, reason: "needs exactly one of \"text\" and \"ids\"")
+            default: throw .badLine(path: path, line: number, reason: "needs exactly one of \"text\" and \"ids\"")
             }
             guard ids.count >= 2 else {
-                throw .badLine(path: path, line: number + 1, reason: "fewer than 2 tokens: nothing to predict")
+                throw .badLine(path: path, line: number, reason: "fewer than 2 tokens: nothing to predict")
             }
             if ids.count > maxLength {
                 ids = Array(ids.prefix(maxLength))
@@ -66,5 +61,17 @@ public struct LMTask: Sendable {
         guard !examples.isEmpty else { throw .empty(path: path) }
         self.examples = examples
         self.truncated = truncated
+    }
+}
+
+/// The non-blank lines of a JSONL file with their 1-based line numbers.
+func jsonLines(_ path: String) throws(TaskError) -> [(number: Int, data: Data)] {
+    let data: Data
+    do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+        throw .cannotRead(path: path, reason: "no such file or not readable")
+    }
+    let blank: Set<UInt8> = [UInt8(ascii: " "), UInt8(ascii: "\r"), UInt8(ascii: "\t")]
+    return data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated().compactMap { index, line in
+        line.allSatisfy(blank.contains) ? nil : (index + 1, Data(line))
     }
 }

@@ -89,26 +89,21 @@ struct MissingField: Error {
 /// outside the template's candidates are errors naming the file and line.
 public func loadChoiceExamples(path: String, template: ChoiceTemplate, maxLength: Int,
                                encode: (String) throws -> [Int]) throws(TaskError) -> [ChoiceExample] {
-    let data: Data
-    do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-        throw .cannotRead(path: path, reason: "no such file or not readable")
-    }
     var examples: [ChoiceExample] = []
-    for (number, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
-        if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }) { continue }
+    for (number, line) in try jsonLines(path) {
         let fields: [String: FieldValue]
-        do { fields = try JSONDecoder().decode([String: FieldValue].self, from: Data(line)) } catch {
-            throw .badLine(path: path, line: number + 1, reason: "not a JSON object")
+        do { fields = try JSONDecoder().decode([String: FieldValue].self, from: line) } catch {
+            throw .badLine(path: path, line: number, reason: "not a JSON object")
         }
         switch template.render(fields) {
         case .failure(let missing):
-            throw .badLine(path: path, line: number + 1, reason: missing.reason)
+            throw .badLine(path: path, line: number, reason: missing.reason)
         case .success(let (prompt, candidates, label)):
             guard candidates.indices.contains(label) else {
-                throw .badLine(path: path, line: number + 1, reason: "label \(label) is not one of the \(candidates.count) candidates of \(template.rawValue)")
+                throw .badLine(path: path, line: number, reason: "label \(label) is not one of the \(candidates.count) candidates of \(template.rawValue)")
             }
             examples.append(try makeChoiceExample(prompt: prompt, candidates: candidates, label: label, maxLength: maxLength,
-                                                  encode: encode, path: path, line: number + 1))
+                                                  encode: encode, path: path, line: number))
         }
     }
     guard !examples.isEmpty else { throw .empty(path: path) }

@@ -17,7 +17,7 @@ public final class MetricsLog {
     /// Creates (truncates) `path`.
     public init(path: String) throws {
         guard let file = fopen(path, "w") else {
-            throw MetricsError.cannotOpen(path: path, reason: "cannot create the file (errno \(errno))")
+            throw MetricsError.failed(path: path, reason: "cannot create the file (errno \(errno))")
         }
         self.path = path
         self.file = file
@@ -33,18 +33,18 @@ public final class MetricsLog {
         line.append(UInt8(ascii: "\n"))
         let written = line.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
         guard written == line.count, fflush(file) == 0 else {
-            throw MetricsError.cannotOpen(path: path, reason: "write failed (disk full?)")
+            throw MetricsError.failed(path: path, reason: "write failed (disk full?)")
         }
     }
 }
 
 /// A metrics file could not be written.
 public enum MetricsError: Error, CustomStringConvertible {
-    case cannotOpen(path: String, reason: String)
+    case failed(path: String, reason: String)
 
     public var description: String {
         switch self {
-        case .cannotOpen(let path, let reason): "\(path): cannot write metrics: \(reason)"
+        case .failed(let path, let reason): "\(path): cannot write metrics: \(reason)"
         }
     }
 }

@@ -3,22 +3,24 @@ import Glibc
 #endif
 
 /// Training progress: on a terminal one line redrawn in place (step, loss, steps/s, ETA);
-/// otherwise one plain line per step, flushed so that logs follow along.
-struct Progress {
+/// otherwise one plain line per step, flushed so that logs follow along. The rate counts from
+/// the end of the first step (evaluations before it are not steps).
+final class Progress {
     let total: Int
     let isTerminal = isatty(STDOUT_FILENO) != 0
-    private let start: Double
+    private var firstStep: (step: Int, time: Double)?
 
-    init(total: Int, start: Double) {
+    init(total: Int) {
         self.total = total
-        self.start = start
     }
 
     /// Reports step `step` (1-based) with its mean loss; `extra` is appended.
     func step(_ step: Int, loss: Double, now: Double, extra: String) {
-        let rate = Double(step) / max(now - start, 1e-9)
-        let remaining = Double(total - step) / max(rate, 1e-9)
-        let eta = remaining >= 60 ? "\(Int(remaining) / 60)m\(Int(remaining) % 60)s" : "\(Int(remaining))s"
+        if firstStep == nil { firstStep = (step, now) }
+        let counted = step - firstStep!.step
+        let rate = counted == 0 ? 0 : Double(counted) / max(now - firstStep!.time, 1e-9)
+        let remaining = rate > 0 ? Double(total - step) / rate : 0
+        let eta = rate == 0 ? "?" : remaining >= 60 ? "\(Int(remaining) / 60)m\(Int(remaining) % 60)s" : "\(Int(remaining))s"
         let line = "step \(step)/\(total)  loss \(format(loss))  \(format(rate)) steps/s  ETA \(eta)  \(extra)"
         if isTerminal {
             let width = 20, filled = total == 0 ? width : width * step / total

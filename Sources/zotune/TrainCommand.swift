@@ -75,7 +75,7 @@ struct TrainCommand: ParsableCommand {
         if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
         let metrics = try output.map { try MetricsLog(path: $0 + "/metrics.jsonl") }
         let trainer = Trainer(runner: runner, task: task, options: options)
-        let progress = Progress(total: steps, start: monotonicSeconds())
+        let progress = Progress(total: steps)
         installInterruptHandler()
         _ = try trainer.run(shouldStop: { interrupted.load(ordering: .relaxed) }) { event in
             switch event {
