@@ -21,21 +21,25 @@ SHAPES = {
 }
 
 
-def main():
+def workload(iterations):
+    """Parses --shape/--batch/--seq/--threads/--iterations; returns (args, random model, ids)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", default="opt-125m", choices=sorted(SHAPES))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=iterations)
     args = parser.parse_args()
-
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     overrides = SHAPES[args.shape]
-    config = OPTConfig(**overrides, ffn_dim=4 * overrides["hidden_size"], vocab_size=50272)
-    model = OPTForCausalLM(config).eval()
-    ids = torch.randint(0, config.vocab_size, (args.batch, args.seq))
+    model = OPTForCausalLM(OPTConfig(**overrides, ffn_dim=4 * overrides["hidden_size"], vocab_size=50272)).eval()
+    ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq))
+    return args, model, ids
+
+
+def main():
+    args, model, ids = workload(iterations=5)
     with torch.no_grad():
         model(input_ids=ids, labels=ids)  # warm-up
         times = []

@@ -7,32 +7,18 @@ random weights, fp32.
     python3 bench/pytorch_mezo_step.py --shape opt-125m --batch 4 --seq 128 --threads 2
 Prints one JSON line with the median seconds per step and tokens/s (B*T per step).
 """
-import argparse
 import json
 import statistics
 import time
 
 import torch
-from transformers import OPTConfig, OPTForCausalLM
 
-from pytorch_forward import SHAPES
+from pytorch_forward import workload
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--shape", default="opt-125m", choices=sorted(SHAPES))
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--iterations", type=int, default=3)
-    args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    overrides = SHAPES[args.shape]
-    model = OPTForCausalLM(OPTConfig(**overrides, ffn_dim=4 * overrides["hidden_size"], vocab_size=50272)).eval()
+    args, model, ids = workload(iterations=3)
     params = [p for p in model.parameters() if p.requires_grad]
-    ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq))
     eps, lr = 1e-3, 1e-6
 
     def perturb(seed, scale):

@@ -15,12 +15,8 @@ struct BenchCommand: ParsableCommand {
     )
 }
 
-struct BenchForward: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "forward",
-        abstract: "Time the resident forward pass (logits and loss) and print JSON."
-    )
-
+/// A named OPT shape with random weights and a batch of random tokens.
+struct BenchWorkload: ParsableArguments {
     @Option(help: "A named shape: \(OPTConfig.namedShapes.map(\.name).joined(separator: ", ")).")
     var shape = "opt-125m"
 
@@ -30,13 +26,41 @@ struct BenchForward: ParsableCommand {
     @Option(help: "Tokens per sequence (T).")
     var seq = 128
 
+    func validate() throws {
+        guard batch >= 1, seq >= 1 else { throw ValidationError("--batch and --seq must be positive") }
+    }
+
+    /// The model (seeded random weights) resident on a CPU backend, and the token batch.
+    func make(threads: Int?) throws -> (OPTConfig, OPTModel, CPUBackend, ResidentRunner, TokenBatch) {
+        let config = try OPTConfig.named(shape)
+        guard seq <= config.maxPositionEmbeddings else {
+            throw ValidationError("--seq \(seq) exceeds the shape's \(config.maxPositionEmbeddings) positions")
+        }
+        let model = try OPTModel(config: config)
+        model.initializeRandomly(seed: 1)
+        let backend = try CPUBackend(threads: threads)
+        let runner = try ResidentRunner(model: model, backend: backend)
+        var generator = SplitMix64(seed: 7)
+        let sequences = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(config.vocabSize)) } }
+        return (config, model, backend, runner, try model.makeBatch(sequences))
+    }
+}
+
+struct BenchForward: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Time the resident forward pass (logits and loss) and print JSON."
+    )
+
+    @OptionGroup var workload: BenchWorkload
+
     @Option(help: "Timed forward passes (after one warm-up pass).")
     var iterations = 5
 
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        guard batch >= 1, seq >= 1, iterations >= 1 else { throw ValidationError("--batch, --seq and --iterations must be positive") }
+        guard iterations >= 1 else { throw ValidationError("--iterations must be positive") }
     }
 
     struct Report: Encodable {
@@ -61,18 +85,8 @@ struct BenchForward: ParsableCommand {
     }
 
     func run() throws {
-        let config = try OPTConfig.named(shape)
-        guard seq <= config.maxPositionEmbeddings else {
-            throw ValidationError("--seq \(seq) exceeds the shape's \(config.maxPositionEmbeddings) positions")
-        }
-        let model = try OPTModel(config: config)
-        model.initializeRandomly(seed: 1)
-        let backend = try CPUBackend(threads: compute.threads)
-        let runner = try ResidentRunner(model: model, backend: backend)
-        var generator = SplitMix64(seed: 7)
-        let sequences = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(config.vocabSize)) } }
-        let tokens = try model.makeBatch(sequences)
-
+        let (config, model, backend, runner, tokens) = try workload.make(threads: compute.threads)
+        let (shape, batch, seq) = (workload.shape, workload.batch, workload.seq)
         var loss = try runner.forward(tokens).meanLoss  // warm-up
         backend.profile.isEnabled = true
         let times = try timed(iterations) { loss = try runner.forward(tokens).meanLoss }
@@ -163,14 +177,7 @@ struct BenchZOStep: ParsableCommand {
         abstract: "Time MeZO steps (two perturbation passes and two forward passes with the LM loss) and print JSON."
     )
 
-    @Option(help: "A named shape: \(OPTConfig.namedShapes.map(\.name).joined(separator: ", ")).")
-    var shape = "opt-125m"
-
-    @Option(help: "Sequences per batch (B).")
-    var batch = 4
-
-    @Option(help: "Tokens per sequence (T).")
-    var seq = 128
+    @OptionGroup var workload: BenchWorkload
 
     @Option(help: "Timed steps (after one warm-up step).")
     var iterations = 3
@@ -195,14 +202,8 @@ struct BenchZOStep: ParsableCommand {
     }
 
     func run() throws {
-        let config = try OPTConfig.named(shape)
-        let model = try OPTModel(config: config)
-        model.initializeRandomly(seed: 1)
-        let backend = try CPUBackend(threads: compute.threads)
-        let runner = try ResidentRunner(model: model, backend: backend)
-        var generator = SplitMix64(seed: 7)
-        let sequences = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(config.vocabSize)) } }
-        let tokens = try model.makeBatch(sequences)
+        let (_, model, backend, runner, tokens) = try workload.make(threads: compute.threads)
+        let (shape, batch, seq) = (workload.shape, workload.batch, workload.seq)
         let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 3)
         _ = try mezo.step(lr: 1e-6) { try runner.forward(tokens).meanLoss }  // warm-up
         backend.profile.isEnabled = true
