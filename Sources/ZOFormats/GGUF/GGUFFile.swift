@@ -94,26 +94,23 @@ public final class GGUFFile: @unchecked Sendable {
 
     /// An array of strings, or throws naming the key.
     public func strings(_ key: String) throws(GGUFError) -> [String] {
-        guard let value = metadata[key] else { throw .missingKey(path: path, key: key) }
-        guard let array = value.array else { throw .wrongKeyType(path: path, key: key, expected: "an array") }
-        var result: [String] = []
-        result.reserveCapacity(array.count)
-        for item in array {
-            guard let string = item.string else { throw .wrongKeyType(path: path, key: key, expected: "an array of strings") }
-            result.append(string)
-        }
-        return result
+        try array(key, of: "strings", \.string)
     }
 
     /// An array of integers, or throws naming the key.
     public func ints(_ key: String) throws(GGUFError) -> [Int] {
+        try array(key, of: "integers", \.int)
+    }
+
+    /// An array whose every element `element` converts, or throws naming the key.
+    private func array<T>(_ key: String, of kind: String, _ element: (GGUFValue) -> T?) throws(GGUFError) -> [T] {
         guard let value = metadata[key] else { throw .missingKey(path: path, key: key) }
         guard let array = value.array else { throw .wrongKeyType(path: path, key: key, expected: "an array") }
-        var result: [Int] = []
+        var result: [T] = []
         result.reserveCapacity(array.count)
         for item in array {
-            guard let int = item.int else { throw .wrongKeyType(path: path, key: key, expected: "an array of integers") }
-            result.append(int)
+            guard let converted = element(item) else { throw .wrongKeyType(path: path, key: key, expected: "an array of \(kind)") }
+            result.append(converted)
         }
         return result
     }
