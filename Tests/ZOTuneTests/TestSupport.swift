@@ -2,6 +2,7 @@ import Foundation
 import ZOCPU
 import ZOFormats
 import ZOModels
+import ZOTasks
 
 /// Paths and helpers shared by the tests.
 enum Fixtures {
@@ -72,4 +73,20 @@ enum CLI {
         return Outcome(status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal,
                        stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
     }
+}
+
+/// A character-level stand-in tokenizer for the fixture models (ids < 60): lower-case letters,
+/// digits and a little punctuation; other characters read as spaces. Id 59 ends a sequence.
+struct TestCodec: TextCodec {
+    static let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789 \n:.,?\"'-!")
+
+    func encodePrompt(_ text: String) -> [Int] {
+        text.lowercased().map { Self.alphabet.firstIndex(of: $0) ?? Self.alphabet.firstIndex(of: " ")! }
+    }
+
+    func encodeContinuation(_ text: String) -> [Int] { encodePrompt(text) }
+
+    func decodeText(_ ids: [Int]) -> String { String(ids.map { $0 < Self.alphabet.count ? Self.alphabet[$0] : "#" }) }
+
+    var endTokens: Set<Int> { [59] }
 }

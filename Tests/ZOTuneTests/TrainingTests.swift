@@ -69,7 +69,7 @@ import ZOTraining
         let saved = try ModelRegistry.load(path: directory + "/run/model")
         let runner = try ResidentRunner(model: saved, backend: try CPUBackend(budget: 64 << 20, threads: 1))
         let task = try LMTask(path: directory + "/train.jsonl", maxLength: 24) { _ in [] }
-        let loss = try LMTrainingTask(train: task, heldOut: task).evaluate(runner: runner)["eval_loss"]!
+        let loss = try LMTrainingTask(train: task.examples, heldOut: task.examples).evaluate(runner: runner)["eval_loss"]!
         #expect(abs(loss - evals.last!["eval_loss"]!) < 1e-9)
         #expect(evals.last!["eval_loss"]! < evals.first!["eval_loss"]!)
     }
