@@ -115,10 +115,11 @@ struct TrainCommand: ParsableCommand {
         if let first {
             for name in final.keys.sorted() where first[name] != nil {
                 print("\(name): \(format(first[name]!)) before, \(format(final[name]!)) after \(trainer.optimizer.stepsTaken) steps" +
-                      " (\(final[name]! - first[name]! >= 0 ? "+" : "")\(format(final[name]! - first[name]!))))")
+                      " (\(final[name]! - first[name]! >= 0 ? "+" : "")\(format(final[name]! - first[name]!)))")
             }
         }
-        print("wall time \(format((monotonicSeconds() - started) / 60)) minutes (loading, evaluations and saving included)")
+        let seconds = Int(monotonicSeconds() - started)
+        print("wall time \(seconds / 60)m\(seconds % 60)s (loading, evaluations and saving included)")
     }
 }
 
