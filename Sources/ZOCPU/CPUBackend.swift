@@ -98,14 +98,23 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     // MARK: Operations
 
     public func gatherRows(table: DeviceBuffer, width: Int, indices: DeviceBuffer, count: Int,
-                           out: DeviceBuffer, accumulate: Bool) {
+                           out: DeviceBuffer, accumulate: Bool, perturbation: RowPerturbation?) {
         profile.measure("gatherRows") {
             let table = UncheckedSendable(pointer(table))
             let indices = UncheckedSendable(pointer(indices, as: Int32.self))
             let out = UncheckedSendable(pointer(out))
             parallel.forRanges(count, grain: 16) { rows in
+                // With a perturbation, a row is perturbed in a scratch row first, then gathered.
+                let scratch = perturbation == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: width)
+                defer { scratch?.deallocate() }
                 for n in rows {
-                    let source = table.value + Int(indices.value[n]) * width
+                    let row = Int(indices.value[n])
+                    var source = UnsafePointer(table.value + row * width)
+                    if let perturbation, let scratch {
+                        scratch.update(from: source, count: width)
+                        perturbRange(scratch, first: row * width, count: width, perturbation: perturbation)
+                        source = UnsafePointer(scratch)
+                    }
                     let target = out.value + n * width
                     if accumulate {
                         axpy(1, source, target, width)

@@ -80,6 +80,24 @@ public struct PerturbedTensor: Sendable, Equatable {
     }
 }
 
+/// A perturbation `gatherRows` applies on the fly: the table is one tensor (stream `tensor`)
+/// whose row r is read as θ[r·width + j] + Σ_k c_k·z_k(r·width + j), with the operations and
+/// order of `Backend.perturb` and each term's `coefficient`.
+///
+/// The offloader uses it when a tied embedding must stay at θ + εz for the head of the +
+/// stream while the − stream's embedding needs θ − εz.
+public struct RowPerturbation: Sendable, Equatable {
+    public let tensor: UInt32
+    public let terms: [PerturbationTerm]
+    public let kind: PerturbationKind
+
+    public init(tensor: UInt32, terms: [PerturbationTerm], kind: PerturbationKind) {
+        self.tensor = tensor
+        self.terms = terms
+        self.kind = kind
+    }
+}
+
 /// One direction z (the stream of `seed`) in a `Backend.perturb` pass with its coefficient for
 /// tensors with and without weight decay.
 public struct PerturbationTerm: Sendable, Equatable {
@@ -161,8 +179,10 @@ public protocol Backend: AnyObject, Sendable {
 
     /// out[n, :] (+)= table[indices[n], :] for n < count; `indices` is Int32 [count],
     /// `table` [rows, width], `out` [count, width]. With `accumulate` the rows are added.
+    /// With a `perturbation`, each gathered row is read as the table would be after a
+    /// `perturb` pass with those terms (decay factor 1), bit for bit, without changing it.
     func gatherRows(table: DeviceBuffer, width: Int, indices: DeviceBuffer, count: Int,
-                    out: DeviceBuffer, accumulate: Bool)
+                    out: DeviceBuffer, accumulate: Bool, perturbation: RowPerturbation?)
 
     /// out [M, N] = activation(x [M, K] · weight [N, K]ᵀ + bias [N]), or with `accumulate`
     /// out += x · weightᵀ + bias (the residual add fused; activation must be `.none`).
@@ -219,6 +239,11 @@ public protocol Backend: AnyObject, Sendable {
 }
 
 extension Backend {
+    /// `gatherRows` of the table as it is.
+    public func gatherRows(table: DeviceBuffer, width: Int, indices: DeviceBuffer, count: Int, out: DeviceBuffer, accumulate: Bool) {
+        gatherRows(table: table, width: width, indices: indices, count: count, out: out, accumulate: accumulate, perturbation: nil)
+    }
+
     /// Allocates a device buffer and uploads `values` into it on `stream` (the compute
     /// stream by default), keeping a host copy alive until the copy has run.
     public func upload<T: BitwiseCopyable>(_ values: [T], label: String, on stream: StreamID? = nil) throws -> DeviceBuffer {

@@ -100,4 +100,31 @@ import ZOCPU
             }
         }
     }
+
+    /// Gathering rows of a table perturbed on the fly equals gathering from a copy that a
+    /// `perturb` pass changed, bit for bit, for rows that start mid-chunk (width 45).
+    @Test(arguments: [PerturbationKind.gaussian, .rademacher])
+    func perturbedGatherEqualsGatherAfterPerturb(kind: PerturbationKind) throws {
+        let (rows, width) = (7, 45)
+        var generator = SplitMix64(seed: 3)
+        let values = (0..<rows * width).map { _ in Float(Int(generator.next() % 2001) - 1000) / 997 }
+        let terms = [PerturbationTerm(seed: 11, coefficient: 0.25), PerturbationTerm(seed: 12, coefficient: -2e-3)]
+        let table = try backend.upload(values, label: "table")
+        let perturbed = try backend.upload(values, label: "perturbed table")
+        backend.perturb(perturbed, tensors: [PerturbedTensor(offset: 0, count: rows * width, id: 9, decays: false)], terms: terms,
+                        decayFactor: 1, kind: kind)
+        let indices = try backend.upload([Int32](arrayLiteral: 6, 0, 3, 3, 5), label: "indices")
+        for accumulate in [false, true] {
+            let base = (0..<5 * width).map { Float($0) / 7 }
+            let expected = try backend.upload(base, label: "expected")
+            let actual = try backend.upload(base, label: "actual")
+            backend.gatherRows(table: perturbed, width: width, indices: indices, count: 5, out: expected, accumulate: accumulate)
+            backend.gatherRows(table: table, width: width, indices: indices, count: 5, out: actual, accumulate: accumulate,
+                               perturbation: RowPerturbation(tensor: 9, terms: terms, kind: kind))
+            let e: [Float] = try backend.read(expected, count: 5 * width), a: [Float] = try backend.read(actual, count: 5 * width)
+            #expect(e.map(\.bitPattern) == a.map(\.bitPattern))
+            #expect(e != base)
+        }
+        #expect(try backend.read(table, count: rows * width, as: Float.self) == values)
+    }
 }

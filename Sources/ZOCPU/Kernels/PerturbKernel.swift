@@ -34,3 +34,23 @@ func perturbChunk(_ theta: UnsafeMutablePointer<Float>, count: Int, chunk: Int, 
         }
     }
 }
+
+/// values[i] ← values[i] + Σ_k c_k·z_k(first + i) for i < count, where element first + i of
+/// the tensor's stream may sit anywhere in its 32-element chunk: each chunk touched goes
+/// through `perturbChunk` whole (in a scratch chunk), so the result equals a `perturb` pass
+/// bit for bit.
+func perturbRange(_ values: UnsafeMutablePointer<Float>, first: Int, count: Int, perturbation: RowPerturbation) {
+    guard count > 0 else { return }
+    let tensor = PerturbedTensor(offset: 0, count: 32, id: perturbation.tensor, decays: false)
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { chunkBuffer in
+        let lane = chunkBuffer.baseAddress!
+        for chunk in (first / 32)...((first + count - 1) / 32) {
+            let lower = max(first, chunk * 32), upper = min(first + count, chunk * 32 + 32)
+            lane.initialize(repeating: 0, count: 32)
+            (lane + lower - chunk * 32).update(from: values + lower - first, count: upper - lower)
+            perturbChunk(lane, count: 32, chunk: chunk, tensor: tensor, terms: perturbation.terms, decayFactor: 1,
+                         kind: perturbation.kind)
+            (values + lower - first).update(from: lane + lower - chunk * 32, count: upper - lower)
+        }
+    }
+}
