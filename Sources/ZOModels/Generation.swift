@@ -1,5 +1,5 @@
 /// Autoregressive generation with a KV cache: the prompt in one pass, then one token per pass.
-extension ResidentRunner {
+extension ModelRunner {
     /// Generates up to `maxTokens` tokens after `prompt`, calling `onToken` with each (return
     /// false to stop). Stops early at any of `stopTokens`, which are not passed on.
     public func generate(prompt: [Int], maxTokens: Int, sampler: Sampler, stopTokens: Set<Int>,

@@ -12,16 +12,6 @@ func encodeConfig<C: Encodable>(_ config: C) throws -> [UInt8] {
     return Array(try encoder.encode(config))
 }
 
-extension ResidentRunner {
-    /// Copies the device parameters back into the model's host groups.
-    public func copyParametersToHost() throws {
-        for (group, buffer) in zip(model.groups, deviceGroups) {
-            backend.download(buffer, to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
-        }
-        try backend.synchronize(backend.computeStream)
-    }
-}
-
 extension CausalLM {
     /// Writes the host parameters as a Hugging Face folder: model.safetensors (fp32, HF
     /// names; tied weights once) and config.json, each written atomically.

@@ -43,13 +43,14 @@ public struct ForwardResult: Sendable {
 
 /// Runs a model with every parameter group resident in device memory: the reference path
 /// that offloaded and other runs are checked against.
-public final class ResidentRunner: @unchecked Sendable {
+public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     public let model: any CausalLM
     public let backend: any Backend
     /// Device copies of embedding, blocks…, head, in `model.groups` order.
     public let deviceGroups: [DeviceBuffer]
     /// The model's constant tables on the device.
     public let constants: DeviceBuffer
+    private let tensors: [[PerturbedTensor]]
 
     /// Uploads every parameter group.
     public init(model: any CausalLM, backend: any Backend) throws {
@@ -64,18 +65,37 @@ public final class ResidentRunner: @unchecked Sendable {
         constants = try backend.upload(model.constants.isEmpty ? [0] : model.constants, label: "model constants")
         try backend.synchronize(backend.computeStream)
         deviceGroups = buffers
+        tensors = model.perturbedTensors
     }
 
     deinit {
         for buffer in deviceGroups + [constants] { backend.free(buffer) }
     }
 
-    /// Runs the model on `batch` and returns per-token losses plus the requested outputs, for
-    /// every position or only for the flat positions `rows` (b·T + t): then the head runs on
-    /// those rows alone. With a `cache`, the batch's tokens follow the cached ones and are
-    /// appended to it.
-    public func forward(_ batch: TokenBatch, outputs: ForwardOutputs = [], cache: KVCache? = nil,
-                        rows selected: [Int]? = nil) throws -> ForwardResult {
+    public func perturb(_ pass: PerturbationPass) {
+        guard !pass.isIdentity else { return }
+        for (group, buffer) in deviceGroups.enumerated() {
+            backend.perturb(buffer, tensors: tensors[group], terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind)
+        }
+    }
+
+    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass) throws
+        -> (plus: [ForwardResult], minus: [ForwardResult]) {
+        perturb(plus)
+        let plusResults = try forward(requests)
+        perturb(minus)
+        return (plusResults, try forward(requests))
+    }
+
+    public func copyParametersToHost() throws {
+        for (group, buffer) in zip(model.groups, deviceGroups) {
+            backend.download(buffer, to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
+        }
+        try backend.synchronize(backend.computeStream)
+    }
+
+    /// The head runs on the selected `rows` alone when they are given.
+    public func forward(_ batch: TokenBatch, outputs: ForwardOutputs, cache: KVCache?, rows selected: [Int]?) throws -> ForwardResult {
         let rows = batch.batchSize * batch.tokens
         let past = cache?.length ?? 0
         if let cache, past + batch.tokens > cache.capacity || batch.batchSize != cache.batchSize {

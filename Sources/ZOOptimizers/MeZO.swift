@@ -35,37 +35,25 @@ public struct MeZOStep: Sendable, Equatable {
     public let skipped: Bool
 }
 
-/// ZO-SGD as in MeZO's Algorithm 1 (Malladi et al., 2023), over every parameter group of a
-/// resident model, with z regenerated from seeds and the passes fused: the restore and the
-/// update of step t go into the same pass as the +ε perturbation of step t+1, so a step makes
-/// two passes over the parameters. The update of the last step stays pending until `flush()`,
-/// which must run before evaluating or saving.
+/// ZO-SGD as in MeZO's Algorithm 1 (Malladi et al., 2023), over every parameter of a model
+/// wherever its runner keeps it, with z regenerated from seeds and the passes fused: the
+/// restore and the update of step t go into the same pass as the +ε perturbation of step t+1,
+/// so a step makes two passes over the parameters. The update of the last step stays pending
+/// until `flush()`, which must run before evaluating or saving.
 public final class MeZO {
-    public let runner: ResidentRunner
+    public let runner: any ModelRunner
     public let options: MeZOOptions
     /// The run's seed; step t's perturbation j uses `seed(step: t, perturbation: j)`.
     public let runSeed: UInt64
-    private let tensors: [[PerturbedTensor]]
-    private var pending: (terms: [PerturbationTerm], decay: Float) = ([], 1)
+    private var pending: PerturbationPass
     public private(set) var stepsTaken = 0
 
-    public init(runner: ResidentRunner, options: MeZOOptions, seed: UInt64) {
+    public init(runner: any ModelRunner, options: MeZOOptions, seed: UInt64) {
         precondition(options.q >= 1)
         self.runner = runner
         self.options = options
         runSeed = seed
-        tensors = Self.tensorTable(runner.model)
-    }
-
-    /// Every group's tensors with their global ids (model order) and decay rule.
-    static func tensorTable(_ model: any CausalLM) -> [[PerturbedTensor]] {
-        var id: UInt32 = 0
-        return model.groups.map { group in
-            group.layout.specs.map { spec in
-                defer { id += 1 }
-                return PerturbedTensor(offset: spec.offset, count: spec.count, id: id, decays: spec.kind == .matrix || spec.kind == .embedding)
-            }
-        }
+        pending = PerturbationPass(terms: [], kind: options.perturbation)
     }
 
     /// The seed of perturbation `j` of step `step` (a SplitMix64 hash of the run seed).
@@ -74,17 +62,10 @@ public final class MeZO {
         return generator.next()
     }
 
-    private func pass(_ terms: [PerturbationTerm], decay: Float) {
-        guard !terms.isEmpty || decay != 1 else { return }
-        for (group, buffer) in runner.deviceGroups.enumerated() {
-            runner.backend.perturb(buffer, tensors: tensors[group], terms: terms, decayFactor: decay, kind: options.perturbation)
-        }
-    }
-
-    /// One step at learning rate `lr`: `loss` is evaluated at θ + εz and θ − εz for each of
-    /// the q perturbations (it must run the model through `runner`).
-    public func step(lr: Float, loss: () throws -> Double) throws -> MeZOStep {
-        let eps = options.eps, q = options.q
+    /// One step at learning rate `lr`: the plan's loss at θ + εz and θ − εz for each of the q
+    /// perturbations, both forward passes of a pair in one `dualForward`.
+    public func step(lr: Float, loss plan: LossPlan) throws -> MeZOStep {
+        let eps = options.eps, q = options.q, kind = options.perturbation
         let step = stepsTaken
         var seeds: [UInt64] = [], gradients: [Double] = []
         var plus = 0.0, minus = 0.0
@@ -92,13 +73,12 @@ public final class MeZO {
         for j in 0..<q {
             let seed = self.seed(step: step, perturbation: j)
             seeds.append(seed)
-            var terms = j == 0 ? pending.terms : [PerturbationTerm(seed: seeds[j - 1], coefficient: eps)]
-            terms.append(PerturbationTerm(seed: seed, coefficient: eps))
-            pass(terms, decay: j == 0 ? pending.decay : 1)
-            pending = ([], 1)
-            let lossPlus = try loss()
-            pass([PerturbationTerm(seed: seed, coefficient: -2 * eps)], decay: 1)
-            let lossMinus = try loss()
+            var forward = j == 0 ? pending : PerturbationPass(terms: [PerturbationTerm(seed: seeds[j - 1], coefficient: eps)], kind: kind)
+            forward.terms.append(PerturbationTerm(seed: seed, coefficient: eps))
+            pending = PerturbationPass(terms: [], kind: kind)
+            let results = try runner.dualForward(plan.requests, plus: forward,
+                                                 minus: PerturbationPass(terms: [PerturbationTerm(seed: seed, coefficient: -2 * eps)], kind: kind))
+            let lossPlus = plan.reduce(results.plus), lossMinus = plan.reduce(results.minus)
             finite = finite && lossPlus.isFinite && lossMinus.isFinite
             plus += lossPlus / Double(q)
             minus += lossMinus / Double(q)
@@ -113,19 +93,24 @@ public final class MeZO {
             let restore: Float = j == q - 1 ? eps : 0
             terms.append(PerturbationTerm(seed: seed, coefficient: restore + update, decayCoefficient: decay * restore + update))
         }
-        pending = (terms.filter { $0.coefficient != 0 || $0.decayCoefficient != 0 }, decay)
+        pending = PerturbationPass(terms: terms.filter { $0.coefficient != 0 || $0.decayCoefficient != 0 }, decayFactor: decay, kind: kind)
         stepsTaken += 1
         let mean = gradients.reduce(0, +) / Double(q)
         return MeZOStep(step: step, lossPlus: plus, lossMinus: minus, projectedGradient: mean, learningRate: lr,
                         seeds: seeds, projectedGradients: gradients, skipped: !finite)
     }
 
+    /// One step whose loss is a single forward pass over `batch` (HF's mean loss).
+    public func step(lr: Float, batch: TokenBatch) throws -> MeZOStep {
+        try step(lr: lr, loss: LossPlan(requests: [ForwardRequest(batch)]) { $0[0].meanLoss })
+    }
+
     /// Applies the pending restore and update, leaving the parameters at θ_{t+1}.
-    public func flush() {
-        pass(pending.terms, decay: pending.decay)
-        pending = ([], 1)
+    public func flush() throws {
+        try runner.perturb(pending)
+        pending = PerturbationPass(terms: [], kind: options.perturbation)
     }
 
     /// Whether an update is waiting for `flush()`.
-    public var hasPendingUpdate: Bool { !pending.terms.isEmpty || pending.decay != 1 }
+    public var hasPendingUpdate: Bool { !pending.isIdentity }
 }

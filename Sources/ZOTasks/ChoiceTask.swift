@@ -38,64 +38,73 @@ public struct ChoiceTrainingTask: TrainingTask {
 
     public var trainingCount: Int { train.count }
 
-    public func loss(_ indices: [Int], runner: ResidentRunner) throws -> Double {
+    public func lossPlan(_ indices: [Int], model: any CausalLM) throws -> LossPlan {
         let examples = indices.map { train[$0] }
-        let scores = try Self.scores(examples, runner: runner)
-        var total = 0.0
-        for (example, row) in zip(examples, scores) {
-            let top = row.max()!
-            let normalizer = row.reduce(0.0) { $0 + exp($1 - top) }
-            total += log(normalizer) + top - row[example.label]
+        let scoring = try Self.scoring(examples, model: model)
+        return LossPlan(requests: scoring.requests) { results in
+            var total = 0.0
+            for (example, row) in zip(examples, scoring.scores(results)) {
+                let top = row.max()!
+                let normalizer = row.reduce(0.0) { $0 + exp($1 - top) }
+                total += log(normalizer) + top - row[example.label]
+            }
+            return total / Double(examples.count)
         }
-        return total / Double(examples.count)
     }
 
-    public func evaluate(runner: ResidentRunner) throws -> [String: Double] {
+    public func evaluate(runner: any ModelRunner) throws -> [String: Double] {
         guard !heldOut.isEmpty else { return [:] }
         // Batches of similar length waste less on padding.
         let order = heldOut.indices.sorted { heldOut[$0].prompt.count < heldOut[$1].prompt.count }
         var correct = 0
         for start in stride(from: 0, to: order.count, by: evaluationBatch) {
             let examples = order[start..<min(start + evaluationBatch, order.count)].map { heldOut[$0] }
-            for (example, row) in zip(examples, try Self.scores(examples, runner: runner)) {
+            let scoring = try Self.scoring(examples, model: runner.model)
+            for (example, row) in zip(examples, scoring.scores(try runner.forward(scoring.requests))) {
                 if row.indices.max(by: { row[$0] < row[$1] }) == example.label { correct += 1 }
             }
         }
         return ["accuracy": Double(correct) / Double(heldOut.count)]
     }
 
-    /// Each example's candidate scores (mean log-likelihood per candidate token, up to a
-    /// per-example constant for single-token candidates), computed in length-sorted passes.
-    static func scores(_ examples: [ChoiceExample], runner: ResidentRunner) throws -> [[Double]] {
-        let model = runner.model
-        var scores = [[Double]](repeating: [], count: examples.count)
+    /// The forward passes that score `examples`' candidates, and each example's scores from
+    /// their results (mean log-likelihood per candidate token, up to a per-example constant for
+    /// single-token candidates), in length-sorted passes.
+    static func scoring(_ examples: [ChoiceExample], model: any CausalLM) throws
+        -> (requests: [ForwardRequest], scores: ([ForwardResult]) -> [[Double]]) {
+        let v = model.vocabSize
         if examples.allSatisfy({ $0.candidates.allSatisfy { $0.count == 1 } }) {
-            for group in LengthGroups.plan(lengths: examples.map(\.prompt.count)) {
+            let groups = LengthGroups.plan(lengths: examples.map(\.prompt.count))
+            let requests = try groups.map { group in
                 let batch = try model.makeBatch(group.map { examples[$0].prompt })
-                let rows = group.enumerated().map { b, e in b * batch.tokens + examples[e].prompt.count - 1 }
-                let logits = try runner.forward(batch, outputs: .logits, rows: rows).logits!
-                let v = model.vocabSize
-                for (b, e) in group.enumerated() {
-                    scores[e] = examples[e].candidates.map { Double(logits[b * v + $0[0]]) }
-                }
+                return ForwardRequest(batch, outputs: .logits, rows: group.enumerated().map { b, e in b * batch.tokens + examples[e].prompt.count - 1 })
             }
-            return scores
+            return (requests, { results in
+                var scores = [[Double]](repeating: [], count: examples.count)
+                for (group, result) in zip(groups, results) {
+                    let logits = result.logits!
+                    for (b, e) in group.enumerated() { scores[e] = examples[e].candidates.map { Double(logits[b * v + $0[0]]) } }
+                }
+                return scores
+            })
         }
         // One sequence per candidate; score = −mean cross-entropy over the candidate's tokens.
         let sequences = examples.enumerated().flatMap { e, example in
             example.candidates.indices.map { (example: e, candidate: $0, tokens: example.prompt + example.candidates[$0]) }
         }
-        for group in LengthGroups.plan(lengths: sequences.map(\.tokens.count)) {
-            let batch = try model.makeBatch(group.map { sequences[$0].tokens })
-            let losses = try runner.forward(batch).tokenLosses
-            for (b, s) in group.enumerated() {
-                let (e, c, _) = sequences[s]
-                let length = examples[e].candidates[c].count
-                let first = b * batch.tokens + examples[e].prompt.count - 1  // predicts the candidate's first token
-                if scores[e].isEmpty { scores[e] = [Double](repeating: 0, count: examples[e].candidates.count) }
-                scores[e][c] = -losses[first..<first + length].reduce(0.0) { $0 + Double($1) } / Double(length)
+        let groups = LengthGroups.plan(lengths: sequences.map(\.tokens.count))
+        let requests = try groups.map { ForwardRequest(try model.makeBatch($0.map { sequences[$0].tokens })) }
+        return (requests, { results in
+            var scores = examples.map { [Double](repeating: 0, count: $0.candidates.count) }
+            for (group, result) in zip(groups, results) {
+                for (b, s) in group.enumerated() {
+                    let (e, c, _) = sequences[s]
+                    let length = examples[e].candidates[c].count
+                    let first = b * result.batch.tokens + examples[e].prompt.count - 1  // predicts the candidate's first token
+                    scores[e][c] = -result.tokenLosses[first..<first + length].reduce(0.0) { $0 + Double($1) } / Double(length)
+                }
             }
-        }
-        return scores
+            return scores
+        })
     }
 }

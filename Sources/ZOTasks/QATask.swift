@@ -120,22 +120,24 @@ public struct QATrainingTask: TrainingTask {
 
     public var trainingCount: Int { train.count }
 
-    public func loss(_ indices: [Int], runner: ResidentRunner) throws -> Double {
+    public func lossPlan(_ indices: [Int], model: any CausalLM) throws -> LossPlan {
         let examples = indices.map { train[$0] }
-        var total = 0.0, targets = 0
-        for group in LengthGroups.plan(lengths: examples.map { $0.prompt.count + $0.target.count }) {
-            let batch = try runner.model.makeBatch(group.map { examples[$0].prompt + examples[$0].target })
-            let losses = try runner.forward(batch).tokenLosses
-            for (b, e) in group.enumerated() {
-                let first = b * batch.tokens + examples[e].prompt.count - 1  // predicts the answer's first token
-                total += losses[first..<first + examples[e].target.count].reduce(0.0) { $0 + Double($1) }
-                targets += examples[e].target.count
+        let groups = LengthGroups.plan(lengths: examples.map { $0.prompt.count + $0.target.count })
+        let requests = try groups.map { ForwardRequest(try model.makeBatch($0.map { examples[$0].prompt + examples[$0].target })) }
+        return LossPlan(requests: requests) { results in
+            var total = 0.0, targets = 0
+            for (group, result) in zip(groups, results) {
+                for (b, e) in group.enumerated() {
+                    let first = b * result.batch.tokens + examples[e].prompt.count - 1  // predicts the answer's first token
+                    total += result.tokenLosses[first..<first + examples[e].target.count].reduce(0.0) { $0 + Double($1) }
+                    targets += examples[e].target.count
+                }
             }
+            return total / Double(targets)
         }
-        return total / Double(targets)
     }
 
-    public func evaluate(runner: ResidentRunner) throws -> [String: Double] {
+    public func evaluate(runner: any ModelRunner) throws -> [String: Double] {
         guard !heldOut.isEmpty else { return [:] }
         var f1 = 0.0, exact = 0.0
         for example in heldOut {
@@ -147,7 +149,7 @@ public struct QATrainingTask: TrainingTask {
     }
 
     /// The greedy answer to `prompt`: the generated text up to its first newline, trimmed.
-    public func answer(_ prompt: [Int], runner: ResidentRunner) throws -> String {
+    public func answer(_ prompt: [Int], runner: any ModelRunner) throws -> String {
         var ids: [Int] = []
         try runner.generate(prompt: prompt, maxTokens: answerTokens, sampler: Sampler(temperature: 0, topP: 1, seed: 0),
                             stopTokens: codec.endTokens) { token in

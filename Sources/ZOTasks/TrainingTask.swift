@@ -4,10 +4,19 @@ import ZOModels
 public protocol TrainingTask {
     /// Number of training examples.
     var trainingCount: Int { get }
-    /// The mean loss of training examples `indices` under the runner's current parameters.
-    func loss(_ indices: [Int], runner: ResidentRunner) throws -> Double
+    /// The mean loss of training examples `indices` as forward passes of `model` and their
+    /// reduction (so that a runner can run the passes at θ + εz and θ − εz together).
+    func lossPlan(_ indices: [Int], model: any CausalLM) throws -> LossPlan
     /// Held-out metrics by name (empty if the task has no held-out data).
-    func evaluate(runner: ResidentRunner) throws -> [String: Double]
+    func evaluate(runner: any ModelRunner) throws -> [String: Double]
+}
+
+extension TrainingTask {
+    /// The mean loss of training examples `indices` under the runner's current parameters.
+    public func loss(_ indices: [Int], runner: any ModelRunner) throws -> Double {
+        let plan = try lossPlan(indices, model: runner.model)
+        return plan.reduce(try runner.forward(plan.requests))
+    }
 }
 
 /// Causal-LM training on token sequences (an `LMTask`'s examples), evaluated by mean loss on
@@ -27,31 +36,34 @@ public struct LMTrainingTask: TrainingTask {
     public var trainingCount: Int { train.count }
 
     /// Σ token losses / Σ targets over the batch (Hugging Face's mean).
-    public func loss(_ indices: [Int], runner: ResidentRunner) throws -> Double {
-        let (total, targets) = try Self.summedLoss(indices.map { train[$0] }, runner: runner)
-        return targets == 0 ? .nan : total / Double(targets)
+    public func lossPlan(_ indices: [Int], model: any CausalLM) throws -> LossPlan {
+        LossPlan(requests: try Self.passes(indices.map { train[$0] }, model: model)) { results in
+            let sums = Self.sums(results)
+            return sums.targets == 0 ? .nan : sums.total / Double(sums.targets)
+        }
     }
 
-    public func evaluate(runner: ResidentRunner) throws -> [String: Double] {
+    public func evaluate(runner: any ModelRunner) throws -> [String: Double] {
         guard let heldOut else { return [:] }
         var total = 0.0, targets = 0
         for start in stride(from: 0, to: heldOut.count, by: evaluationBatch) {
-            let part = try Self.summedLoss(Array(heldOut[start..<min(start + evaluationBatch, heldOut.count)]), runner: runner)
-            total += part.total
-            targets += part.targets
+            let chunk = Array(heldOut[start..<min(start + evaluationBatch, heldOut.count)])
+            let sums = Self.sums(try runner.forward(try Self.passes(chunk, model: runner.model)))
+            total += sums.total
+            targets += sums.targets
         }
         return ["eval_loss": total / Double(max(targets, 1))]
     }
 
-    /// The sum of next-token losses over `sequences` and the number of targets, computed in
-    /// length-sorted passes.
-    static func summedLoss(_ sequences: [[Int]], runner: ResidentRunner) throws -> (total: Double, targets: Int) {
-        var total = 0.0, targets = 0
-        for group in LengthGroups.plan(lengths: sequences.map(\.count)) {
-            let batch = try runner.model.makeBatch(group.map { sequences[$0] })
-            total += try runner.forward(batch).tokenLosses.reduce(0.0) { $0 + Double($1) }
-            targets += batch.targetCount
+    /// Length-sorted forward passes over `sequences`.
+    static func passes(_ sequences: [[Int]], model: any CausalLM) throws -> [ForwardRequest] {
+        try LengthGroups.plan(lengths: sequences.map(\.count)).map { ForwardRequest(try model.makeBatch($0.map { sequences[$0] })) }
+    }
+
+    /// The sum of next-token losses over the passes' sequences and the number of targets.
+    static func sums(_ results: [ForwardResult]) -> (total: Double, targets: Int) {
+        results.reduce((0.0, 0)) { sum, result in
+            (sum.0 + result.tokenLosses.reduce(0.0) { $0 + Double($1) }, sum.1 + result.batch.targetCount)
         }
-        return (total, targets)
     }
 }

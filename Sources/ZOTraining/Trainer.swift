@@ -47,12 +47,12 @@ public enum TrainingError: Error, CustomStringConvertible {
 /// Runs MeZO on a task: seeded batches, the learning-rate schedule, evaluations (with the
 /// pending update flushed first), and a final flush.
 public final class Trainer {
-    public let runner: ResidentRunner
+    public let runner: any ModelRunner
     public let task: any TrainingTask
     public let options: TrainingOptions
     public let optimizer: MeZO
 
-    public init(runner: ResidentRunner, task: any TrainingTask, options: TrainingOptions) {
+    public init(runner: any ModelRunner, task: any TrainingTask, options: TrainingOptions) {
         self.runner = runner
         self.task = task
         self.options = options
@@ -68,21 +68,21 @@ public final class Trainer {
         for step in 0..<options.steps where !shouldStop() {
             let batch = sampler.next()
             let start = monotonicSeconds()
-            let result = try optimizer.step(lr: options.schedule.rate(at: step)) { try task.loss(batch, runner: runner) }
+            let result = try optimizer.step(lr: options.schedule.rate(at: step), loss: try task.lossPlan(batch, model: runner.model))
             try report(.step(result, batch: batch, seconds: monotonicSeconds() - start))
             if result.skipped {
                 nonFinite += 1
                 if nonFinite >= options.maxNonFiniteSteps {
-                    optimizer.flush()
+                    try optimizer.flush()
                     throw TrainingError.tooManyNonFiniteSteps(nonFinite)
                 }
             }
             if options.evalEvery > 0, (step + 1) % options.evalEvery == 0, step + 1 < options.steps {
-                optimizer.flush()
+                try optimizer.flush()
                 try report(.evaluation(step: step + 1, metrics: try task.evaluate(runner: runner)))
             }
         }
-        optimizer.flush()
+        try optimizer.flush()
         let final = try task.evaluate(runner: runner)
         try report(.evaluation(step: optimizer.stepsTaken, metrics: final))
         return final

@@ -205,9 +205,9 @@ struct BenchZOStep: ParsableCommand {
         let (_, model, backend, runner, tokens) = try workload.make(threads: compute.threads)
         let (shape, batch, seq) = (workload.shape, workload.batch, workload.seq)
         let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 3)
-        _ = try mezo.step(lr: 1e-6) { try runner.forward(tokens).meanLoss }  // warm-up
+        _ = try mezo.step(lr: 1e-6, batch: tokens)  // warm-up
         backend.profile.isEnabled = true
-        let times = try timed(iterations) { _ = try mezo.step(lr: 1e-6) { try runner.forward(tokens).meanLoss } }
+        let times = try timed(iterations) { _ = try mezo.step(lr: 1e-6, batch: tokens) }
         let profile = backend.profile.take().mapValues { $0.seconds / Double(iterations) }
         try printJSONLine(Report(shape: shape, backend: backend.name, threads: backend.threads, batch: batch, seq: seq,
                                  parameters: model.parameterCount, iterations: iterations,

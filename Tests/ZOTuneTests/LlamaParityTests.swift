@@ -54,9 +54,9 @@ import ZOModels
         let cache = try KVCache(blocks: model.blocks.count, batchSize: 1, capacity: 16, width: model.kvWidth, backend: backend)
         var stepped: [Float] = []
         // A 3-token prompt, then one token at a time.
-        stepped += try runner.forward(try model.makeBatch([Array(tokens[0..<3])]), outputs: .logits, cache: cache).logits!
+        stepped += try runner.forward(try model.makeBatch([Array(tokens[0..<3])]), outputs: .logits, cache: cache, rows: nil).logits!
         for token in tokens[3...] {
-            stepped += try runner.forward(try model.makeBatch([[token]]), outputs: .logits, cache: cache).logits!
+            stepped += try runner.forward(try model.makeBatch([[token]]), outputs: .logits, cache: cache, rows: nil).logits!
         }
         #expect(cache.length == tokens.count)
         let worst = zip(full, stepped).map { abs($0 - $1) }.max()!

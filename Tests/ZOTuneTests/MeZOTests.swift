@@ -38,14 +38,14 @@ import ZOOptimizers
         let runner = try ResidentRunner(model: model, backend: try CPUBackend(budget: 64 << 20, threads: 2))
         let mezo = MeZO(runner: runner, options: MeZOOptions(eps: reference.eps, weightDecay: reference.weight_decay, perturbation: .ones), seed: 1)
         for expected in run.steps {
-            let step = try mezo.step(lr: reference.lr) { try runner.forward(batch).meanLoss }
+            let step = try mezo.step(lr: reference.lr, batch: batch)
             #expect(abs(step.lossPlus - expected.loss_plus) <= 1e-5 * expected.loss_plus, "\(fixture) step \(step.step) L+")
             #expect(abs(step.lossMinus - expected.loss_minus) <= 1e-5 * expected.loss_minus, "\(fixture) step \(step.step) L-")
             #expect(abs(step.projectedGradient - expected.projected_grad) <= 2e-3 * abs(expected.projected_grad),
                     "\(fixture) step \(step.step): g \(step.projectedGradient) vs \(expected.projected_grad)")
         }
         #expect(mezo.hasPendingUpdate)
-        mezo.flush()
+        try mezo.flush()
         let final = try runner.forward(batch).meanLoss
         #expect(abs(final - run.final_loss) <= 1e-5 * run.final_loss, "\(fixture): final loss \(final) vs \(run.final_loss)")
     }
@@ -58,10 +58,10 @@ import ZOOptimizers
             let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3, weightDecay: 0.01, q: 2), seed: 42)
             var bits: [UInt64] = []
             for _ in 0..<8 {
-                let step = try mezo.step(lr: 1e-4) { try runner.forward(batch).meanLoss }
+                let step = try mezo.step(lr: 1e-4, batch: batch)
                 bits += [step.lossPlus.bitPattern, step.lossMinus.bitPattern, step.projectedGradient.bitPattern]
             }
-            mezo.flush()
+            try mezo.flush()
             bits.append(try runner.forward(batch).meanLoss.bitPattern)
             return bits
         }
@@ -76,8 +76,8 @@ import ZOOptimizers
         let runner = try ResidentRunner(model: model, backend: try CPUBackend(budget: 64 << 20, threads: 2))
         let before = try runner.forward(batch).meanLoss
         let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 7)
-        for _ in 0..<200 { _ = try mezo.step(lr: 1e-3) { try runner.forward(batch).meanLoss } }
-        mezo.flush()
+        for _ in 0..<200 { _ = try mezo.step(lr: 1e-3, batch: batch) }
+        try mezo.flush()
         let after = try runner.forward(batch).meanLoss
         #expect(after < before - 0.2, "loss \(before) -> \(after)")
     }
@@ -89,12 +89,12 @@ import ZOOptimizers
         let before = try runner.forward(batch).meanLoss
         let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 3)
         var calls = 0
-        let step = try mezo.step(lr: 1e-2) {
+        let step = try mezo.step(lr: 1e-2, loss: LossPlan(requests: [ForwardRequest(batch)]) { results in
             calls += 1
-            return calls == 1 ? .nan : try runner.forward(batch).meanLoss
-        }
+            return calls == 1 ? .nan : results[0].meanLoss
+        })
         #expect(step.skipped)
-        mezo.flush()
+        try mezo.flush()
         let after = try runner.forward(batch).meanLoss
         #expect(abs(after - before) < 1e-5, "restored: \(before) vs \(after)")
     }

@@ -1,0 +1,95 @@
+import ZOCore
+
+/// A forward pass a task asks for: a batch, the outputs to bring back, and optionally only
+/// some rows (flat positions b·T + t) for the head.
+public struct ForwardRequest: Sendable {
+    public let batch: TokenBatch
+    public let outputs: ForwardOutputs
+    public let rows: [Int]?
+
+    public init(_ batch: TokenBatch, outputs: ForwardOutputs = [], rows: [Int]? = nil) {
+        self.batch = batch
+        self.outputs = outputs
+        self.rows = rows
+    }
+}
+
+/// A loss as forward passes and the reduction of their results to one number.
+public struct LossPlan {
+    public let requests: [ForwardRequest]
+    public let reduce: ([ForwardResult]) -> Double
+
+    public init(requests: [ForwardRequest], reduce: @escaping ([ForwardResult]) -> Double) {
+        self.requests = requests
+        self.reduce = reduce
+    }
+}
+
+/// One pass over every parameter: θ ← a·θ + Σ_k c_k·z_k (see `Backend.perturb`; a applies to
+/// decaying tensors only).
+public struct PerturbationPass: Sendable, Equatable {
+    public var terms: [PerturbationTerm]
+    public var decayFactor: Float
+    public var kind: PerturbationKind
+
+    public init(terms: [PerturbationTerm], decayFactor: Float = 1, kind: PerturbationKind) {
+        self.terms = terms
+        self.decayFactor = decayFactor
+        self.kind = kind
+    }
+
+    /// Whether the pass changes nothing.
+    public var isIdentity: Bool { terms.isEmpty && decayFactor == 1 }
+}
+
+/// Runs a model wherever its parameters live (all resident in device memory, or streamed
+/// block by block from host memory): forward passes, perturbation passes over every
+/// parameter, and the pair of forward passes a ZO step needs.
+///
+/// Every implementation computes the same numbers as `ResidentRunner`, bit for bit.
+public protocol ModelRunner: AnyObject, Sendable {
+    var model: any CausalLM { get }
+    var backend: any Backend { get }
+
+    /// Runs the model on `batch` and returns per-token losses plus the requested outputs,
+    /// for every position or only for the flat positions `rows` (b·T + t); with a `cache`,
+    /// the batch's tokens follow the cached ones and are appended to it.
+    func forward(_ batch: TokenBatch, outputs: ForwardOutputs, cache: KVCache?, rows: [Int]?) throws -> ForwardResult
+
+    /// Applies `pass` to every parameter.
+    func perturb(_ pass: PerturbationPass) throws
+
+    /// ZO's two evaluations: applies `plus`, runs `requests`, applies `minus`, runs them again.
+    func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass) throws
+        -> (plus: [ForwardResult], minus: [ForwardResult])
+
+    /// Brings the parameters' current values into the model's host groups.
+    func copyParametersToHost() throws
+}
+
+extension ModelRunner {
+    /// A forward pass without a cache.
+    public func forward(_ batch: TokenBatch, outputs: ForwardOutputs = [], rows: [Int]? = nil) throws -> ForwardResult {
+        try forward(batch, outputs: outputs, cache: nil, rows: rows)
+    }
+
+    /// The requests' forward passes, in order.
+    public func forward(_ requests: [ForwardRequest]) throws -> [ForwardResult] {
+        try requests.map { try forward($0.batch, outputs: $0.outputs, cache: nil, rows: $0.rows) }
+    }
+}
+
+extension CausalLM {
+    /// The tensors of every group as `Backend.perturb` sweeps them: ids numbered through the
+    /// model in group order (the perturbation streams), weight decay on matrices and
+    /// embeddings only (not on biases and norms, as in MeZO).
+    public var perturbedTensors: [[PerturbedTensor]] {
+        var id: UInt32 = 0
+        return groups.map { group in
+            group.layout.specs.map { spec in
+                defer { id += 1 }
+                return PerturbedTensor(offset: spec.offset, count: spec.count, id: id, decays: spec.kind == .matrix || spec.kind == .embedding)
+            }
+        }
+    }
+}
