@@ -72,13 +72,18 @@ public struct StageContext: Sendable {
     /// Earlier tokens' keys and values when decoding incrementally; the batch's tokens come
     /// after the cache's `length` tokens.
     public let cache: KVCache?
+    /// When set, the embedding stage reads the token table as this perturbation would leave
+    /// it (see `CausalLM.tiedTokenTable`).
+    public let tokenTablePerturbation: RowPerturbation?
 
-    public init(backend: any Backend, batch: DeviceTokenBatch, workspace: DeviceBuffer, constants: DeviceBuffer, cache: KVCache?) {
+    public init(backend: any Backend, batch: DeviceTokenBatch, workspace: DeviceBuffer, constants: DeviceBuffer, cache: KVCache?,
+                tokenTablePerturbation: RowPerturbation? = nil) {
         self.backend = backend
         self.batch = batch
         self.workspace = workspace
         self.constants = constants
         self.cache = cache
+        self.tokenTablePerturbation = tokenTablePerturbation
     }
 
     /// Tokens before this batch's.
@@ -138,6 +143,10 @@ public protocol CausalLM: AnyObject, Sendable {
     var padTokenId: Int { get }
     /// Floats per token a KV cache keeps per block (NKV·HS).
     var kvWidth: Int { get }
+
+    /// The index among the embedding group's tensors of the token table when the head reads
+    /// it too (a tied output embedding), else nil.
+    var tiedTokenTable: Int? { get }
 
     /// The Hugging Face config.json describing this model.
     func configJSON() throws -> [UInt8]

@@ -95,59 +95,15 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     }
 
     /// The head runs on the selected `rows` alone when they are given.
-    public func forward(_ batch: TokenBatch, outputs: ForwardOutputs, cache: KVCache?, rows selected: [Int]?) throws -> ForwardResult {
-        let rows = batch.batchSize * batch.tokens
-        let past = cache?.length ?? 0
-        if let cache, past + batch.tokens > cache.capacity || batch.batchSize != cache.batchSize {
-            throw ModelError.sequenceTooLong(sequence: 0, length: past + batch.tokens, maximum: cache.capacity)
-        }
-        if let selected, let bad = selected.first(where: { !(0..<rows).contains($0) }) {
-            throw ModelError.emptyBatch("selected row \(bad) is outside the batch's \(rows) positions")
-        }
-        let device = try DeviceTokenBatch(batch, positions: model.positions(for: batch, past: past), backend: backend)
-        defer { device.free(on: backend) }
-        let hidden = try backend.allocate(rows * model.hiddenSize * 4, label: "hidden states [B, T, C]")
-        defer { backend.free(hidden) }
-        let workspace = try backend.allocate(model.workspaceCount(rows: rows) * 4, label: "activation workspace")
+    public func forward(_ batch: TokenBatch, outputs: ForwardOutputs, cache: KVCache?, rows: [Int]?) throws -> ForwardResult {
+        let workspace = try backend.allocate(model.workspaceCount(rows: batch.batchSize * batch.tokens) * 4, label: "activation workspace")
         defer { backend.free(workspace) }
-
-        let context = StageContext(backend: backend, batch: device, workspace: workspace, constants: constants, cache: cache)
-        let embedding = deviceGroups[0]
-        model.embed(embedding, hidden: hidden, context: context)
+        let pass = try ForwardPass(ForwardRequest(batch, outputs: outputs, rows: rows), model: model, backend: backend,
+                                   constants: constants, workspace: workspace, cache: cache)
+        pass.embed(deviceGroups[0])
         for (index, parameters) in deviceGroups[1..<deviceGroups.count - 1].enumerated() {
-            model.block(index, parameters, hidden: hidden, context: context)
+            pass.block(index, parameters)
         }
-        cache?.length += batch.tokens
-
-        // The head's input: every row, or the selected rows gathered into [R, C].
-        var headRows = rows, headInput = hidden, targets = device.targets
-        var gathered: [DeviceBuffer] = []
-        defer { gathered.forEach(backend.free) }
-        if let selected {
-            headRows = selected.count
-            let indices = try backend.upload(selected.map(Int32.init), label: "selected rows")
-            headInput = try backend.allocate(max(1, headRows) * model.hiddenSize * 4, label: "selected hidden states [R, C]")
-            targets = try backend.upload(selected.map { batch.targets[$0] }, label: "selected targets")
-            gathered = [indices, headInput, targets]
-            backend.gatherRows(table: hidden, width: model.hiddenSize, indices: indices, count: headRows, out: headInput, accumulate: false)
-        }
-        let logits = try backend.allocate(max(1, headRows) * model.vocabSize * 4, label: "logits [R, V]")
-        defer { backend.free(logits) }
-        let losses = try backend.allocate(max(1, headRows) * 4, label: "token losses [R]")
-        defer { backend.free(losses) }
-        model.head(deviceGroups.last!, embedding: embedding, hidden: headInput, logits: logits, rows: headRows, context: context)
-        backend.crossEntropy(logits: logits, targets: targets, losses: losses, rows: headRows, vocab: model.vocabSize)
-
-        var argmax: [Int32]?
-        if outputs.contains(.argmax) {
-            let indices = try backend.allocate(max(1, headRows) * 4, label: "arg-max [R]")
-            defer { backend.free(indices) }
-            backend.argmax(logits: logits, out: indices, rows: headRows, vocab: model.vocabSize)
-            argmax = try backend.read(indices, count: headRows, as: Int32.self)
-        }
-        return ForwardResult(batch: batch, rows: selected,
-                             tokenLosses: try backend.read(losses, count: headRows, as: Float.self),
-                             logits: outputs.contains(.logits) ? try backend.read(logits, count: headRows * model.vocabSize) : nil,
-                             argmax: argmax)
+        return try pass.finish(head: deviceGroups.last!, embedding: deviceGroups[0])
     }
 }

@@ -166,10 +166,13 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         }
     }
 
+    public var tiedTokenTable: Int? { offsets.head.untiedHead == nil ? 0 : nil }
+
     public func embed(_ embedding: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {
         let batch = context.batch
         context.backend.gatherRows(table: embedding.floats(0, config.vocabSize * config.hiddenSize), width: config.hiddenSize,
-                                   indices: batch.ids, count: batch.rows, out: hidden, accumulate: false)
+                                   indices: batch.ids, count: batch.rows, out: hidden, accumulate: false,
+                                   perturbation: context.tokenTablePerturbation)
     }
 
     public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {

@@ -86,6 +86,10 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         }
     }
 
+    public var tiedTokenTable: Int? {
+        offsets.head.untiedHead == nil ? embedding.layout.specs.firstIndex { $0.offset == offsets.embedding.tokens } : nil
+    }
+
     public func embed(_ embedding: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {
         let batch = context.batch, backend = context.backend, workspace = context.workspace
         let rows = batch.rows, c = config.hiddenSize, d = config.embedDim
@@ -94,11 +98,13 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         if let projectIn = o.projectIn {
             // hidden [R, C] = tokens [R, D] · project_inᵀ [C, D]
             let scratch = Scratch(workspace, rows: rows, config: config)
-            backend.gatherRows(table: tokenTable, width: d, indices: batch.ids, count: rows, out: scratch.projected, accumulate: false)
+            backend.gatherRows(table: tokenTable, width: d, indices: batch.ids, count: rows, out: scratch.projected, accumulate: false,
+                               perturbation: context.tokenTablePerturbation)
             backend.linear(x: scratch.projected, weight: embedding.floats(projectIn, c * d), bias: nil, out: hidden,
                            m: rows, n: c, k: d, activation: .none, accumulate: false)
         } else {
-            backend.gatherRows(table: tokenTable, width: c, indices: batch.ids, count: rows, out: hidden, accumulate: false)
+            backend.gatherRows(table: tokenTable, width: c, indices: batch.ids, count: rows, out: hidden, accumulate: false,
+                               perturbation: context.tokenTablePerturbation)
         }
         let positionTable = embedding.floats(o.positions, (config.maxPositionEmbeddings + OPTConfig.positionOffset) * c)
         backend.gatherRows(table: positionTable, width: c, indices: batch.positions, count: rows, out: hidden, accumulate: true)
