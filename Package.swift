@@ -39,6 +39,8 @@ let package = Package(
         .target(name: "ZOModels", dependencies: ["ZOCore", "ZOFormats"], swiftSettings: simdFlags),
         // Zeroth-order optimizers: MeZO's ZO-SGD with fused, seed-regenerated perturbations.
         .target(name: "ZOOptimizers", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
+        // Offloading: blocks streamed through a device-memory budget (residency plan, scheduler).
+        .target(name: "ZOOffload", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
         // Tasks: data loading (JSONL), losses and metrics.
         .target(name: "ZOTasks", dependencies: ["ZOModels", "ZOTokenizers"], swiftSettings: simdFlags),
         // The training loop: batches, schedule, evaluation, metrics.
@@ -49,14 +51,15 @@ let package = Package(
         .executableTarget(
             name: "zotune",
             dependencies: [
-                "ZOModels", "ZOCPU", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOTasks", "ZOTraining",
+                "ZOModels", "ZOCPU", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks", "ZOTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simdFlags
         ),
         .testTarget(
             name: "ZOTuneTests",
-            dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOTasks", "ZOTraining"],
+            dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks",
+                           "ZOTraining"],
             exclude: ["Fixtures"]
         ),
     ]

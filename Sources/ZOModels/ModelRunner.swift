@@ -51,6 +51,9 @@ public protocol ModelRunner: AnyObject, Sendable {
     var model: any CausalLM { get }
     var backend: any Backend { get }
 
+    /// The requests' forward passes, in order (a runner may run them together).
+    func forward(_ requests: [ForwardRequest]) throws -> [ForwardResult]
+
     /// Runs the model on `batch` and returns per-token losses plus the requested outputs,
     /// for every position or only for the flat positions `rows` (b·T + t); with a `cache`,
     /// the batch's tokens follow the cached ones and are appended to it.
@@ -73,7 +76,7 @@ extension ModelRunner {
         try forward(batch, outputs: outputs, cache: nil, rows: rows)
     }
 
-    /// The requests' forward passes, in order.
+    /// The requests' forward passes one after the other.
     public func forward(_ requests: [ForwardRequest]) throws -> [ForwardResult] {
         try requests.map { try forward($0.batch, outputs: $0.outputs, cache: nil, rows: $0.rows) }
     }

@@ -1,0 +1,246 @@
+import ZOCore
+import ZOModels
+
+/// What the offloader moved and waited for since it was created (or last reset).
+public struct OffloadStatistics: Sendable, Equatable, Codable {
+    /// Bytes copied host → device and device → host.
+    public var bytesUploaded = 0
+    public var bytesDownloaded = 0
+    /// Host seconds the compute stream waited for a block's upload.
+    public var computeWaitSeconds = 0.0
+    /// Sweeps over the blocks (a ZO step or an evaluation pass makes one).
+    public var sweeps = 0
+
+    public init() {}
+}
+
+/// Runs a model whose transformer blocks live in host memory (the model's groups are the
+/// master copy) and stream through a few device slots: the first seed's ZO-Offloading.
+///
+/// One sweep visits the blocks in order. Block i+S is uploaded on the upload stream while
+/// block i computes; a block the sweep modified goes back on the offload stream; events
+/// order the three (a slot is refilled only after its block went back), so in the steady
+/// state the host never waits for a copy it does not need. A ZO step is one sweep
+/// (`dualForward`): each arriving block gets the pending update and the +εz perturbation in
+/// one pass, runs every request's + activations, gets −2εz, runs the − activations, and
+/// leaves. Nothing unmodified is written back.
+///
+/// Results equal `ResidentRunner`'s bit for bit: every element sees the same perturbation
+/// passes and every activation the same operations. The one reordering is the tied token
+/// table, which the + head needs at θ + εz after the − embedding needed θ − εz: it stays at
+/// θ + εz until the heads, and the − embedding reads it through `gatherRows`' on-the-fly
+/// perturbation, which equals the perturbed table bit for bit.
+public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
+    public let model: any CausalLM
+    public let backend: any Backend
+    public let plan: ResidencyPlan
+    public private(set) var statistics = OffloadStatistics()
+
+    private let embedding: DeviceBuffer
+    private let head: DeviceBuffer
+    private let constants: DeviceBuffer
+    private let residentBlocks: [Int: DeviceBuffer]
+    private let streamed: [Int]
+    private let slots: [DeviceBuffer]
+    private let uploadStream: StreamID
+    private let offloadStream: StreamID
+    /// Per slot: its upload has landed; its block is done with the slot; its compute is done.
+    private let uploaded: [EventID]
+    private let released: [EventID]
+    private let computed: [EventID]
+    private let tensors: [[PerturbedTensor]]
+
+    /// Allocates the resident groups and the slots from the backend's arena and uploads the
+    /// resident groups. Throws `OffloadError.doesNotFit` (before allocating) when the plan's
+    /// parameters plus `activationBytes` do not fit the free device memory.
+    public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan, activationBytes: Int = 0) throws {
+        try plan.validate(for: model)
+        let stats = backend.arena.stats
+        let needed = plan.parameterBytes(for: model) + activationBytes
+        let available = stats.budget - stats.inUse
+        guard needed <= available else {
+            throw OffloadError.doesNotFit(needed: needed, available: available, detail:
+                "\(ByteCount(plan.parameterBytes(for: model))) for the resident stages and \(min(plan.slots, plan.streamedBlocks(of: model).count)) block slots, \(ByteCount(activationBytes)) for activations")
+        }
+        self.model = model
+        self.backend = backend
+        self.plan = plan
+        tensors = model.perturbedTensors
+        streamed = plan.streamedBlocks(of: model)
+
+        var allocated: [DeviceBuffer] = []
+        func resident(_ group: ParameterGroup) throws -> DeviceBuffer {
+            let buffer = try backend.allocate(group.layout.byteCount, label: group.label)
+            allocated.append(buffer)
+            backend.upload(group.storage, hostOffset: 0, to: buffer, byteCount: group.layout.byteCount, on: backend.computeStream)
+            return buffer
+        }
+        do {
+            embedding = try resident(model.embedding)
+            head = try resident(model.head)
+            var blocks: [Int: DeviceBuffer] = [:]
+            for index in plan.residentBlocks { blocks[index] = try resident(model.blocks[index]) }
+            residentBlocks = blocks
+            let slotBytes = streamed.map { model.blocks[$0].layout.byteCount }.max() ?? 0
+            slots = try (0..<min(plan.slots, streamed.count)).map {
+                let buffer = try backend.allocate(slotBytes, label: "block slot \($0)")
+                allocated.append(buffer)
+                return buffer
+            }
+            constants = try backend.upload(model.constants.isEmpty ? [0] : model.constants, label: "model constants")
+            allocated.append(constants)
+            try backend.synchronize(backend.computeStream)
+        } catch {
+            allocated.forEach(backend.free)
+            throw error
+        }
+        uploadStream = backend.makeStream(label: "upload")
+        offloadStream = backend.makeStream(label: "offload")
+        uploaded = slots.map { _ in backend.makeEvent() }
+        released = slots.map { _ in backend.makeEvent() }
+        computed = slots.map { _ in backend.makeEvent() }
+    }
+
+    deinit {
+        try? backend.synchronize(uploadStream)
+        try? backend.synchronize(offloadStream)
+        for buffer in [embedding, head, constants] + Array(residentBlocks.values) + slots { backend.free(buffer) }
+    }
+
+    /// Starts counting statistics afresh.
+    public func resetStatistics() { statistics = OffloadStatistics() }
+
+    // MARK: The sweep
+
+    /// Visits every block in order with its parameters on the device: `body(index, buffer)`
+    /// runs on the compute stream. Streamed blocks arrive through the slots; when `modifies`,
+    /// each goes back to its host group after `body`.
+    private func sweep(modifies: Bool, _ body: (Int, DeviceBuffer) throws -> Void) throws {
+        statistics.sweeps += 1
+        func upload(_ k: Int) throws {
+            let slot = k % slots.count, group = model.blocks[streamed[k]]
+            backend.wait(uploadStream, for: released[slot])
+            backend.upload(group.storage, hostOffset: 0, to: slots[slot], byteCount: group.layout.byteCount, on: uploadStream)
+            backend.record(uploaded[slot], on: uploadStream)
+            statistics.bytesUploaded += group.layout.byteCount
+            if !plan.overlap { try backend.synchronize(uploadStream) }
+        }
+        for k in 0..<min(slots.count, streamed.count) { try upload(k) }
+        var k = 0
+        for index in model.blocks.indices {
+            if let buffer = residentBlocks[index] {
+                try body(index, buffer)
+                continue
+            }
+            let slot = k % slots.count, group = model.blocks[index]
+            let start = monotonicSeconds()
+            backend.wait(backend.computeStream, for: uploaded[slot])
+            statistics.computeWaitSeconds += monotonicSeconds() - start
+            try body(index, slots[slot])
+            if modifies {
+                backend.record(computed[slot], on: backend.computeStream)
+                backend.wait(offloadStream, for: computed[slot])
+                backend.download(slots[slot], to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: offloadStream)
+                backend.record(released[slot], on: offloadStream)
+                statistics.bytesDownloaded += group.layout.byteCount
+                if !plan.overlap { try backend.synchronize(offloadStream) }
+            } else {
+                backend.record(released[slot], on: backend.computeStream)
+            }
+            if k + slots.count < streamed.count { try upload(k + slots.count) }
+            k += 1
+        }
+        // Surfaces copy failures; at this point only the last write-backs can still be running.
+        try backend.synchronize(uploadStream)
+        try backend.synchronize(offloadStream)
+    }
+
+    private func perturb(_ buffer: DeviceBuffer, group: Int, _ pass: PerturbationPass, skipping skipped: Int? = nil) {
+        guard !pass.isIdentity else { return }
+        let swept = skipped.map { skip in tensors[group].enumerated().filter { $0.offset != skip }.map(\.element) } ?? tensors[group]
+        backend.perturb(buffer, tensors: swept, terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind)
+    }
+
+    private func workspace(for requests: [ForwardRequest]) throws -> DeviceBuffer {
+        let rows = requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 1
+        return try backend.allocate(model.workspaceCount(rows: rows) * 4, label: "activation workspace")
+    }
+
+    private func passes(_ requests: [ForwardRequest], workspace: DeviceBuffer, cache: KVCache? = nil,
+                        tokenTablePerturbation: RowPerturbation? = nil) throws -> [ForwardPass] {
+        try requests.map {
+            try ForwardPass($0, model: model, backend: backend, constants: constants, workspace: workspace, cache: cache,
+                            tokenTablePerturbation: tokenTablePerturbation)
+        }
+    }
+
+    // MARK: ModelRunner
+
+    public func forward(_ batch: TokenBatch, outputs: ForwardOutputs, cache: KVCache?, rows: [Int]?) throws -> ForwardResult {
+        try run([ForwardRequest(batch, outputs: outputs, rows: rows)], cache: cache)[0]
+    }
+
+    /// Every request in one sweep.
+    public func forward(_ requests: [ForwardRequest]) throws -> [ForwardResult] {
+        try run(requests, cache: nil)
+    }
+
+    private func run(_ requests: [ForwardRequest], cache: KVCache?) throws -> [ForwardResult] {
+        let workspace = try workspace(for: requests)
+        defer { backend.free(workspace) }
+        let active = try passes(requests, workspace: workspace, cache: cache)
+        active.forEach { $0.embed(embedding) }
+        try sweep(modifies: false) { index, parameters in active.forEach { $0.block(index, parameters) } }
+        return try active.map { try $0.finish(head: head, embedding: embedding) }
+    }
+
+    public func perturb(_ pass: PerturbationPass) throws {
+        guard !pass.isIdentity else { return }
+        perturb(embedding, group: 0, pass)
+        try sweep(modifies: true) { index, parameters in perturb(parameters, group: index + 1, pass) }
+        perturb(head, group: tensors.count - 1, pass)
+    }
+
+    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass) throws
+        -> (plus: [ForwardResult], minus: [ForwardResult]) {
+        precondition(minus.decayFactor == 1, "the − pass of a ZO step has no decay")
+        let workspace = try workspace(for: requests)
+        defer { backend.free(workspace) }
+        let tied = model.tiedTokenTable
+        let headGroup = tensors.count - 1
+
+        perturb(embedding, group: 0, plus)
+        let plusPasses = try passes(requests, workspace: workspace)
+        plusPasses.forEach { $0.embed(embedding) }
+        // The tied table stays at θ + εz for the + heads; the − embedding reads it perturbed.
+        perturb(embedding, group: 0, minus, skipping: tied)
+        let minusPasses = try passes(requests, workspace: workspace, tokenTablePerturbation: tied.map {
+            RowPerturbation(tensor: tensors[0][$0].id, terms: minus.terms, kind: minus.kind)
+        })
+        minusPasses.forEach { $0.embed(embedding) }
+
+        try sweep(modifies: !plus.isIdentity || !minus.isIdentity) { index, parameters in
+            perturb(parameters, group: index + 1, plus)
+            plusPasses.forEach { $0.block(index, parameters) }
+            perturb(parameters, group: index + 1, minus)
+            minusPasses.forEach { $0.block(index, parameters) }
+        }
+
+        perturb(head, group: headGroup, plus)
+        let plusResults = try plusPasses.map { try $0.finish(head: head, embedding: embedding) }
+        perturb(head, group: headGroup, minus)
+        if let tied, !minus.isIdentity {
+            backend.perturb(embedding, tensors: [tensors[0][tied]], terms: minus.terms, decayFactor: 1, kind: minus.kind)
+        }
+        let minusResults = try minusPasses.map { try $0.finish(head: head, embedding: embedding) }
+        return (plusResults, minusResults)
+    }
+
+    public func copyParametersToHost() throws {
+        try backend.synchronize(offloadStream)
+        for (group, buffer) in [(model.embedding, embedding), (model.head, head)] + residentBlocks.map({ (model.blocks[$0.key], $0.value) }) {
+            backend.download(buffer, to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
+        }
+        try backend.synchronize(backend.computeStream)
+    }
+}

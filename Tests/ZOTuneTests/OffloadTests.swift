@@ -1,0 +1,131 @@
+import Foundation
+import Testing
+import ZOCore
+import ZOCPU
+import ZOModels
+import ZOOffload
+import ZOOptimizers
+
+/// Offloaded training against the resident oracle, bit for bit, and the offloader's memory,
+/// traffic and plan errors.
+@Suite struct OffloadTests {
+    /// A fixture's architecture with `layers` blocks and seeded random weights (fresh for
+    /// every call: runs must not share host storage).
+    static func model(_ fixture: String, layers: Int) throws -> any CausalLM {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.root + "/" + fixture + "/config.json"))
+        let model: any CausalLM
+        if fixture.hasPrefix("opt/") {
+            var config = try JSONDecoder().decode(OPTConfig.self, from: data)
+            config.numHiddenLayers = layers
+            model = try OPTModel(config: config)
+        } else {
+            var config = try JSONDecoder().decode(LlamaConfig.self, from: data)
+            config.numHiddenLayers = layers
+            model = try LlamaModel(config: config)
+        }
+        model.initializeRandomly(seed: 5, std: 0.2)
+        return model
+    }
+
+    /// Two passes per step, one reading selected rows' logits: exercises several requests in
+    /// one sweep and the head on a selection.
+    static func plan(_ model: any CausalLM) throws -> LossPlan {
+        var generator = SplitMix64(seed: 9)
+        func sequence(_ length: Int) -> [Int] { (0..<length).map { _ in Int(generator.next() % UInt64(model.vocabSize)) } }
+        let first = try model.makeBatch([sequence(9), sequence(6), sequence(9)])
+        let second = try model.makeBatch([sequence(4), sequence(7)])
+        return LossPlan(requests: [ForwardRequest(first), ForwardRequest(second, outputs: .logits, rows: [2, 7, 10])]) { results in
+            let selected = results[1].tokenLosses.reduce(0.0) { $0 + Double($1) } / 3
+            return results[0].meanLoss + selected + Double(results[1].logits![5]) * 1e-3
+        }
+    }
+
+    /// Losses, projected gradients and final weights of `steps` ZO steps (q = 2, weight decay,
+    /// an evaluation and a flush in the middle), as bits.
+    static func trajectory(_ runner: any ModelRunner, steps: Int) throws -> [UInt64] {
+        let plan = try plan(runner.model)
+        let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-2, weightDecay: 0.1, q: 2), seed: 17)
+        var bits: [UInt64] = []
+        for step in 0..<steps {
+            let result = try mezo.step(lr: 1e-2, loss: plan)
+            bits += [result.lossPlus.bitPattern, result.lossMinus.bitPattern] + result.projectedGradients.map(\.bitPattern)
+            if step == steps / 2 {
+                try mezo.flush()
+                bits += try runner.forward(plan.requests).flatMap { $0.tokenLosses.map { UInt64($0.bitPattern) } }
+            }
+        }
+        try mezo.flush()
+        try runner.copyParametersToHost()
+        for group in runner.model.groups {
+            let floats = group.storage.baseAddress.assumingMemoryBound(to: UInt32.self)
+            bits += (0..<group.layout.count).map { UInt64(floats[$0]) }
+        }
+        return bits
+    }
+
+    @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/llama-untied-bf16"])
+    func offloadedTrainingEqualsResidentBitForBit(fixture: String) throws {
+        let steps = 20, layers = 6
+        let resident = try Self.trajectory(try ResidentRunner(model: try Self.model(fixture, layers: layers),
+                                                              backend: try CPUBackend(budget: 64 << 20, threads: 2)), steps: steps)
+        let plans = [ResidencyPlan(slots: 2), ResidencyPlan(slots: 3, overlap: false), ResidencyPlan(slots: 4, residentBlocks: [0, 3]),
+                     ResidencyPlan(slots: 5, residentBlocks: [5]), ResidencyPlan(slots: 1)]
+        for plan in plans {
+            let runner = try OffloadedRunner(model: try Self.model(fixture, layers: layers),
+                                             backend: try CPUBackend(budget: 64 << 20, threads: 2), plan: plan)
+            let offloaded = try Self.trajectory(runner, steps: steps)
+            #expect(offloaded.count == resident.count)
+            #expect(offloaded == resident, "\(fixture) with \(plan): first difference at \(offloaded.indices.first { offloaded[$0] != resident[$0] } ?? -1)")
+        }
+    }
+
+    /// Peak device memory is the plan's parameters plus activations; each ZO step moves every
+    /// streamed block up and down once, an evaluation only up.
+    @Test func memoryAndTraffic() throws {
+        let model = try Self.model("opt/opt-tiny-f32", layers: 8)
+        let blockBytes = model.blocks[0].layout.byteCount
+        let residentBackend = try CPUBackend(budget: 64 << 20, threads: 2)
+        let residentRunner = try ResidentRunner(model: try Self.model("opt/opt-tiny-f32", layers: 8), backend: residentBackend)
+        let plan = try Self.plan(model)
+        _ = try MeZO(runner: residentRunner, options: MeZOOptions(), seed: 1).step(lr: 1e-3, loss: plan)
+
+        let backend = try CPUBackend(budget: 64 << 20, threads: 2)
+        let runner = try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 2, residentBlocks: [7]))
+        let mezo = MeZO(runner: runner, options: MeZOOptions(), seed: 1)
+        _ = try mezo.step(lr: 1e-3, loss: plan)
+        #expect(runner.statistics == {
+            var s = runner.statistics
+            s.bytesUploaded = 7 * blockBytes
+            s.bytesDownloaded = 7 * blockBytes
+            s.sweeps = 1
+            return s
+        }())
+        runner.resetStatistics()
+        _ = try runner.forward(plan.requests)
+        #expect(runner.statistics.bytesUploaded == 7 * blockBytes && runner.statistics.bytesDownloaded == 0)
+
+        let parameters = ResidencyPlan(slots: 2, residentBlocks: [7]).parameterBytes(for: model)
+        #expect(parameters < residentBackend.arena.stats.highWater)
+        #expect(backend.arena.stats.highWater < residentBackend.arena.stats.highWater - 4 * blockBytes)
+        #expect(backend.arena.stats.highWater >= parameters)
+    }
+
+    @Test func plansThatCannotWorkAreRefusedBeforeStarting() throws {
+        let model = try Self.model("llama/llama-gqa-f32", layers: 4)
+        let needed = ResidencyPlan(slots: 2).parameterBytes(for: model)
+        let backend = try CPUBackend(budget: needed - 4096, threads: 1)
+        do {
+            _ = try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 2))
+            Issue.record("accepted a plan larger than the budget")
+        } catch let error as OffloadError {
+            #expect(error.description.contains("needs \(ByteCount(needed))"), "\(error)")
+        }
+        #expect(backend.arena.stats.inUse == 0)
+        #expect(throws: OffloadError.invalidPlan("resident block 4 does not exist (the model has 4 blocks, 0–3)")) {
+            _ = try OffloadedRunner(model: model, backend: try CPUBackend(budget: 64 << 20, threads: 1), plan: ResidencyPlan(residentBlocks: [4]))
+        }
+        #expect(throws: OffloadError.invalidPlan("at least one slot is needed, got 0")) {
+            _ = try OffloadedRunner(model: model, backend: try CPUBackend(budget: 64 << 20, threads: 1), plan: ResidencyPlan(slots: 0))
+        }
+    }
+}
