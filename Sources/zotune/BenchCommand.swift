@@ -2,6 +2,7 @@ import ArgumentParser
 import ZOCPU
 import ZOCore
 import ZOModels
+import ZOOffload
 import ZOOptimizers
 #if canImport(Glibc)
 import Glibc
@@ -30,19 +31,24 @@ struct BenchWorkload: ParsableArguments {
         guard batch >= 1, seq >= 1 else { throw ValidationError("--batch and --seq must be positive") }
     }
 
-    /// The model (seeded random weights) resident on a CPU backend, and the token batch.
+    /// The model (seeded random weights), resident on a CPU backend, and the token batch.
     func make(threads: Int?) throws -> (OPTConfig, OPTModel, CPUBackend, ResidentRunner, TokenBatch) {
+        let (config, model, batch) = try makeModel()
+        let backend = try CPUBackend(threads: threads)
+        return (config, model, backend, try ResidentRunner(model: model, backend: backend), batch)
+    }
+
+    /// The model (seeded random weights) and the token batch.
+    func makeModel() throws -> (OPTConfig, OPTModel, TokenBatch) {
         let config = try OPTConfig.named(shape)
         guard seq <= config.maxPositionEmbeddings else {
             throw ValidationError("--seq \(seq) exceeds the shape's \(config.maxPositionEmbeddings) positions")
         }
         let model = try OPTModel(config: config)
         model.initializeRandomly(seed: 1)
-        let backend = try CPUBackend(threads: threads)
-        let runner = try ResidentRunner(model: model, backend: backend)
         var generator = SplitMix64(seed: 7)
         let sequences = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(config.vocabSize)) } }
-        return (config, model, backend, runner, try model.makeBatch(sequences))
+        return (config, model, try model.makeBatch(sequences))
     }
 }
 
@@ -61,6 +67,7 @@ struct BenchForward: ParsableCommand {
 
     func validate() throws {
         guard iterations >= 1 else { throw ValidationError("--iterations must be positive") }
+        if compute.offload { throw ValidationError("bench forward measures the resident pass; use bench zo-step --offload") }
     }
 
     struct Report: Encodable {
@@ -174,7 +181,8 @@ func timed(_ iterations: Int, _ body: () throws -> Void) rethrows -> (median: Do
 struct BenchZOStep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zo-step",
-        abstract: "Time MeZO steps (two perturbation passes and two forward passes with the LM loss) and print JSON."
+        abstract: "Time MeZO steps (two perturbation passes and two forward passes with the LM loss) and print JSON.",
+        discussion: "With --offload, the resident step runs first and the offloaded one after it, and a last line compares them."
     )
 
     @OptionGroup var workload: BenchWorkload
@@ -186,6 +194,7 @@ struct BenchZOStep: ParsableCommand {
 
     struct Report: Encodable {
         let bench = "zo-step"
+        let mode: String
         let shape: String
         let backend: String
         let threads: Int
@@ -199,19 +208,48 @@ struct BenchZOStep: ParsableCommand {
         let tokens_per_s: Double
         /// Seconds per step in each backend operation.
         let seconds_by_op: [String: Double]
+        /// The device arena's exact high-water mark over the run.
+        let peak_device_bytes: Int
+        /// Offloaded runs: the plan and, per timed step, bytes moved each way and host seconds
+        /// the compute stream waited for uploads.
+        let plan: ResidencyPlan?
+        let bytes_uploaded_per_step: Double?
+        let bytes_downloaded_per_step: Double?
+        let compute_wait_seconds_per_step: Double?
     }
 
     func run() throws {
-        let (_, model, backend, runner, tokens) = try workload.make(threads: compute.threads)
-        let (shape, batch, seq) = (workload.shape, workload.batch, workload.seq)
+        let (_, model, tokens) = try workload.makeModel()
+        let resident = try measure(model: model, tokens: tokens, offloaded: false)
+        try printJSONLine(resident)
+        guard compute.offload else { return }
+        let offloaded = try measure(model: model, tokens: tokens, offloaded: true)
+        try printJSONLine(offloaded)
+        try printJSONLine(["offloaded_over_resident_tokens_per_s": offloaded.tokens_per_s / resident.tokens_per_s,
+                           "offloaded_over_resident_peak_device_bytes": Double(offloaded.peak_device_bytes) / Double(resident.peak_device_bytes)])
+    }
+
+    /// Warm-up and timed steps on a fresh backend; the offloaded run streams the model's
+    /// host groups (which the resident run leaves untouched).
+    func measure(model: OPTModel, tokens: TokenBatch, offloaded: Bool) throws -> Report {
+        let backend = try compute.makeBackend()
+        let runner: any ModelRunner = offloaded ? try OffloadedRunner(model: model, backend: backend, plan: compute.plan)
+                                                : try ResidentRunner(model: model, backend: backend)
         let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 3)
         _ = try mezo.step(lr: 1e-6, batch: tokens)  // warm-up
+        let offloader = runner as? OffloadedRunner
+        offloader?.resetStatistics()
         backend.profile.isEnabled = true
         let times = try timed(iterations) { _ = try mezo.step(lr: 1e-6, batch: tokens) }
         let profile = backend.profile.take().mapValues { $0.seconds / Double(iterations) }
-        try printJSONLine(Report(shape: shape, backend: backend.name, threads: backend.threads, batch: batch, seq: seq,
-                                 parameters: model.parameterCount, iterations: iterations,
-                                 seconds_per_step_median: times.median, seconds_per_step_min: times.min,
-                                 tokens_per_s: Double(batch * seq) / times.median, seconds_by_op: profile))
+        let steps = Double(iterations)
+        return Report(mode: offloaded ? "offloaded" : "resident", shape: workload.shape, backend: backend.name, threads: backend.threads,
+                      batch: workload.batch, seq: workload.seq, parameters: model.parameterCount, iterations: iterations,
+                      seconds_per_step_median: times.median, seconds_per_step_min: times.min,
+                      tokens_per_s: Double(workload.batch * workload.seq) / times.median, seconds_by_op: profile,
+                      peak_device_bytes: backend.arena.stats.highWater, plan: offloader?.plan,
+                      bytes_uploaded_per_step: offloader.map { Double($0.statistics.bytesUploaded) / steps },
+                      bytes_downloaded_per_step: offloader.map { Double($0.statistics.bytesDownloaded) / steps },
+                      compute_wait_seconds_per_step: offloader.map { $0.statistics.computeWaitSeconds / steps })
     }
 }

@@ -15,7 +15,7 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         let model = try modelOptions.loadModel()
         let (task, _) = try taskOptions.makeTask(model: model, modelOptions: modelOptions, evaluationOnly: true)
-        let runner = try ResidentRunner(model: model, backend: try CPUBackend(threads: compute.threads))
+        let runner = try compute.makeRunner(model: model)
         var metrics = try task.evaluate(runner: runner)
         metrics["examples_evaluated"] = nil
         try printJSONLine(metrics)

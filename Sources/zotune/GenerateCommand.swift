@@ -48,7 +48,7 @@ struct GenerateCommand: ParsableCommand {
         var stops = Set([tokenizer.eosTokenId].compactMap { $0 })
         if chat, let end = tokenizer.specialTokens["<|im_end|>"] { stops.insert(end) }
 
-        let runner = try ResidentRunner(model: model, backend: try CPUBackend(threads: compute.threads))
+        let runner = try compute.makeRunner(model: model)
         print(prompt, terminator: chat ? "\n" : "")
         var generated: [Int] = []
         var printed = 0

@@ -47,7 +47,7 @@ struct LossCommand: ParsableCommand {
         let sequences = try readSequences()
         let model = try modelOptions.loadModel()
         let batch = try model.makeBatch(sequences)
-        let runner = try ResidentRunner(model: model, backend: try CPUBackend(threads: compute.threads))
+        let runner = try compute.makeRunner(model: model)
         let result = try runner.forward(batch, outputs: .argmax)
         for b in 0..<batch.batchSize {
             let (loss, targets) = result.sequenceLoss(b)

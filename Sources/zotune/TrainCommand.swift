@@ -77,7 +77,7 @@ struct TrainCommand: ParsableCommand {
         let model = try modelOptions.loadModel()
         let (task, notes) = try taskOptions.makeTask(model: model, modelOptions: modelOptions)
         notes.forEach { print("note: \($0)") }
-        let runner = try ResidentRunner(model: model, backend: try CPUBackend(threads: compute.threads))
+        let runner = try compute.makeRunner(model: model)
         let options = TrainingOptions(steps: steps, batchSize: batchSize,
                                       schedule: LearningRateSchedule(base: lr, shape: schedule, warmupSteps: warmup, totalSteps: steps),
                                       mezo: MeZOOptions(eps: eps, weightDecay: weightDecay, q: q, perturbation: perturbation),

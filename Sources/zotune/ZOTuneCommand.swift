@@ -9,12 +9,3 @@ struct ZOTuneCommand: ParsableCommand {
     )
 }
 
-/// Options shared by commands that compute on the CPU backend.
-struct ComputeOptions: ParsableArguments {
-    @Option(help: "Compute threads (GEMM and kernels). Default: all cores.")
-    var threads: Int?
-
-    func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-    }
-}

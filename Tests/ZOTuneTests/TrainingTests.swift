@@ -74,6 +74,35 @@ import ZOTraining
         #expect(evals.last!["eval_loss"]! < evals.first!["eval_loss"]!)
     }
 
+    /// `--offload` from the command line: the same metrics (timings aside) and the same saved
+    /// weights, byte for byte, as the resident run; a budget too small is refused up front.
+    @Test func offloadedTrainingFromTheCommandLineMatchesResident() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let lines = [[5, 9, 3, 17, 2, 11], [8, 1, 4, 4, 30], [40, 41, 42, 43, 44, 45, 46], [7, 7, 7]].map { "{\"ids\": \($0)}" }
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: directory + "/train.jsonl"))
+        func train(_ name: String, _ extra: [String]) throws -> ([String], Data) {
+            let outcome = try CLI.run(["train", "--model", Fixtures.opt("opt-nobias-sharded-f32"), "--data", directory + "/train.jsonl",
+                                       "--eval-data", directory + "/train.jsonl", "--steps", "5", "--batch-size", "2", "--lr", "1e-3",
+                                       "--weight-decay", "0.1", "--eval-every", "2", "--output", directory + "/" + name] + extra)
+            #expect(outcome.status == 0, "\(outcome.stderr)")
+            let records = try String(contentsOfFile: directory + "/\(name)/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
+                var record = try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+                record["seconds"] = nil
+                return String(decoding: try JSONSerialization.data(withJSONObject: record, options: .sortedKeys), as: UTF8.self)
+            }
+            return (records, try Data(contentsOf: URL(fileURLWithPath: directory + "/\(name)/model/model.safetensors")))
+        }
+        let resident = try train("resident", [])
+        let offloaded = try train("offloaded", ["--offload", "--slots", "1", "--device-memory", "1MiB"])
+        #expect(resident.0.count == 9 && offloaded.0 == resident.0)
+        #expect(offloaded.1 == resident.1)
+
+        let refused = try CLI.run(["train", "--model", Fixtures.opt("opt-nobias-sharded-f32"), "--data", directory + "/train.jsonl",
+                                   "--offload", "--device-memory", "20KiB"])
+        #expect(refused.status == 1 && refused.stderr.contains("offload plan needs"), "\(refused.stderr)")
+    }
+
     /// Ctrl-C: the run stops between steps, applies the pending update, saves and exits 0.
     @Test func interruptSavesAndExitsCleanly() throws {
         let directory = try Fixtures.temporaryDirectory()

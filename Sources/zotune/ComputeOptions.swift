@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import ZOCore
+import ZOCPU
+import ZOModels
+import ZOOffload
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where and how a command computes: the CPU backend's threads, its device-memory budget,
+/// and whether blocks stream from host memory (`--offload`).
+struct ComputeOptions: ParsableArguments {
+    @Option(help: "Compute threads (GEMM and kernels). Default: all cores.")
+    var threads: Int?
+
+    @Flag(help: "Keep transformer blocks in host memory and stream them through --slots device buffers.")
+    var offload = false
+
+    @Option(name: .customLong("device-memory"),
+            help: "Device memory budget: a size (2GiB, 512MiB, 1e9) or a fraction of physical memory (0.25). Default: physical memory.")
+    var deviceMemory: String?
+
+    @Option(help: "Rotating block slots with --offload.")
+    var slots = 2
+
+    @Option(name: .customLong("resident-blocks"), help: "Blocks kept on the device with --offload: indices and ranges (0,3,10-12).")
+    var residentBlocks: String?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if slots < 1 { throw ValidationError("--slots must be at least 1") }
+        _ = try budget()
+        _ = try residentBlockSet()
+        if !offload, residentBlocks != nil || slots != 2 { throw ValidationError("--slots and --resident-blocks need --offload") }
+    }
+
+    /// The device-memory budget in bytes, or nil for the backend's default.
+    func budget() throws -> Int? {
+        guard let text = deviceMemory else { return nil }
+        let physical = Double(sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE)))
+        guard let bytes = parseByteSize(text, physical: physical), bytes >= 1 else {
+            throw ValidationError("--device-memory '\(text)' is not a size such as 2GiB, 512MiB or 1e9, or a fraction such as 0.25")
+        }
+        return bytes
+    }
+
+    func residentBlockSet() throws -> Set<Int> {
+        guard let text = residentBlocks else { return [] }
+        var blocks: Set<Int> = []
+        for part in text.split(separator: ",") {
+            let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard (1...2).contains(bounds.count), let low = bounds[0], let high = bounds.last!, low >= 0, low <= high else {
+                throw ValidationError("--resident-blocks '\(text)': '\(part)' is not a block index or a range such as 10-12")
+            }
+            blocks.formUnion(low...high)
+        }
+        return blocks
+    }
+
+    var plan: ResidencyPlan { ResidencyPlan(slots: slots, residentBlocks: (try? residentBlockSet()) ?? []) }
+
+    /// The CPU backend with this budget.
+    func makeBackend() throws -> CPUBackend {
+        try CPUBackend(budget: try budget(), threads: threads)
+    }
+
+    /// A runner for `model`: resident, or offloaded by `plan` with --offload.
+    func makeRunner(model: any CausalLM, backend: CPUBackend? = nil) throws -> any ModelRunner {
+        let backend = try backend ?? makeBackend()
+        if offload { return try OffloadedRunner(model: model, backend: backend, plan: plan) }
+        return try ResidentRunner(model: model, backend: backend)
+    }
+}
+
+/// Bytes in `text`: a number with an optional unit (B, KB/MB/GB/TB powers of 1000,
+/// KiB/MiB/GiB/TiB powers of 1024), or a fraction in (0, 1] of `physical`.
+func parseByteSize(_ text: String, physical: Double) -> Int? {
+    let units: [(String, Double)] = [("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("TiB", 1_099_511_627_776),
+                                     ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("B", 1)]
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    for (unit, scale) in units where trimmed.hasSuffix(unit) {
+        guard let value = Double(trimmed.dropLast(unit.count).trimmingCharacters(in: .whitespaces)), value > 0, value * scale < 9e18 else {
+            return nil
+        }
+        return Int(value * scale)
+    }
+    guard let value = Double(trimmed), value > 0, value < 9e18 else { return nil }
+    return value <= 1 ? Int(value * physical) : Int(value)
+}
