@@ -285,6 +285,36 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
     }
 
+    public func decode(_ encoded: DeviceBuffer, format: LinkFormat, count: Int, out: DeviceBuffer) {
+        profile.measure("decode") {
+            let source = UncheckedSendable(UnsafeRawPointer(base + encoded.offset))
+            let target = UncheckedSendable(pointer(out))
+            let group = LinkCodec.group
+            parallel.forRanges((count + group - 1) / group, grain: 64) { groups in
+                for g in groups {
+                    let first = g * group
+                    LinkCodec.decode(source.value, format: format, total: count, first: first, count: min(group, count - first),
+                                     out: target.value + first)
+                }
+            }
+        }
+    }
+
+    public func encode(_ values: DeviceBuffer, count: Int, format: LinkFormat, stochasticSeed: UInt64?, out: DeviceBuffer) {
+        profile.measure("encode") {
+            let source = UncheckedSendable(UnsafePointer(pointer(values)))
+            let target = UncheckedSendable(base + out.offset)
+            let group = LinkCodec.group
+            parallel.forRanges((count + group - 1) / group, grain: 64) { groups in
+                for g in groups {
+                    let first = g * group
+                    LinkCodec.encode(source.value, format: format, total: count, first: first, count: min(group, count - first),
+                                     seed: stochasticSeed, encoded: target.value)
+                }
+            }
+        }
+    }
+
     public func argmax(logits: DeviceBuffer, out: DeviceBuffer, rows: Int, vocab: Int) {
         profile.measure("argmax") {
             let logits = UncheckedSendable(UnsafePointer(pointer(logits)))

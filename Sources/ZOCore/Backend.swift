@@ -234,6 +234,14 @@ public protocol Backend: AnyObject, Sendable {
     func perturb(_ parameters: DeviceBuffer, tensors: [PerturbedTensor], terms: [PerturbationTerm], decayFactor: Float,
                  kind: PerturbationKind)
 
+    /// out [count] = the fp32 values of `count` values encoded in `format` (see `LinkFormat`).
+    func decode(_ encoded: DeviceBuffer, format: LinkFormat, count: Int, out: DeviceBuffer)
+
+    /// out = `values` [count] encoded in `format`: each value (over its fp8 group's scale)
+    /// rounded to nearest even, or stochastically when `stochasticSeed` is given (value i
+    /// uses uniform i % 32 of `Noise.uniforms(seed:chunk: i / 32)`).
+    func encode(_ values: DeviceBuffer, count: Int, format: LinkFormat, stochasticSeed: UInt64?, out: DeviceBuffer)
+
     /// out Int32 [N] = argmax over V of logits [N, V] (first maximum on ties).
     func argmax(logits: DeviceBuffer, out: DeviceBuffer, rows: Int, vocab: Int)
 }

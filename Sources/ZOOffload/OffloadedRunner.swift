@@ -42,6 +42,11 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     private let residentBlocks: [Int: DeviceBuffer]
     private let streamed: [Int]
     private let slots: [DeviceBuffer]
+    /// Per slot, the encoded block as it crosses the link (low-bit formats only).
+    private let staging: [DeviceBuffer]
+    /// The host master of each streamed block in a low-bit format (the model's fp32 groups
+    /// are brought up to date by `copyParametersToHost`).
+    private let encodedBlocks: [Int: HostBuffer]
     private let uploadStream: StreamID
     private let offloadStream: StreamID
     /// Per slot: its upload has landed; its block is done with the slot; its compute is done.
@@ -87,6 +92,24 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
                 allocated.append(buffer)
                 return buffer
             }
+            let lossy = plan.format != .fp32
+            staging = try (lossy ? slots.indices : 0..<0).map {
+                let buffer = try backend.allocate(plan.format.encodedBytes(slotBytes / 4), label: "block slot \($0) (\(plan.format.rawValue))")
+                allocated.append(buffer)
+                return buffer
+            }
+            // Low-bit masters: each streamed block encoded once (to nearest) through slot 0.
+            var encoded: [Int: HostBuffer] = [:]
+            for index in lossy ? streamed : [] {
+                let group = model.blocks[index], count = group.layout.count
+                let host = try HostBuffer(byteCount: plan.format.encodedBytes(count))
+                backend.upload(group.storage, hostOffset: 0, to: slots[0], byteCount: group.layout.byteCount, on: backend.computeStream)
+                backend.encode(slots[0], count: count, format: plan.format, stochasticSeed: nil, out: staging[0])
+                backend.download(staging[0], to: host, hostOffset: 0, byteCount: host.byteCount, on: backend.computeStream)
+                try backend.synchronize(backend.computeStream)
+                encoded[index] = host
+            }
+            encodedBlocks = encoded
             constants = try backend.upload(model.constants.isEmpty ? [0] : model.constants, label: "model constants")
             allocated.append(constants)
             try backend.synchronize(backend.computeStream)
@@ -104,7 +127,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     deinit {
         try? backend.synchronize(uploadStream)
         try? backend.synchronize(offloadStream)
-        for buffer in [embedding, head, constants] + Array(residentBlocks.values) + slots { backend.free(buffer) }
+        for buffer in [embedding, head, constants] + Array(residentBlocks.values) + slots + staging { backend.free(buffer) }
     }
 
     /// Starts counting statistics afresh.
@@ -112,17 +135,26 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
 
     // MARK: The sweep
 
+    /// Where block `index`'s master lives in host memory, and its bytes there.
+    private func master(_ index: Int) -> (buffer: HostBuffer, bytes: Int) {
+        let group = model.blocks[index]
+        guard let encoded = encodedBlocks[index] else { return (group.storage, group.layout.byteCount) }
+        return (encoded, encoded.byteCount)
+    }
+
     /// Visits every block in order with its parameters on the device: `body(index, buffer)`
-    /// runs on the compute stream. Streamed blocks arrive through the slots; when `modifies`,
-    /// each goes back to its host group after `body`.
-    private func sweep(modifies: Bool, _ body: (Int, DeviceBuffer) throws -> Void) throws {
+    /// runs on the compute stream. Streamed blocks arrive through the slots (decoded there
+    /// from a low-bit format); when `modifies`, each goes back to its host master after
+    /// `body` (encoded, rounding stochastically from `roundingSeed` when the plan says so).
+    private func sweep(modifies: Bool, roundingSeed: UInt64, _ body: (Int, DeviceBuffer) throws -> Void) throws {
         statistics.sweeps += 1
+        let lossy = plan.format != .fp32
         func upload(_ k: Int) throws {
-            let slot = k % slots.count, group = model.blocks[streamed[k]]
+            let slot = k % slots.count, (host, bytes) = master(streamed[k])
             backend.wait(uploadStream, for: released[slot])
-            backend.upload(group.storage, hostOffset: 0, to: slots[slot], byteCount: group.layout.byteCount, on: uploadStream)
+            backend.upload(host, hostOffset: 0, to: lossy ? staging[slot] : slots[slot], byteCount: bytes, on: uploadStream)
             backend.record(uploaded[slot], on: uploadStream)
-            statistics.bytesUploaded += group.layout.byteCount
+            statistics.bytesUploaded += bytes
             if !plan.overlap { try backend.synchronize(uploadStream) }
         }
         for k in 0..<min(slots.count, streamed.count) { try upload(k) }
@@ -132,17 +164,23 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
                 try body(index, buffer)
                 continue
             }
-            let slot = k % slots.count, group = model.blocks[index]
+            let slot = k % slots.count, count = model.blocks[index].layout.count, (host, bytes) = master(index)
             let start = monotonicSeconds()
             backend.wait(backend.computeStream, for: uploaded[slot])
             statistics.computeWaitSeconds += monotonicSeconds() - start
+            if lossy { backend.decode(staging[slot], format: plan.format, count: count, out: slots[slot]) }
             try body(index, slots[slot])
             if modifies {
+                if lossy {
+                    var generator = SplitMix64(seed: roundingSeed ^ UInt64(index) &* 0xA24B_AED4_963E_E407)
+                    backend.encode(slots[slot], count: count, format: plan.format,
+                                   stochasticSeed: plan.stochasticRounding ? generator.next() : nil, out: staging[slot])
+                }
                 backend.record(computed[slot], on: backend.computeStream)
                 backend.wait(offloadStream, for: computed[slot])
-                backend.download(slots[slot], to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: offloadStream)
+                backend.download(lossy ? staging[slot] : slots[slot], to: host, hostOffset: 0, byteCount: bytes, on: offloadStream)
                 backend.record(released[slot], on: offloadStream)
-                statistics.bytesDownloaded += group.layout.byteCount
+                statistics.bytesDownloaded += bytes
                 if !plan.overlap { try backend.synchronize(offloadStream) }
             } else {
                 backend.record(released[slot], on: backend.computeStream)
@@ -153,6 +191,13 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         // Surfaces copy failures; at this point only the last write-backs can still be running.
         try backend.synchronize(uploadStream)
         try backend.synchronize(offloadStream)
+    }
+
+    /// The stochastic-rounding seed of a sweep: a hash of its pass's direction seeds, so a
+    /// rerun of the same steps rounds the same way.
+    static func roundingSeed(_ pass: PerturbationPass) -> UInt64 {
+        var generator = SplitMix64(seed: pass.terms.reduce(0x5EED) { $0 &* 0x100_0000_01B3 ^ $1.seed })
+        return generator.next()
     }
 
     private func perturb(_ buffer: DeviceBuffer, group: Int, _ pass: PerturbationPass, skipping skipped: Int? = nil) {
@@ -190,14 +235,14 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         defer { backend.free(workspace) }
         let active = try passes(requests, workspace: workspace, cache: cache)
         active.forEach { $0.embed(embedding) }
-        try sweep(modifies: false) { index, parameters in active.forEach { $0.block(index, parameters) } }
+        try sweep(modifies: false, roundingSeed: 0) { index, parameters in active.forEach { $0.block(index, parameters) } }
         return try active.map { try $0.finish(head: head, embedding: embedding) }
     }
 
     public func perturb(_ pass: PerturbationPass) throws {
         guard !pass.isIdentity else { return }
         perturb(embedding, group: 0, pass)
-        try sweep(modifies: true) { index, parameters in perturb(parameters, group: index + 1, pass) }
+        try sweep(modifies: true, roundingSeed: Self.roundingSeed(pass)) { index, parameters in perturb(parameters, group: index + 1, pass) }
         perturb(head, group: tensors.count - 1, pass)
     }
 
@@ -219,7 +264,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         })
         minusPasses.forEach { $0.embed(embedding) }
 
-        try sweep(modifies: !plus.isIdentity || !minus.isIdentity) { index, parameters in
+        try sweep(modifies: !plus.isIdentity || !minus.isIdentity, roundingSeed: Self.roundingSeed(plus)) { index, parameters in
             perturb(parameters, group: index + 1, plus)
             plusPasses.forEach { $0.block(index, parameters) }
             perturb(parameters, group: index + 1, minus)
@@ -238,6 +283,13 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
 
     public func copyParametersToHost() throws {
         try backend.synchronize(offloadStream)
+        for (index, encoded) in encodedBlocks {
+            let group = model.blocks[index]
+            backend.upload(encoded, hostOffset: 0, to: staging[0], byteCount: encoded.byteCount, on: backend.computeStream)
+            backend.decode(staging[0], format: plan.format, count: group.layout.count, out: slots[0])
+            backend.download(slots[0], to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
+            try backend.synchronize(backend.computeStream)
+        }
         for (group, buffer) in [(model.embedding, embedding), (model.head, head)] + residentBlocks.map({ (model.blocks[$0.key], $0.value) }) {
             backend.download(buffer, to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
         }

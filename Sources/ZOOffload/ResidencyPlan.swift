@@ -11,11 +11,20 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
     public var residentBlocks: Set<Int>
     /// Whether copies overlap compute; false waits for every copy (a check, not a mode to run).
     public var overlap: Bool
+    /// How streamed blocks are kept in host memory and sent: fp32, or a low-bit format the
+    /// device decodes on arrival and encodes before write-back.
+    public var format: LinkFormat
+    /// Whether a low-bit write-back rounds stochastically (seeded by the step, so runs stay
+    /// reproducible) rather than to nearest: small ZO updates survive in expectation.
+    public var stochasticRounding: Bool
 
-    public init(slots: Int = 2, residentBlocks: Set<Int> = [], overlap: Bool = true) {
+    public init(slots: Int = 2, residentBlocks: Set<Int> = [], overlap: Bool = true, format: LinkFormat = .fp32,
+                stochasticRounding: Bool = true) {
         self.slots = slots
         self.residentBlocks = residentBlocks
         self.overlap = overlap
+        self.format = format
+        self.stochasticRounding = stochasticRounding
     }
 
     /// The blocks that stream, in order.
@@ -23,13 +32,15 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
         model.blocks.indices.filter { !residentBlocks.contains($0) }
     }
 
-    /// Device bytes the plan's parameters occupy: resident groups plus S slots.
+    /// Device bytes the plan's parameters occupy: resident groups plus S slots (each with
+    /// a staging buffer for the encoded block when the format is not fp32).
     public func parameterBytes(for model: any CausalLM) -> Int {
         let streamed = streamedBlocks(of: model)
         let resident = ([model.embedding, model.head] + model.blocks.indices.filter { residentBlocks.contains($0) }.map { model.blocks[$0] })
             .reduce(0) { $0 + padded($1.layout.byteCount) }
-        let slotBytes = streamed.map { model.blocks[$0].layout.byteCount }.max() ?? 0
-        return resident + min(slots, streamed.count) * padded(slotBytes)
+        let largest = streamed.map { model.blocks[$0].layout.count }.max() ?? 0
+        let slot = padded(largest * 4) + (format == .fp32 ? 0 : padded(format.encodedBytes(largest)))
+        return resident + min(slots, streamed.count) * slot
     }
 
     /// Device bytes of one forward pass's activations over `rows` tokens beyond the

@@ -27,12 +27,20 @@ struct ComputeOptions: ParsableArguments {
     @Option(name: .customLong("resident-blocks"), help: "Blocks kept on the device with --offload: indices and ranges (0,3,10-12).")
     var residentBlocks: String?
 
+    @Option(name: .customLong("offload-format"), help: "How streamed blocks are kept in host memory and sent with --offload: fp32, bf16, fp16 or fp8.")
+    var offloadFormat = LinkFormat.fp32
+
+    @Flag(name: .customLong("no-stochastic-rounding"), help: "With a low-bit --offload-format, round write-backs to nearest instead of stochastically.")
+    var noStochasticRounding = false
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if slots < 1 { throw ValidationError("--slots must be at least 1") }
         _ = try budget()
         _ = try residentBlockSet()
-        if !offload, residentBlocks != nil || slots != 2 { throw ValidationError("--slots and --resident-blocks need --offload") }
+        if !offload, residentBlocks != nil || slots != 2 || offloadFormat != .fp32 {
+            throw ValidationError("--slots, --resident-blocks and --offload-format need --offload")
+        }
     }
 
     /// The device-memory budget in bytes, or nil for the backend's default.
@@ -58,7 +66,10 @@ struct ComputeOptions: ParsableArguments {
         return blocks
     }
 
-    var plan: ResidencyPlan { ResidencyPlan(slots: slots, residentBlocks: (try? residentBlockSet()) ?? []) }
+    var plan: ResidencyPlan {
+        ResidencyPlan(slots: slots, residentBlocks: (try? residentBlockSet()) ?? [], format: offloadFormat,
+                      stochasticRounding: !noStochasticRounding)
+    }
 
     /// The CPU backend with this budget.
     func makeBackend() throws -> CPUBackend {
@@ -88,3 +99,5 @@ func parseByteSize(_ text: String, physical: Double) -> Int? {
     guard let value = Double(trimmed), value > 0, value < 9e18 else { return nil }
     return value <= 1 ? Int(value * physical) : Int(value)
 }
+
+extension LinkFormat: ExpressibleByArgument {}

@@ -52,6 +52,19 @@ public enum Noise {
         return (r0 * c0, r0 * s0, r1 * c1, r1 * s1)
     }
 
+    /// 32 uniforms in (0, 1) for chunk `chunk` of the stream `seed`: the words of the
+    /// reserved tensor id `UInt32.max`, made uniform as the Gaussian's inputs are. Stochastic
+    /// rounding draws from them.
+    @inline(__always)
+    public static func uniforms(seed: UInt64, chunk: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+        let first = UInt64(chunk) &* 8
+        let lanes = SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7) &+ first
+        let x = Philox.blocks(SIMD8<UInt32>(truncatingIfNeeded: lanes), SIMD8<UInt32>(truncatingIfNeeded: lanes &>> 32),
+                              SIMD8(repeating: .max), SIMD8(repeating: 0),
+                              key: SIMD2(UInt32(truncatingIfNeeded: seed), UInt32(truncatingIfNeeded: seed >> 32)))
+        return (unit(x.0), unit(x.1), unit(x.2), unit(x.3))
+    }
+
     @inline(__always)
     static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
