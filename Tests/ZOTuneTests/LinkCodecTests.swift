@@ -69,4 +69,28 @@ import ZOCPU
             #expect(abs(mean - value) < max(spacing * 0.2, abs(value) * 2e-3), "\(format) \(value): mean \(mean)")
         }
     }
+
+    /// The vectorised bf16 encoder equals the scalar definition (`LinkFormat.round`, then the
+    /// bits) for every value, to nearest and stochastically, ties, subnormals and saturation
+    /// included.
+    @Test func bf16FastPathEqualsTheDefinition() throws {
+        var values = Self.values(2000, seed: 4)
+        values += [0, -0.0, 1e-40, -3e-39, Float(bitPattern: 0x7F7F_FFFF), -Float(bitPattern: 0x7F7F_8000), 1 + 0x1p-8, 1 + 0x1p-7 + 0x1p-8]
+        values += (0..<64).map { Float(bitPattern: 0x3F80_0000 | UInt32($0) << 10) }
+        for seed in [nil, 77] as [UInt64?] {
+            let input = try backend.upload(values, label: "values")
+            let encoded = try backend.allocate(values.count * 2, label: "encoded")
+            defer { [input, encoded].forEach(backend.free) }
+            backend.encode(input, count: values.count, format: .bf16, stochasticSeed: seed, out: encoded)
+            let bits: [UInt16] = try backend.read(encoded, count: values.count)
+            let expected = values.indices.map { i -> UInt16 in
+                let uniform = seed.map { seed -> Float in
+                    let u = Noise.uniforms(seed: seed, chunk: i / 32)
+                    return [u.0, u.1, u.2, u.3][i % 32 / 8][i % 8]
+                }
+                return Half.floatToBF16(LinkFormat.bf16.round(values[i], uniform: uniform))
+            }
+            #expect(bits == expected, "seed \(String(describing: seed)): first difference at \(bits.indices.first { bits[$0] != expected[$0] } ?? -1)")
+        }
+    }
 }

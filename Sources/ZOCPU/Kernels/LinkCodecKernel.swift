@@ -45,6 +45,30 @@ enum LinkCodec {
         }
     }
 
+    /// Eight finite values to bf16 bits exactly as `LinkFormat.round` + `Half.floatToBF16`
+    /// would (on the bits: truncate, then step the magnitude up to nearest-even or when the
+    /// uniform falls below the cut-off fraction; saturate at the largest finite bf16), or nil
+    /// when a lane is not finite (the scalar path handles it).
+    @inline(__always)
+    static func bf16Lanes(_ values: UnsafePointer<Float>, uniforms: UnsafePointer<Float>?) -> SIMD8<UInt16>? {
+        let bits = UnsafeRawPointer(values).loadUnaligned(as: SIMD8<UInt32>.self)
+        let magnitude = bits & 0x7FFF_FFFF
+        guard magnitude.max() < 0x7F80_0000 else { return nil }
+        let truncated = magnitude &>> 16
+        let rounded: SIMD8<UInt32>
+        if let uniforms {
+            // Up when u < low/2¹⁶; positive floats order as their bits, so the borrow of
+            // bits(u) − bits(fraction) is the comparison.
+            let fraction = unsafeBitCast(SIMD8<Float>(magnitude & 0xFFFF) * 0x1p-16, to: SIMD8<UInt32>.self)
+            let u = UnsafeRawPointer(uniforms).loadUnaligned(as: SIMD8<UInt32>.self)
+            rounded = truncated &+ ((u &- fraction) &>> 31)
+        } else {
+            rounded = (magnitude &+ 0x7FFF &+ (truncated & 1)) &>> 16
+        }
+        let result = pointwiseMin(rounded, SIMD8(repeating: 0x7F7F)) | ((bits & 0x8000_0000) &>> 16)
+        return SIMD8<UInt16>(truncatingIfNeeded: result)
+    }
+
     /// `encode` of one group with its uniforms (nil: to nearest).
     private static func encode(_ values: UnsafePointer<Float>, format: LinkFormat, total: Int, first: Int, count: Int,
                                uniforms: UnsafePointer<Float>?, encoded: UnsafeMutableRawPointer) {
@@ -54,7 +78,15 @@ enum LinkCodec {
             (encoded.assumingMemoryBound(to: Float.self) + first).update(from: values, count: count)
         case .bf16:
             let bits = encoded.assumingMemoryBound(to: UInt16.self) + first
-            for i in 0..<count { bits[i] = Half.floatToBF16(rounded(i, values[i])) }
+            var i = 0
+            while i + 8 <= count, let fast = bf16Lanes(values + i, uniforms: uniforms.flatMap { $0 + i }) {
+                UnsafeMutableRawPointer(bits + i).storeBytes(of: fast, as: SIMD8<UInt16>.self)
+                i += 8
+            }
+            while i < count {
+                bits[i] = Half.floatToBF16(rounded(i, values[i]))
+                i += 1
+            }
         case .fp16:
             let bits = encoded.assumingMemoryBound(to: UInt16.self) + first
             for i in 0..<count { bits[i] = Half.floatToF16(rounded(i, values[i])) }
