@@ -22,13 +22,14 @@ public enum TaskError: Error, CustomStringConvertible, Equatable {
 /// Causal language modelling on a JSONL file: each line `{"text": "..."}` (encoded with the
 /// model's tokenizer) or `{"ids": [...]}`. The loss is the mean next-token cross-entropy over
 /// the batch (Hugging Face's definition). Examples longer than the model allows are cut to
-/// their first `maxLength` tokens; `truncated` counts them.
+/// their first `maxLength` tokens; `truncated` counts them. Ids outside 0..<vocabSize are
+/// errors naming the file and line.
 public struct LMTask: Sendable {
     public let examples: [[Int]]
     public let truncated: Int
 
     /// Reads `path`; `encode` turns a text into ids (it is called only for text lines).
-    public init(path: String, maxLength: Int, encode: (String) throws -> [Int]) throws(TaskError) {
+    public init(path: String, maxLength: Int, vocabSize: Int = .max, encode: (String) throws -> [Int]) throws(TaskError) {
         struct Line: Decodable {
             let text: String?
             let ids: [Int]?
@@ -48,6 +49,9 @@ public struct LMTask: Sendable {
                 }
             case (nil, let given?): ids = given
             default: throw .badLine(path: path, line: number, reason: "needs exactly one of \"text\" and \"ids\"")
+            }
+            if let bad = ids.first(where: { !(0..<vocabSize).contains($0) }) {
+                throw .badLine(path: path, line: number, reason: "token id \(bad) is outside the model's vocabulary (0..<\(vocabSize))")
             }
             guard ids.count >= 2 else {
                 throw .badLine(path: path, line: number, reason: "fewer than 2 tokens: nothing to predict")

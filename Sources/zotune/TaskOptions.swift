@@ -45,8 +45,8 @@ struct TaskOptions: ParsableArguments {
         switch task {
         case "lm":
             let encode = { (text: String) throws -> [Int] in try codec().encodePrompt(text) }
-            let train = try data.map { try LMTask(path: $0, maxLength: length, encode: encode) }
-            let heldOut = try evalData.map { try LMTask(path: $0, maxLength: length, encode: encode) }
+            let train = try data.map { try LMTask(path: $0, maxLength: length, vocabSize: model.vocabSize, encode: encode) }
+            let heldOut = try evalData.map { try LMTask(path: $0, maxLength: length, vocabSize: model.vocabSize, encode: encode) }
             let notes = (train?.truncated ?? 0) > 0 ? ["\(train!.truncated) training examples were cut to \(length) tokens"] : []
             return (LMTrainingTask(train: train?.examples ?? [], heldOut: heldOut?.examples), notes)
         case "sentiment":

@@ -16,11 +16,12 @@ import ZOTraining
             ("{\"ids\": [1, 2]}\n\n{\"ids\": [4]}\n", ":3: fewer than 2 tokens"),
             ("{\"ids\": [1, 2], \"text\": \"x\"}\n", ":1: needs exactly one"),
             ("\n\n", "no examples"),
+            ("{\"ids\": [1, 2]}\n{\"ids\": [3, 99]}\n", ":2: token id 99 is outside the model's vocabulary (0..<50)"),
         ]
         for (content, message) in cases {
             try Data(content.utf8).write(to: URL(fileURLWithPath: path))
             do {
-                _ = try LMTask(path: path, maxLength: 8) { _ in [] }
+                _ = try LMTask(path: path, maxLength: 8, vocabSize: 50) { _ in [] }
                 Issue.record("accepted \(content.debugDescription)")
             } catch {
                 #expect(error.description.contains(path) && error.description.contains(message), "\(error)")
