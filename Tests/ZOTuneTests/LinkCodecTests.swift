@@ -70,27 +70,39 @@ import ZOCPU
         }
     }
 
-    /// The vectorised bf16 encoder equals the scalar definition (`LinkFormat.round`, then the
-    /// bits) for every value, to nearest and stochastically, ties, subnormals and saturation
-    /// included.
-    @Test func bf16FastPathEqualsTheDefinition() throws {
+    /// The vectorised bf16 and fp8 encoders equal the scalar definition (`LinkFormat.round`,
+    /// then the bits) for every value, to nearest and stochastically, ties, subnormals and
+    /// saturation included.
+    @Test(arguments: [LinkFormat.bf16, .fp8])
+    func fastPathsEqualTheDefinition(format: LinkFormat) throws {
         var values = Self.values(2000, seed: 4)
         values += [0, -0.0, 1e-40, -3e-39, Float(bitPattern: 0x7F7F_FFFF), -Float(bitPattern: 0x7F7F_8000), 1 + 0x1p-8, 1 + 0x1p-7 + 0x1p-8]
         values += (0..<64).map { Float(bitPattern: 0x3F80_0000 | UInt32($0) << 10) }
+        values += (0..<128).map { Float($0) * 0x1p-12 * (($0 & 1) == 0 ? 1 : -1) }  // one fp8 group of small values: subnormals
         for seed in [nil, 77] as [UInt64?] {
             let input = try backend.upload(values, label: "values")
-            let encoded = try backend.allocate(values.count * 2, label: "encoded")
+            let encoded = try backend.allocate(format.encodedBytes(values.count), label: "encoded")
             defer { [input, encoded].forEach(backend.free) }
-            backend.encode(input, count: values.count, format: .bf16, stochasticSeed: seed, out: encoded)
-            let bits: [UInt16] = try backend.read(encoded, count: values.count)
-            let expected = values.indices.map { i -> UInt16 in
-                let uniform = seed.map { seed -> Float in
+            backend.encode(input, count: values.count, format: format, stochasticSeed: seed, out: encoded)
+            func uniform(_ i: Int) -> Float? {
+                seed.map { seed in
                     let u = Noise.uniforms(seed: seed, chunk: i / 32)
                     return [u.0, u.1, u.2, u.3][i % 32 / 8][i % 8]
                 }
-                return Half.floatToBF16(LinkFormat.bf16.round(values[i], uniform: uniform))
             }
-            #expect(bits == expected, "seed \(String(describing: seed)): first difference at \(bits.indices.first { bits[$0] != expected[$0] } ?? -1)")
+            let actual: [UInt16], expected: [UInt16]
+            if format == .bf16 {
+                actual = try backend.read(encoded, count: values.count)
+                expected = values.indices.map { Half.floatToBF16(LinkFormat.bf16.round(values[$0], uniform: uniform($0))) }
+            } else {
+                actual = try backend.read(encoded, count: values.count, as: UInt8.self).map(UInt16.init)
+                expected = values.indices.map { i in
+                    let group = (i / 128 * 128)..<min(i / 128 * 128 + 128, values.count)
+                    let scale = values[group].map(abs).max()! / 448
+                    return UInt16(LinkFormat.e4m3Bits(LinkFormat.fp8.round(values[i] / scale, uniform: uniform(i))))
+                }
+            }
+            #expect(actual == expected, "\(format) seed \(String(describing: seed)): first difference at \(actual.indices.first { actual[$0] != expected[$0] } ?? -1)")
         }
     }
 }

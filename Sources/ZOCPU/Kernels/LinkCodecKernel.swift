@@ -21,7 +21,8 @@ enum LinkCodec {
         case .fp8:
             let bits = encoded.assumingMemoryBound(to: UInt8.self) + first
             let scales = (encoded + (total + 3) / 4 * 4).assumingMemoryBound(to: Float.self)
-            for i in 0..<count { out[i] = LinkFormat.e4m3Value(bits[i]) * scales[(first + i) / group] }
+            let scale = scales[first / group]  // `first` starts a group and count ≤ one group
+            for i in 0..<count { out[i] = e4m3Table[Int(bits[i])] * scale }
         }
     }
 
@@ -69,6 +70,46 @@ enum LinkCodec {
         return SIMD8<UInt16>(truncatingIfNeeded: result)
     }
 
+    /// The value of every e4m3 byte.
+    static let e4m3Table: [Float] = (0...255).map { LinkFormat.e4m3Value(UInt8($0)) }
+
+    /// Eight values over `scale` to e4m3 bits exactly as `LinkFormat.round` + `e4m3Bits` would,
+    /// on the bits: normals keep 3 mantissa bits and step up to nearest-even or when the
+    /// uniform falls below the cut-off fraction (20 bits); below 2⁻⁶ the grid is multiples of
+    /// 2⁻⁹; the result saturates at 448 (0x7E). Nil when a quotient is not finite.
+    @inline(__always)
+    static func e4m3Lanes(_ values: UnsafePointer<Float>, scale: Float, uniforms: UnsafePointer<Float>?) -> SIMD8<UInt8>? {
+        let q = UnsafeRawPointer(values).loadUnaligned(as: SIMD8<Float>.self) / scale
+        let bits = unsafeBitCast(q, to: SIMD8<UInt32>.self)
+        let magnitude = bits & 0x7FFF_FFFF
+        guard magnitude.max() < 0x7F80_0000 else { return nil }
+        let u = uniforms.map { UnsafeRawPointer($0).loadUnaligned(as: SIMD8<UInt32>.self) }
+        // Normal range (|q| ≥ 2⁻⁶): e4m3 bits = (exponent − 120) << 3 | 3 mantissa bits.
+        let truncated = magnitude &>> 20, low = magnitude & 0xF_FFFF
+        let normalUp: SIMD8<UInt32>
+        if let u {
+            let fraction = unsafeBitCast(SIMD8<Float>(low) * 0x1p-20, to: SIMD8<UInt32>.self)
+            normalUp = (u &- fraction) &>> 31
+        } else {
+            normalUp = (low &+ 0x7_FFFF &+ (truncated & 1)) &>> 20
+        }
+        let normal = (truncated &+ normalUp) &- (120 << 3)
+        // Subnormal range: steps of 2⁻⁹, counted exactly in float.
+        let steps = unsafeBitCast(magnitude, to: SIMD8<Float>.self) * 512
+        let below = steps.rounded(.down)
+        let subnormalUp: SIMD8<UInt32>
+        if let u {
+            subnormalUp = (u &- unsafeBitCast(steps - below, to: SIMD8<UInt32>.self)) &>> 31
+        } else {
+            subnormalUp = SIMD8<UInt32>(steps.rounded(.toNearestOrEven) - below)
+        }
+        let subnormal = SIMD8<UInt32>(below) &+ subnormalUp
+        let isNormal = magnitude .>= 0x3C80_0000  // 2⁻⁶
+        let chosen = subnormal.replacing(with: normal, where: isNormal)
+        let result = pointwiseMin(chosen, SIMD8(repeating: 0x7E)) | ((bits & 0x8000_0000) &>> 24)
+        return SIMD8<UInt8>(truncatingIfNeeded: result)
+    }
+
     /// `encode` of one group with its uniforms (nil: to nearest).
     private static func encode(_ values: UnsafePointer<Float>, format: LinkFormat, total: Int, first: Int, count: Int,
                                uniforms: UnsafePointer<Float>?, encoded: UnsafeMutableRawPointer) {
@@ -97,7 +138,15 @@ enum LinkCodec {
             for i in 0..<count { largest = max(largest, abs(values[i])) }
             let scale = largest > 0 && largest.isFinite ? largest / 448 : 1
             scales[first / group] = scale
-            for i in 0..<count { bits[i] = LinkFormat.e4m3Bits(rounded(i, values[i] / scale)) }
+            var i = 0
+            while i + 8 <= count, let fast = e4m3Lanes(values + i, scale: scale, uniforms: uniforms.flatMap { $0 + i }) {
+                UnsafeMutableRawPointer(bits + i).storeBytes(of: fast, as: SIMD8<UInt8>.self)
+                i += 8
+            }
+            while i < count {
+                bits[i] = LinkFormat.e4m3Bits(rounded(i, values[i] / scale))
+                i += 1
+            }
         }
     }
 }
