@@ -94,16 +94,20 @@ enum LinkCodec {
             normalUp = (low &+ 0x7_FFFF &+ (truncated & 1)) &>> 20
         }
         let normal = (truncated &+ normalUp) &- (120 << 3)
-        // Subnormal range: steps of 2⁻⁹, counted exactly in float.
+        // Subnormal range: steps of 2⁻⁹, counted exactly in float (steps < 8 there); floor and
+        // nearest-even by adding and removing 2²³, whose bits then give the integer.
+        let magic = SIMD8<Float>(repeating: 8_388_608)
         let steps = unsafeBitCast(magnitude, to: SIMD8<Float>.self) * 512
-        let below = steps.rounded(.down)
-        let subnormalUp: SIMD8<UInt32>
+        let nearest = (steps + magic) - magic
+        let below = nearest.replacing(with: nearest - 1, where: nearest .> steps)
+        let rounded: SIMD8<Float>
         if let u {
-            subnormalUp = (u &- unsafeBitCast(steps - below, to: SIMD8<UInt32>.self)) &>> 31
+            let up = (u &- unsafeBitCast(steps - below, to: SIMD8<UInt32>.self)) &>> 31
+            rounded = below + unsafeBitCast((up &<< 23) &+ 0x3F80_0000, to: SIMD8<Float>.self) - 1  // 1.0 or 2.0
         } else {
-            subnormalUp = SIMD8<UInt32>(steps.rounded(.toNearestOrEven) - below)
+            rounded = nearest
         }
-        let subnormal = SIMD8<UInt32>(below) &+ subnormalUp
+        let subnormal = unsafeBitCast(pointwiseMin(rounded, SIMD8(repeating: 8)) + magic, to: SIMD8<UInt32>.self) &- 0x4B00_0000
         let isNormal = magnitude .>= 0x3C80_0000  // 2⁻⁶
         let chosen = subnormal.replacing(with: normal, where: isNormal)
         let result = pointwiseMin(chosen, SIMD8(repeating: 0x7E)) | ((bits & 0x8000_0000) &>> 24)
