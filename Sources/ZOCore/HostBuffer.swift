@@ -16,6 +16,8 @@ public final class HostBuffer: @unchecked Sendable {
         case allocated
         /// A read-only `mmap` of a file, released with `munmap`.
         case mappedFile(path: String)
+        /// A shared read-write `mmap` of an unlinked scratch file, released with `munmap`.
+        case scratchFile(directory: String)
     }
 
     /// First byte. Aligned to 64 bytes for allocated storage, to the page for mapped files.
@@ -29,6 +31,34 @@ public final class HostBuffer: @unchecked Sendable {
         self.baseAddress = try Self.allocateZeroed(byteCount)
         self.byteCount = byteCount
         self.storage = .allocated
+    }
+
+    /// `byteCount` zero bytes in `storage`: memory, or a scratch file in a directory — created,
+    /// given its blocks up front (so a full disk is an error here, not a fault later), mapped
+    /// shared and unlinked at once, so the kernel pages it to that disk and nothing is left
+    /// behind, even after a crash. The file route lets the host copy exceed physical memory.
+    public convenience init(byteCount: Int, in storage: HostStorage) throws(HostMemoryError) {
+        switch storage {
+        case .memory: try self.init(byteCount: byteCount)
+        case .files(let directory): try self.init(scratchIn: directory, byteCount: byteCount)
+        }
+    }
+
+    private init(scratchIn directory: String, byteCount: Int) throws(HostMemoryError) {
+        var template = Array((directory + "/zotune-parameters-XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        let path = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
+        guard fd >= 0 else { throw .cannotOpen(path: directory, errno: errno) }
+        defer { close(fd) }
+        unlink(path)
+        let size = max(byteCount, 1)
+        let status = posix_fallocate(fd, 0, off_t(size))
+        guard status == 0 else { throw .cannotReserve(path: directory, byteCount: byteCount, errno: status) }
+        let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let mapped, mapped != MAP_FAILED else { throw .cannotMap(path: path, errno: errno) }
+        self.baseAddress = mapped
+        self.byteCount = byteCount
+        self.storage = .scratchFile(directory: directory)
     }
 
     private static func allocateZeroed(_ byteCount: Int) throws(HostMemoryError) -> UnsafeMutableRawPointer {
@@ -68,6 +98,7 @@ public final class HostBuffer: @unchecked Sendable {
         switch storage {
         case .allocated: free(baseAddress)
         case .mappedFile: munmap(baseAddress, byteCount)
+        case .scratchFile: munmap(baseAddress, max(byteCount, 1))
         }
     }
 
@@ -77,12 +108,21 @@ public final class HostBuffer: @unchecked Sendable {
     }
 }
 
+/// Where parameter groups keep their host bytes.
+public enum HostStorage: Sendable, Equatable {
+    /// Anonymous memory.
+    case memory
+    /// Scratch files in a directory, mapped shared (see `HostBuffer.init(byteCount:in:)`).
+    case files(directory: String)
+}
+
 /// Failures of host memory: allocation and file mapping.
 public enum HostMemoryError: Error, CustomStringConvertible, Equatable {
     case allocationFailed(byteCount: Int)
     case cannotOpen(path: String, errno: Int32)
     case notARegularFile(path: String)
     case cannotMap(path: String, errno: Int32)
+    case cannotReserve(path: String, byteCount: Int, errno: Int32)
 
     public var description: String {
         switch self {
@@ -90,6 +130,7 @@ public enum HostMemoryError: Error, CustomStringConvertible, Equatable {
         case .cannotOpen(let path, let code): "\(path): cannot open (\(String(cString: strerror(code))))"
         case .notARegularFile(let path): "\(path): not a regular file"
         case .cannotMap(let path, let code): "\(path): cannot map (\(String(cString: strerror(code))))"
+        case .cannotReserve(let path, let n, let code): "\(path): cannot reserve \(n) bytes for parameters (\(String(cString: strerror(code))))"
         }
     }
 }

@@ -53,18 +53,19 @@ public final class ParameterGroup: @unchecked Sendable {
     public let layout: ParameterLayout
     public let storage: HostBuffer
 
-    public init(label: String, layout: ParameterLayout) throws(HostMemoryError) {
+    public init(label: String, layout: ParameterLayout, storage: HostStorage = .memory) throws(HostMemoryError) {
         self.label = label
         self.layout = layout
-        storage = try HostBuffer(byteCount: layout.byteCount)
+        self.storage = try HostBuffer(byteCount: layout.byteCount, in: storage)
     }
 
-    /// Allocates a model's groups (zeroed): its embedding stage, blocks and head.
-    public static func allocate(_ layouts: (embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout))
-        throws(ModelError) -> (ParameterGroup, [ParameterGroup], ParameterGroup) {
+    /// Allocates a model's groups (zeroed): its embedding stage, blocks and head; the blocks
+    /// in `blockStorage` (scratch files let them exceed physical memory).
+    public static func allocate(_ layouts: (embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout),
+                                blockStorage: HostStorage = .memory) throws(ModelError) -> (ParameterGroup, [ParameterGroup], ParameterGroup) {
         do {
             let blocks = try layouts.blocks.enumerated().map { i, layout throws(HostMemoryError) in
-                try ParameterGroup(label: "block \(i)", layout: layout)
+                try ParameterGroup(label: "block \(i)", layout: layout, storage: blockStorage)
             }
             return (try ParameterGroup(label: "embedding", layout: layouts.embedding), blocks,
                     try ParameterGroup(label: "head", layout: layouts.head))

@@ -30,6 +30,10 @@ struct ComputeOptions: ParsableArguments {
     @Option(name: .customLong("offload-format"), help: "How streamed blocks are kept in host memory and sent with --offload: fp32, bf16, fp16 or fp8.")
     var offloadFormat = LinkFormat.fp32
 
+    @Option(name: .customLong("host-storage"),
+            help: "With --offload, keep the blocks' host copies in scratch files in this directory (mapped, unlinked at once), so the model may exceed RAM.")
+    var hostStorageDirectory: String?
+
     @Flag(name: .customLong("no-stochastic-rounding"), help: "With a low-bit --offload-format, round write-backs to nearest instead of stochastically.")
     var noStochasticRounding = false
 
@@ -38,9 +42,19 @@ struct ComputeOptions: ParsableArguments {
         if slots < 1 { throw ValidationError("--slots must be at least 1") }
         _ = try budget()
         _ = try residentBlockSet()
-        if !offload, residentBlocks != nil || slots != 2 || offloadFormat != .fp32 {
-            throw ValidationError("--slots, --resident-blocks and --offload-format need --offload")
+        if !offload, residentBlocks != nil || slots != 2 || offloadFormat != .fp32 || hostStorageDirectory != nil {
+            throw ValidationError("--slots, --resident-blocks, --offload-format and --host-storage need --offload")
         }
+    }
+
+    /// Where the blocks' host copies live: memory, or scratch files under --host-storage.
+    func hostStorage() throws -> HostStorage {
+        guard let directory = hostStorageDirectory else { return .memory }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("--host-storage '\(directory)' is not a directory")
+        }
+        return .files(directory: directory)
     }
 
     /// The device-memory budget in bytes, or nil for the backend's default.

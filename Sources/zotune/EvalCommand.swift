@@ -13,7 +13,7 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func run() throws {
-        let model = try modelOptions.loadModel()
+        let model = try modelOptions.loadModel(blockStorage: try compute.hostStorage())
         let (task, _) = try taskOptions.makeTask(model: model, modelOptions: modelOptions, evaluationOnly: true)
         let runner = try compute.makeRunner(model: model)
         var metrics = try task.evaluate(runner: runner)

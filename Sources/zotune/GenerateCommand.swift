@@ -40,7 +40,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let model = try modelOptions.loadModel()
+        let model = try modelOptions.loadModel(blockStorage: try compute.hostStorage())
         let tokenizer = try modelOptions.loadTokenizer()
         let text = chat ? try ChatTemplate.prompt(template: tokenizer.chatTemplate, user: prompt) : prompt
         let ids = tokenizer.encode(text, addSpecialTokens: true)

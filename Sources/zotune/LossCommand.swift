@@ -45,7 +45,7 @@ struct LossCommand: ParsableCommand {
 
     func run() throws {
         let sequences = try readSequences()
-        let model = try modelOptions.loadModel()
+        let model = try modelOptions.loadModel(blockStorage: try compute.hostStorage())
         let batch = try model.makeBatch(sequences)
         let runner = try compute.makeRunner(model: model)
         let result = try runner.forward(batch, outputs: .argmax)

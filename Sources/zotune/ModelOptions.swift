@@ -1,5 +1,6 @@
 import ArgumentParser
 import ZOAssets
+import ZOCore
 import ZOModels
 import ZOTokenizers
 
@@ -14,7 +15,10 @@ struct ModelOptions: ParsableArguments {
     /// The model's path after resolving an asset id.
     func modelPath() throws -> String { try Assets().resolve(model) }
 
-    func loadModel() throws -> any CausalLM { try ModelRegistry.load(path: try modelPath()) }
+    /// The model, its blocks' host copies in `blockStorage`.
+    func loadModel(blockStorage: HostStorage = .memory) throws -> any CausalLM {
+        try ModelRegistry.load(path: try modelPath(), blockStorage: blockStorage)
+    }
 
     func loadTokenizer() throws -> Tokenizer {
         try Tokenizer.load(path: try Assets().resolve(tokenizer ?? modelPath()))

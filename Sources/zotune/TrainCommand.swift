@@ -74,7 +74,7 @@ struct TrainCommand: ParsableCommand {
         let (steps, lr) = (self.steps ?? defaults.steps, self.lr ?? defaults.lr)
         if self.steps == nil || self.lr == nil { print("note: \(steps) steps at lr \(lr) (the \(taskOptions.task) defaults)") }
         let started = monotonicSeconds()
-        let model = try modelOptions.loadModel()
+        let model = try modelOptions.loadModel(blockStorage: try compute.hostStorage())
         let (task, notes) = try taskOptions.makeTask(model: model, modelOptions: modelOptions)
         notes.forEach { print("note: \($0)") }
         let runner = try compute.makeRunner(model: model)

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import ZOCore
 import ZOCPU
@@ -68,5 +69,23 @@ import ZOCPU
         let device = try backend.allocate(64, label: "slot")
         backend.upload(host, hostOffset: 32, to: device, byteCount: 64, on: stream)  // past the host buffer
         #expect(throws: BackendError.self) { try backend.synchronize(stream) }
+    }
+}
+
+/// Host buffers in scratch files: zeroed, writable, unlinked at once; a missing directory is
+/// an error naming it.
+@Suite struct ScratchHostStorageTests {
+    @Test func scratchFilesAreMappedAndLeaveNothingBehind() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let buffer = try HostBuffer(byteCount: 1 << 20, in: .files(directory: directory))
+        let floats = buffer.floats
+        #expect((0..<(1 << 18)).allSatisfy { floats[$0] == 0 })
+        for i in 0..<(1 << 18) { floats[i] = Float(i) }
+        #expect(floats[12345] == 12345)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+        #expect(throws: HostMemoryError.cannotOpen(path: directory + "/missing", errno: ENOENT)) {
+            _ = try HostBuffer(byteCount: 64, in: .files(directory: directory + "/missing"))
+        }
     }
 }

@@ -98,6 +98,11 @@ import ZOTraining
         let offloaded = try train("offloaded", ["--offload", "--slots", "1", "--device-memory", "1MiB"])
         #expect(resident.0.count == 9 && offloaded.0 == resident.0)
         #expect(offloaded.1 == resident.1)
+        // Blocks' host copies in scratch files: the same again, and nothing left in the folder.
+        try FileManager.default.createDirectory(atPath: directory + "/scratch", withIntermediateDirectories: false)
+        let fileBacked = try train("file-backed", ["--offload", "--host-storage", directory + "/scratch"])
+        #expect(fileBacked.0 == resident.0 && fileBacked.1 == resident.1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/scratch").isEmpty)
 
         let refused = try CLI.run(["train", "--model", Fixtures.opt("opt-nobias-sharded-f32"), "--data", directory + "/train.jsonl",
                                    "--offload", "--device-memory", "20KiB"])

@@ -14,13 +14,13 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     public let head: ParameterGroup
     private let offsets: LlamaOffsets
 
-    /// A model with the layout of `config` and zeroed parameters.
-    public init(config: LlamaConfig) throws(ModelError) {
+    /// A model with the layout of `config` and zeroed parameters, its blocks in `blockStorage`.
+    public init(config: LlamaConfig, blockStorage: HostStorage = .memory) throws(ModelError) {
         try config.validate(path: "config")
         self.config = config
         let layouts = LlamaOffsets.layouts(config)
         offsets = LlamaOffsets(config: config, block: layouts.blocks[0], head: layouts.head)
-        (embedding, blocks, head) = try ParameterGroup.allocate(layouts)
+        (embedding, blocks, head) = try ParameterGroup.allocate(layouts, blockStorage: blockStorage)
     }
 
     public var vocabSize: Int { config.vocabSize }
@@ -34,8 +34,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     // MARK: Loading
 
     /// Loads `config.json` and the safetensors weights of a Hugging Face Llama folder.
-    public static func load(directory: String) throws(ModelError) -> LlamaModel {
-        let model = try LlamaModel(config: LlamaConfig.load(path: directory + "/config.json"))
+    public static func load(directory: String, blockStorage: HostStorage = .memory) throws(ModelError) -> LlamaModel {
+        let model = try LlamaModel(config: LlamaConfig.load(path: directory + "/config.json"), blockStorage: blockStorage)
         do {
             let checkpoint = try SafetensorsCheckpoint(directory: directory)
             for group in model.groups {
@@ -52,8 +52,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     /// Loads a GGUF file (`general.architecture` llama), dequantizing every tensor to fp32 and
     /// undoing llama.cpp's interleaving of the q/k projection rows so that the weights are
     /// exactly those Hugging Face's GGUF loader produces.
-    public static func load(gguf file: GGUFFile) throws(ModelError) -> LlamaModel {
-        let model = try LlamaModel(config: LlamaConfig.from(gguf: file))
+    public static func load(gguf file: GGUFFile, blockStorage: HostStorage = .memory) throws(ModelError) -> LlamaModel {
+        let model = try LlamaModel(config: LlamaConfig.from(gguf: file), blockStorage: blockStorage)
         let config = model.config
         do {
             for group in model.groups {

@@ -12,13 +12,13 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
     public let head: ParameterGroup
     private let offsets: OPTOffsets
 
-    /// A model with the layout of `config` and zeroed parameters.
-    public init(config: OPTConfig) throws(ModelError) {
+    /// A model with the layout of `config` and zeroed parameters, its blocks in `blockStorage`.
+    public init(config: OPTConfig, blockStorage: HostStorage = .memory) throws(ModelError) {
         try config.validate(path: "config")
         self.config = config
         let layouts = OPTOffsets.layouts(config)
         offsets = OPTOffsets(config: config, embedding: layouts.embedding, block: layouts.blocks[0], head: layouts.head)
-        (embedding, blocks, head) = try ParameterGroup.allocate(layouts)
+        (embedding, blocks, head) = try ParameterGroup.allocate(layouts, blockStorage: blockStorage)
     }
 
     public var vocabSize: Int { config.vocabSize }
@@ -33,9 +33,9 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
     // MARK: Loading
 
     /// Loads `config.json` and the safetensors weights of a Hugging Face OPT folder.
-    public static func load(directory: String) throws(ModelError) -> OPTModel {
+    public static func load(directory: String, blockStorage: HostStorage = .memory) throws(ModelError) -> OPTModel {
         let config = try OPTConfig.load(path: directory + "/config.json")
-        let model = try OPTModel(config: config)
+        let model = try OPTModel(config: config, blockStorage: blockStorage)
         do {
             let checkpoint = try SafetensorsCheckpoint(directory: directory)
             // OPTForCausalLM saves "model.decoder.*"; a bare OPTModel saves "decoder.*".
