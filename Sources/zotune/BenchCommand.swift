@@ -38,13 +38,13 @@ struct BenchWorkload: ParsableArguments {
         return (config, model, backend, try ResidentRunner(model: model, backend: backend), batch)
     }
 
-    /// The model (seeded random weights) and the token batch.
-    func makeModel() throws -> (OPTConfig, OPTModel, TokenBatch) {
+    /// The model (seeded random weights, blocks in `blockStorage`) and the token batch.
+    func makeModel(blockStorage: HostStorage = .memory) throws -> (OPTConfig, OPTModel, TokenBatch) {
         let config = try OPTConfig.named(shape)
         guard seq <= config.maxPositionEmbeddings else {
             throw ValidationError("--seq \(seq) exceeds the shape's \(config.maxPositionEmbeddings) positions")
         }
-        let model = try OPTModel(config: config)
+        let model = try OPTModel(config: config, blockStorage: blockStorage)
         model.initializeRandomly(seed: 1)
         var generator = SplitMix64(seed: 7)
         let sequences = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(config.vocabSize)) } }
@@ -219,7 +219,7 @@ struct BenchZOStep: ParsableCommand {
     }
 
     func run() throws {
-        let (_, model, tokens) = try workload.makeModel()
+        let (_, model, tokens) = try workload.makeModel(blockStorage: try compute.hostStorage())
         let resident = try measure(model: model, tokens: tokens, offloaded: false)
         try printJSONLine(resident)
         guard compute.offload else { return }
