@@ -70,15 +70,16 @@ import ZOCPU
         }
     }
 
-    /// The vectorised bf16 and fp8 encoders equal the scalar definition (`LinkFormat.round`,
+    /// The vectorised encoders equal the scalar definition (`LinkFormat.round`,
     /// then the bits) for every value, to nearest and stochastically, ties, subnormals and
     /// saturation included.
-    @Test(arguments: [LinkFormat.bf16, .fp8])
+    @Test(arguments: [LinkFormat.bf16, .fp16, .fp8])
     func fastPathsEqualTheDefinition(format: LinkFormat) throws {
         var values = Self.values(2000, seed: 4)
         values += [0, -0.0, 1e-40, -3e-39, Float(bitPattern: 0x7F7F_FFFF), -Float(bitPattern: 0x7F7F_8000), 1 + 0x1p-8, 1 + 0x1p-7 + 0x1p-8]
         values += (0..<64).map { Float(bitPattern: 0x3F80_0000 | UInt32($0) << 10) }
         values += (0..<128).map { Float($0) * 0x1p-12 * (($0 & 1) == 0 ? 1 : -1) }  // one fp8 group of small values: subnormals
+        values += (0..<128).map { Float($0) * 0x1p-27 * (($0 & 1) == 0 ? 1 : -1) } + [7e4, -1e6, 65519, 65520]  // fp16 subnormals, saturation
         for seed in [nil, 77] as [UInt64?] {
             let input = try backend.upload(values, label: "values")
             let encoded = try backend.allocate(format.encodedBytes(values.count), label: "encoded")
@@ -94,6 +95,9 @@ import ZOCPU
             if format == .bf16 {
                 actual = try backend.read(encoded, count: values.count)
                 expected = values.indices.map { Half.floatToBF16(LinkFormat.bf16.round(values[$0], uniform: uniform($0))) }
+            } else if format == .fp16 {
+                actual = try backend.read(encoded, count: values.count)
+                expected = values.indices.map { Half.floatToF16(LinkFormat.fp16.round(values[$0], uniform: uniform($0))) }
             } else {
                 actual = try backend.read(encoded, count: values.count, as: UInt8.self).map(UInt16.init)
                 expected = values.indices.map { i in

@@ -73,45 +73,60 @@ enum LinkCodec {
     /// The value of every e4m3 byte.
     static let e4m3Table: [Float] = (0...255).map { LinkFormat.e4m3Value(UInt8($0)) }
 
-    /// Eight values over `scale` to e4m3 bits exactly as `LinkFormat.round` + `e4m3Bits` would,
-    /// on the bits: normals keep 3 mantissa bits and step up to nearest-even or when the
-    /// uniform falls below the cut-off fraction (20 bits); below 2⁻⁶ the grid is multiples of
-    /// 2⁻⁹; the result saturates at 448 (0x7E). Nil when a quotient is not finite.
+    /// A narrow float format's grid for `gridLanes`: mantissa bits, smallest normal exponent,
+    /// exponent bias, the bits of its largest finite value and where its sign bit sits.
+    struct Grid {
+        let mantissaBits: UInt32
+        let minExponent: Int
+        let bias: UInt32
+        let largestBits: UInt32
+        let signShift: UInt32
+
+        static let fp16 = Grid(mantissaBits: 10, minExponent: -14, bias: 15, largestBits: 0x7BFF, signShift: 16)
+        static let e4m3 = Grid(mantissaBits: 3, minExponent: -6, bias: 7, largestBits: 0x7E, signShift: 24)
+    }
+
+    /// Eight values to the bits of `grid`'s format exactly as `LinkFormat.round` and the
+    /// format's encoding would, on the bits: normals keep their top mantissa bits and step up
+    /// to nearest-even, or when the uniform falls below the cut-off fraction; below the
+    /// smallest normal the grid is evenly spaced and counted exactly in float (floor and
+    /// nearest by adding and removing 2²³); the result saturates at the largest finite value.
+    /// Nil when a value is not finite (the scalar path handles it).
     @inline(__always)
-    static func e4m3Lanes(_ values: UnsafePointer<Float>, scale: Float, uniforms: UnsafePointer<Float>?) -> SIMD8<UInt8>? {
-        let q = UnsafeRawPointer(values).loadUnaligned(as: SIMD8<Float>.self) / scale
-        let bits = unsafeBitCast(q, to: SIMD8<UInt32>.self)
+    static func gridLanes(_ x: SIMD8<Float>, uniforms: UnsafePointer<Float>?, grid: Grid) -> SIMD8<UInt32>? {
+        let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
         let magnitude = bits & 0x7FFF_FFFF
         guard magnitude.max() < 0x7F80_0000 else { return nil }
         let u = uniforms.map { UnsafeRawPointer($0).loadUnaligned(as: SIMD8<UInt32>.self) }
-        // Normal range (|q| ≥ 2⁻⁶): e4m3 bits = (exponent − 120) << 3 | 3 mantissa bits.
-        let truncated = magnitude &>> 20, low = magnitude & 0xF_FFFF
+        // Normal range: drop 23 − m mantissa bits, rebias the exponent.
+        let drop = 23 - grid.mantissaBits
+        let truncated = magnitude &>> drop, low = magnitude & ((1 << drop) - 1)
         let normalUp: SIMD8<UInt32>
         if let u {
-            let fraction = unsafeBitCast(SIMD8<Float>(low) * 0x1p-20, to: SIMD8<UInt32>.self)
+            // Up when u < low/2^drop; positive floats order as their bits, so the borrow of
+            // bits(u) − bits(fraction) is the comparison.
+            let fraction = unsafeBitCast(SIMD8<Float>(low) * Float(sign: .plus, exponent: -Int(drop), significand: 1), to: SIMD8<UInt32>.self)
             normalUp = (u &- fraction) &>> 31
         } else {
-            normalUp = (low &+ 0x7_FFFF &+ (truncated & 1)) &>> 20
+            normalUp = (low &+ ((1 << (drop - 1)) - 1) &+ (truncated & 1)) &>> drop
         }
-        let normal = (truncated &+ normalUp) &- (120 << 3)
-        // Subnormal range: steps of 2⁻⁹, counted exactly in float (steps < 8 there); floor and
-        // nearest-even by adding and removing 2²³, whose bits then give the integer.
+        let normal = (truncated &+ normalUp) &- ((127 - grid.bias) << grid.mantissaBits)
+        // Subnormal range: steps of 2^(minExponent − m), fewer than 2^m of them.
         let magic = SIMD8<Float>(repeating: 8_388_608)
-        let steps = unsafeBitCast(magnitude, to: SIMD8<Float>.self) * 512
+        let steps = unsafeBitCast(magnitude, to: SIMD8<Float>.self) * Float(sign: .plus, exponent: Int(grid.mantissaBits) - grid.minExponent, significand: 1)
         let nearest = (steps + magic) - magic
         let below = nearest.replacing(with: nearest - 1, where: nearest .> steps)
         let rounded: SIMD8<Float>
         if let u {
             let up = (u &- unsafeBitCast(steps - below, to: SIMD8<UInt32>.self)) &>> 31
-            rounded = below + unsafeBitCast((up &<< 23) &+ 0x3F80_0000, to: SIMD8<Float>.self) - 1  // 1.0 or 2.0
+            rounded = below + unsafeBitCast((up &<< 23) &+ 0x3F80_0000, to: SIMD8<Float>.self) - 1  // + 0 or 1
         } else {
             rounded = nearest
         }
-        let subnormal = unsafeBitCast(pointwiseMin(rounded, SIMD8(repeating: 8)) + magic, to: SIMD8<UInt32>.self) &- 0x4B00_0000
-        let isNormal = magnitude .>= 0x3C80_0000  // 2⁻⁶
+        let subnormal = unsafeBitCast(rounded + magic, to: SIMD8<UInt32>.self) &- 0x4B00_0000
+        let isNormal = magnitude .>= UInt32(127 + grid.minExponent) << 23
         let chosen = subnormal.replacing(with: normal, where: isNormal)
-        let result = pointwiseMin(chosen, SIMD8(repeating: 0x7E)) | ((bits & 0x8000_0000) &>> 24)
-        return SIMD8<UInt8>(truncatingIfNeeded: result)
+        return pointwiseMin(chosen, SIMD8(repeating: grid.largestBits)) | ((bits & 0x8000_0000) &>> grid.signShift)
     }
 
     /// `encode` of one group with its uniforms (nil: to nearest).
@@ -134,7 +149,17 @@ enum LinkCodec {
             }
         case .fp16:
             let bits = encoded.assumingMemoryBound(to: UInt16.self) + first
-            for i in 0..<count { bits[i] = Half.floatToF16(rounded(i, values[i])) }
+            var i = 0
+            while i + 8 <= count,
+                  let fast = gridLanes(UnsafeRawPointer(values + i).loadUnaligned(as: SIMD8<Float>.self),
+                                       uniforms: uniforms.flatMap { $0 + i }, grid: .fp16) {
+                UnsafeMutableRawPointer(bits + i).storeBytes(of: SIMD8<UInt16>(truncatingIfNeeded: fast), as: SIMD8<UInt16>.self)
+                i += 8
+            }
+            while i < count {
+                bits[i] = Half.floatToF16(rounded(i, values[i]))
+                i += 1
+            }
         case .fp8:
             let bits = encoded.assumingMemoryBound(to: UInt8.self) + first
             let scales = (encoded + (total + 3) / 4 * 4).assumingMemoryBound(to: Float.self)
@@ -143,8 +168,10 @@ enum LinkCodec {
             let scale = largest > 0 && largest.isFinite ? largest / 448 : 1
             scales[first / group] = scale
             var i = 0
-            while i + 8 <= count, let fast = e4m3Lanes(values + i, scale: scale, uniforms: uniforms.flatMap { $0 + i }) {
-                UnsafeMutableRawPointer(bits + i).storeBytes(of: fast, as: SIMD8<UInt8>.self)
+            while i + 8 <= count,
+                  let fast = gridLanes(UnsafeRawPointer(values + i).loadUnaligned(as: SIMD8<Float>.self) / scale,
+                                       uniforms: uniforms.flatMap { $0 + i }, grid: .e4m3) {
+                UnsafeMutableRawPointer(bits + i).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: fast), as: SIMD8<UInt8>.self)
                 i += 8
             }
             while i < count {
