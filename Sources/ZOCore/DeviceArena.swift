@@ -62,13 +62,19 @@ public final class DeviceArena: Sendable {
                             stats: DeviceMemoryStats(budget: budget, inUse: 0, highWater: 0)))
     }
 
+    /// Bytes the arena reserves for a request of `byteCount`: rounded up to the alignment, at
+    /// least one alignment unit.
+    public static func reservedSize(_ byteCount: Int) -> Int {
+        max(alignment, (byteCount + alignment - 1) / alignment * alignment)
+    }
+
     /// Reserves `byteCount` bytes. Throws `BackendError.outOfDeviceMemory` naming `label`
     /// when no free range is large enough.
     public func allocate(_ byteCount: Int, label: String) throws(BackendError) -> DeviceBuffer {
         guard byteCount >= 0, byteCount <= Int.max - Self.alignment else {
             throw .invalidArgument("allocation of \(byteCount) bytes for \(label)")
         }
-        let size = max(Self.alignment, (byteCount + Self.alignment - 1) / Self.alignment * Self.alignment)
+        let size = Self.reservedSize(byteCount)
         let result: DeviceBuffer? = state.withLock { state in
             guard let index = state.free.firstIndex(where: { $0.size >= size }) else { return nil }
             let range = state.free[index]

@@ -22,7 +22,7 @@ public enum LinkFormat: String, Sendable, Codable, CaseIterable {
     }
 
     /// Mantissa bits, smallest normal exponent and largest finite magnitude of the format.
-    var grid: (mantissaBits: Int, minExponent: Int, largest: Float) {
+    public var grid: (mantissaBits: Int, minExponent: Int, largest: Float) {
         switch self {
         case .fp32: (23, -126, .greatestFiniteMagnitude)
         case .bf16: (7, -126, Float(bitPattern: 0x7F7F_0000))

@@ -57,15 +57,15 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
 
     /// Allocates the resident groups and the slots from the backend's arena and uploads the
     /// resident groups. Throws `OffloadError.doesNotFit` (before allocating) when the plan's
-    /// parameters plus `activationBytes` do not fit the free device memory.
-    public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan, activationBytes: Int = 0) throws {
+    /// parameters do not fit the free device memory; activations are allocated per pass.
+    public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan) throws {
         try plan.validate(for: model)
         let stats = backend.arena.stats
-        let needed = plan.parameterBytes(for: model) + activationBytes
+        let needed = plan.parameterBytes(for: model)
         let available = stats.budget - stats.inUse
         guard needed <= available else {
             throw OffloadError.doesNotFit(needed: needed, available: available, detail:
-                "\(ByteCount(plan.parameterBytes(for: model))) for the resident stages and \(min(plan.slots, plan.streamedBlocks(of: model).count)) block slots, \(ByteCount(activationBytes)) for activations")
+                "the resident stages and \(min(plan.slots, plan.streamedBlocks(of: model).count)) block slots; activations come on top")
         }
         self.model = model
         self.backend = backend

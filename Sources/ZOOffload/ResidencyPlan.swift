@@ -37,17 +37,10 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
     public func parameterBytes(for model: any CausalLM) -> Int {
         let streamed = streamedBlocks(of: model)
         let resident = ([model.embedding, model.head] + model.blocks.indices.filter { residentBlocks.contains($0) }.map { model.blocks[$0] })
-            .reduce(0) { $0 + padded($1.layout.byteCount) }
+            .reduce(0) { $0 + DeviceArena.reservedSize($1.layout.byteCount) }
         let largest = streamed.map { model.blocks[$0].layout.count }.max() ?? 0
-        let slot = padded(largest * 4) + (format == .fp32 ? 0 : padded(format.encodedBytes(largest)))
+        let slot = DeviceArena.reservedSize(largest * 4) + (format == .fp32 ? 0 : DeviceArena.reservedSize(format.encodedBytes(largest)))
         return resident + min(slots, streamed.count) * slot
-    }
-
-    /// Device bytes of one forward pass's activations over `rows` tokens beyond the
-    /// parameters: hidden states, workspace, logits and losses (padding included).
-    public static func activationBytes(for model: any CausalLM, rows: Int, headRows: Int) -> Int {
-        padded(rows * model.hiddenSize * 4) + padded(model.workspaceCount(rows: rows) * 4) + padded(headRows * model.vocabSize * 4)
-            + 4 * padded(rows * 4) + padded(headRows * 4)
     }
 
     /// Checks the plan against `model` (indices in range, at least one slot when a block
@@ -58,12 +51,6 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
         }
         guard slots >= 1 else { throw .invalidPlan("at least one slot is needed, got \(slots)") }
     }
-}
-
-/// Bytes the arena reserves for `bytes`.
-func padded(_ bytes: Int) -> Int {
-    let alignment = DeviceArena.alignment
-    return max(alignment, (bytes + alignment - 1) / alignment * alignment)
 }
 
 /// Why a model cannot be offloaded as asked.

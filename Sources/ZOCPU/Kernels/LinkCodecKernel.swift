@@ -51,8 +51,8 @@ enum LinkCodec {
     /// uniform falls below the cut-off fraction; saturate at the largest finite bf16), or nil
     /// when a lane is not finite (the scalar path handles it).
     @inline(__always)
-    static func bf16Lanes(_ values: UnsafePointer<Float>, uniforms: UnsafePointer<Float>?) -> SIMD8<UInt16>? {
-        let bits = UnsafeRawPointer(values).loadUnaligned(as: SIMD8<UInt32>.self)
+    static func bf16Lanes(_ x: SIMD8<Float>, uniforms: UnsafePointer<Float>?) -> SIMD8<UInt32>? {
+        let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
         let magnitude = bits & 0x7FFF_FFFF
         guard magnitude.max() < 0x7F80_0000 else { return nil }
         let truncated = magnitude &>> 16
@@ -67,14 +67,15 @@ enum LinkCodec {
             rounded = (magnitude &+ 0x7FFF &+ (truncated & 1)) &>> 16
         }
         let result = pointwiseMin(rounded, SIMD8(repeating: 0x7F7F)) | ((bits & 0x8000_0000) &>> 16)
-        return SIMD8<UInt16>(truncatingIfNeeded: result)
+        return result
     }
 
     /// The value of every e4m3 byte.
     static let e4m3Table: [Float] = (0...255).map { LinkFormat.e4m3Value(UInt8($0)) }
 
-    /// A narrow float format's grid for `gridLanes`: mantissa bits, smallest normal exponent,
-    /// exponent bias, the bits of its largest finite value and where its sign bit sits.
+    /// A narrow float format's grid for `gridLanes`, derived from `LinkFormat.grid`: mantissa
+    /// bits, smallest normal exponent and exponent bias (1 − that exponent), the bits of its
+    /// largest finite value and where its sign bit sits.
     struct Grid {
         let mantissaBits: UInt32
         let minExponent: Int
@@ -82,8 +83,33 @@ enum LinkCodec {
         let largestBits: UInt32
         let signShift: UInt32
 
-        static let fp16 = Grid(mantissaBits: 10, minExponent: -14, bias: 15, largestBits: 0x7BFF, signShift: 16)
-        static let e4m3 = Grid(mantissaBits: 3, minExponent: -6, bias: 7, largestBits: 0x7E, signShift: 24)
+        init(_ format: LinkFormat, largestBits: UInt32, width: UInt32) {
+            let grid = format.grid
+            mantissaBits = UInt32(grid.mantissaBits)
+            minExponent = grid.minExponent
+            bias = UInt32(1 - grid.minExponent)
+            self.largestBits = largestBits
+            signShift = 32 - width
+        }
+
+        static let fp16 = Grid(.fp16, largestBits: UInt32(Half.floatToF16(LinkFormat.fp16.grid.largest)), width: 16)
+        static let e4m3 = Grid(.fp8, largestBits: UInt32(LinkFormat.e4m3Bits(LinkFormat.fp8.grid.largest)), width: 8)
+    }
+
+    /// Fills `bits[0..<count]` eight at a time from `lanes(i)` while it gives a vector, the rest
+    /// one by one from `scalar(i)`.
+    @inline(__always)
+    static func fill<Word: FixedWidthInteger & SIMDScalar>(_ bits: UnsafeMutablePointer<Word>, count: Int,
+                                                          lanes: (Int) -> SIMD8<UInt32>?, scalar: (Int) -> Word) {
+        var i = 0
+        while i + 8 <= count, let fast = lanes(i) {
+            UnsafeMutableRawPointer(bits + i).storeBytes(of: SIMD8<Word>(truncatingIfNeeded: fast), as: SIMD8<Word>.self)
+            i += 8
+        }
+        while i < count {
+            bits[i] = scalar(i)
+            i += 1
+        }
     }
 
     /// Eight values to the bits of `grid`'s format exactly as `LinkFormat.round` and the
@@ -137,47 +163,22 @@ enum LinkCodec {
         case .fp32:
             (encoded.assumingMemoryBound(to: Float.self) + first).update(from: values, count: count)
         case .bf16:
-            let bits = encoded.assumingMemoryBound(to: UInt16.self) + first
-            var i = 0
-            while i + 8 <= count, let fast = bf16Lanes(values + i, uniforms: uniforms.flatMap { $0 + i }) {
-                UnsafeMutableRawPointer(bits + i).storeBytes(of: fast, as: SIMD8<UInt16>.self)
-                i += 8
-            }
-            while i < count {
-                bits[i] = Half.floatToBF16(rounded(i, values[i]))
-                i += 1
-            }
+            fill(encoded.assumingMemoryBound(to: UInt16.self) + first, count: count,
+                 lanes: { i in bf16Lanes(load8(values + i), uniforms: uniforms.map { $0 + i }) },
+                 scalar: { Half.floatToBF16(rounded($0, values[$0])) })
         case .fp16:
-            let bits = encoded.assumingMemoryBound(to: UInt16.self) + first
-            var i = 0
-            while i + 8 <= count,
-                  let fast = gridLanes(UnsafeRawPointer(values + i).loadUnaligned(as: SIMD8<Float>.self),
-                                       uniforms: uniforms.flatMap { $0 + i }, grid: .fp16) {
-                UnsafeMutableRawPointer(bits + i).storeBytes(of: SIMD8<UInt16>(truncatingIfNeeded: fast), as: SIMD8<UInt16>.self)
-                i += 8
-            }
-            while i < count {
-                bits[i] = Half.floatToF16(rounded(i, values[i]))
-                i += 1
-            }
+            fill(encoded.assumingMemoryBound(to: UInt16.self) + first, count: count,
+                 lanes: { i in gridLanes(load8(values + i), uniforms: uniforms.map { $0 + i }, grid: .fp16) },
+                 scalar: { Half.floatToF16(rounded($0, values[$0])) })
         case .fp8:
-            let bits = encoded.assumingMemoryBound(to: UInt8.self) + first
             let scales = (encoded + (total + 3) / 4 * 4).assumingMemoryBound(to: Float.self)
             var largest: Float = 0
             for i in 0..<count { largest = max(largest, abs(values[i])) }
-            let scale = largest > 0 && largest.isFinite ? largest / 448 : 1
+            let scale = largest > 0 && largest.isFinite ? largest / LinkFormat.fp8.grid.largest : 1
             scales[first / group] = scale
-            var i = 0
-            while i + 8 <= count,
-                  let fast = gridLanes(UnsafeRawPointer(values + i).loadUnaligned(as: SIMD8<Float>.self) / scale,
-                                       uniforms: uniforms.flatMap { $0 + i }, grid: .e4m3) {
-                UnsafeMutableRawPointer(bits + i).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: fast), as: SIMD8<UInt8>.self)
-                i += 8
-            }
-            while i < count {
-                bits[i] = LinkFormat.e4m3Bits(rounded(i, values[i] / scale))
-                i += 1
-            }
+            fill(encoded.assumingMemoryBound(to: UInt8.self) + first, count: count,
+                 lanes: { i in gridLanes(load8(values + i) / scale, uniforms: uniforms.map { $0 + i }, grid: .e4m3) },
+                 scalar: { LinkFormat.e4m3Bits(rounded($0, values[$0] / scale)) })
         }
     }
 }
