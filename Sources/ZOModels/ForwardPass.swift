@@ -93,3 +93,17 @@ public final class ForwardPass {
                              argmax: argmax)
     }
 }
+
+extension ForwardPass {
+    /// Device bytes a pass over R = B·T rows holds from creation to release: its token batch
+    /// (ids, positions, mask, targets: Int32 [B, T] each) and hidden states [B, T, C].
+    public static func deviceBytes(rows: Int, hiddenSize: Int) -> Int {
+        4 * DeviceArena.reservedSize(rows * 4) + DeviceArena.reservedSize(rows * hiddenSize * 4)
+    }
+
+    /// Device bytes `finish` holds while it runs the head over every one of R rows: logits
+    /// [R, V] and token losses [R] (the arg-max output, when requested, adds [R]).
+    public static func headBytes(rows: Int, vocabSize: Int) -> Int {
+        DeviceArena.reservedSize(max(1, rows) * vocabSize * 4) + DeviceArena.reservedSize(max(1, rows) * 4)
+    }
+}

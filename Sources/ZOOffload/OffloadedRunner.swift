@@ -61,7 +61,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan) throws {
         try plan.validate(for: model)
         let stats = backend.arena.stats
-        let needed = plan.parameterBytes(for: model)
+        let needed = plan.parameterBytes(for: model.shape)
         let available = stats.budget - stats.inUse
         guard needed <= available else {
             throw OffloadError.doesNotFit(needed: needed, available: available, detail:

@@ -28,19 +28,29 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
     }
 
     /// The blocks that stream, in order.
-    public func streamedBlocks(of model: any CausalLM) -> [Int] {
-        model.blocks.indices.filter { !residentBlocks.contains($0) }
+    public func streamedBlocks(of model: any CausalLM) -> [Int] { streamedBlocks(count: model.blocks.count) }
+
+    /// The blocks that stream, in order, of a model with `count` blocks.
+    public func streamedBlocks(count: Int) -> [Int] {
+        (0..<count).filter { !residentBlocks.contains($0) }
     }
 
     /// Device bytes the plan's parameters occupy: resident groups plus S slots (each with
     /// a staging buffer for the encoded block when the format is not fp32).
-    public func parameterBytes(for model: any CausalLM) -> Int {
-        let streamed = streamedBlocks(of: model)
-        let resident = ([model.embedding, model.head] + model.blocks.indices.filter { residentBlocks.contains($0) }.map { model.blocks[$0] })
-            .reduce(0) { $0 + DeviceArena.reservedSize($1.layout.byteCount) }
-        let largest = streamed.map { model.blocks[$0].layout.count }.max() ?? 0
-        let slot = DeviceArena.reservedSize(largest * 4) + (format == .fp32 ? 0 : DeviceArena.reservedSize(format.encodedBytes(largest)))
-        return resident + min(slots, streamed.count) * slot
+    public func parameterBytes(for shape: ModelShape) -> Int {
+        let resident = ([shape.embedding, shape.head] + residentBlocks.sorted().map { shape.blocks[$0] })
+            .reduce(0) { $0 + DeviceArena.reservedSize($1.byteCount) }
+        return resident + slotCount(for: shape) * slotBytes(for: shape)
+    }
+
+    /// Slots allocated: S, or fewer when fewer blocks stream.
+    public func slotCount(for shape: ModelShape) -> Int { min(slots, streamedBlocks(count: shape.blocks.count).count) }
+
+    /// Device bytes of one slot: the largest streamed block in fp32, and its encoded staging
+    /// copy for a low-bit format.
+    public func slotBytes(for shape: ModelShape) -> Int {
+        let largest = streamedBlocks(count: shape.blocks.count).map { shape.blocks[$0].count }.max() ?? 0
+        return DeviceArena.reservedSize(largest * 4) + (format == .fp32 ? 0 : DeviceArena.reservedSize(format.encodedBytes(largest)))
     }
 
     /// Checks the plan against `model` (indices in range, at least one slot when a block

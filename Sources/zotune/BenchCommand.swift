@@ -208,8 +208,10 @@ struct BenchZOStep: ParsableCommand {
         let tokens_per_s: Double
         /// Seconds per step in each backend operation.
         let seconds_by_op: [String: Double]
-        /// The device arena's exact high-water mark over the run.
+        /// The device arena's exact high-water mark over the run, and the memory model's
+        /// prediction of it (`zotune plan`).
         let peak_device_bytes: Int
+        let predicted_peak_device_bytes: Int
         /// Offloaded runs: the plan and, per timed step, bytes moved each way and host seconds
         /// the compute stream waited for uploads.
         let plan: ResidencyPlan?
@@ -243,11 +245,14 @@ struct BenchZOStep: ParsableCommand {
         let times = try timed(iterations) { _ = try mezo.step(lr: 1e-6, batch: tokens) }
         let profile = backend.profile.take().mapValues { $0.seconds / Double(iterations) }
         let steps = Double(iterations)
+        let predicted = offloaded ? MemoryModel.offloadedStep(model.shape, plan: compute.plan, batch: workload.batch, tokens: workload.seq)
+                                  : MemoryModel.residentStep(model.shape, batch: workload.batch, tokens: workload.seq)
         return Report(mode: offloaded ? "offloaded" : "resident", shape: workload.shape, backend: backend.name, threads: backend.threads,
                       batch: workload.batch, seq: workload.seq, parameters: model.parameterCount, iterations: iterations,
                       seconds_per_step_median: times.median, seconds_per_step_min: times.min,
                       tokens_per_s: Double(workload.batch * workload.seq) / times.median, seconds_by_op: profile,
-                      peak_device_bytes: backend.arena.stats.highWater, plan: offloader?.plan,
+                      peak_device_bytes: backend.arena.stats.highWater, predicted_peak_device_bytes: predicted.devicePeakBytes,
+                      plan: offloader?.plan,
                       bytes_uploaded_per_step: offloader.map { Double($0.statistics.bytesUploaded) / steps },
                       bytes_downloaded_per_step: offloader.map { Double($0.statistics.bytesDownloaded) / steps },
                       compute_wait_seconds_per_step: offloader.map { $0.statistics.computeWaitSeconds / steps })

@@ -68,16 +68,7 @@ struct ComputeOptions: ParsableArguments {
     }
 
     func residentBlockSet() throws -> Set<Int> {
-        guard let text = residentBlocks else { return [] }
-        var blocks: Set<Int> = []
-        for part in text.split(separator: ",") {
-            let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard (1...2).contains(bounds.count), let low = bounds[0], let high = bounds.last!, low >= 0, low <= high else {
-                throw ValidationError("--resident-blocks '\(text)': '\(part)' is not a block index or a range such as 10-12")
-            }
-            blocks.formUnion(low...high)
-        }
-        return blocks
+        try residentBlocks.map { try parseBlockList($0, option: "--resident-blocks") } ?? []
     }
 
     var plan: ResidencyPlan {
@@ -96,6 +87,19 @@ struct ComputeOptions: ParsableArguments {
         if offload { return try OffloadedRunner(model: model, backend: backend, plan: plan) }
         return try ResidentRunner(model: model, backend: backend)
     }
+}
+
+/// Block indices in `text`: indices and ranges ("0,3,10-12").
+func parseBlockList(_ text: String, option: String) throws -> Set<Int> {
+    var blocks: Set<Int> = []
+    for part in text.split(separator: ",") {
+        let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard (1...2).contains(bounds.count), let low = bounds[0], let high = bounds.last!, low >= 0, low <= high else {
+            throw ValidationError("\(option) '\(text)': '\(part)' is not a block index or a range such as 10-12")
+        }
+        blocks.formUnion(low...high)
+    }
+    return blocks
 }
 
 /// Bytes in `text`: a number with an optional unit (B, KB/MB/GB/TB powers of 1000,

@@ -131,7 +131,7 @@ import ZOOptimizers
         _ = try runner.forward(plan.requests)
         #expect(runner.statistics.bytesUploaded == 7 * blockBytes && runner.statistics.bytesDownloaded == 0)
 
-        let parameters = ResidencyPlan(slots: 2, residentBlocks: [7]).parameterBytes(for: model)
+        let parameters = ResidencyPlan(slots: 2, residentBlocks: [7]).parameterBytes(for: model.shape)
         #expect(parameters < residentBackend.arena.stats.highWater)
         #expect(backend.arena.stats.highWater < residentBackend.arena.stats.highWater - 4 * blockBytes)
         #expect(backend.arena.stats.highWater >= parameters)
@@ -139,7 +139,7 @@ import ZOOptimizers
 
     @Test func plansThatCannotWorkAreRefusedBeforeStarting() throws {
         let model = try Self.model("llama/llama-gqa-f32", layers: 4)
-        let needed = ResidencyPlan(slots: 2).parameterBytes(for: model)
+        let needed = ResidencyPlan(slots: 2).parameterBytes(for: model.shape)
         let backend = try CPUBackend(budget: needed - 4096, threads: 1)
         do {
             _ = try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 2))

@@ -70,7 +70,7 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
     }
 
     public func workspaceCount(rows: Int) -> Int {
-        rows * (5 * config.hiddenSize + config.ffnDim + config.embedDim)
+        rows * config.workspacePerRow
     }
 
     /// Regions of the workspace for R rows.

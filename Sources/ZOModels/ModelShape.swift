@@ -1,0 +1,51 @@
+/// An architecture's sizes without its parameters: what the memory model predicts from.
+///
+/// It comes from a config alone (`OPTConfig.shape`, so a 175B plan needs no 700 GB of
+/// weights) or from a loaded model (`CausalLM.shape`); the two agree for the same config.
+public struct ModelShape: Sendable, Equatable {
+    /// The embedding stage's, every block's and the head's parameter layouts.
+    public var embedding: ParameterLayout
+    public var blocks: [ParameterLayout]
+    public var head: ParameterLayout
+    /// C and V.
+    public var hiddenSize: Int
+    public var vocabSize: Int
+    /// Workspace floats per row of a pass (`CausalLM.workspaceCount(rows:)` / rows).
+    public var workspacePerRow: Int
+    /// Floats of the constant tables (`CausalLM.constants`).
+    public var constantCount: Int
+
+    public init(embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout, hiddenSize: Int, vocabSize: Int,
+                workspacePerRow: Int, constantCount: Int) {
+        self.embedding = embedding
+        self.blocks = blocks
+        self.head = head
+        self.hiddenSize = hiddenSize
+        self.vocabSize = vocabSize
+        self.workspacePerRow = workspacePerRow
+        self.constantCount = constantCount
+    }
+
+    /// Parameters (tied weights counted once).
+    public var parameterCount: Int { ([embedding, head] + blocks).reduce(0) { $0 + $1.count } }
+}
+
+extension CausalLM {
+    /// This model's shape.
+    public var shape: ModelShape {
+        ModelShape(embedding: embedding.layout, blocks: blocks.map(\.layout), head: head.layout, hiddenSize: hiddenSize,
+                   vocabSize: vocabSize, workspacePerRow: workspaceCount(rows: 1), constantCount: constants.count)
+    }
+}
+
+extension OPTConfig {
+    /// The shape of an OPT model with this config.
+    public var shape: ModelShape {
+        let layouts = OPTOffsets.layouts(self)
+        return ModelShape(embedding: layouts.embedding, blocks: layouts.blocks, head: layouts.head, hiddenSize: hiddenSize,
+                          vocabSize: vocabSize, workspacePerRow: workspacePerRow, constantCount: 0)
+    }
+
+    /// Workspace floats per row: normed [C], qkv [3C], attention [C], mlp [F], projected [D].
+    var workspacePerRow: Int { 5 * hiddenSize + ffnDim + embedDim }
+}

@@ -1,0 +1,155 @@
+import ArgumentParser
+import Foundation
+import ZOCore
+import ZOModels
+import ZOOffload
+
+/// `zotune plan`: the memory model's predictions for a named shape, from shapes alone.
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Predict peak device memory, host memory and link traffic of a ZO step, offloaded and resident.",
+        discussion: """
+            Predictions count what ZOTune's runners allocate (fp32 compute, so a slot holds its block in fp32 plus the \
+            encoded copy for a low-bit codec); on the CPU backend they equal the arena's measured high-water mark.
+            """
+    )
+
+    @Option(help: "A named shape: \(OPTConfig.namedShapes.map(\.name).joined(separator: ", ")).")
+    var shape = "opt-125m"
+
+    @Option(help: "Sequences per batch (B).")
+    var batch = 1
+
+    @Option(help: "Tokens per sequence (T).")
+    var seq = 2048
+
+    @Option(help: "How streamed blocks are kept in host memory and sent: fp32, bf16, fp16 or fp8.")
+    var codec = LinkFormat.fp32
+
+    @Option(help: "Rotating block slots.")
+    var slots = 2
+
+    @Option(name: .customLong("resident-blocks"), help: "Blocks kept on the device: indices and ranges (0,3,10-12).")
+    var residentBlocks: String?
+
+    @Option(name: .customLong("device-memory"), help: "A device-memory budget to check the plan against (24GiB, 80GB).")
+    var deviceMemory: String?
+
+    @Flag(help: "Print one JSON line instead of text.")
+    var json = false
+
+    @Flag(help: "Print a Markdown table over every named OPT shape (with --batch, --seq, --codec, --slots).")
+    var table = false
+
+    func validate() throws {
+        guard batch >= 1, seq >= 1 else { throw ValidationError("--batch and --seq must be positive") }
+        guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
+        _ = try budget()
+    }
+
+    func budget() throws -> Int? {
+        guard let text = deviceMemory else { return nil }
+        guard let bytes = parseByteSize(text, physical: 0), bytes >= 1 else {
+            throw ValidationError("--device-memory '\(text)' is not a size such as 24GiB, 512MiB or 1e9")
+        }
+        return bytes
+    }
+
+    struct Report: Encodable {
+        let shape: String
+        let parameters: Int
+        let blocks: Int
+        let batch: Int
+        let seq: Int
+        let plan: ResidencyPlan
+        let offloaded: StepMemory
+        let offloaded_peak_device_bytes: Int
+        let resident: StepMemory
+        let resident_peak_device_bytes: Int
+        let device_memory_budget: Int?
+        let fits: Bool?
+        /// With a budget the plan exceeds: the most slots that fit (nil when not even one does).
+        let slots_that_fit: Int?
+    }
+
+    func run() throws {
+        if table { return try printTable() }
+        let config = try OPTConfig.named(shape)
+        guard seq <= config.maxPositionEmbeddings else {
+            throw ValidationError("--seq \(seq) exceeds the shape's \(config.maxPositionEmbeddings) positions")
+        }
+        let shape = config.shape
+        let residentBlocks = try residentBlocks.map { try parseBlockList($0, option: "--resident-blocks") } ?? []
+        if let bad = residentBlocks.first(where: { $0 >= shape.blocks.count }) {
+            throw ValidationError("--resident-blocks: block \(bad) does not exist (\(self.shape) has \(shape.blocks.count) blocks)")
+        }
+        let plan = ResidencyPlan(slots: slots, residentBlocks: residentBlocks, format: codec)
+        let offloaded = MemoryModel.offloadedStep(shape, plan: plan, batch: batch, tokens: seq)
+        let resident = MemoryModel.residentStep(shape, batch: batch, tokens: seq)
+        let budget = try budget()
+        let fits = budget.map { offloaded.devicePeakBytes <= $0 }
+        let fewerSlots = budget.flatMap { budget in
+            (1..<max(1, slots)).reversed().first { s in
+                var smaller = plan
+                smaller.slots = s
+                return MemoryModel.offloadedStep(shape, plan: smaller, batch: batch, tokens: seq).devicePeakBytes <= budget
+            }
+        }
+        let report = Report(shape: self.shape, parameters: shape.parameterCount, blocks: shape.blocks.count, batch: batch, seq: seq,
+                            plan: plan, offloaded: offloaded, offloaded_peak_device_bytes: offloaded.devicePeakBytes,
+                            resident: resident, resident_peak_device_bytes: resident.devicePeakBytes,
+                            device_memory_budget: budget, fits: fits, slots_that_fit: fits == false ? fewerSlots : nil)
+        if json { return try printJSONLine(report) }
+        printText(report)
+    }
+
+    private func printText(_ r: Report) {
+        let o = r.offloaded, s = r.resident
+        func row(_ label: String, _ offloaded: String, _ resident: String) {
+            print(label.padding(toLength: 30, withPad: " ", startingAt: 0) + offloaded.padding(toLength: 24, withPad: " ", startingAt: 0) + resident)
+        }
+        print("\(r.shape): \(r.blocks) blocks, \(billions(r.parameters)) parameters; one ZO step on \(r.batch) × \(r.seq) tokens")
+        let resident = r.plan.residentBlocks.isEmpty ? "none" : r.plan.residentBlocks.sorted().map(String.init).joined(separator: ",")
+        print("plan: \(r.plan.slots) slots, \(r.plan.format.rawValue) link and host master for streamed blocks, resident blocks: \(resident)")
+        print("")
+        row("device memory", "offloaded", "resident (no offloading)")
+        row("  parameters that stay", "\(ByteCount(o.residentParameterBytes))", "\(ByteCount(s.residentParameterBytes))")
+        row("  block slots", "\(o.slots) × \(ByteCount(o.slotBytes))", "-")
+        row("  activation workspace", "\(ByteCount(o.workspaceBytes))", "\(ByteCount(s.workspaceBytes))")
+        row("  passes (tokens, hidden)", "\(ByteCount(o.passBytes))", "\(ByteCount(s.passBytes))")
+        row("  head (logits, losses)", "\(ByteCount(o.headBytes))", "\(ByteCount(s.headBytes))")
+        row("  peak", "\(ByteCount(o.devicePeakBytes))", "\(ByteCount(s.devicePeakBytes))")
+        row("host memory", "\(ByteCount(o.hostBytes))", "\(ByteCount(s.hostBytes))")
+        row("link per step, each way", "\(ByteCount(o.uploadBytesPerStep))", "0")
+        guard let budget = r.device_memory_budget, let fits = r.fits else { return }
+        print("")
+        if fits {
+            print("fits \(ByteCount(budget)) of device memory (\(ByteCount(budget - o.devicePeakBytes)) to spare)")
+        } else if let slots = r.slots_that_fit {
+            print("does not fit \(ByteCount(budget)): needs \(ByteCount(o.devicePeakBytes)); fits with --slots \(slots)")
+        } else {
+            print("does not fit \(ByteCount(budget)): needs \(ByteCount(o.devicePeakBytes)), and more than \(ByteCount(budget)) even with one slot")
+        }
+    }
+
+    private func printTable() throws {
+        let plan = ResidencyPlan(slots: slots, format: codec)
+        let fp32 = ResidencyPlan(slots: slots)
+        print("| shape | parameters | resident peak | offloaded peak, fp32 link | offloaded peak, \(codec.rawValue) link | host memory (\(codec.rawValue)) | link per step, each way (\(codec.rawValue)) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for (name, config) in OPTConfig.namedShapes where seq <= config.maxPositionEmbeddings {
+            let shape = config.shape
+            let offloaded = MemoryModel.offloadedStep(shape, plan: plan, batch: batch, tokens: seq)
+            let cells = [name, billions(shape.parameterCount),
+                         "\(ByteCount(MemoryModel.residentStep(shape, batch: batch, tokens: seq).devicePeakBytes))",
+                         "\(ByteCount(MemoryModel.offloadedStep(shape, plan: fp32, batch: batch, tokens: seq).devicePeakBytes))",
+                         "\(ByteCount(offloaded.devicePeakBytes))", "\(ByteCount(offloaded.hostBytes))", "\(ByteCount(offloaded.uploadBytesPerStep))"]
+            print("| " + cells.joined(separator: " | ") + " |")
+        }
+    }
+
+    private func billions(_ count: Int) -> String {
+        count >= 1_000_000_000 ? String(format: "%.2f", Double(count) / 1e9) + " B" : String(format: "%.1f", Double(count) / 1e6) + " M"
+    }
+}

@@ -1,0 +1,69 @@
+import Testing
+import ZOCore
+import ZOCPU
+import ZOModels
+import ZOOffload
+import ZOOptimizers
+
+/// The memory model's predictions against the arena's measured high-water marks.
+@Suite struct MemoryModelTests {
+    /// A batch of B random sequences of T tokens.
+    static func batch(_ model: any CausalLM, batch: Int, tokens: Int) throws -> TokenBatch {
+        var generator = SplitMix64(seed: 4)
+        return try model.makeBatch((0..<batch).map { _ in (0..<tokens).map { _ in Int(generator.next() % UInt64(model.vocabSize)) } })
+    }
+
+    /// The arena's high-water mark over two ZO steps (the second applies the first's update).
+    static func measuredPeak(_ model: any CausalLM, plan: ResidencyPlan?, batch: TokenBatch) throws -> Int {
+        let backend = try CPUBackend(budget: 1 << 30, threads: 2)
+        let runner: any ModelRunner = try plan.map { try OffloadedRunner(model: model, backend: backend, plan: $0) }
+            ?? ResidentRunner(model: model, backend: backend)
+        let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 2)
+        for _ in 0..<2 { _ = try mezo.step(lr: 1e-4, batch: batch) }
+        return backend.arena.stats.highWater
+    }
+
+    static let plans: [ResidencyPlan] = [
+        ResidencyPlan(slots: 1), ResidencyPlan(slots: 2), ResidencyPlan(slots: 3, residentBlocks: [0, 2]),
+        ResidencyPlan(slots: 2, format: .bf16), ResidencyPlan(slots: 4, format: .fp8),
+    ]
+
+    @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/llama-untied-bf16"])
+    func predictionsMatchTheHighWaterMark(fixture: String) throws {
+        for (b, t) in [(1, 5), (3, 11)] {
+            let model = try OffloadTests.model(fixture, layers: 4)
+            let tokens = try Self.batch(model, batch: b, tokens: t)
+            let resident = MemoryModel.residentStep(model.shape, batch: b, tokens: t).devicePeakBytes
+            #expect(try Self.measuredPeak(model, plan: nil, batch: tokens) == resident, "\(fixture) resident B \(b) T \(t)")
+            for plan in Self.plans {
+                let predicted = MemoryModel.offloadedStep(model.shape, plan: plan, batch: b, tokens: t).devicePeakBytes
+                let measured = try Self.measuredPeak(try OffloadTests.model(fixture, layers: 4), plan: plan, batch: tokens)
+                #expect(measured == predicted, "\(fixture) \(plan) B \(b) T \(t)")
+            }
+        }
+    }
+
+    /// A named shape's prediction comes from its config alone and equals the built model's.
+    @Test func shapesFromConfigsEqualShapesOfModels() throws {
+        for name in ["opt-125m", "opt-350m"] {
+            let config = try OPTConfig.named(name)
+            #expect(config.shape == (try OPTModel(config: config)).shape, "\(name)")
+        }
+        let shape = try OPTConfig.named("opt-175b").shape
+        #expect((174_000_000_000...176_000_000_000).contains(shape.parameterCount), "\(shape.parameterCount)")
+    }
+
+    /// The traffic the model predicts is what the offloader counts.
+    @Test func predictedTrafficIsCounted() throws {
+        for format in [LinkFormat.fp32, .fp16, .fp8] {
+            let model = try OffloadTests.model("opt/opt-tiny-f32", layers: 5)
+            let plan = ResidencyPlan(slots: 2, residentBlocks: [1], format: format)
+            let runner = try OffloadedRunner(model: model, backend: try CPUBackend(budget: 1 << 28, threads: 2), plan: plan)
+            let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 2)
+            _ = try mezo.step(lr: 1e-4, batch: try Self.batch(model, batch: 2, tokens: 6))
+            let predicted = MemoryModel.offloadedStep(model.shape, plan: plan, batch: 2, tokens: 6)
+            #expect(runner.statistics.bytesUploaded == predicted.uploadBytesPerStep, "\(format)")
+            #expect(runner.statistics.bytesDownloaded == predicted.downloadBytesPerStep, "\(format)")
+        }
+    }
+}
