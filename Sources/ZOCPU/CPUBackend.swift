@@ -2,7 +2,21 @@
 import Glibc
 #endif
 import CBLAS
+import Synchronization
 import ZOCore
+
+/// A copy that `CPUBackend.injectCopyFault` makes fail.
+public struct CopyFault: Sendable {
+    public enum Direction: Sendable { case upload, download }
+    public var direction: Direction
+    /// Copies in that direction that still succeed first.
+    public var after: Int
+
+    public init(_ direction: Direction, after: Int) {
+        self.direction = direction
+        self.after = after
+    }
+}
 
 /// The CPU implementation of `Backend`.
 ///
@@ -19,6 +33,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     private let parallel: Parallel
     /// Per-operation timings, off by default (`profile.isEnabled = true` to collect).
     public let profile = OpProfile()
+    /// Copies made to fail on purpose (`injectCopyFault`).
+    private let faults = Mutex<CopyFault?>(nil)
 
     /// A CPU backend with a device arena of `budget` bytes (default: the machine's physical
     /// memory) and `threads` compute threads (default: all online cores).
@@ -80,6 +96,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             guard hostOffset >= 0, byteCount >= 0, hostOffset + byteCount <= host.byteCount, byteCount <= capacity else {
                 throw .copyFailed("upload of \(byteCount) bytes from host offset \(hostOffset) into \(capacity) device bytes")
             }
+            if stream != self.computeStream, self.takeFault(.upload) { throw .copyFailed("upload of \(byteCount) bytes (injected fault)") }
             target.value.copyMemory(from: host.baseAddress + hostOffset, byteCount: byteCount)
         }
     }
@@ -91,7 +108,28 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             guard hostOffset >= 0, byteCount >= 0, hostOffset + byteCount <= host.byteCount, byteCount <= capacity else {
                 throw .copyFailed("download of \(byteCount) bytes from \(capacity) device bytes to host offset \(hostOffset)")
             }
+            if stream != self.computeStream, self.takeFault(.download) { throw .copyFailed("download of \(byteCount) bytes (injected fault)") }
             (host.baseAddress + hostOffset).copyMemory(from: source.value, byteCount: byteCount)
+        }
+    }
+
+    /// Makes a later copy on a copy stream fail, to test how callers handle a failing link
+    /// (memcpy itself cannot fail): after `fault.after` more such copies in
+    /// `fault.direction` succeed, the next one fails with `BackendError.copyFailed` and its
+    /// stream stops. Nil clears it.
+    public func injectCopyFault(_ fault: CopyFault?) { faults.withLock { $0 = fault } }
+
+    /// Whether the copy now starting in `direction` is the one to fail.
+    private func takeFault(_ direction: CopyFault.Direction) -> Bool {
+        faults.withLock { fault in
+            guard var pending = fault, pending.direction == direction else { return false }
+            if pending.after == 0 {
+                fault = nil
+                return true
+            }
+            pending.after -= 1
+            fault = pending
+            return false
         }
     }
 

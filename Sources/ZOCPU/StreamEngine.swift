@@ -91,7 +91,8 @@ final class StreamEngine: @unchecked Sendable {
         let event = event(id)
         let target = lock.locked { event.issued += 1; return event.issued }
         guard let copy = copyStream(stream) else {
-            complete(event, upTo: target, error: nil)  // compute ran synchronously: already there
+            // Compute ran synchronously: already there, carrying a failure it waited on.
+            complete(event, upTo: target, error: lock.locked { computeError })
             return
         }
         copy.queue.async { [self] in
@@ -111,7 +112,10 @@ final class StreamEngine: @unchecked Sendable {
         let event = event(id)
         let target = lock.locked { event.issued }
         guard let copy = copyStream(stream) else {
+            // A failed copy fails the compute that waited for it, and through its later
+            // events every copy that waits on them: nothing computed from it is written back.
             lock.wait { event.completed >= target }
+            lock.locked { if computeError == nil { computeError = event.error } }
             return
         }
         copy.queue.async { [self] in

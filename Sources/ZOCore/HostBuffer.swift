@@ -123,6 +123,9 @@ public enum HostMemoryError: Error, CustomStringConvertible, Equatable {
     case notARegularFile(path: String)
     case cannotMap(path: String, errno: Int32)
     case cannotReserve(path: String, byteCount: Int, errno: Int32)
+    case readFailed(path: String, offset: Int, errno: Int32)
+    /// The file ended at `found` bytes where `expected` were there when it was opened.
+    case fileShrank(path: String, expected: Int, found: Int)
 
     public var description: String {
         switch self {
@@ -131,6 +134,9 @@ public enum HostMemoryError: Error, CustomStringConvertible, Equatable {
         case .notARegularFile(let path): "\(path): not a regular file"
         case .cannotMap(let path, let code): "\(path): cannot map (\(String(cString: strerror(code))))"
         case .cannotReserve(let path, let n, let code): "\(path): cannot reserve \(n) bytes for parameters (\(String(cString: strerror(code))))"
+        case .readFailed(let path, let offset, let code): "\(path): read failed at byte \(offset) (\(String(cString: strerror(code))))"
+        case .fileShrank(let path, let expected, let found):
+            "\(path): the file changed while being read: it ends at byte \(found), \(expected) were expected"
         }
     }
 }

@@ -14,7 +14,7 @@ import ZOFormats
     /// The fixture's first sequence (unpadded) as token ids.
     static func firstSequence(_ directory: String) throws -> [Int] {
         let reference = try SafetensorsFile(path: directory + "/expected.safetensors")
-        let ids = try reference.rawBytes("ids").bindMemory(to: Int64.self)
+        let ids = try reference.bytes("ids").withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) }
         let expected = try OPTExpectation.load(directory)
         return (0..<expected.lengths[0]).map { Int(ids[$0]) }
     }

@@ -15,7 +15,7 @@ import ZOModels
         let shape = reference.info("logits")!.shape
         var expectedLogits = [Float](repeating: 0, count: shape.reduce(1, *))
         try expectedLogits.withUnsafeMutableBufferPointer { try reference.readFloats("logits", expectedShape: shape, into: $0.baseAddress!) }
-        let ids = try reference.rawBytes("ids").bindMemory(to: Int64.self)
+        let ids = try reference.bytes("ids").withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) }
         let t = shape[1]
         let sequences = expected.lengths.enumerated().map { b, n in (0..<n).map { Int(ids[b * t + $0]) } }
         let runner = try ResidentRunner(model: model, backend: try CPUBackend(budget: 64 << 20, threads: 2))

@@ -24,7 +24,7 @@ import ZOOptimizers
         let model = try ModelRegistry.load(path: path)
         let expected = try OPTExpectation.load(path)
         let reference = try SafetensorsFile(path: path + "/expected.safetensors")
-        let ids = try reference.rawBytes("ids").bindMemory(to: Int64.self)
+        let ids = try reference.bytes("ids").withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) }
         let t = reference.info("ids")!.shape[1]
         let sequences = expected.lengths.enumerated().map { b, n in (0..<n).map { Int(ids[b * t + $0]) } }
         return (model, try model.makeBatch(sequences))

@@ -15,7 +15,7 @@ import ZOModels
         let shape = reference.info("logits")!.shape  // [B, T, V]
         var expectedLogits = [Float](repeating: 0, count: shape.reduce(1, *))
         try expectedLogits.withUnsafeMutableBufferPointer { try reference.readFloats("logits", expectedShape: shape, into: $0.baseAddress!) }
-        let ids = try reference.rawBytes("ids").bindMemory(to: Int64.self)
+        let ids = try reference.bytes("ids").withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) }
 
         let model = try OPTModel.load(directory: directory)
         let t = shape[1]

@@ -156,3 +156,41 @@ import ZOOptimizers
         }
     }
 }
+
+/// A copy that fails in the middle of a sweep: the step throws (no hang) and no host master
+/// is written from the failed copy or anything computed after it.
+@Suite struct OffloadFaultTests {
+    /// Blocks' host bytes.
+    static func masters(_ model: any CausalLM) -> [[Float]] {
+        model.blocks.map { Array(UnsafeBufferPointer(start: $0.storage.floats, count: $0.layout.count)) }
+    }
+
+    /// The 4th upload of a sweep brings block 3; the 3rd write-back takes block 2.
+    @Test(arguments: [(CopyFault(.upload, after: 3), 3), (CopyFault(.download, after: 2), 2)])
+    func aFailedCopyStopsTheStepAndSparesTheMasters(fault: CopyFault, firstSpared: Int) throws {
+        let model = try OffloadTests.model("opt/opt-tiny-f32", layers: 6)
+        let backend = try CPUBackend(budget: 64 << 20, threads: 2)
+        let runner = try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 2))
+        let plan = try OffloadTests.plan(model)
+        let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-2), seed: 3)
+        _ = try mezo.step(lr: 1e-2, loss: plan)
+        let before = Self.masters(model)
+        backend.injectCopyFault(fault)
+        do {
+            _ = try mezo.step(lr: 1e-2, loss: plan)
+            Issue.record("a step with a failed copy succeeded")
+        } catch {
+            #expect("\(error)".contains("injected fault"), "\(error)")
+        }
+        let after = Self.masters(model)
+        for index in model.blocks.indices {
+            let kept = after[index] == before[index], finite = after[index].allSatisfy(\.isFinite)
+            if index < firstSpared {
+                #expect(!kept && finite, "block \(index) was written back")
+            } else {
+                #expect(kept, "block \(index) must keep its master")
+            }
+        }
+        #expect(throws: BackendError.self) { _ = try mezo.step(lr: 1e-2, loss: plan) }
+    }
+}

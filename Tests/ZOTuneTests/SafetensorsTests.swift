@@ -150,3 +150,57 @@ import ZOFormats
         #expect(accepted > 0 && rejected > 0)
     }
 }
+
+/// Model files that change under a reader: a file cut short after opening gives an error
+/// naming it (never SIGBUS); a file deleted after opening is still read whole.
+@Suite struct ChangingFileTests {
+    /// A copy of `source` in a fresh folder.
+    static func copy(_ source: String, named name: String) throws -> (directory: String, path: String) {
+        let directory = try Fixtures.temporaryDirectory()
+        let path = directory + "/" + name
+        try FileManager.default.copyItem(atPath: source, toPath: path)
+        return (directory, path)
+    }
+
+    @Test func safetensorsCutAfterOpeningIsAnError() throws {
+        let (directory, path) = try Self.copy(Fixtures.opt("opt-tiny-f32") + "/model.safetensors", named: "model.safetensors")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = try SafetensorsFile(path: path)
+        let last = file.tensorNames.max { file.info($0)!.dataRange.upperBound < file.info($1)!.dataRange.upperBound }!
+        let info = file.info(last)!
+        #expect(truncate(path, off_t(file.header.dataStart + info.dataRange.lowerBound + 4)) == 0)
+        var values = [Float](repeating: 0, count: info.elementCount)
+        do {
+            try values.withUnsafeMutableBufferPointer { try file.readFloats(last, expectedShape: info.shape, into: $0.baseAddress!) }
+            Issue.record("read a tensor past the end of a shrunken file")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains(path) && text.contains(last) && text.contains("changed"), "\(text)")
+        }
+    }
+
+    @Test func safetensorsDeletedAfterOpeningIsReadWhole() throws {
+        let source = Fixtures.opt("opt-tiny-f32") + "/model.safetensors"
+        let (directory, path) = try Self.copy(source, named: "model.safetensors")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = try SafetensorsFile(path: path), original = try SafetensorsFile(path: source)
+        try FileManager.default.removeItem(atPath: path)
+        for name in file.tensorNames { #expect(try file.bytes(name) == original.bytes(name), "\(name)") }
+    }
+
+    @Test func ggufCutAfterOpeningIsAnError() throws {
+        let (directory, path) = try Self.copy(Fixtures.root + "/gguf/quants.gguf", named: "quants.gguf")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = try GGUFFile(path: path)
+        let last = file.tensors.max { $0.offset < $1.offset }!
+        #expect(truncate(path, off_t(file.dataStart + last.offset + 1)) == 0)
+        var values = [Float](repeating: 0, count: last.elementCount)
+        do {
+            try values.withUnsafeMutableBufferPointer { try file.readFloats(last.name, expectedShape: last.shape, into: $0.baseAddress!) }
+            Issue.record("read a tensor past the end of a shrunken file")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains(path) && text.contains(last.name) && text.contains("changed"), "\(text)")
+        }
+    }
+}

@@ -15,8 +15,9 @@ public struct GGUFTensorInfo: Sendable, Equatable {
     public var shape: [Int] { dims.reversed() }
 }
 
-/// A memory-mapped GGUF file (versions 2 and 3): metadata, tensor infos, and dequantization
-/// of tensor data to Float32. Every count and length is checked against the file's size.
+/// A GGUF file (versions 2 and 3): metadata, tensor infos, and dequantization of tensor
+/// data to Float32. Every count and length is checked against the file's size; data is read
+/// with positioned reads, so a file that shrinks while in use gives an error, not a fault.
 public final class GGUFFile: @unchecked Sendable {
     public let path: String
     public let version: UInt32
@@ -28,23 +29,46 @@ public final class GGUFFile: @unchecked Sendable {
     /// File offset of the data section.
     public let dataStart: Int
     private let byName: [String: Int]
-    private let mapping: HostBuffer
+    private let file: ReadOnlyFile
 
-    /// Maps and parses `path`.
+    /// Opens and parses `path`.
     public init(path: String) throws(GGUFError) {
         do {
-            mapping = try HostBuffer(mapping: path)
+            file = try ReadOnlyFile(path: path)
         } catch {
             throw .cannotRead(path: path, reason: error.description)
         }
         self.path = path
-        let header = try GGUFHeader(bytes: UnsafeRawBufferPointer(start: mapping.baseAddress, count: mapping.byteCount), path: path)
+        let header = try Self.readHeader(file)
         version = header.version
         metadataKeys = header.keys
         metadata = header.metadata
         tensors = header.tensors
         dataStart = header.dataStart
         byName = Dictionary(uniqueKeysWithValues: header.tensors.enumerated().map { ($1.name, $0) })
+    }
+
+    /// Parses the header from a prefix of the file, four times longer after each prefix
+    /// that ends inside it, until it parses or the prefix is the whole file.
+    private static func readHeader(_ file: ReadOnlyFile) throws(GGUFError) -> GGUFHeader {
+        var prefix = min(file.byteCount, 1 << 20)
+        while true {
+            let bytes: [UInt8]
+            do {
+                bytes = try file.bytes(count: prefix, at: 0)
+            } catch {
+                throw .cannotRead(path: file.path, reason: error.description)
+            }
+            let parsed = bytes.withUnsafeBytes { image in
+                Result { () throws(GGUFError) in try GGUFHeader(bytes: image, fileSize: file.byteCount, path: file.path) }
+            }
+            switch parsed {
+            case .success(let header): return header
+            case .failure(let error):
+                guard case .truncated = error, prefix < file.byteCount else { throw error }
+                prefix = min(file.byteCount, prefix * 4)
+            }
+        }
     }
 
     /// The tensor called `name`, or nil.
@@ -60,13 +84,18 @@ public final class GGUFFile: @unchecked Sendable {
         guard info.type.isDequantizable else {
             throw .unsupportedTensorType(path: path, tensor: name, type: info.type.name)
         }
-        Dequantize.run(info.type, source: mapping.baseAddress + dataStart + info.offset, count: info.elementCount, into: destination)
+        let raw = try bytes(name)
+        raw.withUnsafeBytes { Dequantize.run(info.type, source: $0.baseAddress!, count: info.elementCount, into: destination) }
     }
 
-    /// The raw bytes of tensor `name`, valid while this file is alive.
-    public func rawBytes(_ name: String) throws(GGUFError) -> UnsafeRawBufferPointer {
+    /// The raw bytes of tensor `name`.
+    public func bytes(_ name: String) throws(GGUFError) -> [UInt8] {
         guard let info = info(name) else { throw .missingTensor(path: path, tensor: name) }
-        return UnsafeRawBufferPointer(start: mapping.baseAddress + dataStart + info.offset, count: info.byteCount)
+        do {
+            return try file.bytes(count: info.byteCount, at: dataStart + info.offset)
+        } catch {
+            throw .cannotRead(path: path, reason: "tensor '\(name)': \(error.description)")
+        }
     }
 
     // MARK: Typed metadata access
@@ -128,9 +157,10 @@ public struct GGUFHeader: Sendable {
     static let maximumTensors = 1 << 20
     static let maximumDims = 4
 
-    /// Parses the header at the start of `bytes`, the whole file of `path` (named in errors).
-    public init(bytes: UnsafeRawBufferPointer, path: String) throws(GGUFError) {
-        var cursor = ByteCursor(bytes: bytes, path: path)
+    /// Parses the header at the start of `bytes`, the whole file of `path` (named in errors)
+    /// or its first bytes when `fileSize` gives the whole size.
+    public init(bytes: UnsafeRawBufferPointer, fileSize: Int? = nil, path: String) throws(GGUFError) {
+        var cursor = ByteCursor(bytes: bytes, fileSize: fileSize ?? bytes.count, path: path)
         guard bytes.count >= 4, try cursor.u32() == 0x4655_4747 else { throw .badMagic(path: path) }
         version = try cursor.u32()
         guard version == 2 || version == 3 else { throw .unsupportedVersion(path: path, version: version) }
@@ -180,7 +210,8 @@ public struct GGUFHeader: Sendable {
             throw .badTensor(path: path, tensor: "general.alignment", reason: "alignment \(alignment) is not a power of two")
         }
         let dataStart = (cursor.offset + alignment - 1) / alignment * alignment
-        let dataBytes = bytes.count - min(dataStart, bytes.count)
+        let size = fileSize ?? bytes.count
+        let dataBytes = size - min(dataStart, size)
 
         var tensors: [GGUFTensorInfo] = []
         for info in infos {
@@ -215,18 +246,22 @@ public struct GGUFHeader: Sendable {
 /// A bounds-checked little-endian reader over a file image.
 struct ByteCursor {
     let bytes: UnsafeRawBufferPointer
+    /// The whole file's size: `bytes` may hold only its beginning.
+    let fileSize: Int
     let path: String
     private(set) var offset = 0
 
-    init(bytes: UnsafeRawBufferPointer, path: String) {
+    init(bytes: UnsafeRawBufferPointer, fileSize: Int, path: String) {
         self.bytes = bytes
+        self.fileSize = fileSize
         self.path = path
     }
 
-    var remaining: Int { bytes.count - offset }
+    /// Bytes left in the file (absurd counts are judged against these).
+    var remaining: Int { fileSize - offset }
 
     mutating func take(_ count: Int, _ what: String) throws(GGUFError) -> UnsafeRawBufferPointer {
-        guard count >= 0, count <= remaining else { throw .truncated(path: path, offset: offset, reason: "\(what) needs \(count) bytes") }
+        guard count >= 0, count <= bytes.count - offset else { throw .truncated(path: path, offset: offset, reason: "\(what) needs \(count) bytes") }
         defer { offset += count }
         return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count])
     }

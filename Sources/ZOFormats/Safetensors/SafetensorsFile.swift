@@ -1,23 +1,39 @@
 import ZOCore
 
-/// A memory-mapped safetensors file with its validated header.
+/// A safetensors file with its validated header, read with positioned reads.
 ///
-/// The mapping lives as long as this object; tensor data is converted to Float32 on request.
+/// Tensor data is read on request, so a file that is truncated or replaced while in use
+/// gives an error naming it, never a fault. The descriptor stays open as long as this
+/// object: a file deleted meanwhile is still read whole.
 public final class SafetensorsFile: @unchecked Sendable {
     public let path: String
     public let header: SafetensorsHeader
-    private let mapping: HostBuffer
+    private let file: ReadOnlyFile
 
-    /// Maps and validates `path`.
+    /// Opens and validates `path`.
     public init(path: String) throws(SafetensorsError) {
         do {
-            mapping = try HostBuffer(mapping: path)
+            file = try ReadOnlyFile(path: path)
         } catch {
             throw .cannotRead(path: path, reason: error.description)
         }
         self.path = path
-        header = try SafetensorsHeader(parsing: UnsafeRawBufferPointer(start: mapping.baseAddress, count: mapping.byteCount),
-                                       path: path)
+        let size = file.byteCount
+        guard size >= 8 else { throw .truncated(path: path, reason: "\(size) bytes, fewer than the 8-byte header length") }
+        do {
+            let length = try file.bytes(count: 8, at: 0).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian }
+            guard length <= UInt64(size - 8), length <= UInt64(SafetensorsHeader.maximumHeaderBytes) else {
+                throw SafetensorsError.headerTooLarge(path: path, headerBytes: length, fileBytes: size)
+            }
+            let prefix = try file.bytes(count: 8 + Int(length), at: 0)
+            header = try prefix.withUnsafeBytes { (bytes) throws(SafetensorsError) in
+                try SafetensorsHeader(parsing: bytes, fileSize: size, path: path)
+            }
+        } catch let error as SafetensorsError {
+            throw error
+        } catch {
+            throw .cannotRead(path: path, reason: "\(error)")
+        }
     }
 
     /// Tensor names, sorted.
@@ -26,11 +42,14 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// The header entry for `name`, or nil.
     public func info(_ name: String) -> SafetensorsTensorInfo? { header.tensors[name] }
 
-    /// The raw bytes of tensor `name`, valid while this file is alive.
-    public func rawBytes(_ name: String) throws(SafetensorsError) -> UnsafeRawBufferPointer {
+    /// The raw bytes of tensor `name`.
+    public func bytes(_ name: String) throws(SafetensorsError) -> [UInt8] {
         guard let info = header.tensors[name] else { throw .missingTensor(path: path, tensor: name) }
-        return UnsafeRawBufferPointer(start: mapping.baseAddress + header.dataStart + info.dataRange.lowerBound,
-                                      count: info.dataRange.count)
+        do {
+            return try file.bytes(count: info.dataRange.count, at: header.dataStart + info.dataRange.lowerBound)
+        } catch {
+            throw .cannotRead(path: path, reason: "tensor '\(name)': \(error.description)")
+        }
     }
 
     /// Converts tensor `name` (F32, F16 or BF16) to Float32 into `destination`, after checking
@@ -40,15 +59,19 @@ public final class SafetensorsFile: @unchecked Sendable {
         guard info.shape == expectedShape else {
             throw .wrongShape(path: path, tensor: name, expected: expectedShape, found: info.shape)
         }
-        let bytes = try rawBytes(name)
         let count = info.elementCount
         switch info.dtype {
         case .f32:
-            UnsafeMutableRawPointer(destination).copyMemory(from: bytes.baseAddress!, byteCount: count * 4)
-        case .f16:
-            for i in 0..<count { destination[i] = Half.f16ToFloat(bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
-        case .bf16:
-            for i in 0..<count { destination[i] = Half.bf16ToFloat(bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+            do {
+                try file.read(into: destination, count: count * 4, at: header.dataStart + info.dataRange.lowerBound)
+            } catch {
+                throw .cannotRead(path: path, reason: "tensor '\(name)': \(error.description)")
+            }
+        case .f16, .bf16:
+            let widen = info.dtype == .f16 ? Half.f16ToFloat : Half.bf16ToFloat
+            try bytes(name).withUnsafeBytes { bytes in
+                for i in 0..<count { destination[i] = widen(bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+            }
         default:
             throw .unsupportedDType(path: path, tensor: name, dtype: info.dtype.rawValue)
         }

@@ -50,7 +50,9 @@ public struct SafetensorsHeader: Sendable {
     /// (named in errors). Checks: the length prefix fits the file, the JSON is an object of
     /// well-formed entries, dtypes are known, shapes are non-negative without overflow,
     /// offsets lie in the data section and match the shape, and no two tensors overlap.
-    public init(parsing bytes: UnsafeRawBufferPointer, path: String) throws(SafetensorsError) {
+    /// `fileSize` is the whole file's size when `bytes` holds only its beginning (at least
+    /// the header).
+    public init(parsing bytes: UnsafeRawBufferPointer, fileSize: Int? = nil, path: String) throws(SafetensorsError) {
         guard bytes.count >= 8 else {
             throw .truncated(path: path, reason: "\(bytes.count) bytes, fewer than the 8-byte header length")
         }
@@ -59,7 +61,7 @@ public struct SafetensorsHeader: Sendable {
             throw .headerTooLarge(path: path, headerBytes: headerLength, fileBytes: bytes.count)
         }
         let dataStart = 8 + Int(headerLength)
-        let dataBytes = bytes.count - dataStart
+        let dataBytes = (fileSize ?? bytes.count) - dataStart
         let json = Data(bytes[8..<dataStart])
 
         let object: [String: RawEntry]
