@@ -61,11 +61,14 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan) throws {
         try plan.validate(for: model)
         let stats = backend.arena.stats
-        let needed = plan.parameterBytes(for: model.shape)
+        let shape = model.shape, needed = plan.parameterBytes(for: shape)
         let available = stats.budget - stats.inUse
         guard needed <= available else {
+            var least = plan
+            (least.slots, least.residentBlocks) = (1, [])
             throw OffloadError.doesNotFit(needed: needed, available: available, detail:
-                "the resident stages and \(min(plan.slots, plan.streamedBlocks(of: model).count)) block slots; activations come on top")
+                "the resident stages and \(plan.slotCount(for: shape)) block slots; the least any plan needs is "
+                + "\(ByteCount(least.parameterBytes(for: shape))) (one slot, no resident block), activations on top")
         }
         self.model = model
         self.backend = backend

@@ -84,6 +84,10 @@ import ZOCPU
         for i in 0..<(1 << 18) { floats[i] = Float(i) }
         #expect(floats[12345] == 12345)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+        // The folder disappearing changes nothing: the file was unlinked and is held by the mapping.
+        try FileManager.default.removeItem(atPath: directory)
+        floats[7] = -1
+        #expect(floats[12345] == 12345 && floats[7] == -1)
         #expect(throws: HostMemoryError.cannotOpen(path: directory + "/missing", errno: ENOENT)) {
             _ = try HostBuffer(byteCount: 64, in: .files(directory: directory + "/missing"))
         }

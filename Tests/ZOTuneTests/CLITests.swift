@@ -64,4 +64,35 @@ import ZOFormats
         #expect(outcome.status != 0)
         #expect(outcome.stderr.contains(message), "stderr: \(outcome.stderr)")
     }
+
+    @Test(arguments: [
+        (["plan", "--shape", "opt-9z"], "unknown shape"),
+        (["plan", "--shape", "opt-125m", "--device-memory", "lots"], "--device-memory"),
+        (["plan", "--shape", "opt-125m", "--resident-blocks", "12"], "block 12 does not exist"),
+        (["plan", "--shape", "opt-125m", "--seq", "4096"], "exceeds"),
+    ])
+    func badPlanArgumentsExitWithAMessage(arguments: [String], message: String) throws {
+        try badInputExitsWithAMessage(arguments: arguments, message: message)
+    }
+
+    /// `zotune plan --json` for a shape and a budget: the prediction and the verdict.
+    @Test func planPrintsThePredictionAndWhetherItFits() throws {
+        struct Report: Decodable {
+            let offloaded_peak_device_bytes: Int
+            let resident_peak_device_bytes: Int
+            let fits: Bool?
+            let slots_that_fit: Int?
+        }
+        let arguments = ["plan", "--shape", "opt-175b", "--batch", "1", "--seq", "2048", "--codec", "bf16", "--json", "--device-memory"]
+        let tight = try CLI.run(arguments + ["24GiB"])
+        #expect(tight.status == 0, "\(tight.stderr)")
+        let report = try JSONDecoder().decode(Report.self, from: Data(tight.stdout.utf8))
+        #expect(report.fits == false && report.slots_that_fit == 1)
+        #expect(report.offloaded_peak_device_bytes > 24 << 30 && report.offloaded_peak_device_bytes < 25 << 30)
+        #expect(report.resident_peak_device_bytes > 650 << 30)
+        let roomy = try JSONDecoder().decode(Report.self, from: Data(try CLI.run(arguments + ["80GB"]).stdout.utf8))
+        #expect(roomy.fits == true && roomy.slots_that_fit == nil)
+        let text = try CLI.run(["plan", "--shape", "opt-1.3b", "--device-memory", "1GiB"])
+        #expect(text.status == 0 && text.stdout.contains("does not fit 1.00 GiB"), "\(text.stdout)")
+    }
 }
