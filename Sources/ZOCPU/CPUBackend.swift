@@ -304,7 +304,13 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     }
 
     public func perturb(_ parameters: DeviceBuffer, tensors: [PerturbedTensor], terms: [PerturbationTerm], decayFactor: Float,
-                        kind: PerturbationKind) {
+                        kind: PerturbationKind, snapshot: PerturbationSnapshot?) {
+        if let snapshot {
+            let extent = tensors.map { $0.offset + $0.count }.max() ?? 0
+            precondition(snapshot.host.byteCount >= extent * 4 && (0...terms.count).contains(snapshot.afterTerms),
+                         "perturbation snapshot smaller than the tensors or past the terms")
+        }
+        let copy = UncheckedSendable(snapshot.map { ($0.host.floats, $0.afterTerms) })
         profile.measure("perturb") {
             // Work items are 32-element chunks of every tensor, numbered through `starts`.
             var starts = [0]
@@ -316,8 +322,10 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                     while chunk >= starts[t + 1] { t += 1 }
                     let tensor = tensors[t]
                     let local = chunk - starts[t]
-                    perturbChunk(base.value + tensor.offset + local * 32, count: min(32, tensor.count - local * 32),
-                                 chunk: local, tensor: tensor, terms: terms, decayFactor: decayFactor, kind: kind)
+                    let offset = tensor.offset + local * 32
+                    perturbChunk(base.value + offset, count: min(32, tensor.count - local * 32), chunk: local, tensor: tensor,
+                                 terms: terms, decayFactor: decayFactor, kind: kind,
+                                 snapshot: copy.value.map { ($0.0 + offset, $0.1) })
                 }
             }
         }

@@ -120,6 +120,21 @@ public struct PerturbationTerm: Sendable, Equatable {
 /// What a compute device offers ZOTune: a budgeted arena of device memory, asynchronous
 /// host<->device copies on streams ordered by events, and the operations the models need.
 ///
+/// Where a perturbation pass copies its parameters' values part-way through its terms: the
+/// flushed weights, captured by the pass that applies the pending update anyway (used for
+/// asynchronous checkpoints, which then cost no pass of their own).
+public struct PerturbationSnapshot: @unchecked Sendable {
+    /// fp32 values, one per element of the perturbed buffer, at the element's offset.
+    public let host: HostBuffer
+    /// Terms applied (after the decay) before the values are copied.
+    public let afterTerms: Int
+
+    public init(host: HostBuffer, afterTerms: Int) {
+        self.host = host
+        self.afterTerms = afterTerms
+    }
+}
+
 /// Models and the offloading scheduler are written against this protocol only.
 ///
 /// Conventions:
@@ -231,8 +246,11 @@ public protocol Backend: AnyObject, Sendable {
     /// tensor, θ ← a·θ + Σ_k c_k·z_k(e) in that order, where a = `decayFactor` and c_k =
     /// `decayCoefficient` for tensors that decay, else a = 1 and c_k = `coefficient`, and z_k
     /// is `Noise`'s stream (kind, term seed, tensor id) at the element's index in its tensor.
+    /// With a `snapshot`, each element's value after the decay and the first
+    /// `snapshot.afterTerms` terms is also written to the snapshot's host buffer at the
+    /// element's index (ready once the compute stream is synchronized).
     func perturb(_ parameters: DeviceBuffer, tensors: [PerturbedTensor], terms: [PerturbationTerm], decayFactor: Float,
-                 kind: PerturbationKind)
+                 kind: PerturbationKind, snapshot: PerturbationSnapshot?)
 
     /// out [count] = the fp32 values of `count` values encoded in `format` (see `LinkFormat`).
     func decode(_ encoded: DeviceBuffer, format: LinkFormat, count: Int, out: DeviceBuffer)
@@ -254,6 +272,12 @@ extension Backend {
 
     /// Allocates a device buffer and uploads `values` into it on `stream` (the compute
     /// stream by default), keeping a host copy alive until the copy has run.
+    /// `perturb` without a snapshot.
+    public func perturb(_ parameters: DeviceBuffer, tensors: [PerturbedTensor], terms: [PerturbationTerm], decayFactor: Float,
+                        kind: PerturbationKind) {
+        perturb(parameters, tensors: tensors, terms: terms, decayFactor: decayFactor, kind: kind, snapshot: nil)
+    }
+
     public func upload<T: BitwiseCopyable>(_ values: [T], label: String, on stream: StreamID? = nil) throws -> DeviceBuffer {
         let bytes = values.count * MemoryLayout<T>.stride
         let host = try HostBuffer(byteCount: bytes)

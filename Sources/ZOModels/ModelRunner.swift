@@ -59,11 +59,13 @@ public protocol ModelRunner: AnyObject, Sendable {
     /// the batch's tokens follow the cached ones and are appended to it.
     func forward(_ batch: TokenBatch, outputs: ForwardOutputs, cache: KVCache?, rows: [Int]?) throws -> ForwardResult
 
-    /// Applies `pass` to every parameter.
-    func perturb(_ pass: PerturbationPass) throws
+    /// Applies `pass` to every parameter; with a `snapshot`, copies every group's values
+    /// part-way through the pass into it.
+    func perturb(_ pass: PerturbationPass, snapshot: SnapshotRequest?) throws
 
     /// ZO's two evaluations: applies `plus`, runs `requests`, applies `minus`, runs them again.
-    func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass) throws
+    /// A `snapshot` is taken during the `plus` pass.
+    func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass, snapshot: SnapshotRequest?) throws
         -> (plus: [ForwardResult], minus: [ForwardResult])
 
     /// Brings the parameters' current values into the model's host groups.
@@ -71,6 +73,15 @@ public protocol ModelRunner: AnyObject, Sendable {
 }
 
 extension ModelRunner {
+    /// Applies `pass` to every parameter.
+    public func perturb(_ pass: PerturbationPass) throws { try perturb(pass, snapshot: nil) }
+
+    /// `dualForward` without a snapshot.
+    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass) throws
+        -> (plus: [ForwardResult], minus: [ForwardResult]) {
+        try dualForward(requests, plus: plus, minus: minus, snapshot: nil)
+    }
+
     /// A forward pass without a cache.
     public func forward(_ batch: TokenBatch, outputs: ForwardOutputs = [], rows: [Int]? = nil) throws -> ForwardResult {
         try forward(batch, outputs: outputs, cache: nil, rows: rows)

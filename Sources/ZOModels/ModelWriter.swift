@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import ZOCore
 import ZOFormats
 
 /// Pretty JSON with sorted keys for a config.
@@ -16,16 +17,23 @@ extension CausalLM {
     /// Writes the host parameters as a Hugging Face folder: model.safetensors (fp32, HF
     /// names; tied weights once) and config.json, each written atomically.
     public func save(to directory: String) throws {
+        try save(groups.map(\.storage), to: directory)
+    }
+
+    /// Writes `values` (one fp32 buffer per group, in `groups` order, e.g. a
+    /// `ParameterSnapshot`) as a Hugging Face folder like `save(to:)`.
+    public func save(_ values: [HostBuffer], to directory: String) throws {
+        precondition(values.count == groups.count && zip(values, groups).allSatisfy { $0.byteCount >= $1.layout.byteCount },
+                     "one buffer per group, each as large as its group")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var entries: [SafetensorsEntry] = []
-        for group in groups {
+        for (group, buffer) in zip(groups, values) {
             for spec in group.layout.specs {
-                let values = group.values(spec)
                 entries.append(SafetensorsEntry(name: spec.name, dtype: .f32, shape: spec.shape,
-                                                bytes: UnsafeRawBufferPointer(values)))
+                                                bytes: UnsafeRawBufferPointer(start: buffer.floats + spec.offset, count: spec.count * 4)))
             }
         }
-        try withExtendedLifetime(groups) {
+        try withExtendedLifetime(values) {
             try SafetensorsWriter.write(entries, metadata: ["format": "pt"], to: directory + "/" + SafetensorsCheckpoint.singleFileName)
         }
         let config = try AtomicFileWriter(path: directory + "/config.json")

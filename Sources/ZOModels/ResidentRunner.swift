@@ -72,18 +72,20 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         for buffer in deviceGroups + [constants] { backend.free(buffer) }
     }
 
-    public func perturb(_ pass: PerturbationPass) {
-        guard !pass.isIdentity else { return }
+    public func perturb(_ pass: PerturbationPass, snapshot: SnapshotRequest?) throws {
+        guard !pass.isIdentity || snapshot != nil else { return }
         for (group, buffer) in deviceGroups.enumerated() {
-            backend.perturb(buffer, tensors: tensors[group], terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind)
+            backend.perturb(buffer, tensors: tensors[group], terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind,
+                            snapshot: snapshot?.group(group))
         }
+        if snapshot != nil { try backend.synchronize(backend.computeStream) }
     }
 
-    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass) throws
+    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass, snapshot: SnapshotRequest?) throws
         -> (plus: [ForwardResult], minus: [ForwardResult]) {
-        perturb(plus)
+        try perturb(plus, snapshot: snapshot)
         let plusResults = try forward(requests)
-        perturb(minus)
+        try perturb(minus)
         return (plusResults, try forward(requests))
     }
 

@@ -203,10 +203,12 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         return generator.next()
     }
 
-    private func perturb(_ buffer: DeviceBuffer, group: Int, _ pass: PerturbationPass, skipping skipped: Int? = nil) {
-        guard !pass.isIdentity else { return }
+    private func perturb(_ buffer: DeviceBuffer, group: Int, _ pass: PerturbationPass, skipping skipped: Int? = nil,
+                         snapshot: SnapshotRequest? = nil) {
+        guard !pass.isIdentity || snapshot != nil else { return }
         let swept = skipped.map { skip in tensors[group].enumerated().filter { $0.offset != skip }.map(\.element) } ?? tensors[group]
-        backend.perturb(buffer, tensors: swept, terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind)
+        backend.perturb(buffer, tensors: swept, terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind,
+                        snapshot: snapshot?.group(group))
     }
 
     private func workspace(for requests: [ForwardRequest]) throws -> DeviceBuffer {
@@ -242,14 +244,17 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         return try active.map { try $0.finish(head: head, embedding: embedding) }
     }
 
-    public func perturb(_ pass: PerturbationPass) throws {
-        guard !pass.isIdentity else { return }
-        perturb(embedding, group: 0, pass)
-        try sweep(modifies: true, roundingSeed: Self.roundingSeed(pass)) { index, parameters in perturb(parameters, group: index + 1, pass) }
-        perturb(head, group: tensors.count - 1, pass)
+    public func perturb(_ pass: PerturbationPass, snapshot: SnapshotRequest?) throws {
+        guard !pass.isIdentity || snapshot != nil else { return }
+        perturb(embedding, group: 0, pass, snapshot: snapshot)
+        try sweep(modifies: !pass.isIdentity, roundingSeed: Self.roundingSeed(pass)) { index, parameters in
+            perturb(parameters, group: index + 1, pass, snapshot: snapshot)
+        }
+        perturb(head, group: tensors.count - 1, pass, snapshot: snapshot)
+        if snapshot != nil { try backend.synchronize(backend.computeStream) }
     }
 
-    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass) throws
+    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass, snapshot: SnapshotRequest?) throws
         -> (plus: [ForwardResult], minus: [ForwardResult]) {
         precondition(minus.decayFactor == 1, "the − pass of a ZO step has no decay")
         let workspace = try workspace(for: requests)
@@ -257,7 +262,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         let tied = model.tiedTokenTable
         let headGroup = tensors.count - 1
 
-        perturb(embedding, group: 0, plus)
+        perturb(embedding, group: 0, plus, snapshot: snapshot)
         let plusPasses = try passes(requests, workspace: workspace)
         plusPasses.forEach { $0.embed(embedding) }
         // The tied table stays at θ + εz for the + heads; the − embedding reads it perturbed.
@@ -268,13 +273,14 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         minusPasses.forEach { $0.embed(embedding) }
 
         try sweep(modifies: !plus.isIdentity || !minus.isIdentity, roundingSeed: Self.roundingSeed(plus)) { index, parameters in
-            perturb(parameters, group: index + 1, plus)
+            perturb(parameters, group: index + 1, plus, snapshot: snapshot)
             plusPasses.forEach { $0.block(index, parameters) }
             perturb(parameters, group: index + 1, minus)
             minusPasses.forEach { $0.block(index, parameters) }
         }
 
-        perturb(head, group: headGroup, plus)
+        perturb(head, group: headGroup, plus, snapshot: snapshot)
+        if snapshot != nil { try backend.synchronize(backend.computeStream) }
         let plusResults = try plusPasses.map { try $0.finish(head: head, embedding: embedding) }
         perturb(head, group: headGroup, minus)
         if let tied, !minus.isIdentity {

@@ -46,13 +46,16 @@ public final class MeZO {
     /// The run's seed; step t's perturbation j uses `seed(step: t, perturbation: j)`.
     public let runSeed: UInt64
     private var pending: PerturbationPass
-    public private(set) var stepsTaken = 0
+    public private(set) var stepsTaken: Int
 
-    public init(runner: any ModelRunner, options: MeZOOptions, seed: UInt64) {
-        precondition(options.q >= 1)
+    /// `startStep`: the steps already taken (a run resumed from a checkpoint after step k
+    /// starts at k, with the flushed weights of step k in the runner).
+    public init(runner: any ModelRunner, options: MeZOOptions, seed: UInt64, startStep: Int = 0) {
+        precondition(options.q >= 1 && startStep >= 0)
         self.runner = runner
         self.options = options
         runSeed = seed
+        stepsTaken = startStep
         pending = PerturbationPass(terms: [], kind: options.perturbation)
     }
 
@@ -63,38 +66,26 @@ public final class MeZO {
     }
 
     /// One step at learning rate `lr`: the plan's loss at θ + εz and θ − εz for each of the q
-    /// perturbations, both forward passes of a pair in one `dualForward`.
-    public func step(lr: Float, loss plan: LossPlan) throws -> MeZOStep {
-        let eps = options.eps, q = options.q, kind = options.perturbation
-        let step = stepsTaken
+    /// perturbations, both forward passes of a pair in one `dualForward`. A `snapshot` receives
+    /// the weights after the previous step (the flushed θ_t), copied by the step's first pass
+    /// as it applies the pending update.
+    public func step(lr: Float, loss plan: LossPlan, snapshot: ParameterSnapshot? = nil) throws -> MeZOStep {
+        let step = stepsTaken, q = options.q
         var seeds: [UInt64] = [], gradients: [Double] = []
         var plus = 0.0, minus = 0.0
         var finite = true
         for j in 0..<q {
-            let seed = self.seed(step: step, perturbation: j)
-            seeds.append(seed)
-            var forward = j == 0 ? pending : PerturbationPass(terms: [PerturbationTerm(seed: seeds[j - 1], coefficient: eps)], kind: kind)
-            forward.terms.append(PerturbationTerm(seed: seed, coefficient: eps))
-            pending = PerturbationPass(terms: [], kind: kind)
-            let results = try runner.dualForward(plan.requests, plus: forward,
-                                                 minus: PerturbationPass(terms: [PerturbationTerm(seed: seed, coefficient: -2 * eps)], kind: kind))
+            seeds.append(seed(step: step, perturbation: j))
+            let request = j == 0 ? snapshot.map { SnapshotRequest(target: $0, afterTerms: pending.terms.count) } : nil
+            let (forward, backward) = passes(seeds, j)
+            let results = try runner.dualForward(plan.requests, plus: forward, minus: backward, snapshot: request)
             let lossPlus = plan.reduce(results.plus), lossMinus = plan.reduce(results.minus)
             finite = finite && lossPlus.isFinite && lossMinus.isFinite
             plus += lossPlus / Double(q)
             minus += lossMinus / Double(q)
-            gradients.append((lossPlus - lossMinus) / (2 * Double(eps)))
+            gradients.append((lossPlus - lossMinus) / (2 * Double(options.eps)))
         }
-        // Pending: restore the last perturbation and, unless a loss was not finite, update:
-        // θ ← a·(θ + εz_last) − (lr/q)·Σ_j g_j z_j with a = 1 − lr·wd on decaying tensors.
-        let decay = finite ? 1 - lr * options.weightDecay : 1
-        var terms: [PerturbationTerm] = []
-        for (j, seed) in seeds.enumerated() {
-            let update = finite ? -lr * Float(gradients[j]) / Float(q) : 0
-            let restore: Float = j == q - 1 ? eps : 0
-            terms.append(PerturbationTerm(seed: seed, coefficient: restore + update, decayCoefficient: decay * restore + update))
-        }
-        pending = PerturbationPass(terms: terms.filter { $0.coefficient != 0 || $0.decayCoefficient != 0 }, decayFactor: decay, kind: kind)
-        stepsTaken += 1
+        commit(lr: lr, seeds: seeds, gradients: gradients.map(Float.init), finite: finite)
         let mean = gradients.reduce(0, +) / Double(q)
         return MeZOStep(step: step, lossPlus: plus, lossMinus: minus, projectedGradient: mean, learningRate: lr,
                         seeds: seeds, projectedGradients: gradients, skipped: !finite)
@@ -105,9 +96,51 @@ public final class MeZO {
         try step(lr: lr, loss: LossPlan(requests: [ForwardRequest(batch)]) { $0[0].meanLoss })
     }
 
-    /// Applies the pending restore and update, leaving the parameters at θ_{t+1}.
-    public func flush() throws {
-        try runner.perturb(pending)
+    /// Replays a recorded step without forward passes: the same perturbation passes as
+    /// `step`, then the update from the recorded projected gradients (as Float, as the update
+    /// uses them; NaN marks a step that was skipped). The parameters end bit-identical to
+    /// the recorded run's.
+    public func replay(lr: Float, gradients: [Float]) throws {
+        precondition(gradients.count == options.q, "one projected gradient per perturbation")
+        let seeds = (0..<options.q).map { seed(step: stepsTaken, perturbation: $0) }
+        for j in seeds.indices {
+            let (forward, backward) = passes(seeds, j)
+            try runner.perturb(forward)
+            try runner.perturb(backward)
+        }
+        commit(lr: lr, seeds: seeds, gradients: gradients, finite: gradients.allSatisfy(\.isFinite))
+    }
+
+    /// Perturbation j's two passes: the pending update (j = 0) or the restore of perturbation
+    /// j − 1, then +εz_j; and −2εz_j.
+    private func passes(_ seeds: [UInt64], _ j: Int) -> (PerturbationPass, PerturbationPass) {
+        let eps = options.eps, kind = options.perturbation
+        var forward = j == 0 ? pending : PerturbationPass(terms: [PerturbationTerm(seed: seeds[j - 1], coefficient: eps)], kind: kind)
+        forward.terms.append(PerturbationTerm(seed: seeds[j], coefficient: eps))
+        pending = PerturbationPass(terms: [], kind: kind)
+        return (forward, PerturbationPass(terms: [PerturbationTerm(seed: seeds[j], coefficient: -2 * eps)], kind: kind))
+    }
+
+    /// Makes the step's restore and update pending: θ ← a·(θ + εz_last) − (lr/q)·Σ_j g_j z_j
+    /// with a = 1 − lr·wd on decaying tensors; a step with a non-finite loss only restores.
+    private func commit(lr: Float, seeds: [UInt64], gradients: [Float], finite: Bool) {
+        let eps = options.eps, q = options.q
+        let decay = finite ? 1 - lr * options.weightDecay : 1
+        var terms: [PerturbationTerm] = []
+        for (j, seed) in seeds.enumerated() {
+            let update = finite ? -lr * gradients[j] / Float(q) : 0
+            let restore: Float = j == q - 1 ? eps : 0
+            terms.append(PerturbationTerm(seed: seed, coefficient: restore + update, decayCoefficient: decay * restore + update))
+        }
+        pending = PerturbationPass(terms: terms.filter { $0.coefficient != 0 || $0.decayCoefficient != 0 }, decayFactor: decay,
+                                   kind: options.perturbation)
+        stepsTaken += 1
+    }
+
+    /// Applies the pending restore and update, leaving the parameters at θ_{t+1}; a
+    /// `snapshot` receives them too.
+    public func flush(snapshot: ParameterSnapshot? = nil) throws {
+        try runner.perturb(pending, snapshot: snapshot.map { SnapshotRequest(target: $0, afterTerms: pending.terms.count) })
         pending = PerturbationPass(terms: [], kind: options.perturbation)
     }
 

@@ -1,9 +1,12 @@
 import ZOCore
 
-/// θ ← a·θ + Σ_k c_k·z_k over one 32-element chunk (the last of a tensor may be shorter).
+/// θ ← a·θ + Σ_k c_k·z_k over one 32-element chunk (the last of a tensor may be shorter);
+/// with a `snapshot`, the values after the decay and its first `afterTerms` terms also go to
+/// its pointer.
 @inline(__always)
 func perturbChunk(_ theta: UnsafeMutablePointer<Float>, count: Int, chunk: Int, tensor: PerturbedTensor,
-                  terms: [PerturbationTerm], decayFactor: Float, kind: PerturbationKind) {
+                  terms: [PerturbationTerm], decayFactor: Float, kind: PerturbationKind,
+                  snapshot: (values: UnsafeMutablePointer<Float>, afterTerms: Int)? = nil) {
     var v = (F8(), F8(), F8(), F8())
     if count == 32 {
         v = (load8(theta), load8(theta + 8), load8(theta + 16), load8(theta + 24))
@@ -19,18 +22,26 @@ func perturbChunk(_ theta: UnsafeMutablePointer<Float>, count: Int, chunk: Int, 
         let a = F8(repeating: decayFactor)
         v = (v.0 * a, v.1 * a, v.2 * a, v.3 * a)
     }
-    for term in terms {
+    for (index, term) in terms.enumerated() {
+        if let snapshot, snapshot.afterTerms == index { storeChunk(v, snapshot.values, count: count) }
         let c = F8(repeating: tensor.decays ? term.decayCoefficient : term.coefficient)
         let z = Noise.values(kind, seed: term.seed, tensor: tensor.id, chunk: chunk)
         v = (v.0 + c * z.0, v.1 + c * z.1, v.2 + c * z.2, v.3 + c * z.3)
     }
+    if let snapshot, snapshot.afterTerms == terms.count { storeChunk(v, snapshot.values, count: count) }
+    storeChunk(v, theta, count: count)
+}
+
+/// Stores the first `count` of a chunk's 32 values.
+@inline(__always)
+private func storeChunk(_ v: (F8, F8, F8, F8), _ target: UnsafeMutablePointer<Float>, count: Int) {
     if count == 32 {
-        store8(v.0, theta); store8(v.1, theta + 8); store8(v.2, theta + 16); store8(v.3, theta + 24)
+        store8(v.0, target); store8(v.1, target + 8); store8(v.2, target + 16); store8(v.3, target + 24)
     } else {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { tail in
             let p = tail.baseAddress!
             store8(v.0, p); store8(v.1, p + 8); store8(v.2, p + 16); store8(v.3, p + 24)
-            theta.update(from: p, count: count)
+            target.update(from: p, count: count)
         }
     }
 }
