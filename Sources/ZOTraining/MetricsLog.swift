@@ -14,10 +14,23 @@ public final class MetricsLog {
     private let file: UnsafeMutablePointer<FILE>
     private let encoder: JSONEncoder
 
-    /// Creates (truncates) `path`.
-    public init(path: String) throws {
+    /// Creates (truncates) `path`; with `resumingAfter` k, keeps the lines of an existing
+    /// file up to step k (a run resumed from the checkpoint after step k rewrites the rest).
+    public init(path: String, resumingAfter step: Int? = nil) throws {
+        var kept: [UInt8] = []
+        if let step, let existing = FileManager.default.contents(atPath: path) {
+            struct Line: Decodable { let step: Int? }
+            for line in existing.split(separator: UInt8(ascii: "\n")) {
+                guard let parsed = try? JSONDecoder().decode(Line.self, from: Data(line)), (parsed.step ?? 0) <= step else { continue }
+                kept += line + [UInt8(ascii: "\n")]
+            }
+        }
         guard let file = fopen(path, "w") else {
             throw MetricsError.failed(path: path, reason: "cannot create the file (errno \(errno))")
+        }
+        guard fwrite(kept, 1, kept.count, file) == kept.count, fflush(file) == 0 else {
+            fclose(file)
+            throw MetricsError.failed(path: path, reason: "write failed (disk full?)")
         }
         self.path = path
         self.file = file

@@ -31,6 +31,38 @@ public struct TrainingOptions: Sendable, Codable, Equatable {
 public enum TrainingEvent: Sendable {
     case evaluation(step: Int, metrics: [String: Double])
     case step(MeZOStep, batch: [Int], seconds: Double)
+    case checkpoint(step: Int, outcome: CheckpointOutcome)
+}
+
+/// What became of a checkpoint that fell due.
+public enum CheckpointOutcome: Sendable, Equatable {
+    /// Written completely (reported once the writer finished).
+    case saved(path: String)
+    /// Not taken: the previous save was still being written.
+    case skipped
+    /// Writing failed; training went on (`CheckpointPolicy.continueOnError`).
+    case failed(String)
+}
+
+/// When and where a run saves checkpoints, and what it records to make them resumable.
+public struct CheckpointPolicy {
+    /// Save after every this many steps (and after the last step).
+    public var every: Int
+    public var writer: CheckpointWriter
+    /// On a failed save: go on training without that checkpoint (true) or stop (false).
+    public var continueOnError: Bool
+    /// sha256 of the base model (`ModelFingerprint`) and the caller's description of the run.
+    public var baseModelSHA256: String
+    public var run: [String: String]
+
+    public init(every: Int, writer: CheckpointWriter, continueOnError: Bool, baseModelSHA256: String, run: [String: String]) {
+        precondition(every >= 1)
+        self.every = every
+        self.writer = writer
+        self.continueOnError = continueOnError
+        self.baseModelSHA256 = baseModelSHA256
+        self.run = run
+    }
 }
 
 /// Why training stopped early.
@@ -45,30 +77,85 @@ public enum TrainingError: Error, CustomStringConvertible {
 }
 
 /// Runs MeZO on a task: seeded batches, the learning-rate schedule, evaluations (with the
-/// pending update flushed first), and a final flush.
+/// pending update flushed first), asynchronous checkpoints, the trajectory log, and a final
+/// flush.
+///
+/// A checkpoint due after step k is captured by step k+1's first pass (which applies step
+/// k's update anyway) into the writer's snapshot and written on the writer's thread while
+/// training goes on; flushing is bit-identical to the fused pass, so saving never changes
+/// the trajectory, and a run resumed from the checkpoint continues it bit for bit.
 public final class Trainer {
     public let runner: any ModelRunner
     public let task: any TrainingTask
     public let options: TrainingOptions
     public let optimizer: MeZO
+    public let checkpointing: CheckpointPolicy?
+    public let trajectory: TrajectoryLog?
+    /// The state this run resumed from, if any.
+    public let resumed: CheckpointState?
 
-    public init(runner: any ModelRunner, task: any TrainingTask, options: TrainingOptions) {
+    /// A run from step 0, or from `resume` (whose weights the runner must hold).
+    public init(runner: any ModelRunner, task: any TrainingTask, options: TrainingOptions, checkpointing: CheckpointPolicy? = nil,
+                trajectory: TrajectoryLog? = nil, resume: CheckpointState? = nil) {
         self.runner = runner
         self.task = task
         self.options = options
-        optimizer = MeZO(runner: runner, options: options.mezo, seed: options.seed)
+        self.checkpointing = checkpointing
+        self.trajectory = trajectory
+        resumed = resume
+        optimizer = MeZO(runner: runner, options: options.mezo, seed: options.seed, startStep: resume?.step ?? 0)
     }
 
-    /// Trains for `options.steps` steps, reporting every event; returns the final metrics.
-    /// `shouldStop` is polled between steps (Ctrl-C); the pending update is flushed either way.
+    /// Trains up to `options.steps` steps, reporting every event; returns the final metrics.
+    /// `shouldStop` is polled between steps (Ctrl-C); the pending update is flushed either
+    /// way, and with checkpointing the last state is saved (waiting for the disk).
     public func run(shouldStop: () -> Bool = { false }, report: (TrainingEvent) throws -> Void) throws -> [String: Double] {
-        var sampler = BatchSampler(count: task.trainingCount, batchSize: options.batchSize, seed: options.seed)
-        try report(.evaluation(step: 0, metrics: try task.evaluate(runner: runner)))
-        var nonFinite = 0
-        for step in 0..<options.steps where !shouldStop() {
+        var sampler = BatchSampler(count: task.trainingCount, batchSize: options.batchSize, seed: options.seed,
+                                   batches: resumed?.step ?? 0)
+        var nonFinite = resumed?.nonFiniteSteps ?? 0
+        let initialMetrics: [String: Double]
+        if let resumed {
+            initialMetrics = resumed.initialMetrics
+        } else {
+            initialMetrics = try task.evaluate(runner: runner)
+            try report(.evaluation(step: 0, metrics: initialMetrics))
+        }
+        func state() -> CheckpointState? {
+            checkpointing.map {
+                CheckpointState(step: optimizer.stepsTaken, options: options, sampler: sampler.currentPosition, nonFiniteSteps: nonFinite,
+                                baseModelSHA256: $0.baseModelSHA256, run: $0.run, initialMetrics: initialMetrics)
+            }
+        }
+        /// Saves `due` from the snapshot the last pass filled.
+        func submit(_ due: CheckpointState) throws {
+            try trajectory?.sync()
+            checkpointing?.writer.submit(due)
+        }
+        /// Reports finished saves; a failure stops training unless the policy says go on.
+        func collect() throws {
+            guard let policy = checkpointing else { return }
+            for step in policy.writer.takeSaved() {
+                try report(.checkpoint(step: step, outcome: .saved(path: policy.writer.checkpoints.path(step: step))))
+            }
+            if let error = policy.writer.takeError() {
+                guard policy.continueOnError else { throw error }
+                try report(.checkpoint(step: optimizer.stepsTaken, outcome: .failed(error.description)))
+            }
+        }
+
+        var due: CheckpointState?
+        for step in optimizer.stepsTaken..<options.steps where !shouldStop() {
             let batch = sampler.next()
+            var snapshot: ParameterSnapshot?
+            if let pending = due, let writer = checkpointing?.writer {
+                if writer.isBusy { try report(.checkpoint(step: pending.step, outcome: .skipped)) } else { snapshot = writer.snapshot }
+            }
             let start = monotonicSeconds()
-            let result = try optimizer.step(lr: options.schedule.rate(at: step), loss: try task.lossPlan(batch, model: runner.model))
+            let result = try optimizer.step(lr: options.schedule.rate(at: step), loss: try task.lossPlan(batch, model: runner.model),
+                                             snapshot: snapshot)
+            if let pending = due, snapshot != nil { try submit(pending) }
+            due = nil
+            try trajectory?.append(result)
             try report(.step(result, batch: batch, seconds: monotonicSeconds() - start))
             if result.skipped {
                 nonFinite += 1
@@ -77,12 +164,29 @@ public final class Trainer {
                     throw TrainingError.tooManyNonFiniteSteps(nonFinite)
                 }
             }
+            if let every = checkpointing?.every, (step + 1) % every == 0, step + 1 < options.steps { due = state() }
             if options.evalEvery > 0, (step + 1) % options.evalEvery == 0, step + 1 < options.steps {
-                try optimizer.flush()
+                let writer = due == nil ? nil : checkpointing?.writer
+                let capture = writer?.isBusy == false ? writer?.snapshot : nil
+                try optimizer.flush(snapshot: capture)
+                if let pending = due {
+                    if capture != nil { try submit(pending) } else { try report(.checkpoint(step: pending.step, outcome: .skipped)) }
+                    due = nil
+                }
                 try report(.evaluation(step: step + 1, metrics: try task.evaluate(runner: runner)))
             }
+            try collect()
         }
-        try optimizer.flush()
+        if let writer = checkpointing?.writer, optimizer.stepsTaken != resumed?.step {
+            writer.wait()
+            try collect()
+            try optimizer.flush(snapshot: writer.snapshot)
+            try submit(state()!)
+            writer.wait()
+            try collect()
+        } else {
+            try optimizer.flush()
+        }
         let final = try task.evaluate(runner: runner)
         try report(.evaluation(step: optimizer.stepsTaken, metrics: final))
         return final
@@ -99,14 +203,27 @@ public struct BatchSampler: Sendable {
     private var order: [Int] = []
     private var position = 0
     private var epoch = 0
+    private var drawn = 0
 
-    public init(count: Int, batchSize: Int, seed: UInt64) {
+    /// Where the sampler stands: batches drawn, and the epoch and place in its order.
+    public struct Position: Codable, Sendable, Equatable {
+        public var batches: Int
+        public var epoch: Int
+        public var offset: Int
+    }
+
+    /// A sampler that has already drawn `batches` batches (a resumed run's).
+    public init(count: Int, batchSize: Int, seed: UInt64, batches: Int = 0) {
         self.count = count
         self.batchSize = batchSize
         self.seed = seed
+        for _ in 0..<batches { _ = next() }
     }
 
+    public var currentPosition: Position { Position(batches: drawn, epoch: epoch, offset: position) }
+
     public mutating func next() -> [Int] {
+        drawn += 1
         if batchSize >= count { return Array(0..<count) }
         var batch: [Int] = []
         while batch.count < batchSize {

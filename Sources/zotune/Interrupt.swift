@@ -21,3 +21,9 @@ func installInterruptHandler() {
     sigaddset(&set, SIGTERM)
     pthread_sigmask(SIG_UNBLOCK, &set, nil)
 }
+
+/// Makes writes past a file-size limit (ulimit -f) fail with EFBIG, which the writers report
+/// naming the file, instead of killing the process with SIGXFSZ.
+func ignoreFileSizeSignal() {
+    signal(SIGXFSZ, SIG_IGN)
+}

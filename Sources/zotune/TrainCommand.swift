@@ -16,7 +16,7 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Fine-tune a model with zeroth-order SGD (MeZO): two forward passes per step, nothing stored for backpropagation.",
         discussion: """
-            Writes DIR/metrics.jsonl (one line per step and per evaluation) and the final model as DIR/model (safetensors + config.json).
+            Writes DIR/metrics.jsonl (one line per step and per evaluation), DIR/trajectory.zotraj (the projected gradients:             `zotune replay` rebuilds the weights from it and the base model) and the final model as DIR/model (safetensors +             config.json). With --save-every N, checkpoints go to DIR/checkpoints/step-N, written in the background;             --resume DIR continues from the newest one bit for bit.
 
             Defaults for --steps and --lr: sentiment \(TaskDefaults.sentiment.steps) steps at lr \(TaskDefaults.sentiment.lr) (measured on SmolLM2-135M: \
             about +18 accuracy points in under 10 minutes on 2 cores, see README); other tasks \(TaskDefaults.general.steps) steps at lr \(TaskDefaults.general.lr).
@@ -40,6 +40,13 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (0: before and after only).") var evalEvery = 0
     @Option(name: .customLong("max-nonfinite"), help: "Stop after this many steps with a non-finite loss.") var maxNonFinite = 10
     @Option(help: "Output folder.") var output: String?
+    @Option(name: .customLong("save-every"), help: "Save a checkpoint every N steps and after the last, in the background (needs --output; 0: none).")
+    var saveEvery = 0
+    @Option(help: "Checkpoints kept (the newest).") var keep = 2
+    @Option(name: .customLong("on-save-error"), help: "When a checkpoint cannot be written: stop, or continue training without it.")
+    var onSaveError = SaveErrorPolicy.stop
+    @Option(help: "Continue a run from a checkpoint folder, or from a run's output folder (its newest checkpoint); the options must be the run's.")
+    var resume: String?
 
     @OptionGroup var compute: ComputeOptions
 
@@ -49,6 +56,8 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError("--steps, --batch-size, --q, --warmup, --eval-every and --max-nonfinite must be positive")
         }
         guard (lr ?? 0) >= 0, eps > 0, weightDecay >= 0 else { throw ValidationError("--lr and --weight-decay must be ≥ 0 and --eps > 0") }
+        guard saveEvery >= 0, keep >= 1 else { throw ValidationError("--save-every must be ≥ 0 and --keep ≥ 1") }
+        if saveEvery > 0, output == nil, resume == nil { throw ValidationError("--save-every needs --output (checkpoints go to OUTPUT/checkpoints)") }
     }
 
     struct StepLine: Encodable {
@@ -70,24 +79,47 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        ignoreFileSizeSignal()
         let defaults = taskOptions.task == "sentiment" ? TaskDefaults.sentiment : TaskDefaults.general
-        let (steps, lr) = (self.steps ?? defaults.steps, self.lr ?? defaults.lr)
+        let resumed = try resume.map(ResumePoint.init(path:))
+        let (steps, lr) = (self.steps ?? resumed?.state.options.steps ?? defaults.steps, self.lr ?? defaults.lr)
         if self.steps == nil || self.lr == nil { print("note: \(steps) steps at lr \(lr) (the \(taskOptions.task) defaults)") }
         let started = monotonicSeconds()
-        let model = try modelOptions.loadModel(blockStorage: try compute.hostStorage())
-        let (task, notes) = try taskOptions.makeTask(model: model, modelOptions: modelOptions)
-        notes.forEach { print("note: \($0)") }
-        let runner = try compute.makeRunner(model: model)
+        let output = self.output ?? resumed?.runDirectory
+        let modelPath = try modelOptions.modelPath()
+        let baseSHA256 = output == nil ? "" : try ModelFingerprint.sha256(path: modelPath)
         let options = TrainingOptions(steps: steps, batchSize: batchSize,
                                       schedule: LearningRateSchedule(base: lr, shape: schedule, warmupSteps: warmup, totalSteps: steps),
                                       mezo: MeZOOptions(eps: eps, weightDecay: weightDecay, q: q, perturbation: perturbation),
                                       seed: seed, evalEvery: evalEvery, maxNonFiniteSteps: maxNonFinite)
+        let run = ["task": taskOptions.task, "data": taskOptions.data ?? "", "eval-data": taskOptions.evalData ?? "",
+                   "tokenizer": modelOptions.tokenizer ?? ""]
+        try resumed?.state.checkCompatible(options: options, baseModelSHA256: baseSHA256, run: run, path: resumed!.directory)
+        // A resumed run loads the checkpoint's weights; the base model names the architecture and tokenizer.
+        let model = try ModelRegistry.load(path: resumed?.directory ?? modelPath, blockStorage: try compute.hostStorage())
+        if let resumed { print("resuming after step \(resumed.state.step) from \(resumed.directory)") }
+        let (task, notes) = try taskOptions.makeTask(model: model, modelOptions: modelOptions)
+        notes.forEach { print("note: \($0)") }
+        let runner = try compute.makeRunner(model: model)
         if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
-        let metrics = try output.map { try MetricsLog(path: $0 + "/metrics.jsonl") }
-        let trainer = Trainer(runner: runner, task: task, options: options)
+        let metrics = try output.map { try MetricsLog(path: $0 + "/metrics.jsonl", resumingAfter: resumed?.state.step) }
+        let trajectory = try output.map {
+            try TrajectoryLog(path: $0 + "/trajectory.zotraj", header: TrajectoryHeader(seed: seed, mezo: options.mezo, schedule: options.schedule,
+                                                                                        baseModelSHA256: baseSHA256),
+                              resumingAfter: resumed?.state.step)
+        }
+        let checkpointing = try output.flatMap { output in
+            try saveEvery == 0 ? nil : CheckpointPolicy(
+                every: saveEvery,
+                writer: CheckpointWriter(model: model, checkpoints: Checkpoints(directory: output + "/checkpoints"), keep: keep,
+                                         storage: try compute.hostStorage()),
+                continueOnError: onSaveError == .continue, baseModelSHA256: baseSHA256, run: run)
+        }
+        let trainer = Trainer(runner: runner, task: task, options: options, checkpointing: checkpointing, trajectory: trajectory,
+                              resume: resumed?.state)
         let progress = Progress(total: steps)
         installInterruptHandler()
-        var first: [String: Double]?
+        var first = resumed?.state.initialMetrics
         let final = try trainer.run(shouldStop: { interrupted.load(ordering: .relaxed) }) { event in
             switch event {
             case .step(let step, let batch, let seconds):
@@ -101,6 +133,13 @@ struct TrainCommand: ParsableCommand {
                 if first == nil { first = values }
                 progress.message("eval at step \(step): " + values.sorted { $0.key < $1.key }.map { "\($0.key) \(format($0.value))" }.joined(separator: ", "))
                 try metrics?.write(EvalLine(step: step, eval: values))
+            case .checkpoint(let step, let outcome):
+                try metrics?.write(CheckpointLine(step: step, outcome))
+                switch outcome {
+                case .saved(let path): progress.message("checkpoint after step \(step): \(path)")
+                case .skipped: progress.message("checkpoint after step \(step) skipped: the previous one was still being written")
+                case .failed(let why): progress.message("checkpoint after step \(step) failed, training goes on: \(why)")
+                }
             }
         }
         if interrupted.load(ordering: .relaxed) {
@@ -120,6 +159,49 @@ struct TrainCommand: ParsableCommand {
         }
         let seconds = Int(monotonicSeconds() - started)
         print("wall time \(seconds / 60)m\(seconds % 60)s (loading, evaluations and saving included)")
+    }
+}
+
+/// What to do when a checkpoint cannot be written.
+enum SaveErrorPolicy: String, ExpressibleByArgument {
+    case stop, `continue`
+}
+
+/// A metrics line for a checkpoint that fell due.
+struct CheckpointLine: Encodable {
+    let step: Int
+    let checkpoint: String
+    let path: String?
+    let error: String?
+
+    init(step: Int, _ outcome: CheckpointOutcome) {
+        self.step = step
+        switch outcome {
+        case .saved(let path): (checkpoint, self.path, error) = ("saved", path, nil)
+        case .skipped: (checkpoint, path, error) = ("skipped", nil, nil)
+        case .failed(let why): (checkpoint, path, error) = ("failed", nil, why)
+        }
+    }
+}
+
+/// `--resume PATH`: a checkpoint folder, or a run folder whose newest checkpoint is taken.
+struct ResumePoint {
+    let directory: String
+    let state: CheckpointState
+    /// The run's output folder (the checkpoint folder's grandparent).
+    let runDirectory: String
+
+    init(path: String) throws {
+        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+        if FileManager.default.fileExists(atPath: trimmed + "/" + Checkpoints.stateFile) {
+            directory = trimmed
+        } else if let latest = Checkpoints(directory: trimmed + "/checkpoints").latest {
+            directory = latest
+        } else {
+            throw CheckpointError.invalid(path: path, reason: "no checkpoint here (neither a state.json nor a checkpoints/ folder with one)")
+        }
+        state = try CheckpointState.load(directory: directory)
+        runDirectory = URL(fileURLWithPath: directory).deletingLastPathComponent().deletingLastPathComponent().path
     }
 }
 

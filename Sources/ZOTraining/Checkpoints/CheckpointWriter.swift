@@ -1,0 +1,73 @@
+import Dispatch
+import Synchronization
+import ZOCore
+import ZOModels
+
+/// Saves checkpoints on a background thread so that training does not wait for the disk.
+///
+/// One snapshot buffer set is shared with the training loop: a step fills it (the pass that
+/// applies the pending update copies the flushed weights into it as it goes), `submit` hands
+/// it to the writer thread, and the loop must not fill it again until the save is done
+/// (`isBusy` is false). So at most one save is in flight; a save that falls due while one is
+/// in flight is skipped (`Trainer` records it), except the last one, which waits.
+public final class CheckpointWriter: @unchecked Sendable {
+    public let checkpoints: Checkpoints
+    /// Complete checkpoints kept (the newest).
+    public let keep: Int
+    public let snapshot: ParameterSnapshot
+    private let model: any CausalLM
+    private let queue = DispatchQueue(label: "zotune.checkpoint-writer")
+    private let status = Mutex<(busy: Bool, error: CheckpointError?, saved: [Int])>((false, nil, []))
+
+    /// A writer into `checkpoints` for `model`, with its snapshot buffers in `storage`.
+    public init(model: any CausalLM, checkpoints: Checkpoints, keep: Int, storage: HostStorage = .memory) throws(HostMemoryError) {
+        precondition(keep >= 1)
+        self.model = model
+        self.checkpoints = checkpoints
+        self.keep = keep
+        snapshot = try ParameterSnapshot(model: model, storage: storage)
+    }
+
+    /// Whether a save is in flight (the snapshot must not be refilled).
+    public var isBusy: Bool { status.withLock { $0.busy } }
+
+    /// Starts writing the snapshot as the checkpoint described by `state`.
+    public func submit(_ state: CheckpointState) {
+        status.withLock {
+            precondition(!$0.busy, "a checkpoint save is already in flight")
+            $0.busy = true
+        }
+        queue.async { [self] in
+            var failure: CheckpointError?
+            do throws(CheckpointError) {
+                try checkpoints.write(model: model, weights: snapshot.groups, state: state, keep: keep)
+            } catch {
+                failure = error
+            }
+            status.withLock {
+                $0.busy = false
+                if let failure, $0.error == nil { $0.error = failure }
+                if failure == nil { $0.saved.append(state.step) }
+            }
+        }
+    }
+
+    /// Waits for the save in flight, if any.
+    public func wait() { queue.sync {} }
+
+    /// The first failure since the last call, cleared.
+    public func takeError() -> CheckpointError? {
+        status.withLock { current in
+            defer { current.error = nil }
+            return current.error
+        }
+    }
+
+    /// Steps whose checkpoints were written (in order), cleared.
+    public func takeSaved() -> [Int] {
+        status.withLock { current in
+            defer { current.saved = [] }
+            return current.saved
+        }
+    }
+}
