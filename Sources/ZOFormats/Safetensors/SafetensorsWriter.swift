@@ -57,7 +57,8 @@ public enum SafetensorsWriter {
             for tensor in tensors { try file.write(tensor.bytes) }
             try file.commit()
         } catch {
-            throw .cannotWrite(path: path, reason: error.description)
+            guard case .failed(_, let reason) = error else { throw .cannotWrite(path: path, reason: error.description) }
+            throw .cannotWrite(path: path, reason: reason)
         }
     }
 

@@ -12,7 +12,7 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .invalid(let path, let reason): "\(path): \(reason)"
         case .mismatch(let path, let reason): "\(path): \(reason)"
-        case .writeFailed(let path, let reason): "\(path): cannot write: \(reason)"
+        case .writeFailed(let path, let reason): "\(path) not saved: \(reason)"
         }
     }
 }

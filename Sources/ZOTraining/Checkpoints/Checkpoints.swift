@@ -46,8 +46,8 @@ public struct Checkpoints: Sendable {
     public func write(model: any CausalLM, weights: [HostBuffer], state: CheckpointState, keep: Int) throws(CheckpointError) {
         let final = path(step: state.step)
         let partial = directory + "/" + Self.partialPrefix + Self.name(step: state.step)
+        try Self.makeFolder(directory)
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(Self.partialPrefix) {
                 try FileManager.default.removeItem(atPath: directory + "/" + name)
             }
@@ -68,6 +68,20 @@ public struct Checkpoints: Sendable {
         Self.syncFolder(directory)
         for old in steps().dropLast(max(1, keep)) { try? FileManager.default.removeItem(atPath: path(step: old)) }
         Self.syncFolder(directory)
+    }
+
+    /// Creates `path` and its missing parents, naming the one that fails and why.
+    static func makeFolder(_ path: String) throws(CheckpointError) {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
+            guard isFolder.boolValue else { throw .writeFailed(path: path, reason: "a file is in the way of the checkpoint folder") }
+            return
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty, parent != path { try makeFolder(parent) }
+        guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+            throw .writeFailed(path: path, reason: "cannot create the folder (\(String(cString: strerror(errno))))")
+        }
     }
 
     static func syncFolder(_ path: String) {
