@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure speed and memory on named model shapes with random weights.",
-        subcommands: [BenchForward.self, BenchZOStep.self, BenchPerturb.self, BenchRounding.self]
+        subcommands: [BenchForward.self, BenchZOStep.self, BenchPerturb.self, BenchRounding.self, BenchCheckpoint.self]
     )
 }
 

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 import Synchronization
 import ZOCore
@@ -38,6 +41,7 @@ public final class CheckpointWriter: @unchecked Sendable {
             $0.busy = true
         }
         queue.async { [self] in
+            lowerThreadPriority()
             var failure: CheckpointError?
             do throws(CheckpointError) {
                 try checkpoints.write(model: model, weights: snapshot.groups, state: state, keep: keep)
@@ -70,4 +74,13 @@ public final class CheckpointWriter: @unchecked Sendable {
             return current.saved
         }
     }
+}
+
+/// Puts the calling thread in Linux's SCHED_IDLE class: it runs when a core would otherwise
+/// idle, so a writer competing with the compute threads for cores yields to them.
+private func lowerThreadPriority() {
+    #if canImport(Glibc)
+    var parameters = sched_param()
+    _ = pthread_setschedparam(pthread_self(), 5 /* SCHED_IDLE */, &parameters)
+    #endif
 }
