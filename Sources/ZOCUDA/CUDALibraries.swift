@@ -20,15 +20,15 @@ public struct CUDASearchPath: Sendable {
         let explicit = (environment("ZOTUNE_CUDA_LIBS") ?? "").split(separator: ":").map(String.init).filter { !$0.isEmpty }
         var sites: [String] = []
         for prefix in [environment("VIRTUAL_ENV"), environment("CONDA_PREFIX")].compactMap({ $0 }) {
-            sites += subfolders(of: prefix + "/lib").filter { $0.hasPrefix("python3") }.map { prefix + "/lib/" + $0 + "/site-packages" }
+            sites += FileSystem.names(in: prefix + "/lib").filter { $0.hasPrefix("python3") }.map { prefix + "/lib/" + $0 + "/site-packages" }
         }
         if let outcome = try? Subprocess.run(["python3", "-c", "import sys; print('\\n'.join(p for p in sys.path if p))"]),
            outcome.status == 0 {
             sites += outcome.output.split(separator: "\n").map(String.init)
         }
         var seen = Set<String>()
-        let python = sites.flatMap { site in subfolders(of: site + "/nvidia").sorted().map { site + "/nvidia/" + $0 + "/lib" } }
-            .filter { isFolder($0) && seen.insert($0).inserted }
+        let python = sites.flatMap { site in FileSystem.names(in: site + "/nvidia").sorted().map { site + "/nvidia/" + $0 + "/lib" } }
+            .filter { FileSystem.isFolder($0) == true && seen.insert($0).inserted }
         return CUDASearchPath(explicitFolders: explicit, pythonFolders: python)
     }
 
@@ -103,20 +103,4 @@ public final class CUDALibraries: @unchecked Sendable {
 
 func environment(_ name: String) -> String? {
     getenv(name).map { String(cString: $0) }
-}
-
-func isFolder(_ path: String) -> Bool {
-    var info = stat()
-    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
-}
-
-func subfolders(of path: String) -> [String] {
-    guard let directory = opendir(path) else { return [] }
-    defer { closedir(directory) }
-    var names: [String] = []
-    while let entry = readdir(directory) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != ".", name != "..", isFolder(path + "/" + name) { names.append(name) }
-    }
-    return names
 }

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CCUDA
-import Crypto
 import ZOCore
 
 /// Compiles CUDA C kernel sources with NVRTC to CUBIN (machine code) for one GPU
@@ -77,12 +76,9 @@ public struct KernelCompiler: @unchecked Sendable {
     }
 
     private func cacheKey(_ source: KernelSource, options: [String]) -> String {
-        var hasher = SHA256()
-        hasher.update(data: Array((["nvrtc \(version.major).\(version.minor)"] + options + [source.code]).joined(separator: "\u{0}").utf8))
-        return hasher.finalize().map { byte in
-            let digits = Array("0123456789abcdef")
-            return String([digits[Int(byte >> 4)], digits[Int(byte & 15)]])
-        }.joined()
+        var hasher = SHA256Hasher()
+        hasher.update(Array((["nvrtc \(version.major).\(version.minor)"] + options + [source.code]).joined(separator: "\u{0}").utf8))
+        return TextFormat.hex(hasher.finalize())
     }
 
     /// Writes the cache file through a temporary name (a failure only costs a recompile).

@@ -4,7 +4,11 @@ import ZOModels
 import ZOOptimizers
 import ZOTasks
 import ZOTraining
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// `zotune bench checkpoint`: training steps without checkpoints and with asynchronous
 /// checkpoints every N steps, side by side in one run.
@@ -49,7 +53,7 @@ struct BenchCheckpoint: ParsableCommand {
         let (_, model, tokens) = try workload.makeModel(blockStorage: try compute.hostStorage())
         let sequences = (0..<tokens.batchSize).map { b in (0..<tokens.tokens).map { Int(tokens.ids[b * tokens.tokens + $0]) } }
         let task = LMTrainingTask(train: sequences, heldOut: nil)
-        let folder = directory ?? NSTemporaryDirectory() + "zotune-bench-checkpoint-\(ProcessInfo.processInfo.processIdentifier)"
+        let folder = directory ?? FileManager.default.temporaryDirectory.path + "/zotune-bench-checkpoint-\(ProcessInfo.processInfo.processIdentifier)"
         defer { if directory == nil { try? FileManager.default.removeItem(atPath: folder) } }
         try? FileManager.default.removeItem(atPath: folder)
         let plain = try measure(model: model, task: task, folder: nil)

@@ -1,5 +1,9 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import ZOCore
 import ZOCPU
 import ZOModels
@@ -50,8 +54,7 @@ struct ComputeOptions: ParsableArguments {
     /// Where the blocks' host copies live: memory, or scratch files under --host-storage.
     func hostStorage() throws -> HostStorage {
         guard let directory = hostStorageDirectory else { return .memory }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard FileSystem.isFolder(directory) == true else {
             throw ValidationError("--host-storage '\(directory)' is not a directory")
         }
         return .files(directory: directory)
@@ -93,7 +96,7 @@ struct ComputeOptions: ParsableArguments {
 func parseBlockList(_ text: String, option: String) throws -> Set<Int> {
     var blocks: Set<Int> = []
     for part in text.split(separator: ",") {
-        let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int(TextFormat.trimmed($0)) }
         guard (1...2).contains(bounds.count), let low = bounds[0], let high = bounds.last!, low >= 0, low <= high else {
             throw ValidationError("\(option) '\(text)': '\(part)' is not a block index or a range such as 10-12")
         }
@@ -107,9 +110,9 @@ func parseBlockList(_ text: String, option: String) throws -> Set<Int> {
 func parseByteSize(_ text: String, physical: Double) -> Int? {
     let units: [(String, Double)] = [("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("TiB", 1_099_511_627_776),
                                      ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("B", 1)]
-    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    let trimmed = TextFormat.trimmed(text)
     for (unit, scale) in units where trimmed.hasSuffix(unit) {
-        guard let value = Double(trimmed.dropLast(unit.count).trimmingCharacters(in: .whitespaces)), value > 0, value * scale < 9e18 else {
+        guard let value = Double(TextFormat.trimmed(trimmed.dropLast(unit.count))), value > 0, value * scale < 9e18 else {
             return nil
         }
         return Int(value * scale)

@@ -50,8 +50,8 @@ struct DevicesCommand: ParsableCommand {
             print("Python nvidia/*/lib folders: \(libraries.searchPath.pythonFolders.joined(separator: ", "))")
         }
         guard compile || compileFor != nil else { return }
-        guard let nvrtc = libraries.nvrtc.table else { throw ValidationError("cannot compile kernels: NVRTC was not found") }
-        guard !architectures.isEmpty else { throw ValidationError("no GPU found: name an architecture with --compile-for 90") }
+        guard let nvrtc = libraries.nvrtc.table else { throw CUDAError.unavailable("cannot compile kernels: NVRTC was not found") }
+        guard !architectures.isEmpty else { throw CUDAError.unavailable("no GPU found: name an architecture with --compile-for 90") }
         let compiler = try KernelCompiler(nvrtc: nvrtc, cacheDirectory: Assets().home + "/kernels")
         for architecture in Set(architectures).sorted() {
             for source in KernelSource.all {

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import ZOCore
 import ZOModels
 import ZOOffload
@@ -107,7 +106,8 @@ struct PlanCommand: ParsableCommand {
     private func printText(_ r: Report) {
         let o = r.offloaded, s = r.resident
         func row(_ label: String, _ offloaded: String, _ resident: String) {
-            print(label.padding(toLength: 30, withPad: " ", startingAt: 0) + offloaded.padding(toLength: 24, withPad: " ", startingAt: 0) + resident)
+            func padded(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(1, width - text.count)) }
+            print(padded(label, 30) + padded(offloaded, 24) + resident)
         }
         print("\(r.shape): \(r.blocks) blocks, \(billions(r.parameters)) parameters; one ZO step on \(r.batch) × \(r.seq) tokens")
         let resident = r.plan.residentBlocks.isEmpty ? "none" : r.plan.residentBlocks.sorted().map(String.init).joined(separator: ",")
@@ -150,6 +150,6 @@ struct PlanCommand: ParsableCommand {
     }
 
     private func billions(_ count: Int) -> String {
-        count >= 1_000_000_000 ? String(format: "%.2f", Double(count) / 1e9) + " B" : String(format: "%.1f", Double(count) / 1e6) + " M"
+        count >= 1_000_000_000 ? TextFormat.decimal(Double(count) / 1e9, decimals: 2) + " B" : TextFormat.decimal(Double(count) / 1e6, decimals: 1) + " M"
     }
 }

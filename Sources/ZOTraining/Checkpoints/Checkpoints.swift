@@ -1,7 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import ZOCore
 import ZOFormats
 import ZOModels
@@ -72,12 +76,11 @@ public struct Checkpoints: Sendable {
 
     /// Creates `path` and its missing parents, naming the one that fails and why.
     static func makeFolder(_ path: String) throws(CheckpointError) {
-        var isFolder: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
-            guard isFolder.boolValue else { throw .writeFailed(path: path, reason: "a file is in the way of the checkpoint folder") }
+        if let isFolder = FileSystem.isFolder(path) {
+            guard isFolder else { throw .writeFailed(path: path, reason: "a file is in the way of the checkpoint folder") }
             return
         }
-        let parent = (path as NSString).deletingLastPathComponent
+        let parent = FileSystem.parent(of: path)
         if !parent.isEmpty, parent != path { try makeFolder(parent) }
         guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
             throw .writeFailed(path: path, reason: "cannot create the folder (\(String(cString: strerror(errno))))")

@@ -1,6 +1,9 @@
-import Crypto
 import ZOCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The sha256 of a model's files, which checkpoints and trajectories record so that a
 /// resume or a replay refuses a different base model.
@@ -8,33 +11,32 @@ public enum ModelFingerprint {
     /// For a folder: its config.json and safetensors files (and index), sorted by name, each
     /// hashed as name, size, bytes; for a single file (GGUF): the file's name, size and bytes.
     public static func sha256(path: String) throws -> String {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        guard let isDirectory = FileSystem.isFolder(path) else {
             throw CheckpointError.invalid(path: path, reason: "no such model file or folder")
         }
         let files: [String]
-        if isDirectory.boolValue {
-            files = try FileManager.default.contentsOfDirectory(atPath: path)
+        if isDirectory {
+            files = FileSystem.names(in: path)
                 .filter { $0 == "config.json" || $0.hasSuffix(".safetensors") || $0.hasSuffix(".safetensors.index.json") }
                 .sorted().map { path + "/" + $0 }
         } else {
             files = [path]
         }
-        var hasher = SHA256()
+        var hasher = SHA256Hasher()
         let chunk = 1 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
         defer { buffer.deallocate() }
         for file in files {
             let reader = try ReadOnlyFile(path: file)
-            hasher.update(data: Array("\(file.split(separator: "/").last!)\u{0}\(reader.byteCount)\u{0}".utf8))
+            hasher.update(Array("\(file.split(separator: "/").last!)\u{0}\(reader.byteCount)\u{0}".utf8))
             var offset = 0
             while offset < reader.byteCount {
                 let count = min(chunk, reader.byteCount - offset)
                 try reader.read(into: buffer.baseAddress!, count: count, at: offset)
-                hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
                 offset += count
             }
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return TextFormat.hex(hasher.finalize())
     }
 }
