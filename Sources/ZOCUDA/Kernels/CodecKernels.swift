@@ -125,5 +125,5 @@ extension KernelSource {
     """#, entryPoints: ["zo_perturb", "zo_fill_noise", "zo_encode", "zo_decode"])
 
     /// Every kernel source ZOTune compiles.
-    public static let all: [KernelSource] = [.noise, .codecs]
+    public static let all: [KernelSource] = [.noise, .codecs, .forward]
 }

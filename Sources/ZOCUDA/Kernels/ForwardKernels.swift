@@ -1,0 +1,208 @@
+extension KernelSource {
+    /// The forward pass's kernels behind `Backend`'s operations (GEMM itself is cuBLAS):
+    /// gathers (with the on-the-fly perturbation of a tied token table), bias + activation,
+    /// layer and RMS norm, rotary embeddings, SwiGLU, row copies, causal key-masked attention
+    /// (scores of one query in shared memory: no T×T buffer in device memory), cross-entropy
+    /// and arg-max. Reductions use one block of 256 threads per row.
+    public static let forward = KernelSource(name: "forward", code: KernelSource.noise.code + #"""
+
+    #define ZO_THREADS 256
+    #define INFINITY __int_as_float(0x7F800000)
+
+    // Block-wide sum / max of one value per thread (256 threads); every thread gets the result.
+    __device__ float zo_block_sum(float v, float *shared) {
+        shared[threadIdx.x] = v;
+        __syncthreads();
+        for (int stride = ZO_THREADS / 2; stride > 0; stride /= 2) {
+            if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
+            __syncthreads();
+        }
+        float total = shared[0];
+        __syncthreads();
+        return total;
+    }
+
+    __device__ float zo_block_max(float v, float *shared) {
+        shared[threadIdx.x] = v;
+        __syncthreads();
+        for (int stride = ZO_THREADS / 2; stride > 0; stride /= 2) {
+            if (threadIdx.x < stride) shared[threadIdx.x] = fmaxf(shared[threadIdx.x], shared[threadIdx.x + stride]);
+            __syncthreads();
+        }
+        float best = shared[0];
+        __syncthreads();
+        return best;
+    }
+
+    // out[n] (+)= table[indices[n]] for n < count, rows of `width`; with terms, each gathered
+    // element is perturbed first as the table would be (element index row·width + j of
+    // tensor `tensor`).
+    extern "C" __global__ void zo_gather_rows(const float *table, int width, const int *indices, int count, float *out,
+                                              int accumulate, const zo_term *terms, int term_count, u32 tensor, int kind) {
+        int n = blockIdx.x;
+        if (n >= count) return;
+        u64 row = (u64)indices[n];
+        for (int j = threadIdx.x; j < width; j += blockDim.x) {
+            float v = table[row * width + j];
+            for (int k = 0; k < term_count; ++k)
+                v = __fadd_rn(v, __fmul_rn(terms[k].coefficient, zo_noise(kind, terms[k].seed, tensor, row * width + j)));
+            float *target = out + (u64)n * width + j;
+            *target = accumulate ? __fadd_rn(*target, v) : v;
+        }
+    }
+
+    // out[m, n] += bias[n], then ReLU when asked.
+    extern "C" __global__ void zo_bias_activation(float *out, const float *bias, u64 m, int n, int relu) {
+        for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < m * n; i += (u64)gridDim.x * blockDim.x) {
+            float v = out[i];
+            if (bias) v = __fadd_rn(v, bias[i % n]);
+            if (relu) v = fmaxf(v, 0.0f);
+            out[i] = v;
+        }
+    }
+
+    // One row per block: (x − mean)/sqrt(var + eps) · weight + bias.
+    extern "C" __global__ void zo_layer_norm(const float *x, const float *weight, const float *bias, float *out, int channels, float eps) {
+        __shared__ float shared[ZO_THREADS];
+        const float *row = x + (u64)blockIdx.x * channels;
+        float *target = out + (u64)blockIdx.x * channels;
+        float sum = 0.0f;
+        for (int i = threadIdx.x; i < channels; i += ZO_THREADS) sum += row[i];
+        float mean = zo_block_sum(sum, shared) / channels;
+        float squares = 0.0f;
+        for (int i = threadIdx.x; i < channels; i += ZO_THREADS) { float d = row[i] - mean; squares += d * d; }
+        float rstd = 1.0f / sqrtf(zo_block_sum(squares, shared) / channels + eps);
+        for (int i = threadIdx.x; i < channels; i += ZO_THREADS) {
+            float v = (row[i] - mean) * rstd;
+            if (weight) v = v * weight[i];
+            if (bias) v = v + bias[i];
+            target[i] = v;
+        }
+    }
+
+    // One row per block: weight · x / sqrt(mean(x²) + eps).
+    extern "C" __global__ void zo_rms_norm(const float *x, const float *weight, float *out, int channels, float eps) {
+        __shared__ float shared[ZO_THREADS];
+        const float *row = x + (u64)blockIdx.x * channels;
+        float squares = 0.0f;
+        for (int i = threadIdx.x; i < channels; i += ZO_THREADS) squares += row[i] * row[i];
+        float scale = 1.0f / sqrtf(zo_block_sum(squares, shared) / channels + eps);
+        for (int i = threadIdx.x; i < channels; i += ZO_THREADS)
+            out[(u64)blockIdx.x * channels + i] = weight[i] * (row[i] * scale);
+    }
+
+    // Rotates halves of each head in place: (a, b) → (a·cos − b·sin, b·cos + a·sin), the
+    // angles of row r at table[positions[r]·HS] (cos in the first half, sin in the second).
+    extern "C" __global__ void zo_rotary(float *x, const int *positions, const float *table, int heads, int head_size, int row_stride) {
+        int r = blockIdx.x, half = head_size / 2;
+        const float *angles = table + (u64)positions[r] * head_size;
+        for (int i = threadIdx.x; i < heads * half; i += blockDim.x) {
+            int head = i / half, j = i % half;
+            float *h = x + (u64)r * row_stride + head * head_size;
+            float a = h[j], b = h[j + half], c = angles[j], s = angles[j + half];
+            h[j] = a * c - b * s;
+            h[j + half] = b * c + a * s;
+        }
+    }
+
+    // out[r, j] = silu(gate) · up with gate = gate_up[r, j], up = gate_up[r, F + j].
+    extern "C" __global__ void zo_swiglu(const float *gate_up, float *out, u64 rows, int width) {
+        for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < rows * width; i += (u64)gridDim.x * blockDim.x) {
+            u64 r = i / width; int j = (int)(i % width);
+            float g = gate_up[r * 2 * width + j];
+            out[i] = g / (1.0f + expf(-g)) * gate_up[r * 2 * width + width + j];
+        }
+    }
+
+    extern "C" __global__ void zo_copy_rows(const float *source, int source_stride, float *destination, int destination_stride,
+                                            int rows, int width) {
+        for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (u64)rows * width; i += (u64)gridDim.x * blockDim.x) {
+            u64 r = i / width; int j = (int)(i % width);
+            destination[r * destination_stride + j] = source[r * source_stride + j];
+        }
+    }
+
+    // Causal, key-masked attention; one block per (query i, head h, sequence b). The query at
+    // position t = keys − queries + i sees keys s ≤ t with key_mask[s] ≠ 0; a query with
+    // none gives zeros. Scores live in dynamic shared memory ([keys] floats).
+    extern "C" __global__ void zo_attention(const float *q, const float *k, const float *v, const int *key_mask, float *out,
+                                            int queries, int keys, int capacity, int heads, int kv_heads, int head_size,
+                                            int query_stride, int kv_stride, float scale) {
+        extern __shared__ float scores[];
+        __shared__ float shared[ZO_THREADS];
+        int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+        int t = keys - queries + i;
+        int kv_column = (h / (heads / kv_heads)) * head_size;
+        const float *query = q + ((u64)b * queries + i) * query_stride + h * head_size;
+        const float *key_base = k + (u64)b * capacity * kv_stride + kv_column;
+        const float *value_base = v + (u64)b * capacity * kv_stride + kv_column;
+        const int *mask = key_mask + (u64)b * capacity;
+        float best = -INFINITY;
+        for (int s = threadIdx.x; s <= t; s += ZO_THREADS) {
+            float score = -INFINITY;
+            if (mask[s] != 0) {
+                float dot = 0.0f;
+                for (int d = 0; d < head_size; ++d) dot += (query[d] * scale) * key_base[(u64)s * kv_stride + d];
+                score = dot;
+            }
+            scores[s] = score;
+            best = fmaxf(best, score);
+        }
+        best = zo_block_max(best, shared);
+        float *o = out + ((u64)b * queries + i) * heads * head_size + h * head_size;
+        if (best == -INFINITY) {
+            for (int d = threadIdx.x; d < head_size; d += ZO_THREADS) o[d] = 0.0f;
+            return;
+        }
+        float total = 0.0f;
+        for (int s = threadIdx.x; s <= t; s += ZO_THREADS) {
+            float e = scores[s] == -INFINITY ? 0.0f : expf(scores[s] - best);
+            scores[s] = e;
+            total += e;
+        }
+        float inverse = 1.0f / zo_block_sum(total, shared);
+        for (int d = threadIdx.x; d < head_size; d += ZO_THREADS) {
+            float acc = 0.0f;
+            for (int s = 0; s <= t; ++s) acc += scores[s] * value_base[(u64)s * kv_stride + d];
+            o[d] = acc * inverse;
+        }
+    }
+
+    // losses[r] = log Σ exp(logits[r]) − logits[r, target] (0 where the target is < 0).
+    extern "C" __global__ void zo_cross_entropy(const float *logits, const int *targets, float *losses, int vocab) {
+        __shared__ float shared[ZO_THREADS];
+        const float *row = logits + (u64)blockIdx.x * vocab;
+        int target = targets[blockIdx.x];
+        float best = -INFINITY;
+        for (int i = threadIdx.x; i < vocab; i += ZO_THREADS) best = fmaxf(best, row[i]);
+        best = zo_block_max(best, shared);
+        float sum = 0.0f;
+        for (int i = threadIdx.x; i < vocab; i += ZO_THREADS) sum += expf(row[i] - best);
+        sum = zo_block_sum(sum, shared);
+        if (threadIdx.x == 0) losses[blockIdx.x] = target < 0 ? 0.0f : logf(sum) + best - row[target];
+    }
+
+    // out[r] = the index of the first maximum of logits[r].
+    extern "C" __global__ void zo_argmax(const float *logits, int *out, int vocab) {
+        __shared__ float best_value[ZO_THREADS];
+        __shared__ int best_index[ZO_THREADS];
+        const float *row = logits + (u64)blockIdx.x * vocab;
+        float value = -INFINITY; int index = 0x7FFFFFFF;
+        for (int i = threadIdx.x; i < vocab; i += ZO_THREADS)
+            if (row[i] > value) { value = row[i]; index = i; }
+        best_value[threadIdx.x] = value; best_index[threadIdx.x] = index;
+        __syncthreads();
+        for (int stride = ZO_THREADS / 2; stride > 0; stride /= 2) {
+            if (threadIdx.x < stride) {
+                float other = best_value[threadIdx.x + stride]; int at = best_index[threadIdx.x + stride];
+                if (other > best_value[threadIdx.x] || (other == best_value[threadIdx.x] && at < best_index[threadIdx.x])) {
+                    best_value[threadIdx.x] = other; best_index[threadIdx.x] = at;
+                }
+            }
+            __syncthreads();
+        }
+        if (threadIdx.x == 0) out[blockIdx.x] = best_index[0] == 0x7FFFFFFF ? 0 : best_index[0];
+    }
+    """#, entryPoints: ["zo_gather_rows", "zo_bias_activation", "zo_layer_norm", "zo_rms_norm", "zo_rotary", "zo_swiglu",
+                       "zo_copy_rows", "zo_attention", "zo_cross_entropy", "zo_argmax"])
+}
