@@ -8,6 +8,8 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
     case invalidArgument(String)
     /// The backend cannot be created (library missing, device absent, memory unavailable).
     case unavailable(String)
+    /// The device reported a failure (a CUDA error code surfaced at a launch or a sync).
+    case device(String)
 
     public var description: String {
         switch self {
@@ -16,6 +18,7 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
         case .copyFailed(let what): "copy failed: \(what)"
         case .invalidArgument(let what): "invalid argument: \(what)"
         case .unavailable(let what): "backend unavailable: \(what)"
+        case .device(let what): "device error: \(what)"
         }
     }
 }

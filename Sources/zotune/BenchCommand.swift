@@ -241,13 +241,14 @@ struct BenchZOStep: ParsableCommand {
         _ = try mezo.step(lr: 1e-6, batch: tokens)  // warm-up
         let offloader = runner as? OffloadedRunner
         offloader?.resetStatistics()
-        backend.profile.isEnabled = true
+        let cpu = backend as? CPUBackend
+        cpu?.profile.isEnabled = true
         let times = try timed(iterations) { _ = try mezo.step(lr: 1e-6, batch: tokens) }
-        let profile = backend.profile.take().mapValues { $0.seconds / Double(iterations) }
+        let profile = cpu?.profile.take().mapValues { $0.seconds / Double(iterations) } ?? [:]
         let steps = Double(iterations)
         let predicted = offloaded ? MemoryModel.offloadedStep(model.shape, plan: compute.plan, batch: workload.batch, tokens: workload.seq)
                                   : MemoryModel.residentStep(model.shape, batch: workload.batch, tokens: workload.seq)
-        return Report(mode: offloaded ? "offloaded" : "resident", shape: workload.shape, backend: backend.name, threads: backend.threads,
+        return Report(mode: offloaded ? "offloaded" : "resident", shape: workload.shape, backend: backend.name, threads: cpu?.threads ?? 0,
                       batch: workload.batch, seq: workload.seq, parameters: model.parameterCount, iterations: iterations,
                       seconds_per_step_median: times.median, seconds_per_step_min: times.min,
                       tokens_per_s: Double(workload.batch * workload.seq) / times.median, seconds_by_op: profile,

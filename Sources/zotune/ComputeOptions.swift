@@ -5,7 +5,9 @@ import FoundationEssentials
 import Foundation
 #endif
 import ZOCore
+import ZOAssets
 import ZOCPU
+import ZOCUDA
 import ZOModels
 import ZOOffload
 #if canImport(Glibc)
@@ -15,7 +17,10 @@ import Glibc
 /// Where and how a command computes: the CPU backend's threads, its device-memory budget,
 /// and whether blocks stream from host memory (`--offload`).
 struct ComputeOptions: ParsableArguments {
-    @Option(help: "Compute threads (GEMM and kernels). Default: all cores.")
+    @Option(help: "Where to compute: cpu, or cuda (the first GPU; see `zotune devices`).")
+    var backend = BackendKind.cpu
+
+    @Option(help: "Compute threads of the CPU backend (GEMM and kernels). Default: all cores.")
     var threads: Int?
 
     @Flag(help: "Keep transformer blocks in host memory and stream them through --slots device buffers.")
@@ -79,17 +84,26 @@ struct ComputeOptions: ParsableArguments {
                       stochasticRounding: !noStochasticRounding)
     }
 
-    /// The CPU backend with this budget.
-    func makeBackend() throws -> CPUBackend {
-        try CPUBackend(budget: try budget(), threads: threads)
+    /// The chosen backend with this budget (CUDA: 90% of the GPU's memory by default;
+    /// kernels cached under the assets folder).
+    func makeBackend() throws -> any Backend {
+        switch backend {
+        case .cpu: try CPUBackend(budget: try budget(), threads: threads)
+        case .cuda: try CUDABackend(budget: try budget(), kernelCache: Assets().home + "/kernels")
+        }
     }
 
     /// A runner for `model`: resident, or offloaded by `plan` with --offload.
-    func makeRunner(model: any CausalLM, backend: CPUBackend? = nil) throws -> any ModelRunner {
+    func makeRunner(model: any CausalLM, backend: (any Backend)? = nil) throws -> any ModelRunner {
         let backend = try backend ?? makeBackend()
         if offload { return try OffloadedRunner(model: model, backend: backend, plan: plan) }
         return try ResidentRunner(model: model, backend: backend)
     }
+}
+
+/// The `--backend` choices.
+enum BackendKind: String, ExpressibleByArgument {
+    case cpu, cuda
 }
 
 /// Block indices in `text`: indices and ranges ("0,3,10-12").
