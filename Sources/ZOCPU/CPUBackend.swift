@@ -133,6 +133,9 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
     }
 
+    /// Host memory needs no pinning: "device" copies are memcpy.
+    public func pin(_ host: HostBuffer) -> HostPin? { nil }
+
     // MARK: Operations
 
     public func gatherRows(table: DeviceBuffer, width: Int, indices: DeviceBuffer, count: Int,

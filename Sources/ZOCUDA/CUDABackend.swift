@@ -188,6 +188,17 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         note(driver.cuMemcpyDtoHAsync(host.baseAddress + hostOffset, address(device), byteCount, self.stream(stream)), "cuMemcpyDtoHAsync")
     }
 
+    /// Registers `host` with the driver (page-locked), so that copies from and to it run
+    /// asynchronously at full link speed; nil when the driver refuses (copies then stage).
+    public func pin(_ host: HostBuffer) -> HostPin? {
+        guard host.byteCount > 0, driver.cuMemHostRegister(host.baseAddress, host.byteCount, 0) == 0 else { return nil }
+        let driver = driver, address = UncheckedPointer(host.baseAddress)
+        return HostPin { [host] in
+            _ = driver.cuMemHostUnregister(address.value)
+            withExtendedLifetime(host) {}
+        }
+    }
+
     // MARK: Kernel launches
 
     /// A kernel argument, passed by value.
@@ -389,4 +400,10 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         launch("zo_fill_noise", grid: (blocks(count), 1, 1), block: 256,
                [.buffer(out), .uint64(UInt64(count)), .int(Self.kindCode(kind)), .uint64(seed), .uint32(tensor)])
     }
+}
+
+/// A raw pointer carried into a Sendable closure (the owner keeps the memory alive).
+private struct UncheckedPointer: @unchecked Sendable {
+    let value: UnsafeMutableRawPointer
+    init(_ value: UnsafeMutableRawPointer) { self.value = value }
 }

@@ -135,6 +135,15 @@ public struct PerturbationSnapshot: @unchecked Sendable {
     }
 }
 
+/// Page-locked host memory, unlocked when the pin is released.
+public final class HostPin: @unchecked Sendable {
+    private let release: () -> Void
+
+    public init(release: @escaping () -> Void) { self.release = release }
+
+    deinit { release() }
+}
+
 /// Models and the offloading scheduler are written against this protocol only.
 ///
 /// Conventions:
@@ -189,6 +198,12 @@ public protocol Backend: AnyObject, Sendable {
 
     /// Copies `byteCount` bytes from the start of `device` to `host` at `hostOffset`.
     func download(_ device: DeviceBuffer, to host: HostBuffer, hostOffset: Int, byteCount: Int, on stream: StreamID)
+
+    /// Makes copies to and from `host` fast and truly asynchronous (page-locked memory on a
+    /// GPU) for as long as the returned pin lives; nil where nothing needs doing (the CPU) or
+    /// the memory cannot be pinned (copies then still work, staged). Release the pin before
+    /// the buffer.
+    func pin(_ host: HostBuffer) -> HostPin?
 
     // MARK: Operations (compute stream)
 

@@ -54,6 +54,8 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     private let released: [EventID]
     private let computed: [EventID]
     private let tensors: [[PerturbedTensor]]
+    /// The streamed masters, page-locked where the backend does that (released first).
+    private var pins: [HostPin] = []
 
     /// Allocates the resident groups and the slots from the backend's arena and uploads the
     /// resident groups. Throws `OffloadError.doesNotFit` (before allocating) when the plan's
@@ -125,11 +127,13 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         uploaded = slots.map { _ in backend.makeEvent() }
         released = slots.map { _ in backend.makeEvent() }
         computed = slots.map { _ in backend.makeEvent() }
+        pins = streamed.compactMap { [encodedBlocks] index in backend.pin(encodedBlocks[index] ?? model.blocks[index].storage) }
     }
 
     deinit {
         try? backend.synchronize(uploadStream)
         try? backend.synchronize(offloadStream)
+        pins.removeAll()
         for buffer in [embedding, head, constants] + Array(residentBlocks.values) + slots + staging { backend.free(buffer) }
     }
 
