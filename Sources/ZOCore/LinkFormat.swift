@@ -54,9 +54,9 @@ public enum LinkFormat: String, Sendable, Codable, CaseIterable {
     }
 
     /// e4m3 (the OCP "FN" variant: no infinities, 0x7F/0xFF NaN) bits of a value already on
-    /// the grid.
+    /// the grid; infinities, which the format lacks, become NaN.
     public static func e4m3Bits(_ value: Float) -> UInt8 {
-        if value.isNaN { return 0x7F }
+        if !value.isFinite { return value.sign == .minus && !value.isNaN ? 0xFF : 0x7F }
         let sign: UInt8 = value.sign == .minus ? 0x80 : 0
         let magnitude = abs(value)
         if magnitude < 0x1p-6 { return sign | UInt8(magnitude * 512) }  // subnormal: multiples of 2⁻⁹

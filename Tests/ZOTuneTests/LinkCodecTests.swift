@@ -51,6 +51,17 @@ import ZOCPU
 
     /// Each stochastically rounded value is one of its two grid neighbours, chosen with the
     /// right odds: over 400 seeds the mean is the value.
+    /// Infinities and NaN (a diverged weight) encode without a crash: bf16 and fp16 keep
+    /// them, fp8 (which has no infinities) makes them NaN; their group's finite values stay.
+    @Test(arguments: [LinkFormat.bf16, .fp16, .fp8])
+    func nonFiniteValuesEncodeWithoutACrash(format: LinkFormat) throws {
+        for seed in [nil, UInt64(3)] {
+            let decoded = try roundTrip([.infinity, -.infinity, .nan, 1, -0.5] + Array(repeating: 0.25, count: 123), format, seed: seed)
+            #expect(decoded[2].isNaN && decoded[3] == 1 && decoded[4] == -0.5 && decoded[5] == 0.25, "\(format)")
+            #expect(format == .fp8 ? decoded[0].isNaN && decoded[1].isNaN : decoded[0] == .infinity && decoded[1] == -.infinity, "\(format)")
+        }
+    }
+
     @Test(arguments: [LinkFormat.bf16, .fp16, .fp8])
     func stochasticRoundingIsUnbiased(format: LinkFormat) throws {
         let values: [Float] = [0.0123456, -0.7777, 1.000_1, 3.3e-3] + Array(repeating: 0.02, count: 124)

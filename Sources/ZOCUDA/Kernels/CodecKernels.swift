@@ -66,6 +66,7 @@ extension KernelSource {
     // LinkFormat.e4m3Bits of a value on the e4m3 grid, and e4m3Value.
     __device__ unsigned char zo_e4m3_bits(float value) {
         if (value != value) return 0x7F;
+        if ((__float_as_uint(value) & 0x7FFFFFFFu) == 0x7F800000u) return value < 0.0f ? 0xFF : 0x7F;  // no infinities: NaN
         unsigned char sign = (__float_as_uint(value) >> 31) ? 0x80 : 0;
         float magnitude = fabsf(value);
         if (magnitude < 0.015625f) return sign | (unsigned char)__fmul_rn(magnitude, 512.0f);
