@@ -42,6 +42,9 @@ let package = Package(
         .target(name: "ZOOptimizers", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
         // The CUDA layer, loaded at run time: library discovery, devices, NVRTC kernels.
         .target(name: "ZOCUDA", dependencies: ["ZOCore", "CCUDA"], swiftSettings: simdFlags),
+        // A backend's checks against the CPU oracle (zotune selftest and the GPU tests).
+        .target(name: "ZOParity", dependencies: ["ZOCore", "ZOCPU", "ZOCUDA", "ZOModels", "ZOOffload", "ZOOptimizers"],
+                swiftSettings: simdFlags),
         // Offloading: blocks streamed through a device-memory budget (residency plan, scheduler).
         .target(name: "ZOOffload", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
         // Tasks: data loading (JSONL), losses and metrics.
@@ -54,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "zotune",
             dependencies: [
-                "ZOModels", "ZOCPU", "ZOCUDA", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks", "ZOTraining",
+                "ZOModels", "ZOCPU", "ZOCUDA", "ZOParity", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks", "ZOTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simdFlags
@@ -62,7 +65,7 @@ let package = Package(
         .testTarget(
             name: "ZOTuneTests",
             dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks",
-                           "ZOTraining", "ZOCUDA"],
+                           "ZOTraining", "ZOCUDA", "ZOParity"],
             exclude: ["Fixtures"]
         ),
     ]

@@ -1,0 +1,129 @@
+import ZOCore
+import ZOCPU
+import ZOCUDA
+import ZOModels
+import ZOOffload
+import ZOOptimizers
+
+/// A backend against the CPU oracle: noise (CUDA), perturbation with snapshots and the link
+/// codecs bit for bit; logits and 20 ZO steps, resident and offloaded, within a tolerance;
+/// on a small random OPT. Each check returns nil or what differed. `zotune selftest` runs
+/// them from the binary (a GPU machine has no Swift to run the tests), the test suite when a
+/// GPU is present.
+public enum BackendParity {
+    /// Every check for `backend`, by name, with its outcome (nil: passed; thrown errors are
+    /// outcomes too).
+    public static func run(_ backend: any Backend, against oracle: CPUBackend, tolerance: Double) -> [(name: String, problem: String?)] {
+        var checks: [(String, () throws -> String?)] = []
+        if let gpu = backend as? CUDABackend {
+            for kind in [PerturbationKind.gaussian, .rademacher] { checks.append(("noise (\(kind.rawValue)) bit for bit", { try noise(gpu, kind: kind) })) }
+        }
+        checks.append(("perturbation and snapshot bit for bit", { try perturbation(backend, oracle) }))
+        for format in [LinkFormat.bf16, .fp16, .fp8] {
+            checks.append(("\(format.rawValue) encoding bit for bit", { try codec(format, backend, oracle) }))
+        }
+        checks.append(("logits within \(tolerance)", { try logits(backend, oracle, tolerance: tolerance) }))
+        for offloaded in [false, true] {
+            checks.append(("20 ZO steps \(offloaded ? "offloaded" : "resident") within \(tolerance)",
+                           { try training(backend, oracle, offloaded: offloaded, tolerance: tolerance) }))
+        }
+        return checks.map { name, body in
+            do { return (name, try body()) } catch { return (name, "\(error)") }
+        }
+    }
+
+    /// A 3-block OPT with seeded random weights (fresh each call) and its batch.
+    public static func model() throws -> (OPTModel, TokenBatch) {
+        var config = OPTConfig()
+        (config.vocabSize, config.hiddenSize, config.numHiddenLayers, config.ffnDim, config.numAttentionHeads) = (512, 64, 3, 256, 4)
+        config.maxPositionEmbeddings = 64
+        let model = try OPTModel(config: config)
+        model.initializeRandomly(seed: 8, std: 0.1)
+        var generator = SplitMix64(seed: 2)
+        let batch = try model.makeBatch((0..<3).map { b in (0..<(12 + 5 * b)).map { _ in Int(generator.next() % 512) } })
+        return (model, batch)
+    }
+
+    public static func noise(_ gpu: CUDABackend, kind: PerturbationKind) throws -> String? {
+        let count = 10_000
+        let out = try gpu.allocate(count * 4, label: "noise")
+        defer { gpu.free(out) }
+        for (seed, tensor) in [(UInt64(0), UInt32(0)), (0xDEAD_BEEF_1234, 7), (.max, 123)] {
+            gpu.fillNoise(out, count: count, kind: kind, seed: seed, tensor: tensor)
+            var expected = [Float](repeating: 0, count: (count + 31) / 32 * 32)
+            expected.withUnsafeMutableBufferPointer { buffer in
+                for chunk in 0..<(count + 31) / 32 { Noise.chunk(kind, seed: seed, tensor: tensor, chunk: chunk, into: buffer.baseAddress! + chunk * 32) }
+            }
+            let bits = try gpu.read(out, count: count, as: UInt32.self)
+            if let first = (0..<count).first(where: { bits[$0] != expected[$0].bitPattern }) {
+                return "seed \(seed) tensor \(tensor): element \(first) is \(Float(bitPattern: bits[first])), the CPU's \(expected[first])"
+            }
+        }
+        return nil
+    }
+
+    public static func perturbation(_ backend: any Backend, _ oracle: CPUBackend) throws -> String? {
+        let count = 4099
+        let values = (0..<count).map { Float($0 % 97) * 0.01 - 0.4 }
+        let tensors = [PerturbedTensor(offset: 0, count: 1000, id: 3, decays: true), PerturbedTensor(offset: 1000, count: 3099, id: 4, decays: false)]
+        let terms = [PerturbationTerm(seed: 11, coefficient: 1e-3, decayCoefficient: 2e-3), PerturbationTerm(seed: 12, coefficient: -2e-3)]
+        var results: [[UInt32]] = []
+        for target in [backend, oracle] as [any Backend] {
+            let buffer = try target.upload(values, label: "parameters")
+            defer { target.free(buffer) }
+            let snapshot = try HostBuffer(byteCount: count * 4)
+            target.perturb(buffer, tensors: tensors, terms: terms, decayFactor: 0.999, kind: .gaussian,
+                           snapshot: PerturbationSnapshot(host: snapshot, afterTerms: 1))
+            results.append(try target.read(buffer, count: count, as: UInt32.self)
+                           + Array(UnsafeBufferPointer(start: snapshot.baseAddress.assumingMemoryBound(to: UInt32.self), count: count)))
+        }
+        guard let first = results[0].indices.first(where: { results[0][$0] != results[1][$0] }) else { return nil }
+        return "\(first < count ? "parameter" : "snapshot") element \(first % count) differs"
+    }
+
+    public static func codec(_ format: LinkFormat, _ backend: any Backend, _ oracle: CPUBackend) throws -> String? {
+        var generator = SplitMix64(seed: 5)
+        let values: [Float] = (0..<1000).map { i in
+            let unit = Float(generator.next() >> 40) / Float(1 << 24) - 0.5
+            return i % 7 == 0 ? unit * 1e-6 : unit * 0.6
+        }
+        var encoded: [[UInt8]] = []
+        for target in [backend, oracle] as [any Backend] {
+            let input = try target.upload(values, label: "values")
+            let out = try target.allocate(format.encodedBytes(values.count), label: "encoded")
+            defer { target.free(input); target.free(out) }
+            target.encode(input, count: values.count, format: format, stochasticSeed: 99, out: out)
+            encoded.append(try target.read(out, count: format.encodedBytes(values.count), as: UInt8.self))
+        }
+        guard let first = encoded[0].indices.first(where: { encoded[0][$0] != encoded[1][$0] }) else { return nil }
+        return "byte \(first) differs"
+    }
+
+    public static func worst(_ a: [Double], _ b: [Double]) -> Double {
+        zip(a, b).map { abs($0 - $1) / max(abs($1), 1e-6) }.max() ?? 0
+    }
+
+    public static func logits(_ backend: any Backend, _ oracle: CPUBackend, tolerance: Double) throws -> String? {
+        let (model, batch) = try model()
+        var outputs: [[Double]] = []
+        for target in [backend, oracle] as [any Backend] {
+            outputs.append(try ResidentRunner(model: model, backend: target).forward(batch, outputs: .logits).logits!.map(Double.init))
+        }
+        let largest = outputs[1].map(abs).max() ?? 1
+        let difference = zip(outputs[0], outputs[1]).map { abs($0 - $1) }.max() ?? 0
+        return difference / largest <= tolerance ? nil : "largest |Δlogit| \(difference) against largest |logit| \(largest)"
+    }
+
+    public static func training(_ backend: any Backend, _ oracle: CPUBackend, offloaded: Bool, tolerance: Double) throws -> String? {
+        var runs: [[Double]] = []
+        for target in [backend, oracle] as [any Backend] {
+            let (model, batch) = try model()
+            let runner: any ModelRunner = offloaded && target === backend
+                ? try OffloadedRunner(model: model, backend: target, plan: ResidencyPlan(slots: 2)) : try ResidentRunner(model: model, backend: target)
+            let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 4)
+            runs.append(try (0..<20).map { _ in try mezo.step(lr: 1e-3, batch: batch).lossPlus })
+        }
+        let difference = worst(runs[0], runs[1])
+        return difference <= tolerance ? nil : "largest relative loss difference \(difference)"
+    }
+}
