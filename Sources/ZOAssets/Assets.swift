@@ -127,17 +127,9 @@ public struct Assets: Sendable {
 
     /// The hex sha256 of a file, or nil if it cannot be read.
     public static func sha256(path: String) -> String? {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
         var hasher = SHA256Hasher()
-        var buffer = [UInt8](repeating: 0, count: 1 << 22)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return count == 0 ? TextFormat.hex(hasher.finalize()) : nil }
-            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
-        }
+        guard let file = try? ReadOnlyFile(path: path), (try? hasher.update(file: file)) != nil else { return nil }
+        return TextFormat.hex(hasher.finalize())
     }
 }
 

@@ -36,16 +36,6 @@ public struct ByteCount: CustomStringConvertible, Sendable {
             value /= 1024
             unit += 1
         }
-        return unit == 0 ? "\(bytes) B" : String(format2: value) + " " + units[unit]
-    }
-}
-
-extension String {
-    /// `value` with two decimals, without Foundation.
-    init(format2 value: Double) {
-        let scaled = (value * 100).rounded()
-        let whole = Int(scaled / 100)
-        let fraction = Int(abs(scaled).truncatingRemainder(dividingBy: 100))
-        self = "\(whole).\(fraction < 10 ? "0" : "")\(fraction)"
+        return unit == 0 ? "\(bytes) B" : TextFormat.decimal(value, decimals: 2) + " " + units[unit]
     }
 }

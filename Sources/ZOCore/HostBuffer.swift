@@ -7,20 +7,18 @@ import Darwin
 /// A block of host memory that ZOTune owns or maps.
 ///
 /// Ownership: the buffer owns its bytes and releases them in `deinit` (free for allocated
-/// memory, munmap for mapped files). Pointers obtained from it are valid only while the
+/// memory, munmap for scratch files). Pointers obtained from it are valid only while the
 /// buffer is alive; keep a reference to the buffer for as long as you use them.
 public final class HostBuffer: @unchecked Sendable {
     /// How the bytes were obtained, which decides how they are released.
     public enum Storage: Sendable {
         /// `posix_memalign`ed, released with `free`.
         case allocated
-        /// A read-only `mmap` of a file, released with `munmap`.
-        case mappedFile(path: String)
         /// A shared read-write `mmap` of an unlinked scratch file, released with `munmap`.
         case scratchFile(directory: String)
     }
 
-    /// First byte. Aligned to 64 bytes for allocated storage, to the page for mapped files.
+    /// First byte. Aligned to 64 bytes for allocated storage, to the page for scratch files.
     public let baseAddress: UnsafeMutableRawPointer
     /// Size in bytes.
     public let byteCount: Int
@@ -71,33 +69,9 @@ public final class HostBuffer: @unchecked Sendable {
         return pointer
     }
 
-    /// Maps the whole file at `path` read-only. An empty file maps to a zero-length buffer.
-    public init(mapping path: String) throws(HostMemoryError) {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw .cannotOpen(path: path, errno: errno) }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw .cannotOpen(path: path, errno: errno) }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw .notARegularFile(path: path) }
-        let size = Int(info.st_size)
-        if size == 0 {
-            // mmap refuses zero lengths; hand out a private empty allocation instead.
-            self.baseAddress = try Self.allocateZeroed(0)
-            self.byteCount = 0
-            self.storage = .allocated
-            return
-        }
-        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-        guard let mapped, mapped != MAP_FAILED else { throw .cannotMap(path: path, errno: errno) }
-        self.baseAddress = mapped
-        self.byteCount = size
-        self.storage = .mappedFile(path: path)
-    }
-
     deinit {
         switch storage {
         case .allocated: free(baseAddress)
-        case .mappedFile: munmap(baseAddress, byteCount)
         case .scratchFile: munmap(baseAddress, max(byteCount, 1))
         }
     }

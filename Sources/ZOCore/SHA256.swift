@@ -56,6 +56,20 @@ public struct SHA256Hasher {
         return words.flatMap { word in (0..<4).map { UInt8(truncatingIfNeeded: word >> (24 - 8 * UInt32($0))) } }
     }
 
+    /// Feeds the whole of `file`, read in 1 MiB pieces.
+    public mutating func update(file: ReadOnlyFile) throws(HostMemoryError) {
+        let chunk = 1 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buffer.deallocate() }
+        var offset = 0
+        while offset < file.byteCount {
+            let count = min(chunk, file.byteCount - offset)
+            try file.read(into: buffer.baseAddress!, count: count, at: offset)
+            update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            offset += count
+        }
+    }
+
     /// The hex digest of `bytes`.
     public static func hex(_ bytes: [UInt8]) -> String {
         var hasher = SHA256Hasher()

@@ -43,8 +43,7 @@ public enum MemoryModel {
         let streamed = plan.streamedBlocks(count: shape.blocks.count)
         let masterBytes = streamed.reduce(0) { $0 + plan.format.encodedBytes(shape.blocks[$1].count) }
         return StepMemory(
-            residentParameterBytes: plan.parameterBytes(for: shape) - plan.slotCount(for: shape) * plan.slotBytes(for: shape)
-                + constantBytes(shape),
+            residentParameterBytes: plan.residentBytes(for: shape) + constantBytes(shape),
             slots: plan.slotCount(for: shape), slotBytes: plan.slotBytes(for: shape),
             workspaceBytes: workspaceBytes(shape, rows: batch * tokens),
             passBytes: 2 * ForwardPass.deviceBytes(rows: batch * tokens, hiddenSize: shape.hiddenSize),

@@ -38,9 +38,13 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
     /// Device bytes the plan's parameters occupy: resident groups plus S slots (each with
     /// a staging buffer for the encoded block when the format is not fp32).
     public func parameterBytes(for shape: ModelShape) -> Int {
-        let resident = ([shape.embedding, shape.head] + residentBlocks.sorted().map { shape.blocks[$0] })
+        residentBytes(for: shape) + slotCount(for: shape) * slotBytes(for: shape)
+    }
+
+    /// Device bytes of the groups that stay: embedding, head and the resident blocks.
+    public func residentBytes(for shape: ModelShape) -> Int {
+        ([shape.embedding, shape.head] + residentBlocks.sorted().map { shape.blocks[$0] })
             .reduce(0) { $0 + DeviceArena.reservedSize($1.byteCount) }
-        return resident + slotCount(for: shape) * slotBytes(for: shape)
     }
 
     /// Slots allocated: S, or fewer when fewer blocks stream.

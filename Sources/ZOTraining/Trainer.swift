@@ -126,6 +126,16 @@ public final class Trainer {
                                 baseModelSHA256: $0.baseModelSHA256, run: $0.run, initialMetrics: initialMetrics)
             }
         }
+        /// The snapshot a pass should fill for the checkpoint `due`, or nil: none due, or the
+        /// writer is still busy with the previous one (then this one is reported skipped).
+        func capture(_ due: CheckpointState?) throws -> ParameterSnapshot? {
+            guard let due, let writer = checkpointing?.writer else { return nil }
+            guard !writer.isBusy else {
+                try report(.checkpoint(step: due.step, outcome: .skipped))
+                return nil
+            }
+            return writer.snapshot
+        }
         /// Saves `due` from the snapshot the last pass filled.
         func submit(_ due: CheckpointState) throws {
             try trajectory?.sync()
@@ -146,10 +156,7 @@ public final class Trainer {
         var due: CheckpointState?
         for step in optimizer.stepsTaken..<options.steps where !shouldStop() {
             let batch = sampler.next()
-            var snapshot: ParameterSnapshot?
-            if let pending = due, let writer = checkpointing?.writer {
-                if writer.isBusy { try report(.checkpoint(step: pending.step, outcome: .skipped)) } else { snapshot = writer.snapshot }
-            }
+            let snapshot = try capture(due)
             let start = monotonicSeconds()
             let result = try optimizer.step(lr: options.schedule.rate(at: step), loss: try task.lossPlan(batch, model: runner.model),
                                              snapshot: snapshot)
@@ -166,13 +173,10 @@ public final class Trainer {
             }
             if let every = checkpointing?.every, (step + 1) % every == 0, step + 1 < options.steps { due = state() }
             if options.evalEvery > 0, (step + 1) % options.evalEvery == 0, step + 1 < options.steps {
-                let writer = due == nil ? nil : checkpointing?.writer
-                let capture = writer?.isBusy == false ? writer?.snapshot : nil
-                try optimizer.flush(snapshot: capture)
-                if let pending = due {
-                    if capture != nil { try submit(pending) } else { try report(.checkpoint(step: pending.step, outcome: .skipped)) }
-                    due = nil
-                }
+                let snapshot = try capture(due)
+                try optimizer.flush(snapshot: snapshot)
+                if let pending = due, snapshot != nil { try submit(pending) }
+                due = nil
                 try report(.evaluation(step: step + 1, metrics: try task.evaluate(runner: runner)))
             }
             try collect()

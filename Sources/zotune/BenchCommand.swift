@@ -40,10 +40,7 @@ struct BenchWorkload: ParsableArguments {
 
     /// The model (seeded random weights, blocks in `blockStorage`) and the token batch.
     func makeModel(blockStorage: HostStorage = .memory) throws -> (OPTConfig, OPTModel, TokenBatch) {
-        let config = try OPTConfig.named(shape)
-        guard seq <= config.maxPositionEmbeddings else {
-            throw ValidationError("--seq \(seq) exceeds the shape's \(config.maxPositionEmbeddings) positions")
-        }
+        let config = try namedShape(shape, seq: seq)
         let model = try OPTModel(config: config, blockStorage: blockStorage)
         model.initializeRandomly(seed: 1)
         var generator = SplitMix64(seed: 7)
@@ -107,6 +104,15 @@ struct BenchForward: ParsableCommand {
                                  effective_gflops: flops.total / median / 1e9, loss: loss, seconds_by_op: profile,
                                  gemm_gflops: flops.matrices / (profile["gemm"] ?? .nan) / 1e9))
     }
+}
+
+/// The named OPT shape `name`, checking that `seq` tokens fit its positions.
+func namedShape(_ name: String, seq: Int) throws -> OPTConfig {
+    let config = try OPTConfig.named(name)
+    guard seq <= config.maxPositionEmbeddings else {
+        throw ValidationError("--seq \(seq) exceeds the shape's \(config.maxPositionEmbeddings) positions")
+    }
+    return config
 }
 
 /// Multiply-adds ×2 of one forward pass: every weight matrix (blocks, projections, LM head)

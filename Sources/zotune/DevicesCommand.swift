@@ -1,5 +1,6 @@
 import ArgumentParser
 import ZOAssets
+import ZOCore
 import ZOCUDA
 
 /// `zotune devices`: what CUDA this machine offers ZOTune, found at run time.
@@ -30,7 +31,7 @@ struct DevicesCommand: ParsableCommand {
                 let devices = try driver.devices()
                 if devices.isEmpty { print("GPUs: none") }
                 for device in devices {
-                    print("GPU \(device.ordinal): \(device.name), \(gibibytes(device.totalMemory)), compute capability "
+                    print("GPU \(device.ordinal): \(device.name), \(ByteCount(device.totalMemory)), compute capability "
                           + "\(device.major).\(device.minor), \(device.multiprocessors) SMs")
                     if compileFor == nil { architectures.append(device.architecture) }
                 }
@@ -68,9 +69,4 @@ struct DevicesCommand: ParsableCommand {
             print("\(name): not found; tried \(attempts.count) places (set ZOTUNE_CUDA_LIBS to a folder holding it)")
         }
     }
-}
-
-/// Bytes in GiB for listings.
-func gibibytes(_ bytes: Int) -> String {
-    "\(Double(bytes * 100 / 1_073_741_824) / 100) GiB"
 }

@@ -74,11 +74,7 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         if table { return try printTable() }
-        let config = try OPTConfig.named(shape)
-        guard seq <= config.maxPositionEmbeddings else {
-            throw ValidationError("--seq \(seq) exceeds the shape's \(config.maxPositionEmbeddings) positions")
-        }
-        let shape = config.shape
+        let shape = try namedShape(self.shape, seq: seq).shape
         let residentBlocks = try residentBlocks.map { try parseBlockList($0, option: "--resident-blocks") } ?? []
         if let bad = residentBlocks.first(where: { $0 >= shape.blocks.count }) {
             throw ValidationError("--resident-blocks: block \(bad) does not exist (\(self.shape) has \(shape.blocks.count) blocks)")

@@ -3,7 +3,7 @@ extension KernelSource {
     /// scalar definition in ZOCore states them: `LinkFormat.round` to nearest or
     /// stochastically with the uniforms of `zo_uniform`, then the format's bits; fp8 groups of
     /// 128 values share the scale max|v| / 448. Format ids: 1 bf16, 2 fp16, 3 fp8.
-    public static let codecs = KernelSource(name: "codecs", code: KernelSource.noise.code + #"""
+    public static let codecs = KernelSource(name: "codecs", code: noiseFunctions + #"""
 
     // LinkFormat.grid: mantissa bits, smallest normal exponent, largest finite magnitude.
     __device__ __forceinline__ void zo_grid(int format, int *mantissa, int *min_exponent, float *largest) {
@@ -123,7 +123,7 @@ extension KernelSource {
                                        zo_scales((void *)encoded, count)[i / 128]);
         }
     }
-    """#, entryPoints: ["zo_perturb", "zo_fill_noise", "zo_encode", "zo_decode"])
+    """#, entryPoints: ["zo_encode", "zo_decode"])
 
     /// Every kernel source ZOTune compiles.
     public static let all: [KernelSource] = [.noise, .codecs, .forward]

@@ -4,7 +4,7 @@ extension KernelSource {
     /// layer and RMS norm, rotary embeddings, SwiGLU, row copies, causal key-masked attention
     /// (scores of one query in shared memory: no T×T buffer in device memory), cross-entropy
     /// and arg-max. Reductions use one block of 256 threads per row.
-    public static let forward = KernelSource(name: "forward", code: KernelSource.noise.code + #"""
+    public static let forward = KernelSource(name: "forward", code: noiseFunctions + #"""
 
     #define ZO_THREADS 256
     #define INFINITY __int_as_float(0x7F800000)

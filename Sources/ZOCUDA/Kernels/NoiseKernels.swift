@@ -1,9 +1,8 @@
 extension KernelSource {
-    /// Philox4x32-10 and the noise streams of `Noise` (ZOCore), operation by operation, and
-    /// the perturbation pass of `Backend.perturb`. Compiled with `--fmad=false` so that every
-    /// a·b + c rounds twice, as the CPU computes it: z and the perturbed weights then match
-    /// the CPU backend bit for bit.
-    public static let noise = KernelSource(name: "noise", code: #"""
+    /// The device functions every kernel source shares: Philox4x32-10, the noise streams
+    /// and stochastic-rounding uniforms of `Noise` (ZOCore) operation by operation, and the
+    /// perturbation term. No entry points.
+    static let noiseFunctions = #"""
     typedef unsigned int u32;
     typedef unsigned long long u64;
 
@@ -106,6 +105,12 @@ extension KernelSource {
     // One term of a perturbation pass (PerturbationTerm).
     struct zo_term { u64 seed; float coefficient; float decay_coefficient; };
 
+    """#
+
+    /// The perturbation pass of `Backend.perturb` (and the noise itself, for parity checks).
+    /// Compiled with `--fmad=false` so that every a·b + c rounds twice, as the CPU computes
+    /// it: z and the perturbed weights then match the CPU backend bit for bit.
+    public static let noise = KernelSource(name: "noise", code: noiseFunctions + #"""
     // One tensor of a pass (PerturbedTensor): elements [offset, offset + count) of the buffer.
     struct zo_tensor { u64 offset; u64 count; u32 id; u32 decays; };
 

@@ -41,12 +41,13 @@ public final class CheckpointWriter: @unchecked Sendable {
             $0.busy = true
         }
         queue.async { [self] in
-            lowerThreadPriority()
             var failure: CheckpointError?
-            do throws(CheckpointError) {
-                try checkpoints.write(model: model, weights: snapshot.groups, state: state, keep: keep)
-            } catch {
-                failure = error
+            atLowestPriority {
+                do throws(CheckpointError) {
+                    try checkpoints.write(model: model, weights: snapshot.groups, state: state, keep: keep)
+                } catch {
+                    failure = error
+                }
             }
             status.withLock {
                 $0.busy = false
@@ -76,11 +77,16 @@ public final class CheckpointWriter: @unchecked Sendable {
     }
 }
 
-/// Puts the calling thread in Linux's SCHED_IDLE class: it runs when a core would otherwise
-/// idle, so a writer competing with the compute threads for cores yields to them.
-private func lowerThreadPriority() {
+/// Runs `body` with the calling thread in Linux's SCHED_IDLE class, so that a writer
+/// competing with the compute threads for cores yields to them; the thread (a shared
+/// Dispatch worker) gets its scheduling back afterwards.
+private func atLowestPriority(_ body: () -> Void) {
     #if canImport(Glibc)
-    var parameters = sched_param()
-    _ = pthread_setschedparam(pthread_self(), 5 /* SCHED_IDLE */, &parameters)
+    var policy: Int32 = 0
+    var saved = sched_param(), idle = sched_param()
+    let changed = pthread_getschedparam(pthread_self(), &policy, &saved) == 0
+        && pthread_setschedparam(pthread_self(), 5 /* SCHED_IDLE */, &idle) == 0
+    defer { if changed { _ = pthread_setschedparam(pthread_self(), policy, &saved) } }
     #endif
+    body()
 }

@@ -23,19 +23,10 @@ public enum ModelFingerprint {
             files = [path]
         }
         var hasher = SHA256Hasher()
-        let chunk = 1 << 20
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
-        defer { buffer.deallocate() }
         for file in files {
             let reader = try ReadOnlyFile(path: file)
             hasher.update(Array("\(file.split(separator: "/").last!)\u{0}\(reader.byteCount)\u{0}".utf8))
-            var offset = 0
-            while offset < reader.byteCount {
-                let count = min(chunk, reader.byteCount - offset)
-                try reader.read(into: buffer.baseAddress!, count: count, at: offset)
-                hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-                offset += count
-            }
+            try hasher.update(file: reader)
         }
         return TextFormat.hex(hasher.finalize())
     }

@@ -134,7 +134,8 @@ public struct Trajectory: Sendable {
         guard bytes.count >= magic.count + 4, Array(bytes[0..<magic.count]) == magic else {
             throw .invalid(path: path, reason: "not a ZOTune trajectory (bad magic)")
         }
-        let length = Int(bytes[magic.count..<magic.count + 4].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        func word(at offset: Int) -> UInt32 { bytes[offset..<offset + 4].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
+        let length = Int(word(at: magic.count))
         recordsStart = magic.count + 4 + length
         guard length <= 1 << 20, recordsStart <= bytes.count else {
             throw .invalid(path: path, reason: "header length \(length) runs past the end of the \(bytes.count)-byte file")
@@ -151,7 +152,7 @@ public struct Trajectory: Sendable {
         steps = (bytes.count - recordsStart) / recordBytes
         trailingBytes = (bytes.count - recordsStart) % recordBytes
         records = stride(from: recordsStart, to: recordsStart + steps * recordBytes, by: 4).map { offset in
-            Float(bitPattern: bytes[offset..<offset + 4].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+            Float(bitPattern: word(at: offset))
         }
     }
 
