@@ -30,7 +30,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     private let base: UnsafeMutableRawPointer
     private let mappedBytes: Int
     private let engine = StreamEngine()
-    private let parallel: Parallel
+    let parallel: Parallel
     /// Per-operation timings, off by default (`profile.isEnabled = true` to collect).
     public let profile = OpProfile()
     /// Copies made to fail on purpose (`injectCopyFault`).

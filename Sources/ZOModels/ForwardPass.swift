@@ -58,32 +58,44 @@ public final class ForwardPass {
     /// Runs the head (on the selected rows alone when the request names them), the per-token
     /// losses and the requested outputs, and reads them back; appends the batch to the cache.
     public func finish(head: DeviceBuffer, embedding: DeviceBuffer) throws -> ForwardResult {
+        try finish(head: head, embedding: embedding, recording: nil)
+    }
+
+    /// `finish`; with a `recording`, the head records its tape there (for `TrainableLM.headBackward`)
+    /// and the logits, targets and selected rows stay on the device, owned by the recording.
+    public func finish(head: DeviceBuffer, embedding: DeviceBuffer, recording: HeadRecording?) throws -> ForwardResult {
         let backend = context.backend, batch = request.batch
         context.cache?.length += batch.tokens
         var headRows = batch.batchSize * batch.tokens, headInput = hidden, targets = context.batch.targets
         var temporary: [DeviceBuffer] = []
         defer { temporary.forEach(backend.free) }
+        /// A buffer freed on return, or handed to the recording.
+        func own(_ buffer: DeviceBuffer, keep: ReferenceWritableKeyPath<HeadRecording, DeviceBuffer?>? = nil) -> DeviceBuffer {
+            if let recording, let keep { recording[keyPath: keep] = buffer } else { temporary.append(buffer) }
+            return buffer
+        }
         if let selected = request.rows {
             headRows = selected.count
-            let indices = try backend.upload(selected.map(Int32.init), label: "selected rows")
-            temporary.append(indices)
-            headInput = try backend.allocate(max(1, headRows) * model.hiddenSize * 4, label: "selected hidden states [R, C]")
-            temporary.append(headInput)
-            targets = try backend.upload(selected.map { batch.targets[$0] }, label: "selected targets")
-            temporary.append(targets)
+            let indices = own(try backend.upload(selected.map(Int32.init), label: "selected rows"), keep: \.selectedRows)
+            headInput = own(try backend.allocate(max(1, headRows) * model.hiddenSize * 4, label: "selected hidden states [R, C]"))
+            targets = own(try backend.upload(selected.map { batch.targets[$0] }, label: "selected targets"), keep: \.selectedTargets)
             backend.gatherRows(table: hidden, width: model.hiddenSize, indices: indices, count: headRows, out: headInput, accumulate: false)
         }
-        let logits = try backend.allocate(max(1, headRows) * model.vocabSize * 4, label: "logits [R, V]")
-        temporary.append(logits)
-        let losses = try backend.allocate(max(1, headRows) * 4, label: "token losses [R]")
-        temporary.append(losses)
-        model.head(head, embedding: embedding, hidden: headInput, logits: logits, rows: headRows, context: context)
+        let logits = own(try backend.allocate(max(1, headRows) * model.vocabSize * 4, label: "logits [R, V]"), keep: \.logits)
+        let losses = own(try backend.allocate(max(1, headRows) * 4, label: "token losses [R]"))
+        if let recording, let trainable = model as? any TrainableLM {
+            let tape = try backend.allocate(max(1, trainable.headTapeCount(rows: headRows)) * 4, label: "head tape")
+            recording.tape = tape
+            trainable.head(head, embedding: embedding, hidden: headInput, logits: logits, rows: headRows, context: context, recording: tape)
+        } else {
+            model.head(head, embedding: embedding, hidden: headInput, logits: logits, rows: headRows, context: context)
+        }
+        recording?.rows = headRows
         backend.crossEntropy(logits: logits, targets: targets, losses: losses, rows: headRows, vocab: model.vocabSize)
 
         var argmax: [Int32]?
         if request.outputs.contains(.argmax) {
-            let indices = try backend.allocate(max(1, headRows) * 4, label: "arg-max [R]")
-            temporary.append(indices)
+            let indices = own(try backend.allocate(max(1, headRows) * 4, label: "arg-max [R]"))
             backend.argmax(logits: logits, out: indices, rows: headRows, vocab: model.vocabSize)
             argmax = try backend.read(indices, count: headRows, as: Int32.self)
         }
@@ -91,6 +103,25 @@ public final class ForwardPass {
                              tokenLosses: try backend.read(losses, count: headRows, as: Float.self),
                              logits: request.outputs.contains(.logits) ? try backend.read(logits, count: headRows * model.vocabSize) : nil,
                              argmax: argmax)
+    }
+}
+
+/// The device state a recorded head leaves for its backward: the head's tape, the logits
+/// [R, V], and for a head over selected rows their flat positions and targets (Int32 [R]).
+/// Frees what it holds when released.
+public final class HeadRecording {
+    public var tape: DeviceBuffer?
+    public var logits: DeviceBuffer?
+    public var selectedRows: DeviceBuffer?
+    public var selectedTargets: DeviceBuffer?
+    /// R: the rows the head ran on.
+    public var rows = 0
+    private let backend: any Backend
+
+    public init(backend: any Backend) { self.backend = backend }
+
+    deinit {
+        for buffer in [tape, logits, selectedRows, selectedTargets] { buffer.map(backend.free) }
     }
 }
 

@@ -14,14 +14,51 @@ public struct ForwardRequest: Sendable {
     }
 }
 
-/// A loss as forward passes and the reduction of their results to one number.
+/// A loss as forward passes and the reduction of their results to one number; with a
+/// `gradient`, also its derivative with respect to each pass's outputs (for first-order
+/// training).
 public struct LossPlan {
     public let requests: [ForwardRequest]
     public let reduce: ([ForwardResult]) -> Double
+    /// dL/d(outputs) per request, from the results (which hold the logits the request asked for).
+    public let gradient: (([ForwardResult]) -> [LossGradient])?
 
-    public init(requests: [ForwardRequest], reduce: @escaping ([ForwardResult]) -> Double) {
+    public init(requests: [ForwardRequest], reduce: @escaping ([ForwardResult]) -> Double,
+                gradient: (([ForwardResult]) -> [LossGradient])? = nil) {
         self.requests = requests
         self.reduce = reduce
+        self.gradient = gradient
+    }
+}
+
+/// The derivative of a loss with respect to one forward pass's outputs: per head row r,
+/// dL/d(token loss r), plus terms added straight to dL/d(logits) (for losses over logits
+/// rather than token losses).
+public struct LossGradient: Sendable, Equatable {
+    /// [R]: one weight per row the head ran on.
+    public var tokenWeights: [Float]
+    /// (row, column, dL/d logit[row, column]) terms.
+    public var logitTerms: [LogitTerm]
+
+    public struct LogitTerm: Sendable, Equatable {
+        public let row: Int, column: Int
+        public let value: Float
+        public init(row: Int, column: Int, value: Float) {
+            self.row = row
+            self.column = column
+            self.value = value
+        }
+    }
+
+    public init(tokenWeights: [Float], logitTerms: [LogitTerm] = []) {
+        self.tokenWeights = tokenWeights
+        self.logitTerms = logitTerms
+    }
+
+    /// Every term multiplied by `factor`.
+    public func scaled(by factor: Float) -> LossGradient {
+        LossGradient(tokenWeights: tokenWeights.map { $0 * factor },
+                     logitTerms: logitTerms.map { LogitTerm(row: $0.row, column: $0.column, value: $0.value * factor) })
     }
 }
 
@@ -97,11 +134,16 @@ extension CausalLM {
     /// The tensors of every group as `Backend.perturb` sweeps them: ids numbered through the
     /// model in group order (the perturbation streams), weight decay on matrices and
     /// embeddings only (not on biases and norms, as in MeZO).
-    public var perturbedTensors: [[PerturbedTensor]] {
+    public var perturbedTensors: [[PerturbedTensor]] { perturbedTensors(leavingOut: []) }
+
+    /// `perturbedTensors` without the embedding group's tensors at `embeddingTensors` (trained
+    /// first-order elsewhere); every other tensor keeps its id.
+    public func perturbedTensors(leavingOut embeddingTensors: Set<Int>) -> [[PerturbedTensor]] {
         var id: UInt32 = 0
-        return groups.map { group in
-            group.layout.specs.map { spec in
+        return groups.enumerated().map { index, group in
+            group.layout.specs.enumerated().compactMap { position, spec in
                 defer { id += 1 }
+                guard index != 0 || !embeddingTensors.contains(position) else { return nil }
                 return PerturbedTensor(offset: spec.offset, count: spec.count, id: id, decays: spec.kind == .matrix || spec.kind == .embedding)
             }
         }

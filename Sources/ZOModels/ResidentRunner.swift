@@ -43,21 +43,29 @@ public struct ForwardResult: Sendable {
 
 /// Runs a model with every parameter group resident in device memory: the reference path
 /// that offloaded and other runs are checked against.
+///
+/// With a `FirstOrderTail`, the runner holds the embedding and the blocks before the tail's
+/// first block; the tail runs the rest of every pass, and the runner's perturbations leave
+/// out what the tail trains.
 public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     public let model: any CausalLM
     public let backend: any Backend
-    /// Device copies of embedding, blocks…, head, in `model.groups` order.
+    /// Device copies of embedding, blocks…, head, in `model.groups` order (without the
+    /// groups a tail holds).
     public let deviceGroups: [DeviceBuffer]
     /// The model's constant tables on the device.
     public let constants: DeviceBuffer
+    public let tail: FirstOrderTail?
     private let tensors: [[PerturbedTensor]]
 
-    /// Uploads every parameter group.
-    public init(model: any CausalLM, backend: any Backend) throws {
+    /// Uploads every parameter group (those before the tail's when there is one).
+    public init(model: any CausalLM, backend: any Backend, tail: FirstOrderTail? = nil) throws {
         self.model = model
         self.backend = backend
+        self.tail = tail
+        let groups = tail.map { Array(model.groups[...$0.firstBlock]) } ?? model.groups
         var buffers: [DeviceBuffer] = []
-        for group in model.groups {
+        for group in groups {
             let buffer = try backend.allocate(group.layout.byteCount, label: group.label)
             backend.upload(group.storage, hostOffset: 0, to: buffer, byteCount: group.layout.byteCount, on: backend.computeStream)
             buffers.append(buffer)
@@ -65,7 +73,8 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         constants = try backend.upload(model.constants.isEmpty ? [0] : model.constants, label: "model constants")
         try backend.synchronize(backend.computeStream)
         deviceGroups = buffers
-        tensors = model.perturbedTensors
+        tensors = model.perturbedTensors(leavingOut: tail?.firstOrderEmbeddingTensors ?? [])
+        tail?.attach(embedding: buffers[0])
     }
 
     deinit {
@@ -94,6 +103,7 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
             backend.download(buffer, to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
         }
         try backend.synchronize(backend.computeStream)
+        try tail?.copyParametersToHost()
     }
 
     /// The head runs on the selected `rows` alone when they are given.
@@ -103,9 +113,11 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         let pass = try ForwardPass(ForwardRequest(batch, outputs: outputs, rows: rows), model: model, backend: backend,
                                    constants: constants, workspace: workspace, cache: cache)
         pass.embed(deviceGroups[0])
-        for (index, parameters) in deviceGroups[1..<deviceGroups.count - 1].enumerated() {
+        let blockCount = tail?.firstBlock ?? model.blocks.count
+        for (index, parameters) in deviceGroups[1..<1 + blockCount].enumerated() {
             pass.block(index, parameters)
         }
+        if let tail { return try tail.finish(pass) }
         return try pass.finish(head: deviceGroups.last!, embedding: deviceGroups[0])
     }
 }

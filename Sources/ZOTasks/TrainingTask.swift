@@ -37,10 +37,15 @@ public struct LMTrainingTask: TrainingTask {
 
     /// Σ token losses / Σ targets over the batch (Hugging Face's mean).
     public func lossPlan(_ indices: [Int], model: any CausalLM) throws -> LossPlan {
-        LossPlan(requests: try Self.passes(indices.map { train[$0] }, model: model)) { results in
+        let requests = try Self.passes(indices.map { train[$0] }, model: model)
+        let targets = requests.reduce(0) { $0 + $1.batch.targetCount }
+        return LossPlan(requests: requests, reduce: { results in
             let sums = Self.sums(results)
             return sums.targets == 0 ? .nan : sums.total / Double(sums.targets)
-        }
+        }, gradient: { results in
+            // Every target's token loss weighs 1/targets (rows without a target get no gradient).
+            results.map { LossGradient(tokenWeights: [Float](repeating: 1 / Float(max(targets, 1)), count: $0.tokenLosses.count)) }
+        })
     }
 
     public func evaluate(runner: any ModelRunner) throws -> [String: Double] {

@@ -12,7 +12,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     public let embedding: ParameterGroup
     public let blocks: [ParameterGroup]
     public let head: ParameterGroup
-    private let offsets: LlamaOffsets
+    let offsets: LlamaOffsets
 
     /// A model with the layout of `config` and zeroed parameters, its blocks in `blockStorage`.
     public init(config: LlamaConfig, blockStorage: HostStorage = .memory) throws(ModelError) {
@@ -148,7 +148,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     }
 
     /// Regions of the workspace for R rows.
-    private struct Scratch {
+    struct Scratch {
         let normed, qkv, attention, gateUp, activated: DeviceBuffer  // [R,C] [R,(NH+2NKV)HS] [R,NH·HS] [R,2F] [R,F]
         init(_ workspace: DeviceBuffer, rows: Int, config: LlamaConfig) {
             let c = config.hiddenSize, hs = config.headSize, f = config.intermediateSize
@@ -176,43 +176,70 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     }
 
     public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {
+        block(index, parameters, hidden: hidden, context: context, tape: nil)
+    }
+
+    /// The block, recording its intermediates in `tape` when given (see `LlamaTape`); the same
+    /// operations in the same order either way.
+    func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?) {
         let backend = context.backend, rows = context.batch.rows
         let c = config.hiddenSize, hs = config.headSize, f = config.intermediateSize
         let heads = config.numAttentionHeads, kvHeads = config.kvHeads
         let qkvWidth = (heads + 2 * kvHeads) * hs
         let o = offsets.block
         let s = Scratch(context.workspace, rows: rows, config: config)
+        let t = tape.map { LlamaTape($0, rows: rows, config: config) }
         let eps = Float(config.rmsNormEps)
+        let normed1 = t?.normed1 ?? s.normed, normed2 = t?.normed2 ?? s.normed, qkv = t?.qkv ?? s.qkv
+        let attention = t?.attention ?? s.attention, gateUp = t?.gateUp ?? s.gateUp, activated = t?.activated ?? s.activated
+        if let t { backend.copy(hidden, to: t.input, count: rows * c) }
 
         // Attention: h += o_proj(attention(rotary(qkv(RMSNorm(h))))).
-        backend.rmsNorm(x: hidden, weight: parameters.floats(o.inputNorm, c), out: s.normed, rows: rows, channels: c, eps: eps)
-        backend.linear(x: s.normed, weight: parameters.floats(o.qkvWeight, qkvWidth * c), bias: o.qkvBias.map { parameters.floats($0, qkvWidth) },
-                       out: s.qkv, m: rows, n: qkvWidth, k: c, activation: .none, accumulate: false)
-        backend.rotary(x: s.qkv, positions: context.batch.positions,
-                       table: context.constants.floats(0, config.maxPositionEmbeddings * hs),
+        backend.rmsNorm(x: hidden, weight: parameters.floats(o.inputNorm, c), out: normed1, rows: rows, channels: c, eps: eps)
+        backend.linear(x: normed1, weight: parameters.floats(o.qkvWeight, qkvWidth * c), bias: o.qkvBias.map { parameters.floats($0, qkvWidth) },
+                       out: qkv, m: rows, n: qkvWidth, k: c, activation: .none, accumulate: false)
+        backend.rotary(x: qkv, positions: context.batch.positions, table: rotaryTable(context),
                        rows: rows, heads: heads + kvHeads, headSize: hs, rowStride: qkvWidth)
-        let inputs = context.attentionInputs(block: index, qkv: s.qkv, heads: heads, kvHeads: kvHeads, headSize: hs)
-        backend.attention(q: s.qkv, k: inputs.k, v: inputs.v, keyMask: inputs.mask, out: s.attention, shape: inputs.shape)
-        backend.linear(x: s.attention, weight: parameters.floats(o.outWeight, c * heads * hs), bias: o.outBias.map { parameters.floats($0, c) },
+        let inputs = context.attentionInputs(block: index, qkv: qkv, heads: heads, kvHeads: kvHeads, headSize: hs)
+        backend.attention(q: qkv, k: inputs.k, v: inputs.v, keyMask: inputs.mask, out: attention, shape: inputs.shape)
+        backend.linear(x: attention, weight: parameters.floats(o.outWeight, c * heads * hs), bias: o.outBias.map { parameters.floats($0, c) },
                        out: hidden, m: rows, n: c, k: heads * hs, activation: .none, accumulate: true)
+        if let t { backend.copy(hidden, to: t.residual1, count: rows * c) }
 
         // MLP: h += down(silu(gate(x)) · up(x)), x = RMSNorm(h).
-        backend.rmsNorm(x: hidden, weight: parameters.floats(o.postNorm, c), out: s.normed, rows: rows, channels: c, eps: eps)
-        backend.linear(x: s.normed, weight: parameters.floats(o.gateUpWeight, 2 * f * c), bias: o.gateUpBias.map { parameters.floats($0, 2 * f) },
-                       out: s.gateUp, m: rows, n: 2 * f, k: c, activation: .none, accumulate: false)
-        backend.swiglu(gateUp: s.gateUp, out: s.activated, rows: rows, width: f)
-        backend.linear(x: s.activated, weight: parameters.floats(o.downWeight, c * f), bias: o.downBias.map { parameters.floats($0, c) },
+        backend.rmsNorm(x: hidden, weight: parameters.floats(o.postNorm, c), out: normed2, rows: rows, channels: c, eps: eps)
+        backend.linear(x: normed2, weight: parameters.floats(o.gateUpWeight, 2 * f * c), bias: o.gateUpBias.map { parameters.floats($0, 2 * f) },
+                       out: gateUp, m: rows, n: 2 * f, k: c, activation: .none, accumulate: false)
+        backend.swiglu(gateUp: gateUp, out: activated, rows: rows, width: f)
+        backend.linear(x: activated, weight: parameters.floats(o.downWeight, c * f), bias: o.downBias.map { parameters.floats($0, c) },
                        out: hidden, m: rows, n: c, k: f, activation: .none, accumulate: true)
+    }
+
+    /// The rotary cos/sin table [positions, HS] among the constants.
+    func rotaryTable(_ context: StageContext) -> DeviceBuffer {
+        context.constants.floats(0, config.maxPositionEmbeddings * config.headSize)
     }
 
     public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
                      context: StageContext) {
+        self.head(head, embedding: embedding, hidden: hidden, logits: logits, rows: rows, context: context, tape: nil)
+    }
+
+    /// The head, recording its input [R, C] and normed features [R, C] in `tape` when given.
+    func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
+              context: StageContext, tape: DeviceBuffer?) {
         let c = config.hiddenSize, v = config.vocabSize
-        let o = offsets.head
-        context.backend.rmsNorm(x: hidden, weight: head.floats(o.norm, c), out: hidden, rows: rows, channels: c,
+        if let tape { context.backend.copy(hidden, to: tape.floats(0, rows * c), count: rows * c) }
+        context.backend.rmsNorm(x: hidden, weight: head.floats(offsets.head.norm, c), out: hidden, rows: rows, channels: c,
                                 eps: Float(config.rmsNormEps))
-        let table = o.untiedHead.map { head.floats($0, v * c) } ?? embedding.floats(0, v * c)
-        context.backend.linear(x: hidden, weight: table, bias: nil, out: logits, m: rows, n: v, k: c, activation: .none,
-                               accumulate: false)
+        if let tape { context.backend.copy(hidden, to: tape.floats(rows * c, rows * c), count: rows * c) }
+        context.backend.linear(x: hidden, weight: tokenTable(head: head, embedding: embedding), bias: nil, out: logits,
+                               m: rows, n: v, k: c, activation: .none, accumulate: false)
+    }
+
+    /// The output embedding [V, C]: lm_head, or the token table it is tied to.
+    func tokenTable(head: DeviceBuffer, embedding: DeviceBuffer) -> DeviceBuffer {
+        let v = config.vocabSize, c = config.hiddenSize
+        return offsets.head.untiedHead.map { head.floats($0, v * c) } ?? embedding.floats(0, v * c)
     }
 }

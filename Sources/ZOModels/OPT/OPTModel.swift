@@ -10,7 +10,7 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
     public let embedding: ParameterGroup
     public let blocks: [ParameterGroup]
     public let head: ParameterGroup
-    private let offsets: OPTOffsets
+    let offsets: OPTOffsets
 
     /// A model with the layout of `config` and zeroed parameters, its blocks in `blockStorage`.
     public init(config: OPTConfig, blockStorage: HostStorage = .memory) throws(ModelError) {
@@ -74,7 +74,7 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
     }
 
     /// Regions of the workspace for R rows.
-    private struct Scratch {
+    struct Scratch {
         let normed, qkv, attention, mlp, projected: DeviceBuffer  // [R,C] [R,3C] [R,C] [R,F] [R,D]
         init(_ workspace: DeviceBuffer, rows: Int, config: OPTConfig) {
             let c = rows * config.hiddenSize
@@ -111,41 +111,57 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
     }
 
     public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {
-        let batch = context.batch, backend = context.backend, workspace = context.workspace
+        block(index, parameters, hidden: hidden, context: context, tape: nil)
+    }
+
+    /// The block, recording its intermediates in `tape` when given (see `OPTTape`); the same
+    /// operations in the same order either way.
+    func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?) {
+        let batch = context.batch, backend = context.backend
         let rows = batch.rows, c = config.hiddenSize, f = config.ffnDim
         let o = offsets.block
-        let s = Scratch(workspace, rows: rows, config: config)
+        let s = Scratch(context.workspace, rows: rows, config: config)
+        let t = tape.map { OPTTape($0, rows: rows, config: config) }
         func tensor(_ offset: Int?, _ count: Int) -> DeviceBuffer? { offset.map { parameters.floats($0, count) } }
+        func save(_ buffer: DeviceBuffer?) {
+            if let buffer { backend.copy(hidden, to: buffer, count: rows * c) }
+        }
         let preNorm = config.doLayerNormBefore
         let eps: Float = 1e-5
+        let normed1 = t?.normed1 ?? s.normed, normed2 = t?.normed2 ?? s.normed
+        let qkv = t?.qkv ?? s.qkv, attention = t?.attention ?? s.attention, mlp = t?.mlp ?? s.mlp
+        save(t?.input)
 
         // Attention: h += out_proj(attention(qkv(LN1(h) or h))); post-LN: h = LN1(h).
         if preNorm {
-            backend.layerNorm(x: hidden, weight: tensor(o.norm1Weight, c), bias: tensor(o.norm1Bias, c), out: s.normed,
+            backend.layerNorm(x: hidden, weight: tensor(o.norm1Weight, c), bias: tensor(o.norm1Bias, c), out: normed1,
                               rows: rows, channels: c, eps: eps)
         }
-        backend.linear(x: preNorm ? s.normed : hidden, weight: parameters.floats(o.qkvWeight, 3 * c * c),
-                       bias: tensor(o.qkvBias, 3 * c), out: s.qkv, m: rows, n: 3 * c, k: c, activation: .none, accumulate: false)
-        let inputs = context.attentionInputs(block: index, qkv: s.qkv, heads: config.numAttentionHeads,
+        backend.linear(x: preNorm ? normed1 : hidden, weight: parameters.floats(o.qkvWeight, 3 * c * c),
+                       bias: tensor(o.qkvBias, 3 * c), out: qkv, m: rows, n: 3 * c, k: c, activation: .none, accumulate: false)
+        let inputs = context.attentionInputs(block: index, qkv: qkv, heads: config.numAttentionHeads,
                                              kvHeads: config.numAttentionHeads, headSize: config.headSize)
-        backend.attention(q: s.qkv, k: inputs.k, v: inputs.v, keyMask: inputs.mask, out: s.attention, shape: inputs.shape)
-        backend.linear(x: s.attention, weight: parameters.floats(o.outWeight, c * c), bias: tensor(o.outBias, c),
+        backend.attention(q: qkv, k: inputs.k, v: inputs.v, keyMask: inputs.mask, out: attention, shape: inputs.shape)
+        backend.linear(x: attention, weight: parameters.floats(o.outWeight, c * c), bias: tensor(o.outBias, c),
                        out: hidden, m: rows, n: c, k: c, activation: .none, accumulate: true)
+        save(t?.residual1)
         if !preNorm {
             backend.layerNorm(x: hidden, weight: tensor(o.norm1Weight, c), bias: tensor(o.norm1Bias, c), out: hidden,
                               rows: rows, channels: c, eps: eps)
+            save(t?.normed1)
         }
 
         // MLP: h += fc2(relu(fc1(LN2(h) or h))); post-LN: h = LN2(h).
         if preNorm {
-            backend.layerNorm(x: hidden, weight: tensor(o.norm2Weight, c), bias: tensor(o.norm2Bias, c), out: s.normed,
+            backend.layerNorm(x: hidden, weight: tensor(o.norm2Weight, c), bias: tensor(o.norm2Bias, c), out: normed2,
                               rows: rows, channels: c, eps: eps)
         }
-        backend.linear(x: preNorm ? s.normed : hidden, weight: parameters.floats(o.fc1Weight, f * c),
-                       bias: tensor(o.fc1Bias, f), out: s.mlp, m: rows, n: f, k: c, activation: .relu, accumulate: false)
-        backend.linear(x: s.mlp, weight: parameters.floats(o.fc2Weight, c * f), bias: tensor(o.fc2Bias, c),
+        backend.linear(x: preNorm ? normed2 : hidden, weight: parameters.floats(o.fc1Weight, f * c),
+                       bias: tensor(o.fc1Bias, f), out: mlp, m: rows, n: f, k: c, activation: .relu, accumulate: false)
+        backend.linear(x: mlp, weight: parameters.floats(o.fc2Weight, c * f), bias: tensor(o.fc2Bias, c),
                        out: hidden, m: rows, n: c, k: f, activation: .none, accumulate: true)
         if !preNorm {
+            save(t?.residual2)
             backend.layerNorm(x: hidden, weight: tensor(o.norm2Weight, c), bias: tensor(o.norm2Bias, c), out: hidden,
                               rows: rows, channels: c, eps: eps)
         }
@@ -153,21 +169,38 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
 
     public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
                      context: StageContext) {
+        self.head(head, embedding: embedding, hidden: hidden, logits: logits, rows: rows, context: context, tape: nil)
+    }
+
+    /// The head, recording its input and features in `tape` when given (see `OPTHeadTape`).
+    func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
+              context: StageContext, tape: DeviceBuffer?) {
         let backend = context.backend, workspace = context.workspace
         let c = config.hiddenSize, d = config.embedDim, v = config.vocabSize
         let o = offsets.head
+        let t = tape.map { OPTHeadTape($0, rows: rows, config: config) }
+        if let t { backend.copy(hidden, to: t.input, count: rows * c) }
         if o.hasFinalNorm {
             backend.layerNorm(x: hidden, weight: o.normWeight.map { head.floats($0, c) }, bias: o.normBias.map { head.floats($0, c) },
                               out: hidden, rows: rows, channels: c, eps: 1e-5)
         }
         var features = hidden
         if let projectOut = o.projectOut {
-            features = Scratch(workspace, rows: rows, config: config).projected
+            if let t { backend.copy(hidden, to: t.normed, count: rows * c) }
+            features = t?.features ?? Scratch(workspace, rows: rows, config: config).projected
             backend.linear(x: hidden, weight: head.floats(projectOut, d * c), bias: nil, out: features,
                            m: rows, n: d, k: c, activation: .none, accumulate: false)
+        } else if let t {
+            backend.copy(hidden, to: t.features, count: rows * d)
         }
         // logits [R, V] = features [R, D] · Eᵀ, E the (tied) token embedding [V, D].
-        let table = o.untiedHead.map { head.floats($0, v * d) } ?? embedding.floats(offsets.embedding.tokens, v * d)
-        backend.linear(x: features, weight: table, bias: nil, out: logits, m: rows, n: v, k: d, activation: .none, accumulate: false)
+        backend.linear(x: features, weight: tokenTable(head: head, embedding: embedding), bias: nil, out: logits,
+                       m: rows, n: v, k: d, activation: .none, accumulate: false)
+    }
+
+    /// The output embedding [V, D]: lm_head, or the token table it is tied to.
+    func tokenTable(head: DeviceBuffer, embedding: DeviceBuffer) -> DeviceBuffer {
+        let v = config.vocabSize, d = config.embedDim
+        return offsets.head.untiedHead.map { head.floats($0, v * d) } ?? embedding.floats(offsets.embedding.tokens, v * d)
     }
 }
