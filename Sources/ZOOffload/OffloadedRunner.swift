@@ -37,7 +37,14 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     public private(set) var statistics = OffloadStatistics()
 
     private let embedding: DeviceBuffer
-    private let head: DeviceBuffer
+    /// The head group, unless the tail holds it.
+    private let head: DeviceBuffer?
+    /// The first-order part, which runs blocks from `blockCount` on and the head.
+    public let tail: FirstOrderTail?
+    /// Blocks this runner runs (0..<blockCount).
+    private let blockCount: Int
+    /// The tied token table's index when ZO perturbs it (not when the tail trains it).
+    private let tiedTable: Int?
     private let constants: DeviceBuffer
     private let residentBlocks: [Int: DeviceBuffer]
     private let streamed: [Int]
@@ -60,8 +67,15 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     /// Allocates the resident groups and the slots from the backend's arena and uploads the
     /// resident groups. Throws `OffloadError.doesNotFit` (before allocating) when the plan's
     /// parameters do not fit the free device memory; activations are allocated per pass.
-    public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan) throws {
+    /// With a `tail` (whose first block must be the first of the plan's `firstOrderBlocks`),
+    /// the runner holds neither those blocks nor the head.
+    public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan, tail: FirstOrderTail? = nil) throws {
         try plan.validate(for: model)
+        blockCount = plan.runnerBlockCount(of: model.blocks.count)
+        guard (tail?.firstBlock ?? model.blocks.count) == blockCount else {
+            let start = tail.map { "block \($0.firstBlock)" } ?? "no tail"
+            throw OffloadError.invalidPlan("the plan trains \(plan.firstOrderBlocks) blocks first-order but the tail starts at \(start)")
+        }
         let stats = backend.arena.stats
         let shape = model.shape, needed = plan.parameterBytes(for: shape)
         let available = stats.budget - stats.inUse
@@ -75,7 +89,10 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         self.model = model
         self.backend = backend
         self.plan = plan
-        tensors = model.perturbedTensors
+        self.tail = tail
+        let excluded = tail?.firstOrderEmbeddingTensors ?? []
+        tensors = model.perturbedTensors(leavingOut: excluded)
+        tiedTable = model.tiedTokenTable.flatMap { excluded.contains($0) ? nil : $0 }
         streamed = plan.streamedBlocks(of: model)
 
         var allocated: [DeviceBuffer] = []
@@ -87,7 +104,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         }
         do {
             embedding = try resident(model.embedding)
-            head = try resident(model.head)
+            head = try tail == nil ? resident(model.head) : nil
             var blocks: [Int: DeviceBuffer] = [:]
             for index in plan.residentBlocks { blocks[index] = try resident(model.blocks[index]) }
             residentBlocks = blocks
@@ -128,13 +145,16 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         released = slots.map { _ in backend.makeEvent() }
         computed = slots.map { _ in backend.makeEvent() }
         pins = streamed.compactMap { [encodedBlocks] index in backend.pin(encodedBlocks[index] ?? model.blocks[index].storage) }
+        tail?.attach(embedding: embedding)
     }
 
     deinit {
         try? backend.synchronize(uploadStream)
         try? backend.synchronize(offloadStream)
         pins.removeAll()
-        for buffer in [embedding, head, constants] + Array(residentBlocks.values) + slots + staging { backend.free(buffer) }
+        for buffer in [embedding, constants] + (head.map { [$0] } ?? []) + Array(residentBlocks.values) + slots + staging {
+            backend.free(buffer)
+        }
     }
 
     /// Starts counting statistics afresh.
@@ -166,7 +186,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         }
         for k in 0..<min(slots.count, streamed.count) { try upload(k) }
         var k = 0
-        for index in model.blocks.indices {
+        for index in 0..<blockCount {
             if let buffer = residentBlocks[index] {
                 try body(index, buffer)
                 continue
@@ -245,7 +265,18 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         let active = try passes(requests, workspace: workspace, cache: cache)
         active.forEach { $0.embed(embedding) }
         try sweep(modifies: false, roundingSeed: 0) { index, parameters in active.forEach { $0.block(index, parameters) } }
-        return try active.map { try $0.finish(head: head, embedding: embedding) }
+        return try active.map(finish)
+    }
+
+    /// The rest of a pass after the runner's blocks: the tail's, or the head.
+    private func finish(_ pass: ForwardPass) throws -> ForwardResult {
+        if let tail { return try tail.finish(pass) }
+        return try pass.finish(head: head!, embedding: embedding)
+    }
+
+    /// Perturbs the head group when the runner holds it.
+    private func perturbHead(_ pass: PerturbationPass, snapshot: SnapshotRequest? = nil) {
+        if let head { perturb(head, group: tensors.count - 1, pass, snapshot: snapshot) }
     }
 
     public func perturb(_ pass: PerturbationPass, snapshot: SnapshotRequest?) throws {
@@ -254,7 +285,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         try sweep(modifies: !pass.isIdentity, roundingSeed: Self.roundingSeed(pass)) { index, parameters in
             perturb(parameters, group: index + 1, pass, snapshot: snapshot)
         }
-        perturb(head, group: tensors.count - 1, pass, snapshot: snapshot)
+        perturbHead(pass, snapshot: snapshot)
         if snapshot != nil { try backend.synchronize(backend.computeStream) }
     }
 
@@ -263,8 +294,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         precondition(minus.decayFactor == 1, "the − pass of a ZO step has no decay")
         let workspace = try workspace(for: requests)
         defer { backend.free(workspace) }
-        let tied = model.tiedTokenTable
-        let headGroup = tensors.count - 1
+        let tied = tiedTable
 
         perturb(embedding, group: 0, plus, snapshot: snapshot)
         let plusPasses = try passes(requests, workspace: workspace)
@@ -283,14 +313,14 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
             minusPasses.forEach { $0.block(index, parameters) }
         }
 
-        perturb(head, group: headGroup, plus, snapshot: snapshot)
+        perturbHead(plus, snapshot: snapshot)
         if snapshot != nil { try backend.synchronize(backend.computeStream) }
-        let plusResults = try plusPasses.map { try $0.finish(head: head, embedding: embedding) }
-        perturb(head, group: headGroup, minus)
+        let plusResults = try plusPasses.map(finish)
+        perturbHead(minus)
         if let tied, !minus.isIdentity {
             backend.perturb(embedding, tensors: [tensors[0][tied]], terms: minus.terms, decayFactor: 1, kind: minus.kind)
         }
-        let minusResults = try minusPasses.map { try $0.finish(head: head, embedding: embedding) }
+        let minusResults = try minusPasses.map(finish)
         return (plusResults, minusResults)
     }
 
@@ -303,9 +333,11 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
             backend.download(slots[0], to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
             try backend.synchronize(backend.computeStream)
         }
-        for (group, buffer) in [(model.embedding, embedding), (model.head, head)] + residentBlocks.map({ (model.blocks[$0.key], $0.value) }) {
+        let groups = [(model.embedding, embedding)] + (head.map { [(model.head, $0)] } ?? []) + residentBlocks.map { (model.blocks[$0.key], $0.value) }
+        for (group, buffer) in groups {
             backend.download(buffer, to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
         }
         try backend.synchronize(backend.computeStream)
+        try tail?.copyParametersToHost()
     }
 }

@@ -17,22 +17,29 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
     /// Whether a low-bit write-back rounds stochastically (seeded by the step, so runs stay
     /// reproducible) rather than to nearest: small ZO updates survive in expectation.
     public var stochasticRounding: Bool
+    /// k: the deepest blocks, trained first-order by a `FirstOrderTail` that keeps them (and
+    /// the head) resident; the runner streams only blocks before them.
+    public var firstOrderBlocks: Int
 
     public init(slots: Int = 2, residentBlocks: Set<Int> = [], overlap: Bool = true, format: LinkFormat = .fp32,
-                stochasticRounding: Bool = true) {
+                stochasticRounding: Bool = true, firstOrderBlocks: Int = 0) {
         self.slots = slots
         self.residentBlocks = residentBlocks
         self.overlap = overlap
         self.format = format
         self.stochasticRounding = stochasticRounding
+        self.firstOrderBlocks = firstOrderBlocks
     }
+
+    /// Blocks the runner itself holds, resident or streamed (those before the first-order ones).
+    public func runnerBlockCount(of count: Int) -> Int { max(0, count - firstOrderBlocks) }
 
     /// The blocks that stream, in order.
     public func streamedBlocks(of model: any CausalLM) -> [Int] { streamedBlocks(count: model.blocks.count) }
 
     /// The blocks that stream, in order, of a model with `count` blocks.
     public func streamedBlocks(count: Int) -> [Int] {
-        (0..<count).filter { !residentBlocks.contains($0) }
+        (0..<runnerBlockCount(of: count)).filter { !residentBlocks.contains($0) }
     }
 
     /// Device bytes the plan's parameters occupy: resident groups plus S slots (each with
@@ -41,9 +48,10 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
         residentBytes(for: shape) + slotCount(for: shape) * slotBytes(for: shape)
     }
 
-    /// Device bytes of the groups that stay: embedding, head and the resident blocks.
+    /// Device bytes of the runner's groups that stay: embedding, head (unless a first-order
+    /// tail holds it) and the resident blocks.
     public func residentBytes(for shape: ModelShape) -> Int {
-        ([shape.embedding, shape.head] + residentBlocks.sorted().map { shape.blocks[$0] })
+        ([shape.embedding] + (firstOrderBlocks > 0 ? [] : [shape.head]) + residentBlocks.sorted().map { shape.blocks[$0] })
             .reduce(0) { $0 + DeviceArena.reservedSize($1.byteCount) }
     }
 
@@ -62,6 +70,12 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
     public func validate(for model: any CausalLM) throws(OffloadError) {
         if let bad = residentBlocks.first(where: { !model.blocks.indices.contains($0) }) {
             throw .invalidPlan("resident block \(bad) does not exist (the model has \(model.blocks.count) blocks, 0–\(model.blocks.count - 1))")
+        }
+        guard (0...model.blocks.count).contains(firstOrderBlocks) else {
+            throw .invalidPlan("\(firstOrderBlocks) first-order blocks asked of a model with \(model.blocks.count)")
+        }
+        if let bad = residentBlocks.first(where: { $0 >= runnerBlockCount(of: model.blocks.count) }) {
+            throw .invalidPlan("block \(bad) is trained first-order (resident with the tail); it cannot also be a resident ZO block")
         }
         guard slots >= 1 else { throw .invalidPlan("at least one slot is needed, got \(slots)") }
     }

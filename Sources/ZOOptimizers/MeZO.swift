@@ -33,6 +33,18 @@ public struct MeZOStep: Sendable, Equatable {
     public let projectedGradients: [Double]
     /// Whether a non-finite loss made the step skip its update.
     public let skipped: Bool
+
+    public init(step: Int, lossPlus: Double, lossMinus: Double, projectedGradient: Double, learningRate: Float, seeds: [UInt64],
+                projectedGradients: [Double], skipped: Bool) {
+        self.step = step
+        self.lossPlus = lossPlus
+        self.lossMinus = lossMinus
+        self.projectedGradient = projectedGradient
+        self.learningRate = learningRate
+        self.seeds = seeds
+        self.projectedGradients = projectedGradients
+        self.skipped = skipped
+    }
 }
 
 /// ZO-SGD as in MeZO's Algorithm 1 (Malladi et al., 2023), over every parameter of a model
@@ -68,8 +80,10 @@ public final class MeZO {
     /// One step at learning rate `lr`: the plan's loss at θ + εz and θ − εz for each of the q
     /// perturbations, both forward passes of a pair in one `dualForward`. A `snapshot` receives
     /// the weights after the previous step (the flushed θ_t), copied by the step's first pass
-    /// as it applies the pending update.
-    public func step(lr: Float, loss plan: LossPlan, snapshot: ParameterSnapshot? = nil) throws -> MeZOStep {
+    /// as it applies the pending update. `observe` sees each perturbation's results (a hybrid
+    /// run backpropagates its first-order part from them).
+    public func step(lr: Float, loss plan: LossPlan, snapshot: ParameterSnapshot? = nil,
+                     observe: ((_ plus: [ForwardResult], _ minus: [ForwardResult]) throws -> Void)? = nil) throws -> MeZOStep {
         let step = stepsTaken, q = options.q
         var seeds: [UInt64] = [], gradients: [Double] = []
         var plus = 0.0, minus = 0.0
@@ -79,6 +93,7 @@ public final class MeZO {
             let request = j == 0 ? snapshot.map { SnapshotRequest(target: $0, afterTerms: pending.terms.count) } : nil
             let (forward, backward) = passes(seeds, j)
             let results = try runner.dualForward(plan.requests, plus: forward, minus: backward, snapshot: request)
+            try observe?(results.plus, results.minus)
             let lossPlus = plan.reduce(results.plus), lossMinus = plan.reduce(results.minus)
             finite = finite && lossPlus.isFinite && lossMinus.isFinite
             plus += lossPlus / Double(q)

@@ -41,7 +41,7 @@ public struct ChoiceTrainingTask: TrainingTask {
     public func lossPlan(_ indices: [Int], model: any CausalLM) throws -> LossPlan {
         let examples = indices.map { train[$0] }
         let scoring = try Self.scoring(examples, model: model)
-        return LossPlan(requests: scoring.requests) { results in
+        return LossPlan(requests: scoring.requests, reduce: { results in
             var total = 0.0
             for (example, row) in zip(examples, scoring.scores(results)) {
                 let top = row.max()!
@@ -49,7 +49,16 @@ public struct ChoiceTrainingTask: TrainingTask {
                 total += log(normalizer) + top - row[example.label]
             }
             return total / Double(examples.count)
-        }
+        }, gradient: { results in
+            // dL/d score_c = (softmax(scores)_c − [c = label]) / N, carried back through the scores.
+            let scoreGradients = zip(examples, scoring.scores(results)).map { example, row in
+                let top = row.max()!
+                let exps = row.map { exp($0 - top) }
+                let total = exps.reduce(0, +)
+                return exps.indices.map { c in (exps[c] / total - (c == example.label ? 1 : 0)) / Double(examples.count) }
+            }
+            return scoring.gradient(results, scoreGradients)
+        })
     }
 
     public func evaluate(runner: any ModelRunner) throws -> [String: Double] {
@@ -67,11 +76,13 @@ public struct ChoiceTrainingTask: TrainingTask {
         return ["accuracy": Double(correct) / Double(heldOut.count)]
     }
 
-    /// The forward passes that score `examples`' candidates, and each example's scores from
-    /// their results (mean log-likelihood per candidate token, up to a per-example constant for
-    /// single-token candidates), in length-sorted passes.
+    /// The forward passes that score `examples`' candidates, each example's scores from their
+    /// results (mean log-likelihood per candidate token, up to a per-example constant for
+    /// single-token candidates), in length-sorted passes, and the loss gradient per pass from
+    /// dL/d(scores).
     static func scoring(_ examples: [ChoiceExample], model: any CausalLM) throws
-        -> (requests: [ForwardRequest], scores: ([ForwardResult]) -> [[Double]]) {
+        -> (requests: [ForwardRequest], scores: ([ForwardResult]) -> [[Double]],
+            gradient: ([ForwardResult], [[Double]]) -> [LossGradient]) {
         let v = model.vocabSize
         if examples.allSatisfy({ $0.candidates.allSatisfy { $0.count == 1 } }) {
             let groups = LengthGroups.plan(lengths: examples.map(\.prompt.count))
@@ -86,6 +97,16 @@ public struct ChoiceTrainingTask: TrainingTask {
                     for (b, e) in group.enumerated() { scores[e] = examples[e].candidates.map { Double(logits[b * v + $0[0]]) } }
                 }
                 return scores
+            }, { results, scoreGradients in
+                // A score is a logit at the prompt's last row (head row b of its pass).
+                zip(groups, results).map { group, result in
+                    LossGradient(tokenWeights: [Float](repeating: 0, count: result.tokenLosses.count),
+                                 logitTerms: group.enumerated().flatMap { b, e in
+                                     examples[e].candidates.enumerated().map { c, tokens in
+                                         LossGradient.LogitTerm(row: b, column: tokens[0], value: Float(scoreGradients[e][c]))
+                                     }
+                                 })
+                }
             })
         }
         // One sequence per candidate; score = −mean cross-entropy over the candidate's tokens.
@@ -105,6 +126,18 @@ public struct ChoiceTrainingTask: TrainingTask {
                 }
             }
             return scores
+        }, { results, scoreGradients in
+            // score = −mean of the candidate's token losses: each gets −(dL/d score) / length.
+            zip(groups, results).map { group, result in
+                var weights = [Float](repeating: 0, count: result.tokenLosses.count)
+                for (b, s) in group.enumerated() {
+                    let (e, c, _) = sequences[s]
+                    let length = examples[e].candidates[c].count
+                    let first = b * result.batch.tokens + examples[e].prompt.count - 1
+                    for row in first..<first + length { weights[row] = Float(-scoreGradients[e][c] / Double(length)) }
+                }
+                return LossGradient(tokenWeights: weights)
+            }
         })
     }
 }

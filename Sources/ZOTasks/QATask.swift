@@ -124,17 +124,29 @@ public struct QATrainingTask: TrainingTask {
         let examples = indices.map { train[$0] }
         let groups = LengthGroups.plan(lengths: examples.map { $0.prompt.count + $0.target.count })
         let requests = try groups.map { ForwardRequest(try model.makeBatch($0.map { examples[$0].prompt + examples[$0].target })) }
-        return LossPlan(requests: requests) { results in
-            var total = 0.0, targets = 0
+        let targets = examples.reduce(0) { $0 + $1.target.count }
+        /// The head rows predicting example e's answer (the one at batch row b of its pass).
+        func answerRows(_ b: Int, _ e: Int, tokens: Int) -> Range<Int> {
+            let first = b * tokens + examples[e].prompt.count - 1  // predicts the answer's first token
+            return first..<first + examples[e].target.count
+        }
+        return LossPlan(requests: requests, reduce: { results in
+            var total = 0.0
             for (group, result) in zip(groups, results) {
                 for (b, e) in group.enumerated() {
-                    let first = b * result.batch.tokens + examples[e].prompt.count - 1  // predicts the answer's first token
-                    total += result.tokenLosses[first..<first + examples[e].target.count].reduce(0.0) { $0 + Double($1) }
-                    targets += examples[e].target.count
+                    total += result.tokenLosses[answerRows(b, e, tokens: result.batch.tokens)].reduce(0.0) { $0 + Double($1) }
                 }
             }
             return total / Double(targets)
-        }
+        }, gradient: { results in
+            zip(groups, results).map { group, result in
+                var weights = [Float](repeating: 0, count: result.tokenLosses.count)
+                for (b, e) in group.enumerated() {
+                    for row in answerRows(b, e, tokens: result.batch.tokens) { weights[row] = 1 / Float(targets) }
+                }
+                return LossGradient(tokenWeights: weights)
+            }
+        })
     }
 
     public func evaluate(runner: any ModelRunner) throws -> [String: Double] {

@@ -14,9 +14,11 @@ public struct TrainingOptions: Sendable, Codable, Equatable {
     public var evalEvery: Int
     /// Stop after this many steps with a non-finite loss.
     public var maxNonFiniteSteps: Int
+    /// The first-order part of a hybrid (or first-order-only) run; nil for plain MeZO.
+    public var firstOrder: FirstOrderOptions?
 
     public init(steps: Int, batchSize: Int, schedule: LearningRateSchedule, mezo: MeZOOptions, seed: UInt64,
-                evalEvery: Int = 0, maxNonFiniteSteps: Int = 10) {
+                evalEvery: Int = 0, maxNonFiniteSteps: Int = 10, firstOrder: FirstOrderOptions? = nil) {
         self.steps = steps
         self.batchSize = batchSize
         self.schedule = schedule
@@ -24,6 +26,32 @@ public struct TrainingOptions: Sendable, Codable, Equatable {
         self.seed = seed
         self.evalEvery = evalEvery
         self.maxNonFiniteSteps = maxNonFiniteSteps
+        self.firstOrder = firstOrder
+    }
+}
+
+/// How a run trains the deepest blocks first-order (the second seed's hybrid ZO/FO).
+public struct FirstOrderOptions: Sendable, Codable, Equatable {
+    /// k: the deepest blocks, with the final norm and the head, trained by backpropagation.
+    public var blocks: Int
+    /// Whether the embedding trains first-order too (a full first-order run, k = L).
+    public var embedding: Bool
+    /// Whether the shallower blocks (and the embedding) take ZO steps (hybrid) or stay frozen
+    /// (first-order on the deepest blocks alone: the ablation that says what ZO adds).
+    public var zeroOrder: Bool
+    public var rule: FirstOrderRule
+    /// The first-order part's peak learning rate; it follows the run's schedule shape.
+    public var learningRate: Float
+    public var statePlacement: OptimizerStatePlacement
+
+    public init(blocks: Int, embedding: Bool = false, zeroOrder: Bool, rule: FirstOrderRule, learningRate: Float,
+                statePlacement: OptimizerStatePlacement = .device) {
+        self.blocks = blocks
+        self.embedding = embedding
+        self.zeroOrder = zeroOrder
+        self.rule = rule
+        self.learningRate = learningRate
+        self.statePlacement = statePlacement
     }
 }
 
@@ -68,10 +96,13 @@ public struct CheckpointPolicy {
 /// Why training stopped early.
 public enum TrainingError: Error, CustomStringConvertible {
     case tooManyNonFiniteSteps(Int)
+    /// The task's loss has no gradient, so it cannot train first-order.
+    case noGradient(String)
 
     public var description: String {
         switch self {
         case .tooManyNonFiniteSteps(let count): "stopped: \(count) steps had a non-finite loss"
+        case .noGradient(let task): "\(task) does not provide its loss's gradient; it cannot be trained first-order"
         }
     }
 }
@@ -89,14 +120,23 @@ public final class Trainer {
     public let task: any TrainingTask
     public let options: TrainingOptions
     public let optimizer: MeZO
+    /// The first-order part's optimizer (hybrid and first-order-only runs).
+    public let firstOrder: FirstOrderOptimizer?
     public let checkpointing: CheckpointPolicy?
     public let trajectory: TrajectoryLog?
     /// The state this run resumed from, if any.
     public let resumed: CheckpointState?
 
-    /// A run from step 0, or from `resume` (whose weights the runner must hold).
+    /// Steps taken so far (the run's step counter).
+    public private(set) var stepsTaken: Int
+
+    /// A run from step 0, or from `resume` (whose weights the runner must hold). With
+    /// `options.firstOrder`, `firstOrder` updates the runner's tail.
     public init(runner: any ModelRunner, task: any TrainingTask, options: TrainingOptions, checkpointing: CheckpointPolicy? = nil,
-                trajectory: TrajectoryLog? = nil, resume: CheckpointState? = nil) {
+                trajectory: TrajectoryLog? = nil, resume: CheckpointState? = nil, firstOrder: FirstOrderOptimizer? = nil) {
+        precondition((options.firstOrder == nil) == (firstOrder == nil), "first-order options and optimizer go together")
+        self.firstOrder = firstOrder
+        stepsTaken = resume?.step ?? 0
         self.runner = runner
         self.task = task
         self.options = options
@@ -122,7 +162,7 @@ public final class Trainer {
         }
         func state() -> CheckpointState? {
             checkpointing.map {
-                CheckpointState(step: optimizer.stepsTaken, options: options, sampler: sampler.currentPosition, nonFiniteSteps: nonFinite,
+                CheckpointState(step: stepsTaken, options: options, sampler: sampler.currentPosition, nonFiniteSteps: nonFinite,
                                 baseModelSHA256: $0.baseModelSHA256, run: $0.run, initialMetrics: initialMetrics)
             }
         }
@@ -149,17 +189,19 @@ public final class Trainer {
             }
             if let error = policy.writer.takeError() {
                 guard policy.continueOnError else { throw error }
-                try report(.checkpoint(step: optimizer.stepsTaken, outcome: .failed(error.description)))
+                try report(.checkpoint(step: stepsTaken, outcome: .failed(error.description)))
             }
         }
 
         var due: CheckpointState?
-        for step in optimizer.stepsTaken..<options.steps where !shouldStop() {
+        for step in stepsTaken..<options.steps where !shouldStop() {
             let batch = sampler.next()
             let snapshot = try capture(due)
             let start = monotonicSeconds()
-            let result = try optimizer.step(lr: options.schedule.rate(at: step), loss: try task.lossPlan(batch, model: runner.model),
-                                             snapshot: snapshot)
+            let plan = try task.lossPlan(batch, model: runner.model)
+            let result = try firstOrder == nil ? optimizer.step(lr: options.schedule.rate(at: step), loss: plan, snapshot: snapshot)
+                                               : hybridStep(step, plan: plan)
+            stepsTaken += 1
             if let pending = due, snapshot != nil { try submit(pending) }
             due = nil
             try trajectory?.append(result)
@@ -181,7 +223,7 @@ public final class Trainer {
             }
             try collect()
         }
-        if let writer = checkpointing?.writer, optimizer.stepsTaken != resumed?.step {
+        if let writer = checkpointing?.writer, stepsTaken != resumed?.step {
             writer.wait()
             try collect()
             try optimizer.flush(snapshot: writer.snapshot)
@@ -192,8 +234,39 @@ public final class Trainer {
             try optimizer.flush()
         }
         let final = try task.evaluate(runner: runner)
-        try report(.evaluation(step: optimizer.stepsTaken, metrics: final))
+        try report(.evaluation(step: stepsTaken, metrics: final))
         return final
+    }
+
+    /// One step of a run with a first-order part: the ZO step (or, with ZO off, one plain
+    /// forward pass) with the tail recording, the tail's backward from the loss gradient —
+    /// for ZO, the mean of the two perturbed passes' gradients — and the first-order update.
+    /// A non-finite loss skips both updates.
+    private func hybridStep(_ step: Int, plan: LossPlan) throws -> MeZOStep {
+        guard let firstOrder, let settings = options.firstOrder else { preconditionFailure("no first-order part") }
+        let tail = firstOrder.tail
+        guard let gradient = plan.gradient else { throw TrainingError.noGradient(String(describing: type(of: task))) }
+        tail.isRecording = true
+        defer { tail.isRecording = false }
+        var rates = options.schedule
+        rates.base = settings.learningRate
+        let lr = options.schedule.rate(at: step)
+        let result: MeZOStep
+        if settings.zeroOrder {
+            let share = 1 / Float(2 * options.mezo.q)
+            result = try optimizer.step(lr: lr, loss: plan) { plus, minus in
+                guard plan.reduce(plus).isFinite, plan.reduce(minus).isFinite else { return tail.discardRecording() }
+                try tail.backward(gradient(plus).map { $0.scaled(by: share) } + gradient(minus).map { $0.scaled(by: share) })
+            }
+        } else {
+            let results = try runner.forward(plan.requests)
+            let loss = plan.reduce(results)
+            if loss.isFinite { try tail.backward(gradient(results)) } else { tail.discardRecording() }
+            result = MeZOStep(step: step, lossPlus: loss, lossMinus: loss, projectedGradient: 0, learningRate: lr, seeds: [],
+                              projectedGradients: [], skipped: !loss.isFinite)
+        }
+        if result.skipped { tail.zeroGradients() } else { try firstOrder.step(learningRate: rates.rate(at: step)) }
+        return result
     }
 }
 
