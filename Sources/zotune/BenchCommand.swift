@@ -241,7 +241,7 @@ struct BenchZOStep: ParsableCommand {
     /// host groups (which the resident run leaves untouched).
     func measure(model: OPTModel, tokens: TokenBatch, offloaded: Bool) throws -> Report {
         let backend = try compute.makeBackend()
-        let runner: any ModelRunner = offloaded ? try OffloadedRunner(model: model, backend: backend, plan: compute.plan)
+        let runner: any ModelRunner = offloaded ? try OffloadedRunner(model: model, backend: backend, plan: compute.plan())
                                                 : try ResidentRunner(model: model, backend: backend)
         let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 3)
         _ = try mezo.step(lr: 1e-6, batch: tokens)  // warm-up
@@ -252,7 +252,7 @@ struct BenchZOStep: ParsableCommand {
         let times = try timed(iterations) { _ = try mezo.step(lr: 1e-6, batch: tokens) }
         let profile = cpu?.profile.take().mapValues { $0.seconds / Double(iterations) } ?? [:]
         let steps = Double(iterations)
-        let predicted = offloaded ? MemoryModel.offloadedStep(model.shape, plan: compute.plan, batch: workload.batch, tokens: workload.seq)
+        let predicted = offloaded ? MemoryModel.offloadedStep(model.shape, plan: compute.plan(), batch: workload.batch, tokens: workload.seq)
                                   : MemoryModel.residentStep(model.shape, batch: workload.batch, tokens: workload.seq)
         return Report(mode: offloaded ? "offloaded" : "resident", shape: workload.shape, backend: backend.name, threads: cpu?.threads ?? 0,
                       batch: workload.batch, seq: workload.seq, parameters: model.parameterCount, iterations: iterations,

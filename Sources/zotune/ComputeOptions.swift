@@ -79,9 +79,10 @@ struct ComputeOptions: ParsableArguments {
         try residentBlocks.map { try parseBlockList($0, option: "--resident-blocks") } ?? []
     }
 
-    var plan: ResidencyPlan {
+    /// The residency plan of --offload with `firstOrderBlocks` blocks held by a first-order tail.
+    func plan(firstOrderBlocks: Int = 0) -> ResidencyPlan {
         ResidencyPlan(slots: slots, residentBlocks: (try? residentBlockSet()) ?? [], format: offloadFormat,
-                      stochasticRounding: !noStochasticRounding)
+                      stochasticRounding: !noStochasticRounding, firstOrderBlocks: firstOrderBlocks)
     }
 
     /// The chosen backend with this budget (CUDA: 90% of the GPU's memory by default;
@@ -93,11 +94,15 @@ struct ComputeOptions: ParsableArguments {
         }
     }
 
-    /// A runner for `model`: resident, or offloaded by `plan` with --offload.
-    func makeRunner(model: any CausalLM, backend: (any Backend)? = nil) throws -> any ModelRunner {
+    /// A runner for `model`: resident, or offloaded with --offload; with a first-order `tail`,
+    /// for the blocks before it.
+    func makeRunner(model: any CausalLM, backend: (any Backend)? = nil, tail: FirstOrderTail? = nil) throws -> any ModelRunner {
         let backend = try backend ?? makeBackend()
-        if offload { return try OffloadedRunner(model: model, backend: backend, plan: plan) }
-        return try ResidentRunner(model: model, backend: backend)
+        if offload {
+            let plan = plan(firstOrderBlocks: tail.map { model.blocks.count - $0.firstBlock } ?? 0)
+            return try OffloadedRunner(model: model, backend: backend, plan: plan, tail: tail)
+        }
+        return try ResidentRunner(model: model, backend: backend, tail: tail)
     }
 }
 

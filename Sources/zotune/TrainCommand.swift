@@ -48,6 +48,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Continue a run from a checkpoint folder, or from a run's output folder (its newest checkpoint); the options must be the run's.")
     var resume: String?
 
+    @OptionGroup var hybrid: HybridOptions
+
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -58,6 +60,10 @@ struct TrainCommand: ParsableCommand {
         guard (lr ?? 0) >= 0, eps > 0, weightDecay >= 0 else { throw ValidationError("--lr and --weight-decay must be ≥ 0 and --eps > 0") }
         guard saveEvery >= 0, keep >= 1 else { throw ValidationError("--save-every must be ≥ 0 and --keep ≥ 1") }
         if saveEvery > 0, output == nil, resume == nil { throw ValidationError("--save-every needs --output (checkpoints go to OUTPUT/checkpoints)") }
+        try hybrid.validate()
+        if hybrid.isFirstOrder, saveEvery > 0 || resume != nil {
+            throw ValidationError("--save-every and --resume do not support --fo-blocks yet (the final model is saved with --output)")
+        }
     }
 
     struct StepLine: Encodable {
@@ -91,7 +97,8 @@ struct TrainCommand: ParsableCommand {
         let options = TrainingOptions(steps: steps, batchSize: batchSize,
                                       schedule: LearningRateSchedule(base: lr, shape: schedule, warmupSteps: warmup, totalSteps: steps),
                                       mezo: MeZOOptions(eps: eps, weightDecay: weightDecay, q: q, perturbation: perturbation),
-                                      seed: seed, evalEvery: evalEvery, maxNonFiniteSteps: maxNonFinite)
+                                      seed: seed, evalEvery: evalEvery, maxNonFiniteSteps: maxNonFinite,
+                                      firstOrder: try hybrid.options(defaultLearningRate: lr))
         let run = ["task": taskOptions.task, "data": taskOptions.data ?? "", "eval-data": taskOptions.evalData ?? "",
                    "tokenizer": modelOptions.tokenizer ?? ""]
         try resumed?.state.checkCompatible(options: options, baseModelSHA256: baseSHA256, run: run, path: resumed!.directory)
@@ -100,10 +107,17 @@ struct TrainCommand: ParsableCommand {
         if let resumed { print("resuming after step \(resumed.state.step) from \(resumed.directory)") }
         let (task, notes) = try taskOptions.makeTask(model: model, modelOptions: modelOptions)
         notes.forEach { print("note: \($0)") }
-        let runner = try compute.makeRunner(model: model)
+        let backend = try compute.makeBackend()
+        let tail = try options.firstOrder.map {
+            try FirstOrderTail(model: model, backend: backend, firstBlock: model.blocks.count - $0.blocks(of: model), trainsEmbedding: $0.embedding)
+        }
+        let runner = try compute.makeRunner(model: model, backend: backend, tail: tail)
+        let firstOrder = try options.firstOrder.map { try FirstOrderOptimizer(tail: tail!, rule: $0.rule, placement: $0.statePlacement) }
+        if let firstOrder { print("first-order: \(hybrid.describe(tail: firstOrder.tail))") }
         if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
         let metrics = try output.map { try MetricsLog(path: $0 + "/metrics.jsonl", resumingAfter: resumed?.state.step) }
-        let trajectory = try output.map {
+        // The trajectory replays ZO updates only; a run with a first-order part writes none.
+        let trajectory = try options.firstOrder != nil ? nil : output.map {
             try TrajectoryLog(path: $0 + "/trajectory.zotraj", header: TrajectoryHeader(seed: seed, mezo: options.mezo, schedule: options.schedule,
                                                                                         baseModelSHA256: baseSHA256),
                               resumingAfter: resumed?.state.step)
@@ -116,7 +130,7 @@ struct TrainCommand: ParsableCommand {
                 continueOnError: onSaveError == .continue, baseModelSHA256: baseSHA256, run: run)
         }
         let trainer = Trainer(runner: runner, task: task, options: options, checkpointing: checkpointing, trajectory: trajectory,
-                              resume: resumed?.state)
+                              resume: resumed?.state, firstOrder: firstOrder)
         let progress = Progress(total: steps)
         installInterruptHandler()
         var first = resumed?.state.initialMetrics
@@ -143,7 +157,7 @@ struct TrainCommand: ParsableCommand {
             }
         }
         if interrupted.load(ordering: .relaxed) {
-            progress.message("interrupted after step \(trainer.optimizer.stepsTaken); the last update is applied")
+            progress.message("interrupted after step \(trainer.stepsTaken); the last update is applied")
         }
         if output == nil { print("the model was not saved (pass --output DIR to keep it)") }
         if let output {
@@ -153,7 +167,7 @@ struct TrainCommand: ParsableCommand {
         }
         if let first {
             for name in final.keys.sorted() where first[name] != nil {
-                print("\(name): \(format(first[name]!)) before, \(format(final[name]!)) after \(trainer.optimizer.stepsTaken) steps" +
+                print("\(name): \(format(first[name]!)) before, \(format(final[name]!)) after \(trainer.stepsTaken) steps" +
                       " (\(final[name]! - first[name]! >= 0 ? "+" : "")\(format(final[name]! - first[name]!)))")
             }
         }

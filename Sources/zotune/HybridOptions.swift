@@ -1,0 +1,73 @@
+import ArgumentParser
+import ZOCore
+import ZOModels
+import ZOOptimizers
+import ZOTraining
+
+/// `zotune train`'s first-order options: the deepest blocks trained by backpropagation
+/// (hybrid ZO/FO, the second seed), the ablation without ZO, and full first-order training.
+struct HybridOptions: ParsableArguments {
+    @Option(name: .customLong("fo-blocks"),
+            help: "Train the deepest K blocks, the final norm and the head first-order (hybrid ZO/FO); 'all': every parameter (full first-order).")
+    var foBlocks: String?
+
+    @Option(help: "The estimator of the other blocks: mezo, or off (they stay frozen: first-order on the deepest blocks alone).")
+    var zo = ZeroOrderChoice.mezo
+
+    @Option(name: .customLong("fo-optimizer"), help: "adamw or sgd (with --fo-momentum).")
+    var foOptimizer = FirstOrderChoice.adamw
+
+    @Option(name: .customLong("fo-lr"), help: "Peak learning rate of the first-order part (default: --lr); it follows --schedule.")
+    var foLR: Float?
+
+    @Option(name: .customLong("fo-momentum"), help: "SGD momentum.") var foMomentum: Float = 0.9
+
+    @Option(name: .customLong("fo-weight-decay"), help: "Weight decay of the first-order part (decoupled for AdamW).")
+    var foWeightDecay: Float = 0
+
+    @Option(name: .customLong("fo-state"), help: "Where the optimizer state lives: device, or host (downloaded and uploaded each step).")
+    var foState = OptimizerStatePlacement.device
+
+    enum ZeroOrderChoice: String, ExpressibleByArgument { case mezo, off }
+    enum FirstOrderChoice: String, ExpressibleByArgument { case adamw, sgd }
+
+    /// Whether the run has a first-order part.
+    var isFirstOrder: Bool { foBlocks != nil }
+
+    func validate() throws {
+        if let foBlocks, foBlocks != "all", (Int(foBlocks) ?? 0) < 1 {
+            throw ValidationError("--fo-blocks '\(foBlocks)' is neither a positive number of blocks nor 'all'")
+        }
+        if foBlocks == nil, zo == .off { throw ValidationError("--zo off needs --fo-blocks (otherwise nothing would train)") }
+        if foBlocks == "all", zo != .off { throw ValidationError("--fo-blocks all trains every parameter first-order; add --zo off") }
+        guard (foLR ?? 0) >= 0, foWeightDecay >= 0, (0..<1).contains(foMomentum) else {
+            throw ValidationError("--fo-lr and --fo-weight-decay must be ≥ 0 and --fo-momentum in [0, 1)")
+        }
+    }
+
+    /// The run's first-order options (nil without --fo-blocks).
+    func options(defaultLearningRate: Float) throws -> FirstOrderOptions? {
+        guard let foBlocks else { return nil }
+        let rule: FirstOrderRule = switch foOptimizer {
+        case .adamw: .adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: foWeightDecay)
+        case .sgd: .sgd(momentum: foMomentum, weightDecay: foWeightDecay)
+        }
+        return FirstOrderOptions(blocks: Int(foBlocks) ?? Int.max, embedding: foBlocks == "all", zeroOrder: zo == .mezo, rule: rule,
+                                 learningRate: foLR ?? defaultLearningRate, statePlacement: foState)
+    }
+
+    /// One line on what trains how.
+    func describe(tail: FirstOrderTail) -> String {
+        let count = tail.model.blocks.count, first = tail.firstBlock
+        let trained = tail.trainsEmbedding ? "every parameter" : "blocks \(first)–\(count - 1), the final norm and the head"
+        let rest = first == 0 ? "" : zo == .mezo ? "; blocks 0–\(first - 1) and the embedding by MeZO" : "; blocks 0–\(first - 1) frozen"
+        return "\(trained) by \(foOptimizer.rawValue) (state on the \(foState.rawValue))\(rest)"
+    }
+}
+
+extension FirstOrderOptions {
+    /// k for `model`: the option's block count, at most all of the blocks.
+    func blocks(of model: any CausalLM) -> Int { min(blocks, model.blocks.count) }
+}
+
+extension OptimizerStatePlacement: ExpressibleByArgument {}

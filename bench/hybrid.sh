@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Convergence of MeZO, hybrid ZO/FO (k = 1, 2, 4 deepest blocks first-order), the same k
+# blocks trained first-order with ZO off (the ablation), and full first-order training, on
+# SmolLM2-135M: the sentiment task (held-out accuracy on 1000 test examples) and an `lm` task
+# on Rotten Tomatoes review text (held-out loss on 200 reviews). One run at a time, so the
+# per-step wall times compare.
+#   bench/hybrid.sh [OUT_DIR] [SENTIMENT_STEPS] [LM_STEPS]
+# Writes OUT_DIR/<task>-<run>/metrics.jsonl and the console logs, then bench/hybrid_report.py
+# turns them into a table and plots (needs matplotlib).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out=${1:-$root/bench/results/hybrid-$(date +%Y%m%d)} steps=${2:-200} lm_steps=${3:-100}
+mkdir -p "$out"
+
+"$root/scripts/setup.sh"
+swift build -c release --package-path "$root" >&2
+zotune="$out/zotune"
+cp "$root/.build/release/zotune" "$zotune"  # later rebuilds do not touch the running binary
+"$zotune" assets fetch smollm2-135m rotten-tomatoes >&2
+
+# The lm task's data: review snippets (text only) outside the sentiment task's examples' use.
+python3 - "$HOME/.cache/zotune/assets/rotten-tomatoes/movieReviewSnippets_GroundTruth.txt" "$out" <<'PY'
+import json, sys
+lines = open(sys.argv[1], encoding="utf-8", errors="replace").read().splitlines()
+texts = [l.split("\t", 2)[2].strip() for l in lines if l.count("\t") >= 2]
+with open(sys.argv[2] + "/lm-train.jsonl", "w") as f:
+    for t in texts[6000:7000]: f.write(json.dumps({"text": t}) + "\n")
+with open(sys.argv[2] + "/lm-dev.jsonl", "w") as f:
+    for t in texts[7000:7200]: f.write(json.dumps({"text": t}) + "\n")
+PY
+
+{
+    echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
+    echo "# command: bench/hybrid.sh $out $steps $lm_steps ($(date -u +%FT%TZ), $(git -C "$root" rev-parse --short HEAD))"
+} > "$out/machine.txt"
+
+run() {  # NAME TASK-ARGS... -- RUN-ARGS...
+    local name=$1; shift
+    echo "== $name: $*" >&2
+    "$zotune" train --model smollm2-135m --output "$out/$name" "$@" > "$out/$name.log" 2>&1
+    tail -2 "$out/$name.log" >&2
+}
+
+sentiment=(--task sentiment --steps "$steps" --eval-every 50)
+run sentiment-mezo "${sentiment[@]}" --lr 3e-5
+for k in 1 2 4; do
+    run "sentiment-hybrid-$k" "${sentiment[@]}" --lr 3e-5 --fo-blocks "$k" --fo-lr 1e-5
+    run "sentiment-fo-$k" "${sentiment[@]}" --fo-blocks "$k" --zo off --fo-lr 1e-5
+done
+run sentiment-full-fo "${sentiment[@]}" --fo-blocks all --zo off --fo-lr 1e-5
+
+lm=(--task lm --data "$out/lm-train.jsonl" --eval-data "$out/lm-dev.jsonl" --steps "$lm_steps" --eval-every 25)
+run lm-mezo "${lm[@]}" --lr 1e-5
+run lm-hybrid-2 "${lm[@]}" --lr 1e-5 --fo-blocks 2 --fo-lr 1e-5
+run lm-fo-2 "${lm[@]}" --fo-blocks 2 --zo off --fo-lr 1e-5
+run lm-full-fo "${lm[@]}" --fo-blocks all --zo off --fo-lr 1e-5
+rm -f "$zotune"
+python3 "$root/bench/hybrid_report.py" "$out" || echo "(no report: python3 bench/hybrid_report.py $out needs matplotlib)" >&2
