@@ -14,9 +14,16 @@ public struct ModelShape: Sendable, Equatable {
     public var workspacePerRow: Int
     /// Floats of the constant tables (`CausalLM.constants`).
     public var constantCount: Int
+    /// Floats per row a block's and the head's first-order tapes hold (`TrainableLM`; 0 when
+    /// the architecture cannot train first-order).
+    public var blockTapePerRow: Int
+    public var headTapePerRow: Int
+    /// The index among the embedding's tensors of a token table the head reads too.
+    public var tiedTokenTableIndex: Int?
 
     public init(embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout, hiddenSize: Int, vocabSize: Int,
-                workspacePerRow: Int, constantCount: Int) {
+                workspacePerRow: Int, constantCount: Int, blockTapePerRow: Int = 0, headTapePerRow: Int = 0,
+                tiedTokenTableIndex: Int? = nil) {
         self.embedding = embedding
         self.blocks = blocks
         self.head = head
@@ -24,7 +31,13 @@ public struct ModelShape: Sendable, Equatable {
         self.vocabSize = vocabSize
         self.workspacePerRow = workspacePerRow
         self.constantCount = constantCount
+        self.blockTapePerRow = blockTapePerRow
+        self.headTapePerRow = headTapePerRow
+        self.tiedTokenTableIndex = tiedTokenTableIndex
     }
+
+    /// The tied token table's layout entry, if the head reads one.
+    public var tiedTokenTable: ParameterSpec? { tiedTokenTableIndex.map { embedding.specs[$0] } }
 
     /// Parameters (tied weights counted once).
     public var parameterCount: Int { ([embedding, head] + blocks).reduce(0) { $0 + $1.count } }
@@ -33,8 +46,11 @@ public struct ModelShape: Sendable, Equatable {
 extension CausalLM {
     /// This model's shape.
     public var shape: ModelShape {
-        ModelShape(embedding: embedding.layout, blocks: blocks.map(\.layout), head: head.layout, hiddenSize: hiddenSize,
-                   vocabSize: vocabSize, workspacePerRow: workspaceCount(rows: 1), constantCount: constants.count)
+        let trainable = self as? any TrainableLM
+        return ModelShape(embedding: embedding.layout, blocks: blocks.map(\.layout), head: head.layout, hiddenSize: hiddenSize,
+                          vocabSize: vocabSize, workspacePerRow: workspaceCount(rows: 1), constantCount: constants.count,
+                          blockTapePerRow: trainable?.blockTapeCount(rows: 1) ?? 0, headTapePerRow: trainable?.headTapeCount(rows: 1) ?? 0,
+                          tiedTokenTableIndex: tiedTokenTable)
     }
 }
 
@@ -43,7 +59,9 @@ extension OPTConfig {
     public var shape: ModelShape {
         let layouts = OPTOffsets.layouts(self)
         return ModelShape(embedding: layouts.embedding, blocks: layouts.blocks, head: layouts.head, hiddenSize: hiddenSize,
-                          vocabSize: vocabSize, workspacePerRow: workspacePerRow, constantCount: 0)
+                          vocabSize: vocabSize, workspacePerRow: workspacePerRow, constantCount: 0,
+                          blockTapePerRow: OPTTape.count(rows: 1, config: self), headTapePerRow: OPTHeadTape.count(rows: 1, config: self),
+                          tiedTokenTableIndex: tieWordEmbeddings ? 0 : nil)
     }
 
     /// Workspace floats per row: normed [C], qkv [3C], attention [C], mlp [F], projected [D].

@@ -26,14 +26,44 @@ public struct StepMemory: Sendable, Equatable, Codable {
     /// Bytes over the link per step, host → device and back.
     public var uploadBytesPerStep: Int
     public var downloadBytesPerStep: Int
+    /// A first-order part (hybrid runs): its blocks and head, their gradients (and the
+    /// embedding's or the tied table's), the optimizer state kept on the device, the recorded
+    /// passes' tapes and logits, and what backpropagating one pass allocates on top.
+    public var firstOrderParameterBytes = 0
+    public var gradientBytes = 0
+    public var optimizerStateBytes = 0
+    public var recordingBytes = 0
+    public var backwardBytes = 0
 
-    /// The predicted peak of device memory.
+    /// The predicted peak of device memory (for a first-order part: while a pass is
+    /// backpropagated, every recording alive, the forward's head buffers freed).
     public var devicePeakBytes: Int {
         residentParameterBytes + slots * slotBytes + workspaceBytes + passBytes + headBytes
+            + firstOrderParameterBytes + gradientBytes + optimizerStateBytes + recordingBytes + backwardBytes
     }
 
     /// Host memory the run needs (RAM, or scratch files with `--host-storage`).
     public var hostBytes: Int { hostModelBytes + hostMasterBytes }
+}
+
+/// What a run trains first-order, as the memory model needs it.
+public struct FirstOrderPlan: Sendable, Equatable, Codable {
+    /// k deepest blocks (with the final norm and the head).
+    public var blocks: Int
+    /// Whether the whole embedding trains first-order (else only a tied token table does).
+    public var embedding: Bool
+    /// Whether the other blocks take ZO steps (two recorded passes per step) or stay frozen.
+    public var zeroOrder: Bool
+    /// Optimizer state buffers per trained tensor kept on the device (AdamW 2, SGD with
+    /// momentum 1; 0 when the state lives on the host).
+    public var deviceStateBuffers: Int
+
+    public init(blocks: Int, embedding: Bool = false, zeroOrder: Bool, deviceStateBuffers: Int) {
+        self.blocks = blocks
+        self.embedding = embedding
+        self.zeroOrder = zeroOrder
+        self.deviceStateBuffers = deviceStateBuffers
+    }
 }
 
 /// Predictions of `StepMemory` for the resident and the offloaded runner.
@@ -62,6 +92,41 @@ public enum MemoryModel {
             passBytes: ForwardPass.deviceBytes(rows: batch * tokens, hiddenSize: shape.hiddenSize),
             headBytes: ForwardPass.headBytes(rows: batch * tokens, vocabSize: shape.vocabSize),
             hostModelBytes: shape.parameterCount * 4, hostMasterBytes: 0, uploadBytesPerStep: 0, downloadBytesPerStep: 0)
+    }
+
+    /// A step with the deepest `firstOrder.blocks` blocks (and the head) trained first-order:
+    /// offloaded by `plan` (whose `firstOrderBlocks` must match), or resident when it is nil.
+    /// With ZO on, both perturbed passes are recorded; with ZO off, one plain pass.
+    public static func firstOrderStep(_ shape: ModelShape, plan: ResidencyPlan?, batch: Int, tokens: Int,
+                                      firstOrder: FirstOrderPlan) -> StepMemory {
+        let k = min(firstOrder.blocks, shape.blocks.count), first = shape.blocks.count - k
+        let rows = batch * tokens
+        var step: StepMemory
+        if let plan {
+            precondition(plan.firstOrderBlocks == k, "the plan's first-order blocks and the tail's differ")
+            step = offloadedStep(shape, plan: plan, batch: batch, tokens: tokens)
+        } else {
+            step = residentStep(shape, batch: batch, tokens: tokens)
+            step.residentParameterBytes = ([shape.embedding] + shape.blocks[..<first]).reduce(0) { $0 + DeviceArena.reservedSize($1.byteCount) }
+                + constantBytes(shape)
+        }
+        let trained = Array(shape.blocks[first...]) + [shape.head]
+        let groupBytes = trained.reduce(0) { $0 + DeviceArena.reservedSize($1.byteCount) }
+        let embeddingCounts = firstOrder.embedding ? shape.embedding.specs.map(\.count) : shape.tiedTokenTable.map { [$0.count] } ?? []
+        let embeddingGradient = firstOrder.embedding ? shape.embedding.count : embeddingCounts.first
+        let tensorCounts = trained.flatMap { $0.specs.map(\.count) } + embeddingCounts
+        let passes = firstOrder.zeroOrder ? 2 : 1
+        step.firstOrderParameterBytes = groupBytes
+        step.gradientBytes = groupBytes + (embeddingGradient.map { DeviceArena.reservedSize(max(1, $0) * 4) } ?? 0)
+        step.optimizerStateBytes = firstOrder.deviceStateBuffers * tensorCounts.reduce(0) { $0 + DeviceArena.reservedSize($1 * 4) }
+        step.passBytes = passes * ForwardPass.deviceBytes(rows: rows, hiddenSize: shape.hiddenSize)
+        step.recordingBytes = passes * (k * DeviceArena.reservedSize(max(1, rows * shape.blockTapePerRow) * 4)
+                                        + DeviceArena.reservedSize(max(1, rows * shape.headTapePerRow) * 4)
+                                        + DeviceArena.reservedSize(rows * shape.vocabSize * 4))
+        step.headBytes = 0
+        step.backwardBytes = DeviceArena.reservedSize(rows * shape.vocabSize * 4) + DeviceArena.reservedSize(rows * 4)
+            + DeviceArena.reservedSize(rows * shape.hiddenSize * 4)
+        return step
     }
 
     private static func constantBytes(_ shape: ModelShape) -> Int {

@@ -66,8 +66,8 @@ struct HybridOptions: ParsableArguments {
 }
 
 extension FirstOrderOptions {
-    /// k for `model`: the option's block count, at most all of the blocks.
-    func blocks(of model: any CausalLM) -> Int { min(blocks, model.blocks.count) }
+    /// k for a model of `count` blocks: the option's block count, at most all of them.
+    func blocks(of count: Int) -> Int { min(blocks, count) }
 }
 
 extension OptimizerStatePlacement: ExpressibleByArgument {}

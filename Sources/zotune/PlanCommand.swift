@@ -35,6 +35,8 @@ struct PlanCommand: ParsableCommand {
     @Option(name: .customLong("device-memory"), help: "A device-memory budget to check the plan against (24GiB, 80GB).")
     var deviceMemory: String?
 
+    @OptionGroup var hybrid: HybridOptions
+
     @Flag(help: "Print one JSON line instead of text.")
     var json = false
 
@@ -45,6 +47,26 @@ struct PlanCommand: ParsableCommand {
         guard batch >= 1, seq >= 1 else { throw ValidationError("--batch and --seq must be positive") }
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
         _ = try budget()
+        try hybrid.validate()
+        if table, hybrid.isFirstOrder { throw ValidationError("--table covers ZO steps only; drop --fo-blocks") }
+    }
+
+    /// The first-order part for `shape`, when --fo-blocks asks for one.
+    func firstOrderPlan(_ shape: ModelShape) throws -> FirstOrderPlan? {
+        guard let options = try hybrid.options(defaultLearningRate: 0) else { return nil }
+        return FirstOrderPlan(blocks: options.blocks(of: shape.blocks.count), embedding: options.embedding, zeroOrder: options.zeroOrder,
+                              deviceStateBuffers: options.statePlacement == .device ? options.rule.stateCount : 0)
+    }
+
+    /// Predictions offloaded by `plan` and resident, with the first-order part if any.
+    func predict(_ shape: ModelShape, plan: ResidencyPlan, firstOrder: FirstOrderPlan?) -> (offloaded: StepMemory, resident: StepMemory) {
+        guard let firstOrder else {
+            return (MemoryModel.offloadedStep(shape, plan: plan, batch: batch, tokens: seq), MemoryModel.residentStep(shape, batch: batch, tokens: seq))
+        }
+        var offloadedPlan = plan
+        offloadedPlan.firstOrderBlocks = firstOrder.blocks
+        return (MemoryModel.firstOrderStep(shape, plan: offloadedPlan, batch: batch, tokens: seq, firstOrder: firstOrder),
+                MemoryModel.firstOrderStep(shape, plan: nil, batch: batch, tokens: seq, firstOrder: firstOrder))
     }
 
     func budget() throws -> Int? {
@@ -79,16 +101,20 @@ struct PlanCommand: ParsableCommand {
         if let bad = residentBlocks.first(where: { $0 >= shape.blocks.count }) {
             throw ValidationError("--resident-blocks: block \(bad) does not exist (\(self.shape) has \(shape.blocks.count) blocks)")
         }
-        let plan = ResidencyPlan(slots: slots, residentBlocks: residentBlocks, format: codec)
-        let offloaded = MemoryModel.offloadedStep(shape, plan: plan, batch: batch, tokens: seq)
-        let resident = MemoryModel.residentStep(shape, batch: batch, tokens: seq)
+        let firstOrder = try firstOrderPlan(shape)
+        if let k = firstOrder?.blocks, let bad = residentBlocks.first(where: { $0 >= shape.blocks.count - k }) {
+            throw ValidationError("--resident-blocks: block \(bad) is one of the \(k) first-order blocks (resident with the tail anyway)")
+        }
+        var plan = ResidencyPlan(slots: slots, residentBlocks: residentBlocks, format: codec)
+        let (offloaded, resident) = predict(shape, plan: plan, firstOrder: firstOrder)
+        plan.firstOrderBlocks = firstOrder?.blocks ?? 0
         let budget = try budget()
         let fits = budget.map { offloaded.devicePeakBytes <= $0 }
         let fewerSlots = budget.flatMap { budget in
             (1..<max(1, slots)).reversed().first { s in
                 var smaller = plan
                 smaller.slots = s
-                return MemoryModel.offloadedStep(shape, plan: smaller, batch: batch, tokens: seq).devicePeakBytes <= budget
+                return predict(shape, plan: smaller, firstOrder: firstOrder).offloaded.devicePeakBytes <= budget
             }
         }
         let report = Report(shape: self.shape, parameters: shape.parameterCount, blocks: shape.blocks.count, batch: batch, seq: seq,
@@ -107,7 +133,8 @@ struct PlanCommand: ParsableCommand {
         }
         print("\(r.shape): \(r.blocks) blocks, \(billions(r.parameters)) parameters; one ZO step on \(r.batch) × \(r.seq) tokens")
         let resident = r.plan.residentBlocks.isEmpty ? "none" : r.plan.residentBlocks.sorted().map(String.init).joined(separator: ",")
-        print("plan: \(r.plan.slots) slots, \(r.plan.format.rawValue) link and host master for streamed blocks, resident blocks: \(resident)")
+        print("plan: \(r.plan.slots) slots, \(r.plan.format.rawValue) link and host master for streamed blocks, resident blocks: \(resident)"
+              + (r.plan.firstOrderBlocks > 0 ? "; the last \(r.plan.firstOrderBlocks) blocks and the head first-order" : ""))
         print("")
         row("device memory", "offloaded", "resident (no offloading)")
         row("  parameters that stay", "\(ByteCount(o.residentParameterBytes))", "\(ByteCount(s.residentParameterBytes))")
@@ -115,6 +142,13 @@ struct PlanCommand: ParsableCommand {
         row("  activation workspace", "\(ByteCount(o.workspaceBytes))", "\(ByteCount(s.workspaceBytes))")
         row("  passes (tokens, hidden)", "\(ByteCount(o.passBytes))", "\(ByteCount(s.passBytes))")
         row("  head (logits, losses)", "\(ByteCount(o.headBytes))", "\(ByteCount(s.headBytes))")
+        if r.plan.firstOrderBlocks > 0 {
+            row("  first-order blocks + head", "\(ByteCount(o.firstOrderParameterBytes))", "\(ByteCount(s.firstOrderParameterBytes))")
+            row("  their gradients", "\(ByteCount(o.gradientBytes))", "\(ByteCount(s.gradientBytes))")
+            row("  optimizer state", "\(ByteCount(o.optimizerStateBytes))", "\(ByteCount(s.optimizerStateBytes))")
+            row("  tapes and logits kept", "\(ByteCount(o.recordingBytes))", "\(ByteCount(s.recordingBytes))")
+            row("  backward temporaries", "\(ByteCount(o.backwardBytes))", "\(ByteCount(s.backwardBytes))")
+        }
         row("  peak", "\(ByteCount(o.devicePeakBytes))", "\(ByteCount(s.devicePeakBytes))")
         row("host memory", "\(ByteCount(o.hostBytes))", "\(ByteCount(s.hostBytes))")
         row("link per step, each way", "\(ByteCount(o.uploadBytesPerStep))", "0")

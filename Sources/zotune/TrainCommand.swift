@@ -109,7 +109,7 @@ struct TrainCommand: ParsableCommand {
         notes.forEach { print("note: \($0)") }
         let backend = try compute.makeBackend()
         let tail = try options.firstOrder.map {
-            try FirstOrderTail(model: model, backend: backend, firstBlock: model.blocks.count - $0.blocks(of: model), trainsEmbedding: $0.embedding)
+            try FirstOrderTail(model: model, backend: backend, firstBlock: model.blocks.count - $0.blocks(of: model.blocks.count), trainsEmbedding: $0.embedding)
         }
         let runner = try compute.makeRunner(model: model, backend: backend, tail: tail)
         let firstOrder = try options.firstOrder.map { try FirstOrderOptimizer(tail: tail!, rule: $0.rule, placement: $0.statePlacement) }

@@ -4,6 +4,8 @@ import ZOCPU
 import ZOModels
 import ZOOffload
 import ZOOptimizers
+import ZOTasks
+import ZOTraining
 
 /// The memory model's predictions against the arena's measured high-water marks.
 @Suite struct MemoryModelTests {
@@ -64,6 +66,39 @@ import ZOOptimizers
             let predicted = MemoryModel.offloadedStep(model.shape, plan: plan, batch: 2, tokens: 6)
             #expect(runner.statistics.bytesUploaded == predicted.uploadBytesPerStep, "\(format)")
             #expect(runner.statistics.bytesDownloaded == predicted.downloadBytesPerStep, "\(format)")
+        }
+    }
+}
+
+extension MemoryModelTests {
+    /// Hybrid and first-order-only steps, resident and offloaded, AdamW or SGD state on the
+    /// device or the host: the prediction equals the arena's high-water mark over two steps.
+    @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/llama-untied-bf16"])
+    func firstOrderPredictionsMatchTheHighWaterMark(fixture: String) throws {
+        let (b, t) = (3, 9)
+        let cases: [(k: Int, zeroOrder: Bool, plan: ResidencyPlan?, rule: FirstOrderRule, placement: OptimizerStatePlacement)] = [
+            (1, true, nil, .adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0), .device),
+            (2, false, nil, .sgd(momentum: 0.9, weightDecay: 0), .device),
+            (1, true, ResidencyPlan(slots: 2, firstOrderBlocks: 1), .adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0), .host),
+            (2, false, ResidencyPlan(slots: 1, residentBlocks: [0], format: .bf16, firstOrderBlocks: 2), .sgd(momentum: 0, weightDecay: 0), .device),
+        ]
+        for c in cases {
+            let model = try OffloadTests.model(fixture, layers: 4)
+            var generator = SplitMix64(seed: 4)
+            let sequences = (0..<b).map { _ in (0..<t).map { _ in Int(generator.next() % UInt64(model.vocabSize)) } }
+            let backend = try CPUBackend(budget: 1 << 30, threads: 2)
+            let tail = try FirstOrderTail(model: model, backend: backend, firstBlock: model.blocks.count - c.k)
+            let runner: any ModelRunner = try c.plan.map { try OffloadedRunner(model: model, backend: backend, plan: $0, tail: tail) }
+                ?? ResidentRunner(model: model, backend: backend, tail: tail)
+            let settings = FirstOrderOptions(blocks: c.k, zeroOrder: c.zeroOrder, rule: c.rule, learningRate: 1e-3, statePlacement: c.placement)
+            let options = TrainingOptions(steps: 2, batchSize: b, schedule: LearningRateSchedule(base: 1e-4, totalSteps: 2),
+                                          mezo: MeZOOptions(eps: 1e-3), seed: 2, firstOrder: settings)
+            let trainer = Trainer(runner: runner, task: LMTrainingTask(train: sequences, heldOut: nil), options: options,
+                                  firstOrder: try FirstOrderOptimizer(tail: tail, rule: c.rule, placement: c.placement))
+            _ = try trainer.run { _ in }
+            let predicted = MemoryModel.firstOrderStep(model.shape, plan: c.plan, batch: b, tokens: t, firstOrder: FirstOrderPlan(
+                blocks: c.k, zeroOrder: c.zeroOrder, deviceStateBuffers: c.placement == .device ? c.rule.stateCount : 0))
+            #expect(backend.arena.stats.highWater == predicted.devicePeakBytes, "\(fixture) \(c)")
         }
     }
 }

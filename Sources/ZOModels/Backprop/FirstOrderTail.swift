@@ -111,42 +111,42 @@ public final class FirstOrderTail: @unchecked Sendable {
     public var recordedCount: Int { recorded.count }
 
     /// Backpropagates each recorded pass (in recording order) from its loss gradient,
-    /// accumulating into the gradients, and drops the recordings.
+    /// accumulating into the gradients, and drops each recording once it is done.
+    ///
+    /// Device memory it adds to the recordings: a workspace for the largest pass, and per pass
+    /// in turn the logits' gradient [R, V], the token weights [R] and the hidden states'
+    /// gradient [B·T, C] (`MemoryModel` counts these).
     public func backward(_ gradients: [LossGradient]) throws {
         defer { recorded.removeAll() }
         precondition(gradients.count == recorded.count, "one loss gradient per recorded pass")
         guard let embedding, let largest = recorded.map({ $0.pass.context.batch.rows }).max() else { return }
         let v = model.vocabSize, c = model.hiddenSize
         let workspace = try backend.allocate(model.workspaceCount(rows: largest) * 4, label: "backward workspace")
-        var temporary = [workspace]
-        defer { temporary.forEach(backend.free) }
-        func allocate(_ floats: Int, _ label: String) throws -> DeviceBuffer {
-            let buffer = try backend.allocate(max(1, floats) * 4, label: label)
-            temporary.append(buffer)
-            return buffer
-        }
-        func upload<T: BitwiseCopyable>(_ values: [T], _ label: String) throws -> DeviceBuffer {
-            let buffer = try backend.upload(values, label: label)
-            temporary.append(buffer)
-            return buffer
-        }
-        for (record, gradient) in zip(recorded, gradients) {
+        defer { backend.free(workspace) }
+        for gradient in gradients {
+            let record = recorded.removeFirst()
+            var temporary: [DeviceBuffer] = []
+            defer { temporary.forEach(backend.free) }
+            func keep(_ buffer: DeviceBuffer) -> DeviceBuffer {
+                temporary.append(buffer)
+                return buffer
+            }
             let pass = record.pass, head = record.head, rows = head.rows, total = pass.context.batch.rows
             precondition(rows > 0 && gradient.tokenWeights.count == rows, "one token weight per head row")
             let context = StageContext(backend: backend, batch: pass.context.batch, workspace: workspace, constants: pass.context.constants,
                                        cache: nil)
-            let gradLogits = try allocate(rows * v, "logits' gradient [R, V]")
+            let gradLogits = keep(try backend.allocate(rows * v * 4, label: "logits' gradient [R, V]"))
             backend.crossEntropyBackward(logits: head.logits!, targets: head.selectedTargets ?? pass.context.batch.targets,
-                                         weights: try upload(gradient.tokenWeights, "token loss weights"), gradLogits: gradLogits,
-                                         rows: rows, vocab: v)
+                                         weights: keep(try backend.upload(gradient.tokenWeights, label: "token loss weights")),
+                                         gradLogits: gradLogits, rows: rows, vocab: v)
             if !gradient.logitTerms.isEmpty {
                 let terms = gradient.logitTerms
-                backend.scatterAdd(try upload(terms.map(\.value), "logit gradient terms"),
-                                   indices: try upload(terms.map { Int32($0.row * v + $0.column) }, "logit gradient positions"),
+                backend.scatterAdd(keep(try backend.upload(terms.map(\.value), label: "logit gradient terms")),
+                                   indices: keep(try backend.upload(terms.map { Int32($0.row * v + $0.column) }, label: "logit gradient positions")),
                                    count: terms.count, into: gradLogits)
             }
-            let gradHidden = try allocate(total * c, "hidden states' gradient [B, T, C]")
-            let gradHeadInput = head.selectedRows == nil ? gradHidden : try allocate(rows * c, "selected rows' gradient [R, C]")
+            let gradHidden = keep(try backend.allocate(total * c * 4, label: "hidden states' gradient [B, T, C]"))
+            let gradHeadInput = head.selectedRows == nil ? gradHidden : keep(try backend.allocate(rows * c * 4, label: "selected rows' gradient [R, C]"))
             model.headBackward(self.head, embedding: embedding, gradHead: headGradient,
                                gradTokenTable: trainsEmbedding ? model.tiedTokenTable.map { tokenTableView(embeddingGradient!, $0) } : embeddingGradient,
                                tape: head.tape!, gradLogits: gradLogits, gradHidden: gradHeadInput, rows: rows, context: context,
@@ -162,8 +162,8 @@ public final class FirstOrderTail: @unchecked Sendable {
             if trainsEmbedding {
                 try model.embedBackward(embedding, gradients: embeddingGradient!, gradHidden: gradHidden, context: context, backend: backend)
             }
+            try backend.synchronize(backend.computeStream)
         }
-        try backend.synchronize(backend.computeStream)
     }
 
     /// The tied token table's part of an embedding-group-shaped buffer.

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Table and plots of bench/hybrid.sh's runs: held-out accuracy (sentiment) or loss (lm)
+against steps and against training wall time (the sum of the step times metrics.jsonl
+records; evaluations excluded).
+
+    python3 bench/hybrid_report.py OUT_DIR
+Writes OUT_DIR/report.md and OUT_DIR/<task>.png. Needs matplotlib.
+"""
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+LABELS = {"mezo": "MeZO", "full-fo": "full first-order"}
+
+
+def label(run):
+    for kind, text in [("hybrid-", "hybrid k={} (ZO + AdamW)"), ("fo-", "AdamW on last {} blocks, ZO off")]:
+        if run.startswith(kind) and run[len(kind):].isdigit():
+            return text.format(run[len(kind):])
+    return LABELS.get(run, run)
+
+
+def load(path):
+    """[(step, training seconds so far, metrics)] at each evaluation, and the mean step time."""
+    seconds, evaluations, steps = 0.0, [], []
+    with open(path) as f:
+        for line in f:
+            record = json.loads(line)
+            if "eval" in record:
+                evaluations.append((record["step"], seconds, record["eval"]))
+            elif "seconds" in record:
+                seconds += record["seconds"]
+                steps.append(record["seconds"])
+    return evaluations, sum(steps) / max(len(steps), 1)
+
+
+def main():
+    out = sys.argv[1]
+    runs = sorted(d for d in os.listdir(out) if os.path.isfile(os.path.join(out, d, "metrics.jsonl")))
+    lines = ["# Hybrid ZO/FO convergence (bench/hybrid.sh)", ""]
+    machine = os.path.join(out, "machine.txt")
+    if os.path.exists(machine):
+        lines += [l.rstrip() for l in open(machine)] + [""]
+    for task, metric in [("sentiment", "accuracy"), ("lm", "eval_loss")]:
+        names = [r for r in runs if r.startswith(task + "-")]
+        if not names:
+            continue
+        data = {r[len(task) + 1:]: load(os.path.join(out, r, "metrics.jsonl")) for r in names}
+        steps = sorted({s for evaluations, _ in data.values() for s, _, _ in evaluations})
+        lines += [f"## {task}: held-out {metric} at each evaluation step", "",
+                  "| run | s/step | " + " | ".join(f"step {s}" for s in steps) + " | training time |",
+                  "|---|---|" + "---|" * len(steps) + "---|"]
+        figure, (by_step, by_time) = plt.subplots(1, 2, figsize=(12, 4.5))
+        for run, (evaluations, step_seconds) in data.items():
+            at = {s: m.get(metric) for s, _, m in evaluations}
+            cells = [f"{at[s]:.4f}" if at.get(s) is not None else "" for s in steps]
+            lines.append(f"| {label(run)} | {step_seconds:.2f} | " + " | ".join(cells) + f" | {evaluations[-1][1]:.0f} s |")
+            xs = [s for s, _, m in evaluations if metric in m]
+            ts = [t for _, t, m in evaluations if metric in m]
+            ys = [m[metric] for _, _, m in evaluations if metric in m]
+            by_step.plot(xs, ys, marker="o", label=label(run))
+            by_time.plot(ts, ys, marker="o", label=label(run))
+        for axis, xlabel in [(by_step, "step"), (by_time, "training wall time (s)")]:
+            axis.set_xlabel(xlabel)
+            axis.set_ylabel(f"held-out {metric}")
+            axis.grid(alpha=0.3)
+        by_time.legend(fontsize=8)
+        figure.suptitle(f"SmolLM2-135M, {task}")
+        figure.tight_layout()
+        figure.savefig(os.path.join(out, f"{task}.png"), dpi=110)
+        lines.append("")
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
