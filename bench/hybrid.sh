@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Convergence of MeZO, hybrid ZO/FO (k = 1, 2, 4 deepest blocks first-order), the same k
-# blocks trained first-order with ZO off (the ablation), and full first-order training, on
+# Convergence of MeZO, low-rank ZO (r 2, ν 50), hybrid ZO/FO (k = 1, 2, 4 deepest blocks
+# first-order; k = 2 also with the low-rank estimator), the same k blocks trained first-order
+# with ZO off (the ablation), and full first-order training, on
 # SmolLM2-135M: the sentiment task (held-out accuracy on 1000 test examples) and an `lm` task
 # on Rotten Tomatoes review text (held-out loss on 200 reviews). One run at a time, so the
 # per-step wall times compare.
@@ -43,6 +44,8 @@ run() {  # NAME TASK-ARGS... -- RUN-ARGS...
 
 sentiment=(--task sentiment --steps "$steps" --eval-every 50)
 run sentiment-mezo "${sentiment[@]}" --lr 3e-5
+run sentiment-lowrank "${sentiment[@]}" --lr 3e-5 --zo low-rank --rank 2 --resample-every 50
+run sentiment-hybrid-lowrank-2 "${sentiment[@]}" --lr 3e-5 --zo low-rank --rank 2 --resample-every 50 --fo-blocks 2 --fo-lr 1e-5
 for k in 1 2 4; do
     run "sentiment-hybrid-$k" "${sentiment[@]}" --lr 3e-5 --fo-blocks "$k" --fo-lr 1e-5
     run "sentiment-fo-$k" "${sentiment[@]}" --fo-blocks "$k" --zo off --fo-lr 1e-5
@@ -51,6 +54,7 @@ run sentiment-full-fo "${sentiment[@]}" --fo-blocks all --zo off --fo-lr 1e-5
 
 lm=(--task lm --data "$out/lm-train.jsonl" --eval-data "$out/lm-dev.jsonl" --steps "$lm_steps" --eval-every 25)
 run lm-mezo "${lm[@]}" --lr 1e-5
+run lm-lowrank "${lm[@]}" --lr 1e-5 --zo low-rank --rank 2 --resample-every 50
 run lm-hybrid-2 "${lm[@]}" --lr 1e-5 --fo-blocks 2 --fo-lr 1e-5
 run lm-fo-2 "${lm[@]}" --fo-blocks 2 --zo off --fo-lr 1e-5
 run lm-full-fo "${lm[@]}" --fo-blocks all --zo off --fo-lr 1e-5

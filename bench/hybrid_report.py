@@ -15,7 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-LABELS = {"mezo": "MeZO", "full-fo": "full first-order"}
+LABELS = {"mezo": "MeZO", "lowrank": "low-rank ZO (r 2, ν 50)", "hybrid-lowrank-2": "hybrid k=2, low-rank ZO + AdamW",
+          "full-fo": "full first-order"}
 
 
 def label(run):

@@ -169,7 +169,6 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func linear(x: DeviceBuffer, weight: DeviceBuffer, bias: DeviceBuffer?, out: DeviceBuffer,
                        m: Int, n: Int, k: Int, activation: Activation, accumulate: Bool) {
-        precondition(!accumulate || activation == .none, "accumulate fuses a residual add; no activation after it")
         let y = pointer(out)
         profile.measure("gemm") {
             // out[:, columns] = x · weight[columns]ᵀ, one column slice (multiple of 16) per thread.

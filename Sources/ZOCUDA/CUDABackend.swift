@@ -286,7 +286,6 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     public func linear(x: DeviceBuffer, weight: DeviceBuffer, bias: DeviceBuffer?, out: DeviceBuffer,
                        m: Int, n: Int, k: Int, activation: Activation, accumulate: Bool) {
-        precondition(!accumulate || activation == .none, "accumulate fuses a residual add; no activation after it")
         // Row-major out[m, n] = x[m, k] · weight[n, k]ᵀ is column-major outᵀ = weightᵀ(op T) · xᵀ.
         var alpha: Float = 1, beta: Float = accumulate ? 1 : 0
         let status = blas.cublasGemmEx(blasHandle, 1, 0, Int32(n), Int32(m), Int32(k), &alpha,

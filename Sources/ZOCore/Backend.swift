@@ -215,7 +215,7 @@ public protocol Backend: AnyObject, Sendable {
                     out: DeviceBuffer, accumulate: Bool, perturbation: RowPerturbation?)
 
     /// out [M, N] = activation(x [M, K] · weight [N, K]ᵀ + bias [N]), or with `accumulate`
-    /// out += x · weightᵀ + bias (the residual add fused; activation must be `.none`).
+    /// out = activation(out + x · weightᵀ + bias) (a residual or a low-rank term added first).
     func linear(x: DeviceBuffer, weight: DeviceBuffer, bias: DeviceBuffer?, out: DeviceBuffer,
                 m: Int, n: Int, k: Int, activation: Activation, accumulate: Bool)
 

@@ -75,15 +75,27 @@ public struct StageContext: Sendable {
     /// When set, the embedding stage reads the token table as this perturbation would leave
     /// it (see `CausalLM.tiedTokenTable`).
     public let tokenTablePerturbation: RowPerturbation?
+    /// When set, the blocks' fused linears add the low-rank ZO perturbation of this pass.
+    public let lowRank: LowRankPass?
 
     public init(backend: any Backend, batch: DeviceTokenBatch, workspace: DeviceBuffer, constants: DeviceBuffer, cache: KVCache?,
-                tokenTablePerturbation: RowPerturbation? = nil) {
+                tokenTablePerturbation: RowPerturbation? = nil, lowRank: LowRankPass? = nil) {
         self.backend = backend
         self.batch = batch
         self.workspace = workspace
         self.constants = constants
         self.cache = cache
         self.tokenTablePerturbation = tokenTablePerturbation
+        self.lowRank = lowRank
+    }
+
+    /// Writes (or adds) the low-rank term of block `index`'s fused linear at `weightOffset`
+    /// for input x [R, in] into out [R, O]; returns whether it did, so that the linear itself
+    /// then accumulates onto it.
+    public func addLowRank(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, accumulate: Bool) -> Bool {
+        guard let lowRank else { return false }
+        return lowRank.state.add(block: index, weightOffset: weightOffset, x: x, out: out, rows: batch.rows, sign: lowRank.sign,
+                                 accumulate: accumulate)
     }
 
     /// Tokens before this batch's.
@@ -147,6 +159,10 @@ public protocol CausalLM: AnyObject, Sendable {
     /// The index among the embedding group's tensors of the token table when the head reads
     /// it too (a tied output embedding), else nil.
     var tiedTokenTable: Int? { get }
+
+    /// The fused linears of every block (their layouts differ only in names), for the
+    /// low-rank ZO estimator.
+    var blockLinears: [BlockLinear] { get }
 
     /// The Hugging Face config.json describing this model.
     func configJSON() throws -> [UInt8]

@@ -105,8 +105,15 @@ public protocol ModelRunner: AnyObject, Sendable {
     func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass, snapshot: SnapshotRequest?) throws
         -> (plus: [ForwardResult], minus: [ForwardResult])
 
-    /// Brings the parameters' current values into the model's host groups.
+    /// Brings the parameters' current values into the model's host groups (with a low-rank
+    /// estimator: after `foldLowRank`).
     func copyParametersToHost() throws
+
+    /// The low-rank estimator's factors, when the runner perturbs its blocks' weights that way.
+    var lowRank: LowRankState? { get }
+
+    /// W += A Vᵀ for every low-rank weight, and A = 0.
+    func foldLowRank() throws
 }
 
 extension ModelRunner {
@@ -137,13 +144,14 @@ extension CausalLM {
     public var perturbedTensors: [[PerturbedTensor]] { perturbedTensors(leavingOut: []) }
 
     /// `perturbedTensors` without the embedding group's tensors at `embeddingTensors` (trained
-    /// first-order elsewhere); every other tensor keeps its id.
-    public func perturbedTensors(leavingOut embeddingTensors: Set<Int>) -> [[PerturbedTensor]] {
+    /// first-order elsewhere) and the tensors `ids` (perturbed low-rank); every other tensor
+    /// keeps its id.
+    public func perturbedTensors(leavingOut embeddingTensors: Set<Int>, ids: Set<UInt32> = []) -> [[PerturbedTensor]] {
         var id: UInt32 = 0
         return groups.enumerated().map { index, group in
             group.layout.specs.enumerated().compactMap { position, spec in
                 defer { id += 1 }
-                guard index != 0 || !embeddingTensors.contains(position) else { return nil }
+                guard index != 0 || !embeddingTensors.contains(position), !ids.contains(id) else { return nil }
                 return PerturbedTensor(offset: spec.offset, count: spec.count, id: id, decays: spec.kind == .matrix || spec.kind == .embedding)
             }
         }

@@ -56,10 +56,13 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     /// The model's constant tables on the device.
     public let constants: DeviceBuffer
     public let tail: FirstOrderTail?
+    public let lowRank: LowRankState?
     private let tensors: [[PerturbedTensor]]
 
-    /// Uploads every parameter group (those before the tail's when there is one).
-    public init(model: any CausalLM, backend: any Backend, tail: FirstOrderTail? = nil) throws {
+    /// Uploads every parameter group (those before the tail's when there is one). With
+    /// `lowRank`, the blocks' fused linears are perturbed by the low-rank estimator (and
+    /// full perturbation passes leave their weights out).
+    public init(model: any CausalLM, backend: any Backend, tail: FirstOrderTail? = nil, lowRank options: LowRankOptions? = nil) throws {
         self.model = model
         self.backend = backend
         self.tail = tail
@@ -73,12 +76,22 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         constants = try backend.upload(model.constants.isEmpty ? [0] : model.constants, label: "model constants")
         try backend.synchronize(backend.computeStream)
         deviceGroups = buffers
-        tensors = model.perturbedTensors(leavingOut: tail?.firstOrderEmbeddingTensors ?? [])
+        lowRank = try options.map {
+            try LowRankState(model: model, blockCount: tail?.firstBlock ?? model.blocks.count, linears: model.blockLinears, options: $0,
+                             backend: backend)
+        }
+        tensors = model.perturbedTensors(leavingOut: tail?.firstOrderEmbeddingTensors ?? [], ids: lowRank?.lowRankTensorIDs ?? [])
         tail?.attach(embedding: buffers[0])
     }
 
     deinit {
         for buffer in deviceGroups + [constants] { backend.free(buffer) }
+    }
+
+    public func foldLowRank() throws {
+        guard let lowRank else { return }
+        for index in 0..<lowRank.blockCount { lowRank.fold(block: index, into: deviceGroups[1 + index]) }
+        try backend.synchronize(backend.computeStream)
     }
 
     public func perturb(_ pass: PerturbationPass, snapshot: SnapshotRequest?) throws {
@@ -93,9 +106,10 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass, snapshot: SnapshotRequest?) throws
         -> (plus: [ForwardResult], minus: [ForwardResult]) {
         try perturb(plus, snapshot: snapshot)
-        let plusResults = try forward(requests)
+        try lowRank?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
+        let plusResults = try requests.map { try forward($0, lowRank: lowRank.map { LowRankPass(state: $0, sign: 1) }) }
         try perturb(minus)
-        return (plusResults, try forward(requests))
+        return (plusResults, try requests.map { try forward($0, lowRank: lowRank.map { LowRankPass(state: $0, sign: -1) }) })
     }
 
     public func copyParametersToHost() throws {
@@ -106,12 +120,18 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         try tail?.copyParametersToHost()
     }
 
-    /// The head runs on the selected `rows` alone when they are given.
+    /// The head runs on the selected `rows` alone when they are given. (A low-rank runner's
+    /// plain passes see W alone: fold first.)
     public func forward(_ batch: TokenBatch, outputs: ForwardOutputs, cache: KVCache?, rows: [Int]?) throws -> ForwardResult {
+        try forward(ForwardRequest(batch, outputs: outputs, rows: rows), cache: cache, lowRank: nil)
+    }
+
+    private func forward(_ request: ForwardRequest, cache: KVCache? = nil, lowRank: LowRankPass?) throws -> ForwardResult {
+        let batch = request.batch
         let workspace = try backend.allocate(model.workspaceCount(rows: batch.batchSize * batch.tokens) * 4, label: "activation workspace")
         defer { backend.free(workspace) }
-        let pass = try ForwardPass(ForwardRequest(batch, outputs: outputs, rows: rows), model: model, backend: backend,
-                                   constants: constants, workspace: workspace, cache: cache)
+        let pass = try ForwardPass(request, model: model, backend: backend, constants: constants, workspace: workspace, cache: cache,
+                                   lowRank: lowRank)
         pass.embed(deviceGroups[0])
         let blockCount = tail?.firstBlock ?? model.blocks.count
         for (index, parameters) in deviceGroups[1..<1 + blockCount].enumerated() {

@@ -63,13 +63,32 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     private let tensors: [[PerturbedTensor]]
     /// The streamed masters, page-locked where the backend does that (released first).
     private var pins: [HostPin] = []
+    public let lowRank: LowRankState?
+    /// With the low-rank estimator, each streamed block's other tensors (biases, norms) stay on
+    /// the device, packed: their values are the masters, copied into the slot on arrival, so
+    /// a block goes back to host memory only when A Vᵀ is folded in.
+    private var extras: [Int: Extras] = [:]
+    private var folds: UInt64 = 0
+
+    /// A streamed block's tensors outside the low-rank weights, packed on the device.
+    private struct Extras {
+        let buffer: DeviceBuffer
+        /// The tensors at their packed offsets (ids unchanged) …
+        let tensors: [PerturbedTensor]
+        /// … and where each sits in the block's layout.
+        let blockOffsets: [Int]
+    }
 
     /// Allocates the resident groups and the slots from the backend's arena and uploads the
     /// resident groups. Throws `OffloadError.doesNotFit` (before allocating) when the plan's
     /// parameters do not fit the free device memory; activations are allocated per pass.
     /// With a `tail` (whose first block must be the first of the plan's `firstOrderBlocks`),
     /// the runner holds neither those blocks nor the head.
-    public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan, tail: FirstOrderTail? = nil) throws {
+    ///
+    /// With `lowRank`, the blocks' fused linears are perturbed by the low-rank estimator;
+    /// a ZO step then writes no streamed block back (see `foldLowRank`).
+    public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan, tail: FirstOrderTail? = nil,
+                lowRank lowRankOptions: LowRankOptions? = nil) throws {
         try plan.validate(for: model)
         blockCount = plan.runnerBlockCount(of: model.blocks.count)
         guard (tail?.firstBlock ?? model.blocks.count) == blockCount else {
@@ -91,7 +110,12 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         self.plan = plan
         self.tail = tail
         let excluded = tail?.firstOrderEmbeddingTensors ?? []
-        tensors = model.perturbedTensors(leavingOut: excluded)
+        let lowRank = try lowRankOptions.map {
+            try LowRankState(model: model, blockCount: plan.runnerBlockCount(of: model.blocks.count), linears: model.blockLinears,
+                             options: $0, backend: backend)
+        }
+        self.lowRank = lowRank
+        tensors = model.perturbedTensors(leavingOut: excluded, ids: lowRank?.lowRankTensorIDs ?? [])
         tiedTable = model.tiedTokenTable.flatMap { excluded.contains($0) ? nil : $0 }
         streamed = plan.streamedBlocks(of: model)
 
@@ -146,13 +170,68 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         computed = slots.map { _ in backend.makeEvent() }
         pins = streamed.compactMap { [encodedBlocks] index in backend.pin(encodedBlocks[index] ?? model.blocks[index].storage) }
         tail?.attach(embedding: embedding)
+        if lowRank != nil { try packExtras() }
+    }
+
+    /// Packs each streamed block's non-low-rank tensors into a device buffer of their own,
+    /// from the block's master (decoded through slot 0).
+    private func packExtras() throws {
+        for index in streamed {
+            let blockTensors = tensors[index + 1]
+            var packed: [PerturbedTensor] = [], offset = 0
+            for tensor in blockTensors {
+                packed.append(PerturbedTensor(offset: offset, count: tensor.count, id: tensor.id, decays: tensor.decays))
+                offset += tensor.count
+            }
+            let buffer = try backend.allocate(max(1, offset) * 4, label: "block \(index) biases and norms")
+            let (host, bytes) = master(index)
+            backend.upload(host, hostOffset: 0, to: plan.format == .fp32 ? slots[0] : staging[0], byteCount: bytes, on: backend.computeStream)
+            if plan.format != .fp32 { backend.decode(staging[0], format: plan.format, count: model.blocks[index].layout.count, out: slots[0]) }
+            for (tensor, target) in zip(blockTensors, packed) {
+                backend.copyRows(source: slots[0].floats(tensor.offset, tensor.count), sourceStride: 0,
+                                 destination: buffer.floats(target.offset, target.count), destinationStride: 0, rows: 1, width: tensor.count)
+            }
+            try backend.synchronize(backend.computeStream)
+            extras[index] = Extras(buffer: buffer, tensors: packed, blockOffsets: blockTensors.map(\.offset))
+        }
+    }
+
+    /// Copies block `index`'s packed tensors into its slot (nothing for a block without).
+    private func unpackExtras(_ index: Int, into parameters: DeviceBuffer) {
+        guard let extra = extras[index] else { return }
+        for (tensor, offset) in zip(extra.tensors, extra.blockOffsets) {
+            backend.copyRows(source: extra.buffer.floats(tensor.offset, tensor.count), sourceStride: 0,
+                             destination: parameters.floats(offset, tensor.count), destinationStride: 0, rows: 1, width: tensor.count)
+        }
+    }
+
+    /// Applies `pass` to block `index`: to its packed tensors (then copied into the slot) when
+    /// it has them, else to its buffer.
+    private func perturbBlock(_ index: Int, _ parameters: DeviceBuffer, _ pass: PerturbationPass, snapshot: SnapshotRequest? = nil) {
+        guard let extra = extras[index] else { return perturb(parameters, group: index + 1, pass, snapshot: snapshot) }
+        precondition(snapshot == nil, "snapshots are not taken with the low-rank estimator")
+        if !pass.isIdentity {
+            backend.perturb(extra.buffer, tensors: extra.tensors, terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind)
+        }
+        unpackExtras(index, into: parameters)
+    }
+
+    public func foldLowRank() throws {
+        guard let lowRank else { return }
+        folds += 1
+        var generator = SplitMix64(seed: 0xF01D ^ folds)
+        try sweep(modifies: true, roundingSeed: generator.next()) { index, parameters in
+            unpackExtras(index, into: parameters)
+            lowRank.fold(block: index, into: parameters)
+        }
     }
 
     deinit {
         try? backend.synchronize(uploadStream)
         try? backend.synchronize(offloadStream)
         pins.removeAll()
-        for buffer in [embedding, constants] + (head.map { [$0] } ?? []) + Array(residentBlocks.values) + slots + staging {
+        for buffer in [embedding, constants] + (head.map { [$0] } ?? []) + Array(residentBlocks.values) + slots + staging
+            + extras.values.map(\.buffer) {
             backend.free(buffer)
         }
     }
@@ -241,10 +320,11 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     }
 
     private func passes(_ requests: [ForwardRequest], workspace: DeviceBuffer, cache: KVCache? = nil,
-                        tokenTablePerturbation: RowPerturbation? = nil) throws -> [ForwardPass] {
+                        tokenTablePerturbation: RowPerturbation? = nil, sign: Float? = nil) throws -> [ForwardPass] {
         try requests.map {
             try ForwardPass($0, model: model, backend: backend, constants: constants, workspace: workspace, cache: cache,
-                            tokenTablePerturbation: tokenTablePerturbation)
+                            tokenTablePerturbation: tokenTablePerturbation,
+                            lowRank: sign.flatMap { sign in lowRank.map { LowRankPass(state: $0, sign: sign) } })
         }
     }
 
@@ -264,7 +344,10 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         defer { backend.free(workspace) }
         let active = try passes(requests, workspace: workspace, cache: cache)
         active.forEach { $0.embed(embedding) }
-        try sweep(modifies: false, roundingSeed: 0) { index, parameters in active.forEach { $0.block(index, parameters) } }
+        try sweep(modifies: false, roundingSeed: 0) { index, parameters in
+            unpackExtras(index, into: parameters)
+            active.forEach { $0.block(index, parameters) }
+        }
         return try active.map(finish)
     }
 
@@ -282,8 +365,19 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     public func perturb(_ pass: PerturbationPass, snapshot: SnapshotRequest?) throws {
         guard !pass.isIdentity || snapshot != nil else { return }
         perturb(embedding, group: 0, pass, snapshot: snapshot)
-        try sweep(modifies: !pass.isIdentity, roundingSeed: Self.roundingSeed(pass)) { index, parameters in
-            perturb(parameters, group: index + 1, pass, snapshot: snapshot)
+        if lowRank != nil {
+            // The packed tensors are the masters; no block needs to move.
+            for index in 0..<blockCount {
+                if let extra = extras[index], !pass.isIdentity {
+                    backend.perturb(extra.buffer, tensors: extra.tensors, terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind)
+                } else if let buffer = residentBlocks[index] {
+                    perturb(buffer, group: index + 1, pass, snapshot: snapshot)
+                }
+            }
+        } else {
+            try sweep(modifies: !pass.isIdentity, roundingSeed: Self.roundingSeed(pass)) { index, parameters in
+                perturb(parameters, group: index + 1, pass, snapshot: snapshot)
+            }
         }
         perturbHead(pass, snapshot: snapshot)
         if snapshot != nil { try backend.synchronize(backend.computeStream) }
@@ -296,20 +390,23 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         defer { backend.free(workspace) }
         let tied = tiedTable
 
+        precondition(snapshot == nil || lowRank == nil, "snapshots are not taken with the low-rank estimator")
+        try lowRank?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
         perturb(embedding, group: 0, plus, snapshot: snapshot)
-        let plusPasses = try passes(requests, workspace: workspace)
+        let plusPasses = try passes(requests, workspace: workspace, sign: 1)
         plusPasses.forEach { $0.embed(embedding) }
         // The tied table stays at θ + εz for the + heads; the − embedding reads it perturbed.
         perturb(embedding, group: 0, minus, skipping: tied)
         let minusPasses = try passes(requests, workspace: workspace, tokenTablePerturbation: tied.map {
             RowPerturbation(tensor: tensors[0][$0].id, terms: minus.terms, kind: minus.kind)
-        })
+        }, sign: -1)
         minusPasses.forEach { $0.embed(embedding) }
 
-        try sweep(modifies: !plus.isIdentity || !minus.isIdentity, roundingSeed: Self.roundingSeed(plus)) { index, parameters in
-            perturb(parameters, group: index + 1, plus, snapshot: snapshot)
+        let modifies = lowRank == nil && (!plus.isIdentity || !minus.isIdentity)
+        try sweep(modifies: modifies, roundingSeed: Self.roundingSeed(plus)) { index, parameters in
+            perturbBlock(index, parameters, plus, snapshot: snapshot)
             plusPasses.forEach { $0.block(index, parameters) }
-            perturb(parameters, group: index + 1, minus)
+            perturbBlock(index, parameters, minus)
             minusPasses.forEach { $0.block(index, parameters) }
         }
 
@@ -325,6 +422,10 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     }
 
     public func copyParametersToHost() throws {
+        if !extras.isEmpty {
+            // The packed tensors go back into the masters with their blocks.
+            try sweep(modifies: true, roundingSeed: 0x5A7E) { index, parameters in unpackExtras(index, into: parameters) }
+        }
         try backend.synchronize(offloadStream)
         for (index, encoded) in encodedBlocks {
             let group = model.blocks[index]

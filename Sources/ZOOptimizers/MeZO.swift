@@ -10,12 +10,17 @@ public struct MeZOOptions: Sendable, Equatable, Codable {
     /// Perturbations per step; their estimates are averaged.
     public var q: Int = 1
     public var perturbation: PerturbationKind = .gaussian
+    /// The low-rank estimator for the blocks' 2-D weights (the runner must have its factors);
+    /// nil: full perturbations everywhere.
+    public var lowRank: LowRankOptions?
 
-    public init(eps: Float = 1e-3, weightDecay: Float = 0, q: Int = 1, perturbation: PerturbationKind = .gaussian) {
+    public init(eps: Float = 1e-3, weightDecay: Float = 0, q: Int = 1, perturbation: PerturbationKind = .gaussian,
+                lowRank: LowRankOptions? = nil) {
         self.eps = eps
         self.weightDecay = weightDecay
         self.q = q
         self.perturbation = perturbation
+        self.lowRank = lowRank
     }
 }
 
@@ -64,6 +69,9 @@ public final class MeZO {
     /// starts at k, with the flushed weights of step k in the runner).
     public init(runner: any ModelRunner, options: MeZOOptions, seed: UInt64, startStep: Int = 0) {
         precondition(options.q >= 1 && startStep >= 0)
+        precondition((options.lowRank == nil) == (runner.lowRank == nil), "low-rank options and the runner's factors go together")
+        precondition(options.lowRank == nil || (options.perturbation == .gaussian && options.weightDecay == 0 && startStep == 0),
+                     "the low-rank estimator is Gaussian, without weight decay, from step 0")
         self.runner = runner
         self.options = options
         runSeed = seed
@@ -88,10 +96,12 @@ public final class MeZO {
         var seeds: [UInt64] = [], gradients: [Double] = []
         var plus = 0.0, minus = 0.0
         var finite = true
+        try beginLowRankStep(step)
         for j in 0..<q {
             seeds.append(seed(step: step, perturbation: j))
             let request = j == 0 ? snapshot.map { SnapshotRequest(target: $0, afterTerms: pending.terms.count) } : nil
             let (forward, backward) = passes(seeds, j)
+            if let lowRank = runner.lowRank { lowRank.prepare(seed: seeds[j], scale: options.eps / Float(lowRank.options.rank).squareRoot()) }
             let results = try runner.dualForward(plan.requests, plus: forward, minus: backward, snapshot: request)
             try observe?(results.plus, results.minus)
             let lossPlus = plan.reduce(results.plus), lossMinus = plan.reduce(results.minus)
@@ -117,6 +127,7 @@ public final class MeZO {
     /// the recorded run's.
     public func replay(lr: Float, gradients: [Float]) throws {
         precondition(gradients.count == options.q, "one projected gradient per perturbation")
+        try beginLowRankStep(stepsTaken)
         let seeds = (0..<options.q).map { seed(step: stepsTaken, perturbation: $0) }
         for j in seeds.indices {
             let (forward, backward) = passes(seeds, j)
@@ -136,10 +147,29 @@ public final class MeZO {
         return (forward, PerturbationPass(terms: [PerturbationTerm(seed: seeds[j], coefficient: -2 * eps)], kind: kind))
     }
 
+    /// The seed of V for the low-rank epoch containing `step` (steps e·ν..<(e+1)·ν).
+    public func lowRankSeed(epoch: Int) -> UInt64 {
+        var generator = SplitMix64(seed: runSeed ^ (UInt64(epoch) &* 0xC2B2_AE3D_27D4_EB4F) ^ 0x10_0000_0000_0000)
+        return generator.next()
+    }
+
+    /// At the start of every ν-th step: folds A Vᵀ into the weights (after the first epoch)
+    /// and draws the epoch's V.
+    private func beginLowRankStep(_ step: Int) throws {
+        guard let lowRank = runner.lowRank, step % lowRank.options.resampleEvery == 0 else { return }
+        if step > 0 { try runner.foldLowRank() }
+        lowRank.resample(seed: lowRankSeed(epoch: step / lowRank.options.resampleEvery))
+    }
+
     /// Makes the step's restore and update pending: θ ← a·(θ + εz_last) − (lr/q)·Σ_j g_j z_j
     /// with a = 1 − lr·wd on decaying tensors; a step with a non-finite loss only restores.
+    /// The low-rank weights' update goes into A at once: A ← A − (lr/q)·Σ_j g_j U_j / √r.
     private func commit(lr: Float, seeds: [UInt64], gradients: [Float], finite: Bool) {
         let eps = options.eps, q = options.q
+        if let lowRank = runner.lowRank, finite {
+            let scale = 1 / Float(lowRank.options.rank).squareRoot()
+            lowRank.update(seeds.indices.map { PerturbationTerm(seed: seeds[$0], coefficient: -lr * gradients[$0] / Float(q) * scale) })
+        }
         let decay = finite ? 1 - lr * options.weightDecay : 1
         var terms: [PerturbationTerm] = []
         for (j, seed) in seeds.enumerated() {
@@ -154,9 +184,12 @@ public final class MeZO {
 
     /// Applies the pending restore and update, leaving the parameters at θ_{t+1}; a
     /// `snapshot` receives them too.
+    /// With the low-rank estimator, A Vᵀ is folded into the weights too (V stays until the
+    /// epoch ends).
     public func flush(snapshot: ParameterSnapshot? = nil) throws {
         try runner.perturb(pending, snapshot: snapshot.map { SnapshotRequest(target: $0, afterTerms: pending.terms.count) })
         pending = PerturbationPass(terms: [], kind: options.perturbation)
+        try runner.foldLowRank()
     }
 
     /// Whether an update is waiting for `flush()`.

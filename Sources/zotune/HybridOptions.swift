@@ -11,8 +11,13 @@ struct HybridOptions: ParsableArguments {
             help: "Train the deepest K blocks, the final norm and the head first-order (hybrid ZO/FO); 'all': every parameter (full first-order).")
     var foBlocks: String?
 
-    @Option(help: "The estimator of the other blocks: mezo, or off (they stay frozen: first-order on the deepest blocks alone).")
+    @Option(help: "The ZO estimator: mezo (full Gaussian z), low-rank (2-D block weights along U Vᵀ, see --rank), or off (with --fo-blocks: the other blocks stay frozen).")
     var zo = ZeroOrderChoice.mezo
+
+    @Option(help: "With --zo low-rank: the rank r of U Vᵀ.") var rank = 2
+
+    @Option(name: .customLong("resample-every"), help: "With --zo low-rank: steps ν between draws of V (and foldings of A Vᵀ into W).")
+    var resampleEvery = 50
 
     @Option(name: .customLong("fo-optimizer"), help: "adamw or sgd (with --fo-momentum).")
     var foOptimizer = FirstOrderChoice.adamw
@@ -28,7 +33,13 @@ struct HybridOptions: ParsableArguments {
     @Option(name: .customLong("fo-state"), help: "Where the optimizer state lives: device, or host (downloaded and uploaded each step).")
     var foState = OptimizerStatePlacement.device
 
-    enum ZeroOrderChoice: String, ExpressibleByArgument { case mezo, off }
+    enum ZeroOrderChoice: String, ExpressibleByArgument {
+        case mezo, off
+        case lowRank = "low-rank"
+    }
+
+    /// The low-rank estimator's options with --zo low-rank.
+    var lowRank: LowRankOptions? { zo == .lowRank ? LowRankOptions(rank: rank, resampleEvery: resampleEvery) : nil }
     enum FirstOrderChoice: String, ExpressibleByArgument { case adamw, sgd }
 
     /// Whether the run has a first-order part.
@@ -40,6 +51,7 @@ struct HybridOptions: ParsableArguments {
         }
         if foBlocks == nil, zo == .off { throw ValidationError("--zo off needs --fo-blocks (otherwise nothing would train)") }
         if foBlocks == "all", zo != .off { throw ValidationError("--fo-blocks all trains every parameter first-order; add --zo off") }
+        guard rank >= 1, resampleEvery >= 1 else { throw ValidationError("--rank and --resample-every must be at least 1") }
         guard (foLR ?? 0) >= 0, foWeightDecay >= 0, (0..<1).contains(foMomentum) else {
             throw ValidationError("--fo-lr and --fo-weight-decay must be ≥ 0 and --fo-momentum in [0, 1)")
         }
@@ -52,7 +64,7 @@ struct HybridOptions: ParsableArguments {
         case .adamw: .adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: foWeightDecay)
         case .sgd: .sgd(momentum: foMomentum, weightDecay: foWeightDecay)
         }
-        return FirstOrderOptions(blocks: Int(foBlocks) ?? Int.max, embedding: foBlocks == "all", zeroOrder: zo == .mezo, rule: rule,
+        return FirstOrderOptions(blocks: Int(foBlocks) ?? Int.max, embedding: foBlocks == "all", zeroOrder: zo != .off, rule: rule,
                                  learningRate: foLR ?? defaultLearningRate, statePlacement: foState)
     }
 
@@ -60,7 +72,8 @@ struct HybridOptions: ParsableArguments {
     func describe(tail: FirstOrderTail) -> String {
         let count = tail.model.blocks.count, first = tail.firstBlock
         let trained = tail.trainsEmbedding ? "every parameter" : "blocks \(first)–\(count - 1), the final norm and the head"
-        let rest = first == 0 ? "" : zo == .mezo ? "; blocks 0–\(first - 1) and the embedding by MeZO" : "; blocks 0–\(first - 1) frozen"
+        let estimator = zo == .lowRank ? "low-rank ZO (r \(rank), ν \(resampleEvery))" : "MeZO"
+        let rest = first == 0 ? "" : zo != .off ? "; blocks 0–\(first - 1) and the embedding by \(estimator)" : "; blocks 0–\(first - 1) frozen"
         return "\(trained) by \(foOptimizer.rawValue) (state on the \(foState.rawValue))\(rest)"
     }
 }

@@ -61,8 +61,11 @@ struct TrainCommand: ParsableCommand {
         guard saveEvery >= 0, keep >= 1 else { throw ValidationError("--save-every must be ≥ 0 and --keep ≥ 1") }
         if saveEvery > 0, output == nil, resume == nil { throw ValidationError("--save-every needs --output (checkpoints go to OUTPUT/checkpoints)") }
         try hybrid.validate()
-        if hybrid.isFirstOrder, saveEvery > 0 || resume != nil {
-            throw ValidationError("--save-every and --resume do not support --fo-blocks yet (the final model is saved with --output)")
+        if hybrid.isFirstOrder || hybrid.lowRank != nil, saveEvery > 0 || resume != nil {
+            throw ValidationError("--save-every and --resume do not support --fo-blocks or --zo low-rank yet (the final model is saved with --output)")
+        }
+        if hybrid.lowRank != nil, weightDecay != 0 || perturbation != .gaussian {
+            throw ValidationError("--zo low-rank draws Gaussian factors and applies no weight decay; drop --weight-decay and --perturbation")
         }
     }
 
@@ -96,7 +99,8 @@ struct TrainCommand: ParsableCommand {
         let baseSHA256 = output == nil ? "" : try ModelFingerprint.sha256(path: modelPath)
         let options = TrainingOptions(steps: steps, batchSize: batchSize,
                                       schedule: LearningRateSchedule(base: lr, shape: schedule, warmupSteps: warmup, totalSteps: steps),
-                                      mezo: MeZOOptions(eps: eps, weightDecay: weightDecay, q: q, perturbation: perturbation),
+                                      mezo: MeZOOptions(eps: eps, weightDecay: weightDecay, q: q, perturbation: perturbation,
+                                                        lowRank: hybrid.lowRank),
                                       seed: seed, evalEvery: evalEvery, maxNonFiniteSteps: maxNonFinite,
                                       firstOrder: try hybrid.options(defaultLearningRate: lr))
         let run = ["task": taskOptions.task, "data": taskOptions.data ?? "", "eval-data": taskOptions.evalData ?? "",
@@ -111,7 +115,7 @@ struct TrainCommand: ParsableCommand {
         let tail = try options.firstOrder.map {
             try FirstOrderTail(model: model, backend: backend, firstBlock: model.blocks.count - $0.blocks(of: model.blocks.count), trainsEmbedding: $0.embedding)
         }
-        let runner = try compute.makeRunner(model: model, backend: backend, tail: tail)
+        let runner = try compute.makeRunner(model: model, backend: backend, tail: tail, lowRank: hybrid.lowRank)
         let firstOrder = try options.firstOrder.map { try FirstOrderOptimizer(tail: tail!, rule: $0.rule, placement: $0.statePlacement) }
         if let firstOrder { print("first-order: \(hybrid.describe(tail: firstOrder.tail))") }
         if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }

@@ -81,18 +81,18 @@ extension HybridTrainingTests {
     /// parameters of every group and the step losses.
     static func train(fixture: String, k: Int, zeroOrder: Bool, offloaded: Bool, placement: OptimizerStatePlacement = .device,
                       rule: FirstOrderRule = .adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01),
-                      steps: Int = 4) throws -> (parameters: [[Float]], losses: [Double]) {
+                      steps: Int = 4, lowRank: LowRankOptions? = nil) throws -> (parameters: [[Float]], losses: [Double]) {
         let model = try ModelRegistry.load(path: Fixtures.root + "/" + fixture)
         let backend = try CPUBackend(budget: 64 << 20, threads: 2)
         let embedding = k == model.blocks.count && !zeroOrder
         let tail = try FirstOrderTail(model: model, backend: backend, firstBlock: model.blocks.count - k, trainsEmbedding: embedding)
         let runner: any ModelRunner = offloaded
-            ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 1, firstOrderBlocks: k), tail: tail)
-            : try ResidentRunner(model: model, backend: backend, tail: tail)
+            ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 1, firstOrderBlocks: k), tail: tail, lowRank: lowRank)
+            : try ResidentRunner(model: model, backend: backend, tail: tail, lowRank: lowRank)
         let settings = FirstOrderOptions(blocks: k, embedding: embedding, zeroOrder: zeroOrder, rule: rule, learningRate: 1e-2,
                                          statePlacement: placement)
         let options = TrainingOptions(steps: steps, batchSize: 2, schedule: LearningRateSchedule(base: 1e-3, totalSteps: steps),
-                                      mezo: MeZOOptions(eps: 1e-3), seed: 3, firstOrder: settings)
+                                      mezo: MeZOOptions(eps: 1e-3, lowRank: lowRank), seed: 3, firstOrder: settings)
         let task = LMTrainingTask(train: [[5, 9, 3, 17, 2, 11], [8, 4, 6], [1, 2, 3, 4, 5, 6, 7, 8], [9, 9, 2, 4]], heldOut: nil)
         let trainer = Trainer(runner: runner, task: task, options: options,
                               firstOrder: try FirstOrderOptimizer(tail: tail, rule: rule, placement: placement))
@@ -105,7 +105,8 @@ extension HybridTrainingTests {
     }
 
     /// Offloaded hybrid training (ZO blocks streamed through one slot, the tail resident)
-    /// reproduces resident hybrid training bit for bit, with and without the ZO part.
+    /// reproduces resident hybrid training bit for bit, with and without the ZO part, and
+    /// with the low-rank estimator for the ZO part.
     @Test(arguments: ["opt/opt-odd-heads-f16", "llama/llama-gqa-f32"])
     func offloadedHybridEqualsResident(fixture: String) throws {
         let before = try Self.train(fixture: fixture, k: 1, zeroOrder: true, offloaded: false, steps: 0).parameters
@@ -117,6 +118,11 @@ extension HybridTrainingTests {
             #expect((resident.parameters[1] != before[1]) == zeroOrder, "block 0 moves exactly when ZO is on")
             #expect(resident.parameters.last! != before.last!, "the head trains first-order")
         }
+        let lowRank = LowRankOptions(rank: 2, resampleEvery: 2)
+        let resident = try Self.train(fixture: fixture, k: 1, zeroOrder: true, offloaded: false, steps: 5, lowRank: lowRank)
+        let offloaded = try Self.train(fixture: fixture, k: 1, zeroOrder: true, offloaded: true, steps: 5, lowRank: lowRank)
+        #expect(resident.losses == offloaded.losses && resident.parameters == offloaded.parameters, "\(fixture) low-rank")
+        #expect(resident.parameters[1] != before[1], "block 0 moves by the low-rank estimator")
     }
 
     /// Optimizer state on the host gives the device-state run's weights (the same update

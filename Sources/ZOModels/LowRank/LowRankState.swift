@@ -1,0 +1,227 @@
+import ZOCore
+
+/// The low-rank ZO estimator's settings (LOZO's lazy sampling, the second seed's "stable
+/// sampling"): every 2-D weight W [out, in] of a block is perturbed along z = U Vᵀ / √r,
+/// U [out, r] fresh every step, V [in, r] resampled every `resampleEvery` steps.
+public struct LowRankOptions: Sendable, Codable, Equatable {
+    /// r.
+    public var rank: Int
+    /// ν: steps between resamplings of V (and foldings of the accumulated update into W).
+    public var resampleEvery: Int
+
+    public init(rank: Int, resampleEvery: Int) {
+        precondition(rank >= 1 && resampleEvery >= 1)
+        self.rank = rank
+        self.resampleEvery = resampleEvery
+    }
+}
+
+/// A fused linear layer of every block: consecutive 2-D weights [out_i, in] read by one
+/// `Backend.linear` (OPT's q|k|v, Llama's gate|up), as element offsets in the block's layout.
+public struct BlockLinear: Sendable, Equatable {
+    public let weightOffset: Int
+    /// Σ out_i and in.
+    public let outputs: Int
+    public let inputs: Int
+
+    public init(weightOffset: Int, outputs: Int, inputs: Int) {
+        self.weightOffset = weightOffset
+        self.outputs = outputs
+        self.inputs = inputs
+    }
+}
+
+/// The device state of the low-rank estimator for the blocks a runner holds.
+///
+/// Per fused linear of each block (m weights W_i [out_i, in] stacked into [O, in]):
+/// - `vt` [m·r, in]: V_iᵀ in rows i·r..<(i+1)·r, and `v` [m, in, r]: V_i (for folding);
+/// - `a` [O, r]: the accumulated update A_i (ΔW_i = A_i V_iᵀ) in rows of W_i;
+/// - `plus`, `minus` [O, m·r]: block-diagonal B± with B_i = A_i ± c·U_i at rows of W_i and
+///   columns i·r..<(i+1)·r, so that one pass adds (x · vtᵀ) · B±ᵀ = Σ_i (x V_i)(A_i ± c U_i)ᵀ.
+///
+/// A pass with sign ± thus computes x (W + A Vᵀ ± c U Vᵀ)ᵀ without touching W; `fold` moves
+/// A Vᵀ into W. U_i is the Gaussian stream (`seed`, tensor id) — the stream full MeZO would
+/// use for W_i, which the low-rank run never uses otherwise.
+public final class LowRankState: @unchecked Sendable {
+    public let options: LowRankOptions
+    /// Blocks 0..<blockCount have factors.
+    public let blockCount: Int
+    private let backend: any Backend
+    private var linears: [[Factors]] = []
+    private var scratch: DeviceBuffer?
+    private var scratchRows = 0
+
+    /// One fused linear's factors and the tensors it covers.
+    final class Factors {
+        let linear: BlockLinear
+        /// The weights: perturbation ids, rows and first row within the fused output.
+        let parts: [(id: UInt32, rows: Int, firstRow: Int, offset: Int)]
+        let vt, v, a, plus, minus, compact: DeviceBuffer
+
+        init(linear: BlockLinear, parts: [(id: UInt32, rows: Int, firstRow: Int, offset: Int)], rank: Int, backend: any Backend,
+             allocate: (Int, String) throws -> DeviceBuffer) throws {
+            self.linear = linear
+            self.parts = parts
+            let m = parts.count, o = linear.outputs, k = linear.inputs
+            vt = try allocate(m * rank * k, "low-rank Vᵀ")
+            v = try allocate(m * k * rank, "low-rank V")
+            a = try allocate(o * rank, "low-rank A")
+            plus = try allocate(o * m * rank, "low-rank B+")
+            minus = try allocate(o * m * rank, "low-rank B−")
+            compact = try allocate(o * rank, "low-rank B (compact)")
+        }
+
+        /// The weights of the parts as `Backend.perturb` sweeps a buffer laid out [O, r] (A, B).
+        func rowTensors(rank: Int, decays: Bool = false) -> [PerturbedTensor] {
+            parts.map { PerturbedTensor(offset: $0.firstRow * rank, count: $0.rows * rank, id: $0.id, decays: decays) }
+        }
+    }
+
+    /// Allocates zeroed factors for the `linears` of blocks 0..<blockCount of `model`.
+    public init(model: any CausalLM, blockCount: Int, linears blockLinears: [BlockLinear], options: LowRankOptions,
+                backend: any Backend) throws {
+        self.options = options
+        self.blockCount = blockCount
+        self.backend = backend
+        let ids = model.perturbedTensors
+        var allocated: [DeviceBuffer] = []
+        func allocate(_ floats: Int, _ label: String) throws -> DeviceBuffer {
+            let buffer = try backend.allocate(floats * 4, label: label)
+            allocated.append(buffer)
+            backend.perturb(buffer, tensors: [PerturbedTensor(offset: 0, count: floats, id: 0, decays: true)], terms: [],
+                            decayFactor: 0, kind: .gaussian)  // 0·θ: zero the fresh memory
+            return buffer
+        }
+        do {
+            for block in 0..<blockCount {
+                let specs = model.blocks[block].layout.specs
+                linears.append(try blockLinears.map { linear in
+                    let end = linear.weightOffset + linear.outputs * linear.inputs
+                    var firstRow = 0
+                    let parts = specs.indices.filter { specs[$0].kind == .matrix && (linear.weightOffset..<end).contains(specs[$0].offset) }
+                        .map { i -> (id: UInt32, rows: Int, firstRow: Int, offset: Int) in
+                            defer { firstRow += specs[i].shape[0] }
+                            precondition(specs[i].shape.count == 2 && specs[i].shape[1] == linear.inputs, "a fused linear's weights share their input")
+                            return (ids[block + 1][i].id, specs[i].shape[0], firstRow, specs[i].offset)
+                        }
+                    precondition(firstRow == linear.outputs, "the fused linear's weights cover its outputs")
+                    return try Factors(linear: linear, parts: parts, rank: options.rank, backend: backend, allocate: allocate)
+                })
+            }
+        } catch {
+            allocated.forEach(backend.free)
+            throw error
+        }
+    }
+
+    deinit {
+        for factors in linears.joined() {
+            for buffer in [factors.vt, factors.v, factors.a, factors.plus, factors.minus, factors.compact] { backend.free(buffer) }
+        }
+        scratch.map(backend.free)
+    }
+
+    /// The perturbation ids of every low-rank weight (full MeZO leaves them out).
+    public var lowRankTensorIDs: Set<UInt32> { Set(linears.joined().flatMap { $0.parts.map(\.id) }) }
+
+    private var rank: Int { options.rank }
+
+    /// Makes room for passes of up to `rows` rows (the x·V products).
+    public func reserve(rows: Int) throws {
+        guard rows > scratchRows else { return }
+        let width = linears.joined().map { $0.parts.count * rank }.max() ?? 0
+        let buffer = try backend.allocate(max(1, rows * width) * 4, label: "low-rank x·V [R, m·r]")
+        scratch.map(backend.free)
+        scratch = buffer
+        scratchRows = rows
+    }
+
+    /// Draws V for every weight from `seed` (A must be zero: fold first).
+    public func resample(seed: UInt64) {
+        for factors in linears.joined() {
+            let k = factors.linear.inputs, count = rank * k
+            let tensors = factors.parts.enumerated().map { i, part in PerturbedTensor(offset: i * count, count: count, id: part.id, decays: true) }
+            // vt = 0·vt + z: part i's V_iᵀ [r, in] is its stream's first r·in values.
+            backend.perturb(factors.vt, tensors: tensors, terms: [PerturbationTerm(seed: seed, coefficient: 1)], decayFactor: 0,
+                            kind: .gaussian)
+            // v: each V_i [in, r] by transposing V_iᵀ one column at a time.
+            for i in factors.parts.indices {
+                for j in 0..<rank {
+                    backend.copyRows(source: factors.vt.floats((i * rank + j) * k, k), sourceStride: 1,
+                                     destination: factors.v.floats(i * count + j, count - j), destinationStride: rank, rows: k, width: 1)
+                }
+            }
+        }
+    }
+
+    /// Builds B± = A ± scale·U (U from the step's `seed`) for every fused linear.
+    public func prepare(seed: UInt64, scale: Float) {
+        for factors in linears.joined() {
+            let m = factors.parts.count, o = factors.linear.outputs
+            for (target, sign) in [(factors.plus, Float(1)), (factors.minus, -1)] {
+                backend.copyRows(source: factors.a, sourceStride: 0, destination: factors.compact, destinationStride: 0, rows: 1, width: o * rank)
+                backend.perturb(factors.compact, tensors: factors.rowTensors(rank: rank), terms: [PerturbationTerm(seed: seed, coefficient: sign * scale)],
+                                decayFactor: 1, kind: .gaussian)
+                for (i, part) in factors.parts.enumerated() {
+                    backend.copyRows(source: factors.compact.floats(part.firstRow * rank, part.rows * rank), sourceStride: rank,
+                                     destination: target.floats(part.firstRow * m * rank + i * rank, (part.rows - 1) * m * rank + rank),
+                                     destinationStride: m * rank, rows: part.rows, width: rank)
+                }
+            }
+        }
+    }
+
+    /// A ← A + Σ_j c_j·U_j: the accumulated update of a step (terms: the step's U seeds and
+    /// their coefficients).
+    public func update(_ terms: [PerturbationTerm]) {
+        guard !terms.isEmpty else { return }
+        for factors in linears.joined() {
+            backend.perturb(factors.a, tensors: factors.rowTensors(rank: rank), terms: terms, decayFactor: 1, kind: .gaussian)
+        }
+    }
+
+    /// Block `index`'s weights W_i += A_i V_iᵀ in `parameters` (its buffer), then A = 0.
+    public func fold(block index: Int, into parameters: DeviceBuffer) {
+        for factors in linears[index] {
+            let k = factors.linear.inputs
+            for (i, part) in factors.parts.enumerated() {
+                // W_i [out_i, in] += A_i [out_i, r] · (V_i [in, r])ᵀ.
+                backend.linear(x: factors.a.floats(part.firstRow * rank, part.rows * rank), weight: factors.v.floats(i * k * rank, k * rank),
+                               bias: nil, out: parameters.floats(part.offset, part.rows * k), m: part.rows, n: k, k: rank,
+                               activation: .none, accumulate: true)
+            }
+            backend.perturb(factors.a, tensors: factors.rowTensors(rank: rank, decays: true), terms: [], decayFactor: 0, kind: .gaussian)
+        }
+    }
+
+    /// Whether block `index` has factors.
+    public func covers(block index: Int) -> Bool { index < blockCount }
+
+    /// out [R, O] (+)= (x [R, in] · vtᵀ) · B±ᵀ for the fused linear at `weightOffset` of block
+    /// `index`, with B+ for `sign` > 0 and B− otherwise. Returns false (writing nothing) when
+    /// the block or the linear has no factors.
+    func add(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, sign: Float, accumulate: Bool) -> Bool {
+        guard index < blockCount, let factors = linears[index].first(where: { $0.linear.weightOffset == weightOffset }), let scratch else {
+            return false
+        }
+        precondition(rows <= scratchRows, "reserve(rows:) first")
+        let width = factors.parts.count * rank, t = scratch.floats(0, rows * width)
+        backend.linear(x: x, weight: factors.vt, bias: nil, out: t, m: rows, n: width, k: factors.linear.inputs, activation: .none,
+                       accumulate: false)
+        backend.linear(x: t, weight: sign > 0 ? factors.plus : factors.minus, bias: nil, out: out, m: rows, n: factors.linear.outputs,
+                       k: width, activation: .none, accumulate: accumulate)
+        return true
+    }
+}
+
+/// What a pass's stages need to add the low-rank perturbation: the state and the pass's sign.
+public struct LowRankPass: Sendable {
+    public let state: LowRankState
+    /// +1 for the θ + εz pass, −1 for θ − εz.
+    public let sign: Float
+
+    public init(state: LowRankState, sign: Float) {
+        self.state = state
+        self.sign = sign
+    }
+}
