@@ -20,10 +20,12 @@ public struct ModelShape: Sendable, Equatable {
     public var headTapePerRow: Int
     /// The index among the embedding's tensors of a token table the head reads too.
     public var tiedTokenTableIndex: Int?
+    /// The blocks' fused linears (`CausalLM.blockLinears`).
+    public var blockLinears: [BlockLinear]
 
     public init(embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout, hiddenSize: Int, vocabSize: Int,
                 workspacePerRow: Int, constantCount: Int, blockTapePerRow: Int = 0, headTapePerRow: Int = 0,
-                tiedTokenTableIndex: Int? = nil) {
+                tiedTokenTableIndex: Int? = nil, blockLinears: [BlockLinear] = []) {
         self.embedding = embedding
         self.blocks = blocks
         self.head = head
@@ -34,6 +36,7 @@ public struct ModelShape: Sendable, Equatable {
         self.blockTapePerRow = blockTapePerRow
         self.headTapePerRow = headTapePerRow
         self.tiedTokenTableIndex = tiedTokenTableIndex
+        self.blockLinears = blockLinears
     }
 
     /// The tied token table's layout entry, if the head reads one.
@@ -50,7 +53,7 @@ extension CausalLM {
         return ModelShape(embedding: embedding.layout, blocks: blocks.map(\.layout), head: head.layout, hiddenSize: hiddenSize,
                           vocabSize: vocabSize, workspacePerRow: workspaceCount(rows: 1), constantCount: constants.count,
                           blockTapePerRow: trainable?.blockTapeCount(rows: 1) ?? 0, headTapePerRow: trainable?.headTapeCount(rows: 1) ?? 0,
-                          tiedTokenTableIndex: tiedTokenTable)
+                          tiedTokenTableIndex: tiedTokenTable, blockLinears: blockLinears)
     }
 }
 
@@ -61,7 +64,9 @@ extension OPTConfig {
         return ModelShape(embedding: layouts.embedding, blocks: layouts.blocks, head: layouts.head, hiddenSize: hiddenSize,
                           vocabSize: vocabSize, workspacePerRow: workspacePerRow, constantCount: 0,
                           blockTapePerRow: OPTTape.count(rows: 1, config: self), headTapePerRow: OPTHeadTape.count(rows: 1, config: self),
-                          tiedTokenTableIndex: tieWordEmbeddings ? 0 : nil)
+                          tiedTokenTableIndex: tieWordEmbeddings ? 0 : nil,
+                          blockLinears: OPTOffsets(config: self, embedding: layouts.embedding, block: layouts.blocks[0], head: layouts.head)
+                            .blockLinears(self))
     }
 
     /// Workspace floats per row: normed [C], qkv [3C], attention [C], mlp [F], projected [D].

@@ -34,12 +34,15 @@ public struct StepMemory: Sendable, Equatable, Codable {
     public var optimizerStateBytes = 0
     public var recordingBytes = 0
     public var backwardBytes = 0
+    /// The low-rank estimator's factors (V, Vᵀ, A, B±), the x·V scratch, and offloaded
+    /// blocks' biases and norms kept on the device.
+    public var lowRankBytes = 0
 
     /// The predicted peak of device memory (for a first-order part: while a pass is
     /// backpropagated, every recording alive, the forward's head buffers freed).
     public var devicePeakBytes: Int {
         residentParameterBytes + slots * slotBytes + workspaceBytes + passBytes + headBytes
-            + firstOrderParameterBytes + gradientBytes + optimizerStateBytes + recordingBytes + backwardBytes
+            + firstOrderParameterBytes + gradientBytes + optimizerStateBytes + recordingBytes + backwardBytes + lowRankBytes
     }
 
     /// Host memory the run needs (RAM, or scratch files with `--host-storage`).
@@ -126,6 +129,39 @@ public enum MemoryModel {
         step.headBytes = 0
         step.backwardBytes = DeviceArena.reservedSize(rows * shape.vocabSize * 4) + DeviceArena.reservedSize(rows * 4)
             + DeviceArena.reservedSize(rows * shape.hiddenSize * 4)
+        return step
+    }
+
+    /// `step` with the low-rank estimator on the blocks the runner holds (those before
+    /// `firstOrderBlocks`): its device state added and, offloaded by `plan`, the write-back
+    /// traffic of one fold per ν steps instead of one sweep per step (amortized per step;
+    /// each fold sweep also uploads the blocks once more).
+    public static func withLowRank(_ step: StepMemory, _ shape: ModelShape, plan: ResidencyPlan?, firstOrderBlocks: Int = 0,
+                                   batch: Int, tokens: Int, options: LowRankOptions) -> StepMemory {
+        var step = step
+        let r = options.rank, runnerBlocks = shape.blocks.count - firstOrderBlocks
+        var factorBytes = 0, widest = 0
+        var lowRankCounts = [Int](repeating: 0, count: shape.blocks.count)
+        for block in 0..<runnerBlocks {
+            for linear in shape.blockLinears {
+                let end = linear.weightOffset + linear.outputs * linear.inputs
+                let parts = shape.blocks[block].specs.filter { $0.kind == .matrix && (linear.weightOffset..<end).contains($0.offset) }
+                let m = parts.count, o = linear.outputs, k = linear.inputs
+                lowRankCounts[block] += parts.reduce(0) { $0 + $1.count }
+                widest = max(widest, m * r)
+                factorBytes += 2 * DeviceArena.reservedSize(m * r * k * 4) + 2 * DeviceArena.reservedSize(o * r * 4)
+                    + 2 * DeviceArena.reservedSize(o * m * r * 4)
+            }
+        }
+        let scratch = DeviceArena.reservedSize(max(1, batch * tokens * widest) * 4)
+        let streamed = plan?.streamedBlocks(count: shape.blocks.count) ?? []
+        let extras = streamed.reduce(0) { $0 + DeviceArena.reservedSize(max(1, shape.blocks[$1].count - lowRankCounts[$1]) * 4) }
+        step.lowRankBytes = factorBytes + scratch + extras
+        if plan != nil {
+            let sweep = step.uploadBytesPerStep
+            step.downloadBytesPerStep = sweep / options.resampleEvery
+            step.uploadBytesPerStep = sweep + sweep / options.resampleEvery
+        }
         return step
     }
 

@@ -48,7 +48,7 @@ struct PlanCommand: ParsableCommand {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
         _ = try budget()
         try hybrid.validate()
-        if table, hybrid.isFirstOrder { throw ValidationError("--table covers ZO steps only; drop --fo-blocks") }
+        if table, hybrid.isFirstOrder || hybrid.lowRank != nil { throw ValidationError("--table covers MeZO steps only; drop --fo-blocks and --zo") }
     }
 
     /// The first-order part for `shape`, when --fo-blocks asks for one.
@@ -58,15 +58,21 @@ struct PlanCommand: ParsableCommand {
                               deviceStateBuffers: options.statePlacement == .device ? options.rule.stateCount : 0)
     }
 
-    /// Predictions offloaded by `plan` and resident, with the first-order part if any.
+    /// Predictions offloaded by `plan` and resident, with the first-order part and the
+    /// low-rank estimator if asked for.
     func predict(_ shape: ModelShape, plan: ResidencyPlan, firstOrder: FirstOrderPlan?) -> (offloaded: StepMemory, resident: StepMemory) {
-        guard let firstOrder else {
-            return (MemoryModel.offloadedStep(shape, plan: plan, batch: batch, tokens: seq), MemoryModel.residentStep(shape, batch: batch, tokens: seq))
-        }
         var offloadedPlan = plan
-        offloadedPlan.firstOrderBlocks = firstOrder.blocks
-        return (MemoryModel.firstOrderStep(shape, plan: offloadedPlan, batch: batch, tokens: seq, firstOrder: firstOrder),
-                MemoryModel.firstOrderStep(shape, plan: nil, batch: batch, tokens: seq, firstOrder: firstOrder))
+        offloadedPlan.firstOrderBlocks = firstOrder?.blocks ?? 0
+        var offloaded = MemoryModel.offloadedStep(shape, plan: offloadedPlan, batch: batch, tokens: seq)
+        var resident = MemoryModel.residentStep(shape, batch: batch, tokens: seq)
+        if let firstOrder {
+            offloaded = MemoryModel.firstOrderStep(shape, plan: offloadedPlan, batch: batch, tokens: seq, firstOrder: firstOrder)
+            resident = MemoryModel.firstOrderStep(shape, plan: nil, batch: batch, tokens: seq, firstOrder: firstOrder)
+        }
+        guard let lowRank = hybrid.lowRank else { return (offloaded, resident) }
+        let k = firstOrder?.blocks ?? 0
+        return (MemoryModel.withLowRank(offloaded, shape, plan: offloadedPlan, firstOrderBlocks: k, batch: batch, tokens: seq, options: lowRank),
+                MemoryModel.withLowRank(resident, shape, plan: nil, firstOrderBlocks: k, batch: batch, tokens: seq, options: lowRank))
     }
 
     func budget() throws -> Int? {
@@ -149,9 +155,14 @@ struct PlanCommand: ParsableCommand {
             row("  tapes and logits kept", "\(ByteCount(o.recordingBytes))", "\(ByteCount(s.recordingBytes))")
             row("  backward temporaries", "\(ByteCount(o.backwardBytes))", "\(ByteCount(s.backwardBytes))")
         }
+        if o.lowRankBytes > 0 { row("  low-rank factors", "\(ByteCount(o.lowRankBytes))", "\(ByteCount(s.lowRankBytes))") }
         row("  peak", "\(ByteCount(o.devicePeakBytes))", "\(ByteCount(s.devicePeakBytes))")
         row("host memory", "\(ByteCount(o.hostBytes))", "\(ByteCount(s.hostBytes))")
-        row("link per step, each way", "\(ByteCount(o.uploadBytesPerStep))", "0")
+        if o.downloadBytesPerStep == o.uploadBytesPerStep {
+            row("link per step, each way", "\(ByteCount(o.uploadBytesPerStep))", "0")
+        } else {
+            row("link per step, up / down", "\(ByteCount(o.uploadBytesPerStep)) / \(ByteCount(o.downloadBytesPerStep))", "0")
+        }
         guard let budget = r.device_memory_budget, let fits = r.fits else { return }
         print("")
         if fits {

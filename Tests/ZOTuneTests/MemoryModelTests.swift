@@ -102,3 +102,34 @@ extension MemoryModelTests {
         }
     }
 }
+
+extension MemoryModelTests {
+    /// The low-rank estimator's factors, scratch and packed biases and norms: predicted peak
+    /// equals the high-water mark (resident and offloaded, over folds), and the offloader
+    /// writes blocks back only at folds, as the amortized prediction says.
+    @Test(arguments: ["opt/opt-350m-style-bf16", "llama/llama-gqa-f32"])
+    func lowRankPredictionsMatchTheHighWaterMark(fixture: String) throws {
+        let (b, t) = (2, 7), options = LowRankOptions(rank: 3, resampleEvery: 2)
+        for plan in [nil, ResidencyPlan(slots: 1), ResidencyPlan(slots: 2, residentBlocks: [1], format: .bf16)] as [ResidencyPlan?] {
+            let model = try OffloadTests.model(fixture, layers: 4)
+            let backend = try CPUBackend(budget: 1 << 30, threads: 2)
+            let runner: any ModelRunner = try plan.map { try OffloadedRunner(model: model, backend: backend, plan: $0, lowRank: options) }
+                ?? ResidentRunner(model: model, backend: backend, lowRank: options)
+            let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3, lowRank: options), seed: 2)
+            let tokens = try Self.batch(model, batch: b, tokens: t)
+            (runner as? OffloadedRunner)?.resetStatistics()
+            for _ in 0..<5 { _ = try mezo.step(lr: 1e-4, batch: tokens) }
+            let base = plan.map { MemoryModel.offloadedStep(model.shape, plan: $0, batch: b, tokens: t) }
+                ?? MemoryModel.residentStep(model.shape, batch: b, tokens: t)
+            let predicted = MemoryModel.withLowRank(base, model.shape, plan: plan, batch: b, tokens: t, options: options)
+            #expect(backend.arena.stats.highWater == predicted.devicePeakBytes, "\(fixture) \(String(describing: plan))")
+            if let offloader = runner as? OffloadedRunner {
+                // 5 steps with ν = 2: folds before steps 2 and 4, each a write-back sweep.
+                let sweep = base.uploadBytesPerStep
+                #expect(predicted.downloadBytesPerStep == sweep / 2 && predicted.uploadBytesPerStep == sweep + sweep / 2)
+                #expect(offloader.statistics.bytesDownloaded == 2 * sweep)
+                #expect(offloader.statistics.bytesUploaded == 5 * sweep + 2 * sweep)
+            }
+        }
+    }
+}

@@ -89,4 +89,11 @@ struct OPTOffsets: Sendable {
                          normWeight: find(head, "final_layer_norm.weight"), normBias: find(head, "final_layer_norm.bias"),
                          projectOut: find(head, "project_out.weight"), untiedHead: find(head, "lm_head.weight"))
     }
+
+    /// The fused linears of a block: q|k|v, out_proj, fc1, fc2.
+    func blockLinears(_ config: OPTConfig) -> [BlockLinear] {
+        let c = config.hiddenSize, f = config.ffnDim
+        return [BlockLinear(weightOffset: block.qkvWeight, outputs: 3 * c, inputs: c), BlockLinear(weightOffset: block.outWeight, outputs: c, inputs: c),
+                BlockLinear(weightOffset: block.fc1Weight, outputs: f, inputs: c), BlockLinear(weightOffset: block.fc2Weight, outputs: c, inputs: f)]
+    }
 }

@@ -86,11 +86,7 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         }
     }
 
-    public var blockLinears: [BlockLinear] {
-        let c = config.hiddenSize, f = config.ffnDim, o = offsets.block
-        return [BlockLinear(weightOffset: o.qkvWeight, outputs: 3 * c, inputs: c), BlockLinear(weightOffset: o.outWeight, outputs: c, inputs: c),
-                BlockLinear(weightOffset: o.fc1Weight, outputs: f, inputs: c), BlockLinear(weightOffset: o.fc2Weight, outputs: c, inputs: f)]
-    }
+    public var blockLinears: [BlockLinear] { offsets.blockLinears(config) }
 
     public var tiedTokenTable: Int? {
         offsets.head.untiedHead == nil ? embedding.layout.specs.firstIndex { $0.offset == offsets.embedding.tokens } : nil
