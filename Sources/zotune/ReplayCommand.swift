@@ -57,7 +57,7 @@ struct ReplayCommand: ParsableCommand {
         let seconds = monotonicSeconds() - replayStart
         try runner.copyParametersToHost()
         try model.save(to: output)
-        let bytes = (try? FileManager.default.attributesOfItem(atPath: trajectory)[.size] as? Int) ?? 0
+        let bytes = try ReadOnlyFile(path: trajectory).byteCount
         try printJSONLine(Report(steps: count, trajectory_bytes: bytes, seconds: seconds,
                                  steps_per_s: Double(count) / max(seconds, 1e-9), output: output))
         print("wall time \(Int(monotonicSeconds() - started))s")

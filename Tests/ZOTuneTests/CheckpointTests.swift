@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ZOCore
 import ZOFormats
 import ZOModels
 import ZOTraining
@@ -67,6 +68,8 @@ import ZOTraining
         #expect(outcome.status == 0, "\(outcome.stderr)")
         #expect(try Self.bytes(directory + "/replayed/model.safetensors") == Self.bytes(full + "/model/model.safetensors"))
         #expect(try Trajectory(path: full + "/trajectory.zotraj").steps == 10)
+        let size = try ReadOnlyFile(path: full + "/trajectory.zotraj").byteCount
+        #expect(outcome.stdout.contains("\"trajectory_bytes\":\(size)}") && size > 0, "\(outcome.stdout)")
         outcome = try CLI.run(["replay", "--base", Self.model, "--trajectory", full + "/trajectory.zotraj", "--steps", "5",
                                "--output", directory + "/replayed5"])
         #expect(try Self.bytes(directory + "/replayed5/model.safetensors") == Self.bytes(full + step5 + "/model.safetensors"))
