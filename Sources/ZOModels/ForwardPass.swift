@@ -86,7 +86,7 @@ public final class ForwardPass {
         if let recording, let trainable = model as? any TrainableLM {
             let tape = try backend.allocate(max(1, trainable.headTapeCount(rows: headRows)) * 4, label: "head tape")
             recording.tape = tape
-            trainable.head(head, embedding: embedding, hidden: headInput, logits: logits, rows: headRows, context: context, recording: tape)
+            trainable.head(head, embedding: embedding, hidden: headInput, logits: logits, rows: headRows, context: context, tape: tape)
         } else {
             model.head(head, embedding: embedding, hidden: headInput, logits: logits, rows: headRows, context: context)
         }

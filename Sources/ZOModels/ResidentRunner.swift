@@ -107,9 +107,12 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         -> (plus: [ForwardResult], minus: [ForwardResult]) {
         try perturb(plus, snapshot: snapshot)
         try lowRank?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
-        let plusResults = try requests.map { try forward($0, lowRank: lowRank.map { LowRankPass(state: $0, sign: 1) }) }
+        func run(sign: Float) throws -> [ForwardResult] {
+            try requests.map { try forward($0, lowRank: lowRank.map { LowRankPass(state: $0, sign: sign) }) }
+        }
+        let plusResults = try run(sign: 1)
         try perturb(minus)
-        return (plusResults, try requests.map { try forward($0, lowRank: lowRank.map { LowRankPass(state: $0, sign: -1) }) })
+        return (plusResults, try run(sign: -1))
     }
 
     public func copyParametersToHost() throws {

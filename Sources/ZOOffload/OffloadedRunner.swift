@@ -210,10 +210,14 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     private func perturbBlock(_ index: Int, _ parameters: DeviceBuffer, _ pass: PerturbationPass, snapshot: SnapshotRequest? = nil) {
         guard let extra = extras[index] else { return perturb(parameters, group: index + 1, pass, snapshot: snapshot) }
         precondition(snapshot == nil, "snapshots are not taken with the low-rank estimator")
-        if !pass.isIdentity {
-            backend.perturb(extra.buffer, tensors: extra.tensors, terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind)
-        }
+        perturbPacked(extra, pass)
         unpackExtras(index, into: parameters)
+    }
+
+    /// Applies `pass` to a block's packed tensors.
+    private func perturbPacked(_ extra: Extras, _ pass: PerturbationPass) {
+        guard !pass.isIdentity else { return }
+        backend.perturb(extra.buffer, tensors: extra.tensors, terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind)
     }
 
     public func foldLowRank() throws {
@@ -368,8 +372,8 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         if lowRank != nil {
             // The packed tensors are the masters; no block needs to move.
             for index in 0..<blockCount {
-                if let extra = extras[index], !pass.isIdentity {
-                    backend.perturb(extra.buffer, tensors: extra.tensors, terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind)
+                if let extra = extras[index] {
+                    perturbPacked(extra, pass)
                 } else if let buffer = residentBlocks[index] {
                     perturb(buffer, group: index + 1, pass, snapshot: snapshot)
                 }

@@ -100,7 +100,7 @@ public final class FirstOrderTail: @unchecked Sendable {
         for (i, buffer) in blocks.enumerated() {
             let tape = try backend.allocate(max(1, model.blockTapeCount(rows: pass.context.batch.rows)) * 4, label: "block \(firstBlock + i) tape")
             record.tapes.append(tape)
-            model.block(firstBlock + i, buffer, hidden: pass.hidden, context: pass.context, recording: tape)
+            model.block(firstBlock + i, buffer, hidden: pass.hidden, context: pass.context, tape: tape)
         }
         let result = try pass.finish(head: head, embedding: embedding, recording: record.head)
         recorded.append(record)

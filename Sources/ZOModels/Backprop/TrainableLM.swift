@@ -14,8 +14,9 @@ public protocol TrainableLM: CausalLM {
     /// Floats the head's tape holds for R rows.
     func headTapeCount(rows: Int) -> Int
 
-    /// `block`, recording in `tape` (`blockTapeCount(rows:)` floats) what `blockBackward` reads.
-    func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, recording tape: DeviceBuffer)
+    /// `block`, recording in `tape` (`blockTapeCount(rows:)` floats) what `blockBackward` reads
+    /// (nil: `block` itself).
+    func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?)
 
     /// Backpropagates through block `index`: `gradHidden` [B, T, C] holds dL/d(block output)
     /// and leaves holding dL/d(block input); `gradients` (the block's layout) += dL/dθ. Uses
@@ -23,9 +24,10 @@ public protocol TrainableLM: CausalLM {
     func blockBackward(_ index: Int, _ parameters: DeviceBuffer, gradients: DeviceBuffer, tape: DeviceBuffer,
                        gradHidden: DeviceBuffer, context: StageContext, backend: any GradientBackend)
 
-    /// `head`, recording in `tape` (`headTapeCount(rows:)` floats) what `headBackward` reads.
+    /// `head`, recording in `tape` (`headTapeCount(rows:)` floats) what `headBackward` reads
+    /// (nil: `head` itself).
     func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
-              context: StageContext, recording tape: DeviceBuffer)
+              context: StageContext, tape: DeviceBuffer?)
 
     /// Backpropagates through the head from gradLogits [R, V]: `gradHead` (the head's layout)
     /// += dL/dθ, `gradTokenTable` [V, D] += the tied token table's gradient through the head

@@ -31,15 +31,6 @@ extension LlamaModel: TrainableLM {
     /// The head records its input [R, C] and the normed features [R, C].
     public func headTapeCount(rows: Int) -> Int { 2 * rows * config.hiddenSize }
 
-    public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, recording tape: DeviceBuffer) {
-        block(index, parameters, hidden: hidden, context: context, tape: tape)
-    }
-
-    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
-                     context: StageContext, recording tape: DeviceBuffer) {
-        self.head(head, embedding: embedding, hidden: hidden, logits: logits, rows: rows, context: context, tape: tape)
-    }
-
     public func blockBackward(_ index: Int, _ parameters: DeviceBuffer, gradients: DeviceBuffer, tape: DeviceBuffer,
                               gradHidden g: DeviceBuffer, context: StageContext, backend: any GradientBackend) {
         let rows = context.batch.rows

@@ -189,7 +189,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
 
     /// The block, recording its intermediates in `tape` when given (see `LlamaTape`); the same
     /// operations in the same order either way.
-    func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?) {
+    public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?) {
         let backend = context.backend, rows = context.batch.rows
         let c = config.hiddenSize, hs = config.headSize, f = config.intermediateSize
         let heads = config.numAttentionHeads, kvHeads = config.kvHeads
@@ -238,8 +238,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     }
 
     /// The head, recording its input [R, C] and normed features [R, C] in `tape` when given.
-    func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
-              context: StageContext, tape: DeviceBuffer?) {
+    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
+                     context: StageContext, tape: DeviceBuffer?) {
         let c = config.hiddenSize, v = config.vocabSize
         if let tape { context.backend.copy(hidden, to: tape.floats(0, rows * c), count: rows * c) }
         context.backend.rmsNorm(x: hidden, weight: head.floats(offsets.head.norm, c), out: hidden, rows: rows, channels: c,

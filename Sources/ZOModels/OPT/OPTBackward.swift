@@ -42,15 +42,6 @@ extension OPTModel: TrainableLM {
 
     public func headTapeCount(rows: Int) -> Int { OPTHeadTape.count(rows: rows, config: config) }
 
-    public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, recording tape: DeviceBuffer) {
-        block(index, parameters, hidden: hidden, context: context, tape: tape)
-    }
-
-    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
-                     context: StageContext, recording tape: DeviceBuffer) {
-        self.head(head, embedding: embedding, hidden: hidden, logits: logits, rows: rows, context: context, tape: tape)
-    }
-
     public func blockBackward(_ index: Int, _ parameters: DeviceBuffer, gradients: DeviceBuffer, tape: DeviceBuffer,
                               gradHidden g: DeviceBuffer, context: StageContext, backend: any GradientBackend) {
         let rows = context.batch.rows, c = config.hiddenSize, f = config.ffnDim

@@ -118,7 +118,7 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
 
     /// The block, recording its intermediates in `tape` when given (see `OPTTape`); the same
     /// operations in the same order either way.
-    func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?) {
+    public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?) {
         let batch = context.batch, backend = context.backend
         let rows = batch.rows, c = config.hiddenSize, f = config.ffnDim
         let o = offsets.block
@@ -181,8 +181,8 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
     }
 
     /// The head, recording its input and features in `tape` when given (see `OPTHeadTape`).
-    func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
-              context: StageContext, tape: DeviceBuffer?) {
+    public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
+                     context: StageContext, tape: DeviceBuffer?) {
         let backend = context.backend, workspace = context.workspace
         let c = config.hiddenSize, d = config.embedDim, v = config.vocabSize
         let o = offsets.head
