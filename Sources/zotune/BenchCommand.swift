@@ -27,8 +27,12 @@ struct BenchWorkload: ParsableArguments {
     @Option(help: "Tokens per sequence (T).")
     var seq = 128
 
+    @Option(help: "Keep only the shape's first N blocks (hidden size unchanged): a model too large for host memory, truncated.")
+    var layers: Int?
+
     func validate() throws {
         guard batch >= 1, seq >= 1 else { throw ValidationError("--batch and --seq must be positive") }
+        if let layers, layers < 1 { throw ValidationError("--layers must be at least 1") }
     }
 
     /// The model (seeded random weights), resident on a CPU backend, and the token batch.
@@ -40,7 +44,7 @@ struct BenchWorkload: ParsableArguments {
 
     /// The model (seeded random weights, blocks in `blockStorage`) and the token batch.
     func makeModel(blockStorage: HostStorage = .memory) throws -> (OPTConfig, OPTModel, TokenBatch) {
-        let config = try namedShape(shape, seq: seq)
+        let config = try namedShape(shape, seq: seq, layers: layers)
         let model = try OPTModel(config: config, blockStorage: blockStorage)
         model.initializeRandomly(seed: 1)
         var generator = SplitMix64(seed: 7)
@@ -106,11 +110,18 @@ struct BenchForward: ParsableCommand {
     }
 }
 
-/// The named OPT shape `name`, checking that `seq` tokens fit its positions.
-func namedShape(_ name: String, seq: Int) throws -> OPTConfig {
-    let config = try OPTConfig.named(name)
+/// The named OPT shape `name`, checking that `seq` tokens fit its positions; with `layers`,
+/// only its first `layers` blocks.
+func namedShape(_ name: String, seq: Int, layers: Int? = nil) throws -> OPTConfig {
+    var config = try OPTConfig.named(name)
     guard seq <= config.maxPositionEmbeddings else {
         throw ValidationError("--seq \(seq) exceeds the shape's \(config.maxPositionEmbeddings) positions")
+    }
+    if let layers {
+        guard layers <= config.numHiddenLayers else {
+            throw ValidationError("--layers \(layers): \(name) has \(config.numHiddenLayers) blocks")
+        }
+        config.numHiddenLayers = layers
     }
     return config
 }
@@ -198,10 +209,20 @@ struct BenchZOStep: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    @Flag(name: .customLong("offloaded-only"), help: "With --offload, skip the resident step (for a model whose resident step does not fit).")
+    var offloadedOnly = false
+
+    func validate() throws {
+        guard iterations >= 1 else { throw ValidationError("--iterations must be positive") }
+        if offloadedOnly, !compute.offload { throw ValidationError("--offloaded-only needs --offload") }
+    }
+
     struct Report: Encodable {
         let bench = "zo-step"
         let mode: String
         let shape: String
+        /// Transformer blocks (fewer than the shape's with --layers).
+        let blocks: Int
         let backend: String
         let threads: Int
         let batch: Int
@@ -214,8 +235,9 @@ struct BenchZOStep: ParsableCommand {
         let tokens_per_s: Double
         /// Seconds per step in each backend operation.
         let seconds_by_op: [String: Double]
-        /// The device arena's exact high-water mark over the run, and the memory model's
-        /// prediction of it (`zotune plan`).
+        /// The device arena's size (--device-memory), its exact high-water mark over the run,
+        /// and the memory model's prediction of that (`zotune plan`).
+        let device_memory_budget: Int
         let peak_device_bytes: Int
         let predicted_peak_device_bytes: Int
         /// Offloaded runs: the plan and, per timed step, bytes moved each way and host seconds
@@ -228,6 +250,7 @@ struct BenchZOStep: ParsableCommand {
 
     func run() throws {
         let (_, model, tokens) = try workload.makeModel(blockStorage: try compute.hostStorage())
+        if offloadedOnly { return try printJSONLine(try measure(model: model, tokens: tokens, offloaded: true)) }
         let resident = try measure(model: model, tokens: tokens, offloaded: false)
         try printJSONLine(resident)
         guard compute.offload else { return }
@@ -254,11 +277,12 @@ struct BenchZOStep: ParsableCommand {
         let steps = Double(iterations)
         let predicted = offloaded ? MemoryModel.offloadedStep(model.shape, plan: compute.plan(), batch: workload.batch, tokens: workload.seq)
                                   : MemoryModel.residentStep(model.shape, batch: workload.batch, tokens: workload.seq)
-        return Report(mode: offloaded ? "offloaded" : "resident", shape: workload.shape, backend: backend.name, threads: cpu?.threads ?? 0,
+        return Report(mode: offloaded ? "offloaded" : "resident", shape: workload.shape, blocks: model.blocks.count,
+                      backend: backend.name, threads: cpu?.threads ?? 0,
                       batch: workload.batch, seq: workload.seq, parameters: model.parameterCount, iterations: iterations,
                       seconds_per_step_median: times.median, seconds_per_step_min: times.min,
                       tokens_per_s: Double(workload.batch * workload.seq) / times.median, seconds_by_op: profile,
-                      peak_device_bytes: backend.arena.stats.highWater, predicted_peak_device_bytes: predicted.devicePeakBytes,
+                      device_memory_budget: backend.arena.stats.budget, peak_device_bytes: backend.arena.stats.highWater, predicted_peak_device_bytes: predicted.devicePeakBytes,
                       plan: offloader?.plan,
                       bytes_uploaded_per_step: offloader.map { Double($0.statistics.bytesUploaded) / steps },
                       bytes_downloaded_per_step: offloader.map { Double($0.statistics.bytesDownloaded) / steps },

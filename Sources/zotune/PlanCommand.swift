@@ -23,6 +23,9 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Tokens per sequence (T).")
     var seq = 2048
 
+    @Option(help: "Keep only the shape's first N blocks (hidden size unchanged), as `bench zo-step --layers` does.")
+    var layers: Int?
+
     @Option(help: "How streamed blocks are kept in host memory and sent: fp32, bf16, fp16 or fp8.")
     var codec = LinkFormat.fp32
 
@@ -49,6 +52,8 @@ struct PlanCommand: ParsableCommand {
         _ = try budget()
         try hybrid.validate()
         if table, hybrid.isFirstOrder || hybrid.lowRank != nil { throw ValidationError("--table covers MeZO steps only; drop --fo-blocks and --zo") }
+        if table, layers != nil { throw ValidationError("--table covers the full shapes; drop --layers") }
+        if let layers, layers < 1 { throw ValidationError("--layers must be at least 1") }
     }
 
     /// The first-order part for `shape`, when --fo-blocks asks for one.
@@ -102,7 +107,7 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         if table { return try printTable() }
-        let shape = try namedShape(self.shape, seq: seq).shape
+        let shape = try namedShape(self.shape, seq: seq, layers: layers).shape
         let residentBlocks = try residentBlocks.map { try parseBlockList($0, option: "--resident-blocks") } ?? []
         if let bad = residentBlocks.first(where: { $0 >= shape.blocks.count }) {
             throw ValidationError("--resident-blocks: block \(bad) does not exist (\(self.shape) has \(shape.blocks.count) blocks)")

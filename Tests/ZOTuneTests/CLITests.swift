@@ -70,6 +70,10 @@ import ZOFormats
         (["plan", "--shape", "opt-125m", "--device-memory", "lots"], "--device-memory"),
         (["plan", "--shape", "opt-125m", "--resident-blocks", "12"], "block 12 does not exist"),
         (["plan", "--shape", "opt-125m", "--seq", "4096"], "exceeds"),
+        (["plan", "--shape", "opt-125m", "--layers", "13"], "opt-125m has 12 blocks"),
+        (["plan", "--table", "--layers", "2"], "drop --layers"),
+        (["bench", "zo-step", "--offloaded-only"], "--offloaded-only needs --offload"),
+        (["bench", "zo-step", "--layers", "0"], "--layers must be at least 1"),
     ])
     func badPlanArgumentsExitWithAMessage(arguments: [String], message: String) throws {
         try badInputExitsWithAMessage(arguments: arguments, message: message)
@@ -94,5 +98,27 @@ import ZOFormats
         #expect(roomy.fits == true && roomy.slots_that_fit == nil)
         let text = try CLI.run(["plan", "--shape", "opt-1.3b", "--device-memory", "1GiB"])
         #expect(text.status == 0 && text.stdout.contains("does not fit 1.00 GiB"), "\(text.stdout)")
+    }
+
+    /// A layer-truncated shape (the ZO2 comparison's OPT-66B/175B rows): `plan --layers` keeps
+    /// the full shape's offloaded peak (one block's slots set it, not the depth), and `bench
+    /// zo-step --layers --offloaded-only` builds the truncated model and goes straight to the
+    /// offloaded runner (which, in an arena too small, names what it needs for one block).
+    @Test func truncatedShapesPlanAndReachTheOffloadedRunner() throws {
+        struct Plan: Decodable { let blocks: Int; let offloaded_peak_device_bytes: Int; let resident_peak_device_bytes: Int }
+        func plan(_ extra: [String]) throws -> Plan {
+            let outcome = try CLI.run(["plan", "--json", "--shape", "opt-1.3b", "--batch", "1", "--seq", "64"] + extra)
+            #expect(outcome.status == 0, "\(outcome.stderr)")
+            return try JSONDecoder().decode(Plan.self, from: Data(outcome.stdout.utf8))
+        }
+        let truncated = try plan(["--layers", "3"]), full = try plan([])
+        #expect(truncated.blocks == 3 && full.blocks == 24)
+        #expect(truncated.offloaded_peak_device_bytes == full.offloaded_peak_device_bytes)
+        #expect(truncated.resident_peak_device_bytes < full.resident_peak_device_bytes)
+        let outcome = try CLI.run(["bench", "zo-step", "--shape", "opt-125m", "--layers", "1", "--batch", "1", "--seq", "1",
+                                   "--offload", "--offloaded-only", "--device-memory", "1MiB"])
+        #expect(outcome.status != 0 && !outcome.signaled)
+        #expect(outcome.stdout.isEmpty)  // no resident line first
+        #expect(outcome.stderr.contains("needs 180.33 MiB") && outcome.stderr.contains("1 block slots"), "\(outcome.stderr)")
     }
 }
