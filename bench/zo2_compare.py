@@ -121,15 +121,17 @@ def step_flops(shape, blocks, batch, seq, vocab=50272):
 
 def predict(args):
     planner = Planner(args.zotune, args.host_memory * args.host_fraction, args.max_truncated_layers)
-    link = args.link_gbps * 1e9
+    link, gemm = args.link_gbps * 1e9, args.fp32_tflops * 1e12
     print(f"# ZOTune's memory model for the ZO2 comparison (`zotune plan`; 2 slots, fp32 compute)\n")
-    print(f"Host memory assumed: {gib(args.host_memory)} GiB, of which {args.host_fraction:.0%} for the model; "
-          f"link-bound tokens/s assume {args.link_gbps:g} GB/s each way, both directions at once.\n")
+    print(f"Host memory assumed: {gib(args.host_memory)} GiB, of which {args.host_fraction:.0%} for the model. "
+          f"Bounds on the full model's tokens/s: the link at {args.link_gbps:g} GB/s each way (both directions at once), "
+          f"and the two forward passes' FLOPs at {args.fp32_tflops:g} TFLOP/s of fp32 GEMM (ZOTune computes in fp32 with "
+          f"either codec); ZOTune's offloaded step can be no faster than the lower.\n")
     for batch, seq in args.workloads:
         print(f"## {batch} × {seq} tokens\n")
         print("| model | blocks run | precision | resident peak, GiB | offloaded peak, GiB | host memory, GiB | link per step up / down, GiB "
-              "| link-bound tokens/s, full model | seed ZO-Offload MB, tokens/s |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+              "| link-bound tokens/s | GEMM-bound tokens/s | seed ZO-Offload MB, tokens/s |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         for shape in args.shapes:
             for precision in args.precisions:
                 layers = planner.layers(shape, batch, seq, codec(precision))
@@ -138,13 +140,15 @@ def predict(args):
                 up, down = offloaded["uploadBytesPerStep"], offloaded["downloadBytesPerStep"]
                 full = planner.plan(shape, batch, seq, codec(precision))["offloaded"]
                 bound = batch * seq / (max(full["uploadBytesPerStep"], full["downloadBytesPerStep"]) / link)
+                blocks_full = planner.plan(shape, batch, seq, "fp32")["blocks"]
+                compute = batch * seq / (step_flops(shape, blocks_full, batch, seq) / gemm)
                 blocks = f"{plan['blocks']}" + (f" of {planner.plan(shape, batch, seq, 'fp32')['blocks']}" if layers else "")
                 resident = "n/a (no bf16 compute)" if precision == "half" else gib(plan["resident_peak_device_bytes"])
                 memory, speed = SEED[shape]
                 column = 1 if precision == "fp32" else 3
                 seed = f"{memory[column]}, {speed[column]}" if (batch, seq) == (1, 2048) else "–"
                 print(f"| {shape} | {blocks} | {precision} | {resident} | {gib(plan['offloaded_peak_device_bytes'])} | "
-                      f"{gib(Planner.host_bytes(plan))} | {gib(up)} / {gib(down)} | {bound:.0f} | {seed} |")
+                      f"{gib(Planner.host_bytes(plan))} | {gib(up)} / {gib(down)} | {bound:.0f} | {compute:.0f} | {seed} |")
         print()
     print("## The full OPT-66B and OPT-175B (plan only; their rows above run truncated)\n")
     print("| model | workload | codec | offloaded peak, GiB | within 24 GB | within 12 GB | host memory, GiB | link per step, each way, GiB |")
@@ -492,6 +496,7 @@ def main():
     selection(p)
     p.add_argument("--host-memory", type=size, default=size("128GiB"), help="the GPU machine's host memory")
     p.add_argument("--link-gbps", type=float, default=25.0, help="assumed GB/s each way for the link-bound column")
+    p.add_argument("--fp32-tflops", type=float, default=50.0, help="assumed fp32 GEMM TFLOP/s for the GEMM-bound column")
 
     p = commands.add_parser("run", help="measure rows (JSON lines appended to --out)")
     selection(p)

@@ -27,7 +27,7 @@ struct ComputeOptions: ParsableArguments {
     var offload = false
 
     @Option(name: .customLong("device-memory"),
-            help: "Device memory budget: a size (2GiB, 512MiB, 1e9) or a fraction of physical memory (0.25). Default: physical memory.")
+            help: "Device memory budget: a size (2GiB, 512MiB, 1e9) or a fraction of the device's memory (0.25; for the CPU, of physical memory). Default: physical memory (CPU), 90% of the GPU's (CUDA).")
     var deviceMemory: String?
 
     @Option(help: "Rotating block slots with --offload.")
@@ -49,7 +49,7 @@ struct ComputeOptions: ParsableArguments {
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if slots < 1 { throw ValidationError("--slots must be at least 1") }
-        _ = try budget()
+        _ = try budget(capacity: 1 << 40)
         _ = try residentBlockSet()
         if !offload, residentBlocks != nil || slots != 2 || offloadFormat != .fp32 || hostStorageDirectory != nil {
             throw ValidationError("--slots, --resident-blocks, --offload-format and --host-storage need --offload")
@@ -65,11 +65,11 @@ struct ComputeOptions: ParsableArguments {
         return .files(directory: directory)
     }
 
-    /// The device-memory budget in bytes, or nil for the backend's default.
-    func budget() throws -> Int? {
+    /// The device-memory budget in bytes, a fraction being of `capacity` (the device's memory),
+    /// or nil for the backend's default.
+    func budget(capacity: @autoclosure () throws -> Int) throws -> Int? {
         guard let text = deviceMemory else { return nil }
-        let physical = Double(sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE)))
-        guard let bytes = parseByteSize(text, physical: physical), bytes >= 1 else {
+        guard let bytes = parseByteSize(text, physical: Double(try capacity())), bytes >= 1 else {
             throw ValidationError("--device-memory '\(text)' is not a size such as 2GiB, 512MiB or 1e9, or a fraction such as 0.25")
         }
         return bytes
@@ -89,8 +89,8 @@ struct ComputeOptions: ParsableArguments {
     /// kernels cached under the assets folder).
     func makeBackend() throws -> any Backend {
         switch backend {
-        case .cpu: try CPUBackend(budget: try budget(), threads: threads)
-        case .cuda: try CUDABackend(budget: try budget(), kernelCache: Assets().home + "/kernels")
+        case .cpu: try CPUBackend(budget: try budget(capacity: sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))), threads: threads)
+        case .cuda: try CUDABackend(budget: try budget(capacity: try firstGPUMemory()), kernelCache: Assets().home + "/kernels")
         }
     }
 
@@ -105,6 +105,13 @@ struct ComputeOptions: ParsableArguments {
         }
         return try ResidentRunner(model: model, backend: backend, tail: tail, lowRank: lowRank)
     }
+}
+
+/// The first GPU's memory in bytes (what a fractional --device-memory is of).
+private func firstGPUMemory() throws -> Int {
+    guard let driver = CUDALibraries.shared.driver.table else { throw BackendError.unavailable("no CUDA driver (libcuda.so.1) on this machine") }
+    guard let gpu = try driver.devices().first else { throw BackendError.unavailable("no GPU found by the CUDA driver") }
+    return gpu.totalMemory
 }
 
 /// The `--backend` choices.
