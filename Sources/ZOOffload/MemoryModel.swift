@@ -10,9 +10,11 @@ public struct StepMemory: Sendable, Equatable, Codable {
     /// Parameters that stay on the device: embedding, head, resident blocks (all blocks
     /// when nothing streams) and the constant tables.
     public var residentParameterBytes: Int
-    /// S rotating slots of `slotBytes` each (fp32 block plus, for low-bit links, staging).
+    /// S rotating slots of `slotBytes` each (the largest streamed block in the link's format),
+    /// and for a low-bit link the one fp32 block they decode into.
     public var slots: Int
     public var slotBytes: Int
+    public var decodedBlockBytes = 0
     /// Activation workspace shared by the passes.
     public var workspaceBytes: Int
     /// Token batches and hidden states of the passes alive together (two for an offloaded
@@ -41,7 +43,7 @@ public struct StepMemory: Sendable, Equatable, Codable {
     /// The predicted peak of device memory (for a first-order part: while a pass is
     /// backpropagated, every recording alive, the forward's head buffers freed).
     public var devicePeakBytes: Int {
-        residentParameterBytes + slots * slotBytes + workspaceBytes + passBytes + headBytes
+        residentParameterBytes + slots * slotBytes + decodedBlockBytes + workspaceBytes + passBytes + headBytes
             + firstOrderParameterBytes + gradientBytes + optimizerStateBytes + recordingBytes + backwardBytes + lowRankBytes
     }
 
@@ -75,7 +77,7 @@ public enum MemoryModel {
     public static func offloadedStep(_ shape: ModelShape, plan: ResidencyPlan, batch: Int, tokens: Int) -> StepMemory {
         let streamed = plan.streamedBlocks(count: shape.blocks.count)
         let masterBytes = streamed.reduce(0) { $0 + plan.format.encodedBytes(shape.blocks[$1].count) }
-        return StepMemory(
+        var step = StepMemory(
             residentParameterBytes: plan.residentBytes(for: shape) + constantBytes(shape),
             slots: plan.slotCount(for: shape), slotBytes: plan.slotBytes(for: shape),
             workspaceBytes: workspaceBytes(shape, rows: batch * tokens),
@@ -83,6 +85,8 @@ public enum MemoryModel {
             headBytes: ForwardPass.headBytes(rows: batch * tokens, vocabSize: shape.vocabSize),
             hostModelBytes: shape.parameterCount * 4, hostMasterBytes: plan.format == .fp32 ? 0 : masterBytes,
             uploadBytesPerStep: masterBytes, downloadBytesPerStep: masterBytes)
+        step.decodedBlockBytes = plan.decodedBlockBytes(for: shape)
+        return step
     }
 
     /// A ZO step of `ResidentRunner`: every group on the device, the ± passes one after the

@@ -48,9 +48,13 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     private let constants: DeviceBuffer
     private let residentBlocks: [Int: DeviceBuffer]
     private let streamed: [Int]
+    /// The rotating slots streamed blocks cross the link through, each the largest block in
+    /// the plan's format: in fp32 compute works on the slot itself; a low-bit block is
+    /// decoded into `decoded` on arrival and encoded back into its slot for the write-back.
     private let slots: [DeviceBuffer]
-    /// Per slot, the encoded block as it crosses the link (low-bit formats only).
-    private let staging: [DeviceBuffer]
+    /// The one fp32 block buffer of a low-bit format, which the slots share (compute, decode
+    /// and encode are ordered on the compute stream); nil for fp32.
+    private let decoded: DeviceBuffer?
     /// The host master of each streamed block in a low-bit format (the model's fp32 groups
     /// are brought up to date by `copyParametersToHost`).
     private let encodedBlocks: [Int: HostBuffer]
@@ -132,26 +136,25 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
             var blocks: [Int: DeviceBuffer] = [:]
             for index in plan.residentBlocks { blocks[index] = try resident(model.blocks[index]) }
             residentBlocks = blocks
-            let slotBytes = streamed.map { model.blocks[$0].layout.byteCount }.max() ?? 0
-            slots = try (0..<min(plan.slots, streamed.count)).map {
-                let buffer = try backend.allocate(slotBytes, label: "block slot \($0)")
+            func allocate(_ bytes: Int, _ label: String) throws -> DeviceBuffer {
+                let buffer = try backend.allocate(bytes, label: label)
                 allocated.append(buffer)
                 return buffer
             }
+            let largest = streamed.map { model.blocks[$0].layout.count }.max() ?? 0
             let lossy = plan.format != .fp32
-            staging = try (lossy ? slots.indices : 0..<0).map {
-                let buffer = try backend.allocate(plan.format.encodedBytes(slotBytes / 4), label: "block slot \($0) (\(plan.format.rawValue))")
-                allocated.append(buffer)
-                return buffer
+            slots = try (0..<min(plan.slots, streamed.count)).map {
+                try allocate(plan.format.encodedBytes(largest), "block slot \($0)" + (lossy ? " (\(plan.format.rawValue))" : ""))
             }
+            decoded = try lossy && !streamed.isEmpty ? allocate(largest * 4, "decoded block") : nil
             // Low-bit masters: each streamed block encoded once (to nearest) through slot 0.
             var encoded: [Int: HostBuffer] = [:]
             for index in lossy ? streamed : [] {
                 let group = model.blocks[index], count = group.layout.count
                 let host = try HostBuffer(byteCount: plan.format.encodedBytes(count))
-                backend.upload(group.storage, hostOffset: 0, to: slots[0], byteCount: group.layout.byteCount, on: backend.computeStream)
-                backend.encode(slots[0], count: count, format: plan.format, stochasticSeed: nil, out: staging[0])
-                backend.download(staging[0], to: host, hostOffset: 0, byteCount: host.byteCount, on: backend.computeStream)
+                backend.upload(group.storage, hostOffset: 0, to: decoded!, byteCount: group.layout.byteCount, on: backend.computeStream)
+                backend.encode(decoded!, count: count, format: plan.format, stochasticSeed: nil, out: slots[0])
+                backend.download(slots[0], to: host, hostOffset: 0, byteCount: host.byteCount, on: backend.computeStream)
                 try backend.synchronize(backend.computeStream)
                 encoded[index] = host
             }
@@ -185,10 +188,10 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
             }
             let buffer = try backend.allocate(max(1, offset) * 4, label: "block \(index) biases and norms")
             let (host, bytes) = master(index)
-            backend.upload(host, hostOffset: 0, to: plan.format == .fp32 ? slots[0] : staging[0], byteCount: bytes, on: backend.computeStream)
-            if plan.format != .fp32 { backend.decode(staging[0], format: plan.format, count: model.blocks[index].layout.count, out: slots[0]) }
+            backend.upload(host, hostOffset: 0, to: slots[0], byteCount: bytes, on: backend.computeStream)
+            if let decoded { backend.decode(slots[0], format: plan.format, count: model.blocks[index].layout.count, out: decoded) }
             for (tensor, target) in zip(blockTensors, packed) {
-                backend.copyRows(source: slots[0].floats(tensor.offset, tensor.count), sourceStride: 0,
+                backend.copyRows(source: working(0).floats(tensor.offset, tensor.count), sourceStride: 0,
                                  destination: buffer.floats(target.offset, target.count), destinationStride: 0, rows: 1, width: tensor.count)
             }
             try backend.synchronize(backend.computeStream)
@@ -234,7 +237,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         try? backend.synchronize(uploadStream)
         try? backend.synchronize(offloadStream)
         pins.removeAll()
-        for buffer in [embedding, constants] + (head.map { [$0] } ?? []) + Array(residentBlocks.values) + slots + staging
+        for buffer in [embedding, constants] + (head.map { [$0] } ?? []) + Array(residentBlocks.values) + slots + (decoded.map { [$0] } ?? [])
             + extras.values.map(\.buffer) {
             backend.free(buffer)
         }
@@ -252,17 +255,19 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         return (encoded, encoded.byteCount)
     }
 
+    /// Where compute finds the block that arrived in `slot`: the slot, or the decoded block.
+    private func working(_ slot: Int) -> DeviceBuffer { decoded ?? slots[slot] }
+
     /// Visits every block in order with its parameters on the device: `body(index, buffer)`
-    /// runs on the compute stream. Streamed blocks arrive through the slots (decoded there
-    /// from a low-bit format); when `modifies`, each goes back to its host master after
-    /// `body` (encoded, rounding stochastically from `roundingSeed` when the plan says so).
+    /// runs on the compute stream. Streamed blocks arrive through the slots (decoded from a
+    /// low-bit format into `decoded`); when `modifies`, each goes back to its host master
+    /// after `body` (encoded, rounding stochastically from `roundingSeed` when the plan says so).
     private func sweep(modifies: Bool, roundingSeed: UInt64, _ body: (Int, DeviceBuffer) throws -> Void) throws {
         statistics.sweeps += 1
-        let lossy = plan.format != .fp32
         func upload(_ k: Int) throws {
             let slot = k % slots.count, (host, bytes) = master(streamed[k])
             backend.wait(uploadStream, for: released[slot])
-            backend.upload(host, hostOffset: 0, to: lossy ? staging[slot] : slots[slot], byteCount: bytes, on: uploadStream)
+            backend.upload(host, hostOffset: 0, to: slots[slot], byteCount: bytes, on: uploadStream)
             backend.record(uploaded[slot], on: uploadStream)
             statistics.bytesUploaded += bytes
             if !plan.overlap { try backend.synchronize(uploadStream) }
@@ -278,17 +283,17 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
             let start = monotonicSeconds()
             backend.wait(backend.computeStream, for: uploaded[slot])
             statistics.computeWaitSeconds += monotonicSeconds() - start
-            if lossy { backend.decode(staging[slot], format: plan.format, count: count, out: slots[slot]) }
-            try body(index, slots[slot])
+            if let decoded { backend.decode(slots[slot], format: plan.format, count: count, out: decoded) }
+            try body(index, working(slot))
             if modifies {
-                if lossy {
+                if let decoded {
                     var generator = SplitMix64(seed: roundingSeed ^ UInt64(index) &* 0xA24B_AED4_963E_E407)
-                    backend.encode(slots[slot], count: count, format: plan.format,
-                                   stochasticSeed: plan.stochasticRounding ? generator.next() : nil, out: staging[slot])
+                    backend.encode(decoded, count: count, format: plan.format,
+                                   stochasticSeed: plan.stochasticRounding ? generator.next() : nil, out: slots[slot])
                 }
                 backend.record(computed[slot], on: backend.computeStream)
                 backend.wait(offloadStream, for: computed[slot])
-                backend.download(lossy ? staging[slot] : slots[slot], to: host, hostOffset: 0, byteCount: bytes, on: offloadStream)
+                backend.download(slots[slot], to: host, hostOffset: 0, byteCount: bytes, on: offloadStream)
                 backend.record(released[slot], on: offloadStream)
                 statistics.bytesDownloaded += bytes
                 if !plan.overlap { try backend.synchronize(offloadStream) }
@@ -433,9 +438,9 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         try backend.synchronize(offloadStream)
         for (index, encoded) in encodedBlocks {
             let group = model.blocks[index]
-            backend.upload(encoded, hostOffset: 0, to: staging[0], byteCount: encoded.byteCount, on: backend.computeStream)
-            backend.decode(staging[0], format: plan.format, count: group.layout.count, out: slots[0])
-            backend.download(slots[0], to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
+            backend.upload(encoded, hostOffset: 0, to: slots[0], byteCount: encoded.byteCount, on: backend.computeStream)
+            backend.decode(slots[0], format: plan.format, count: group.layout.count, out: decoded!)
+            backend.download(decoded!, to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
             try backend.synchronize(backend.computeStream)
         }
         let groups = [(model.embedding, embedding)] + (head.map { [(model.head, $0)] } ?? []) + residentBlocks.map { (model.blocks[$0.key], $0.value) }

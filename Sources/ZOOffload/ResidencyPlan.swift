@@ -3,7 +3,8 @@ import ZOModels
 
 /// What stays in device memory and how the other blocks share it: the embedding and head
 /// stages and `residentBlocks` stay resident; every other block streams from host memory
-/// through `slots` rotating device buffers, each as large as the largest streamed block.
+/// through `slots` rotating device buffers, each as large as the largest streamed block (in the
+/// link's format; a low-bit block decodes into one fp32 block buffer the slots share).
 public struct ResidencyPlan: Sendable, Equatable, Codable {
     /// S, the rotating block buffers (at least 1; 2 lets the next upload overlap compute).
     public var slots: Int
@@ -42,10 +43,10 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
         (0..<runnerBlockCount(of: count)).filter { !residentBlocks.contains($0) }
     }
 
-    /// Device bytes the plan's parameters occupy: resident groups plus S slots (each with
-    /// a staging buffer for the encoded block when the format is not fp32).
+    /// Device bytes the plan's parameters occupy: resident groups, S slots and, for a
+    /// low-bit format, the decoded block.
     public func parameterBytes(for shape: ModelShape) -> Int {
-        residentBytes(for: shape) + slotCount(for: shape) * slotBytes(for: shape)
+        residentBytes(for: shape) + slotCount(for: shape) * slotBytes(for: shape) + decodedBlockBytes(for: shape)
     }
 
     /// Device bytes of the runner's groups that stay: embedding, head (unless a first-order
@@ -58,11 +59,21 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
     /// Slots allocated: S, or fewer when fewer blocks stream.
     public func slotCount(for shape: ModelShape) -> Int { min(slots, streamedBlocks(count: shape.blocks.count).count) }
 
-    /// Device bytes of one slot: the largest streamed block in fp32, and its encoded staging
-    /// copy for a low-bit format.
+    /// Device bytes of one slot: the largest streamed block in the link's format.
     public func slotBytes(for shape: ModelShape) -> Int {
-        let largest = streamedBlocks(count: shape.blocks.count).map { shape.blocks[$0].count }.max() ?? 0
-        return DeviceArena.reservedSize(largest * 4) + (format == .fp32 ? 0 : DeviceArena.reservedSize(format.encodedBytes(largest)))
+        DeviceArena.reservedSize(format.encodedBytes(largestStreamedBlock(of: shape)))
+    }
+
+    /// Device bytes of the fp32 block a low-bit format decodes into (one, shared by the
+    /// slots); 0 for fp32 or when nothing streams.
+    public func decodedBlockBytes(for shape: ModelShape) -> Int {
+        let largest = largestStreamedBlock(of: shape)
+        return format == .fp32 || largest == 0 ? 0 : DeviceArena.reservedSize(largest * 4)
+    }
+
+    /// Parameters of the largest streamed block (0 when nothing streams).
+    private func largestStreamedBlock(of shape: ModelShape) -> Int {
+        streamedBlocks(count: shape.blocks.count).map { shape.blocks[$0].count }.max() ?? 0
     }
 
     /// Checks the plan against `model` (indices in range, at least one slot when a block

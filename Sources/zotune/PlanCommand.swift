@@ -150,6 +150,7 @@ struct PlanCommand: ParsableCommand {
         row("device memory", "offloaded", "resident (no offloading)")
         row("  parameters that stay", "\(ByteCount(o.residentParameterBytes))", "\(ByteCount(s.residentParameterBytes))")
         row("  block slots", "\(o.slots) × \(ByteCount(o.slotBytes))", "-")
+        if o.decodedBlockBytes > 0 { row("  decoded block (fp32)", "\(ByteCount(o.decodedBlockBytes))", "-") }
         row("  activation workspace", "\(ByteCount(o.workspaceBytes))", "\(ByteCount(s.workspaceBytes))")
         row("  passes (tokens, hidden)", "\(ByteCount(o.passBytes))", "\(ByteCount(s.passBytes))")
         row("  head (logits, losses)", "\(ByteCount(o.headBytes))", "\(ByteCount(s.headBytes))")

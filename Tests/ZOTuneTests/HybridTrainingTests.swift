@@ -101,7 +101,7 @@ extension HybridTrainingTests {
             if case .step(let step, _, _) = event { losses.append((step.lossPlus + step.lossMinus) / 2) }
         }
         try runner.copyParametersToHost()
-        return (try model.groups.map { group in Array(UnsafeBufferPointer(start: group.storage.floats, count: group.layout.count)) }, losses)
+        return (model.groups.map { group in Array(UnsafeBufferPointer(start: group.storage.floats, count: group.layout.count)) }, losses)
     }
 
     /// Offloaded hybrid training (ZO blocks streamed through one slot, the tail resident)
