@@ -181,7 +181,7 @@ public protocol CausalLM: AnyObject, Sendable {
     func embed(_ embedding: DeviceBuffer, hidden: DeviceBuffer, context: StageContext)
 
     /// hidden [B, T, C] = block `index`(hidden), in place, with its parameters in `parameters`.
-    func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext)
+    func block(_ index: Int, _ parameters: any BlockWeights, hidden: DeviceBuffer, context: StageContext)
 
     /// logits [R, V] from R rows of last hidden states [R, C] (which the head may overwrite);
     /// R is every token of the batch or a selection of them.

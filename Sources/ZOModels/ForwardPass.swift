@@ -51,7 +51,7 @@ public final class ForwardPass {
     }
 
     /// hidden = block `index`(hidden).
-    public func block(_ index: Int, _ parameters: DeviceBuffer) {
+    public func block(_ index: Int, _ parameters: any BlockWeights) {
         model.block(index, parameters, hidden: hidden, context: context)
     }
 

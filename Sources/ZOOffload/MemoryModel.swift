@@ -76,7 +76,7 @@ public enum MemoryModel {
     /// A ZO step of `OffloadedRunner` under `plan`.
     public static func offloadedStep(_ shape: ModelShape, plan: ResidencyPlan, batch: Int, tokens: Int) -> StepMemory {
         let streamed = plan.streamedBlocks(count: shape.blocks.count)
-        let masterBytes = streamed.reduce(0) { $0 + plan.format.encodedBytes(shape.blocks[$1].count) }
+        let masterBytes = streamed.reduce(0) { $0 + plan.encodedBytes(of: shape.blocks[$1]) }
         var step = StepMemory(
             residentParameterBytes: plan.residentBytes(for: shape) + constantBytes(shape),
             slots: plan.slotCount(for: shape), slotBytes: plan.slotBytes(for: shape),

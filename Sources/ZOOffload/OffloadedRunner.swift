@@ -55,6 +55,10 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     /// The one fp32 block buffer of a low-bit format, which the slots share (compute, decode
     /// and encode are ordered on the compute stream); nil for fp32.
     private let decoded: DeviceBuffer?
+    /// With `plan.isTensorwise`: the visited block, read tensor by tensor through `decoded`,
+    /// and each streamed block's chunks.
+    private let tensorwise: TensorwiseBlock?
+    private let chunks: [Int: TensorChunks]
     /// The host master of each streamed block in a low-bit format (the model's fp32 groups
     /// are brought up to date by `copyParametersToHost`).
     private let encodedBlocks: [Int: HostBuffer]
@@ -119,6 +123,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
                              options: $0, backend: backend)
         }
         self.lowRank = lowRank
+        if lowRank != nil, plan.isTensorwise { throw OffloadError.invalidPlan("decoding by tensor does not combine with the low-rank estimator") }
         tensors = model.perturbedTensors(leavingOut: excluded, ids: lowRank?.lowRankTensorIDs ?? [])
         tiedTable = model.tiedTokenTable.flatMap { excluded.contains($0) ? nil : $0 }
         streamed = plan.streamedBlocks(of: model)
@@ -141,19 +146,29 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
                 allocated.append(buffer)
                 return buffer
             }
-            let largest = streamed.map { model.blocks[$0].layout.count }.max() ?? 0
             let lossy = plan.format != .fp32
+            let slotBytes = streamed.map { plan.encodedBytes(of: model.blocks[$0].layout) }.max() ?? 0
             slots = try (0..<min(plan.slots, streamed.count)).map {
-                try allocate(plan.format.encodedBytes(largest), "block slot \($0)" + (lossy ? " (\(plan.format.rawValue))" : ""))
+                try allocate(slotBytes, "block slot \($0)" + (lossy ? " (\(plan.format.rawValue))" : ""))
             }
-            decoded = try lossy && !streamed.isEmpty ? allocate(largest * 4, "decoded block") : nil
+            let sizes = streamed.map { TensorwiseSizes(model.blocks[$0].layout, linears: model.blockLinears) }
+            let decodedCount = plan.isTensorwise ? sizes.map(\.decodedCount).max() ?? 0 : streamed.map { model.blocks[$0].layout.count }.max() ?? 0
+            decoded = try lossy && !streamed.isEmpty ? allocate(decodedCount * 4, plan.isTensorwise ? "decoded tensors" : "decoded block") : nil
+            tensorwise = plan.isTensorwise ? decoded.map {
+                TensorwiseBlock(backend: backend, format: plan.format, linears: model.blockLinears, smallCount: sizes.map(\.small).max() ?? 0, decoded: $0)
+            } : nil
+            chunks = plan.isTensorwise ? Dictionary(uniqueKeysWithValues: streamed.map { ($0, TensorChunks(model.blocks[$0].layout, format: plan.format)) }) : [:]
             // Low-bit masters: each streamed block encoded once (to nearest) through slot 0.
             var encoded: [Int: HostBuffer] = [:]
             for index in lossy ? streamed : [] {
                 let group = model.blocks[index], count = group.layout.count
-                let host = try HostBuffer(byteCount: plan.format.encodedBytes(count))
-                backend.upload(group.storage, hostOffset: 0, to: decoded!, byteCount: group.layout.byteCount, on: backend.computeStream)
-                backend.encode(decoded!, count: count, format: plan.format, stochasticSeed: nil, out: slots[0])
+                let host = try HostBuffer(byteCount: plan.encodedBytes(of: group.layout))
+                if let tensorwise {
+                    tensorwise.encode(group, tensors: tensors[index + 1], chunks: chunks[index]!, into: slots[0])
+                } else {
+                    backend.upload(group.storage, hostOffset: 0, to: decoded!, byteCount: group.layout.byteCount, on: backend.computeStream)
+                    backend.encode(decoded!, count: count, format: plan.format, stochasticSeed: nil, out: slots[0])
+                }
                 backend.download(slots[0], to: host, hostOffset: 0, byteCount: host.byteCount, on: backend.computeStream)
                 try backend.synchronize(backend.computeStream)
                 encoded[index] = host
@@ -208,13 +223,19 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         }
     }
 
-    /// Applies `pass` to block `index`: to its packed tensors (then copied into the slot) when
-    /// it has them, else to its buffer.
-    private func perturbBlock(_ index: Int, _ parameters: DeviceBuffer, _ pass: PerturbationPass, snapshot: SnapshotRequest? = nil) {
-        guard let extra = extras[index] else { return perturb(parameters, group: index + 1, pass, snapshot: snapshot) }
-        precondition(snapshot == nil, "snapshots are not taken with the low-rank estimator")
-        perturbPacked(extra, pass)
-        unpackExtras(index, into: parameters)
+    /// Applies `pass` to visited block `index`: to its packed tensors (then copied into the
+    /// slot) when it has them, else to its buffer or its tensorwise view.
+    private func perturbBlock(_ index: Int, _ visited: Visited, _ pass: PerturbationPass, snapshot: SnapshotRequest? = nil) {
+        switch visited {
+        case .tensorwise(let block):
+            precondition(snapshot == nil, "snapshots are not taken of blocks decoded by tensor")
+            block.apply(pass)
+        case .buffer(let parameters):
+            guard let extra = extras[index] else { return perturb(parameters, group: index + 1, pass, snapshot: snapshot) }
+            precondition(snapshot == nil, "snapshots are not taken with the low-rank estimator")
+            perturbPacked(extra, pass)
+            unpackExtras(index, into: parameters)
+        }
     }
 
     /// Applies `pass` to a block's packed tensors.
@@ -227,9 +248,9 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         guard let lowRank else { return }
         folds += 1
         var generator = SplitMix64(seed: 0xF01D ^ folds)
-        try sweep(modifies: true, roundingSeed: generator.next()) { index, parameters in
-            unpackExtras(index, into: parameters)
-            lowRank.fold(block: index, into: parameters)
+        try sweep(modifies: true, roundingSeed: generator.next()) { index, visited in
+            unpackExtras(index, into: visited.buffer)
+            lowRank.fold(block: index, into: visited.buffer)
         }
     }
 
@@ -258,11 +279,31 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     /// Where compute finds the block that arrived in `slot`: the slot, or the decoded block.
     private func working(_ slot: Int) -> DeviceBuffer { decoded ?? slots[slot] }
 
+    /// A block as a sweep's body sees it: a device buffer in the block's layout, or the
+    /// tensorwise view of a block kept encoded.
+    private enum Visited {
+        case buffer(DeviceBuffer)
+        case tensorwise(TensorwiseBlock)
+
+        var weights: any BlockWeights {
+            switch self {
+            case .buffer(let buffer): buffer
+            case .tensorwise(let block): block
+            }
+        }
+
+        /// The whole-block buffer, which only blocks decoded whole have.
+        var buffer: DeviceBuffer {
+            guard case .buffer(let buffer) = self else { preconditionFailure("a block decoded by tensor has no whole-block buffer") }
+            return buffer
+        }
+    }
+
     /// Visits every block in order with its parameters on the device: `body(index, buffer)`
     /// runs on the compute stream. Streamed blocks arrive through the slots (decoded from a
     /// low-bit format into `decoded`); when `modifies`, each goes back to its host master
     /// after `body` (encoded, rounding stochastically from `roundingSeed` when the plan says so).
-    private func sweep(modifies: Bool, roundingSeed: UInt64, _ body: (Int, DeviceBuffer) throws -> Void) throws {
+    private func sweep(modifies: Bool, roundingSeed: UInt64, _ body: (Int, Visited) throws -> Void) throws {
         statistics.sweeps += 1
         func upload(_ k: Int) throws {
             let slot = k % slots.count, (host, bytes) = master(streamed[k])
@@ -276,20 +317,29 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         var k = 0
         for index in 0..<blockCount {
             if let buffer = residentBlocks[index] {
-                try body(index, buffer)
+                try body(index, .buffer(buffer))
                 continue
             }
             let slot = k % slots.count, count = model.blocks[index].layout.count, (host, bytes) = master(index)
             let start = monotonicSeconds()
             backend.wait(backend.computeStream, for: uploaded[slot])
             statistics.computeWaitSeconds += monotonicSeconds() - start
-            if let decoded { backend.decode(slots[slot], format: plan.format, count: count, out: decoded) }
-            try body(index, working(slot))
+            if let tensorwise {
+                tensorwise.begin(tensors: tensors[index + 1], chunks: chunks[index]!, slot: slots[slot])
+                try body(index, .tensorwise(tensorwise))
+            } else {
+                if let decoded { backend.decode(slots[slot], format: plan.format, count: count, out: decoded) }
+                try body(index, .buffer(working(slot)))
+            }
             if modifies {
                 if let decoded {
                     var generator = SplitMix64(seed: roundingSeed ^ UInt64(index) &* 0xA24B_AED4_963E_E407)
-                    backend.encode(decoded, count: count, format: plan.format,
-                                   stochasticSeed: plan.stochasticRounding ? generator.next() : nil, out: slots[slot])
+                    let seed = plan.stochasticRounding ? generator.next() : nil
+                    if let tensorwise {
+                        tensorwise.writeBack(roundingSeed: seed)
+                    } else {
+                        backend.encode(decoded, count: count, format: plan.format, stochasticSeed: seed, out: slots[slot])
+                    }
                 }
                 backend.record(computed[slot], on: backend.computeStream)
                 backend.wait(offloadStream, for: computed[slot])
@@ -353,9 +403,9 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         defer { backend.free(workspace) }
         let active = try passes(requests, workspace: workspace, cache: cache)
         active.forEach { $0.embed(embedding) }
-        try sweep(modifies: false, roundingSeed: 0) { index, parameters in
-            unpackExtras(index, into: parameters)
-            active.forEach { $0.block(index, parameters) }
+        try sweep(modifies: false, roundingSeed: 0) { index, visited in
+            if !extras.isEmpty { unpackExtras(index, into: visited.buffer) }
+            active.forEach { $0.block(index, visited.weights) }
         }
         return try active.map(finish)
     }
@@ -384,8 +434,8 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
                 }
             }
         } else {
-            try sweep(modifies: !pass.isIdentity, roundingSeed: Self.roundingSeed(pass)) { index, parameters in
-                perturb(parameters, group: index + 1, pass, snapshot: snapshot)
+            try sweep(modifies: !pass.isIdentity, roundingSeed: Self.roundingSeed(pass)) { index, visited in
+                perturbBlock(index, visited, pass, snapshot: snapshot)
             }
         }
         perturbHead(pass, snapshot: snapshot)
@@ -412,11 +462,11 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         minusPasses.forEach { $0.embed(embedding) }
 
         let modifies = lowRank == nil && (!plus.isIdentity || !minus.isIdentity)
-        try sweep(modifies: modifies, roundingSeed: Self.roundingSeed(plus)) { index, parameters in
-            perturbBlock(index, parameters, plus, snapshot: snapshot)
-            plusPasses.forEach { $0.block(index, parameters) }
-            perturbBlock(index, parameters, minus)
-            minusPasses.forEach { $0.block(index, parameters) }
+        try sweep(modifies: modifies, roundingSeed: Self.roundingSeed(plus)) { index, visited in
+            perturbBlock(index, visited, plus, snapshot: snapshot)
+            plusPasses.forEach { $0.block(index, visited.weights) }
+            perturbBlock(index, visited, minus)
+            minusPasses.forEach { $0.block(index, visited.weights) }
         }
 
         perturbHead(plus, snapshot: snapshot)
@@ -433,14 +483,18 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     public func copyParametersToHost() throws {
         if !extras.isEmpty {
             // The packed tensors go back into the masters with their blocks.
-            try sweep(modifies: true, roundingSeed: 0x5A7E) { index, parameters in unpackExtras(index, into: parameters) }
+            try sweep(modifies: true, roundingSeed: 0x5A7E) { index, visited in unpackExtras(index, into: visited.buffer) }
         }
         try backend.synchronize(offloadStream)
         for (index, encoded) in encodedBlocks {
             let group = model.blocks[index]
             backend.upload(encoded, hostOffset: 0, to: slots[0], byteCount: encoded.byteCount, on: backend.computeStream)
-            backend.decode(slots[0], format: plan.format, count: group.layout.count, out: decoded!)
-            backend.download(decoded!, to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
+            if let tensorwise {
+                tensorwise.decode(group, tensors: tensors[index + 1], chunks: chunks[index]!, from: slots[0])
+            } else {
+                backend.decode(slots[0], format: plan.format, count: group.layout.count, out: decoded!)
+                backend.download(decoded!, to: group.storage, hostOffset: 0, byteCount: group.layout.byteCount, on: backend.computeStream)
+            }
             try backend.synchronize(backend.computeStream)
         }
         let groups = [(model.embedding, embedding)] + (head.map { [(model.head, $0)] } ?? []) + residentBlocks.map { (model.blocks[$0.key], $0.value) }

@@ -21,15 +21,28 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
     /// k: the deepest blocks, trained first-order by a `FirstOrderTail` that keeps them (and
     /// the head) resident; the runner streams only blocks before them.
     public var firstOrderBlocks: Int
+    /// With a low-bit format: a streamed block stays encoded on the device, tensor by tensor
+    /// (`TensorChunks`), and is decoded one fused linear at a time (its biases and norms at
+    /// once), so the decoded buffer holds the largest linear instead of the whole block.
+    public var decodeByTensor: Bool
 
     public init(slots: Int = 2, residentBlocks: Set<Int> = [], overlap: Bool = true, format: LinkFormat = .fp32,
-                stochasticRounding: Bool = true, firstOrderBlocks: Int = 0) {
+                stochasticRounding: Bool = true, firstOrderBlocks: Int = 0, decodeByTensor: Bool = false) {
         self.slots = slots
         self.residentBlocks = residentBlocks
         self.overlap = overlap
         self.format = format
         self.stochasticRounding = stochasticRounding
         self.firstOrderBlocks = firstOrderBlocks
+        self.decodeByTensor = decodeByTensor
+    }
+
+    /// Whether streamed blocks stay encoded tensor by tensor (`decodeByTensor` with a low-bit format).
+    public var isTensorwise: Bool { decodeByTensor && format != .fp32 }
+
+    /// Bytes of `block` as it crosses the link and sits in host memory and in a slot.
+    public func encodedBytes(of block: ParameterLayout) -> Int {
+        isTensorwise ? TensorChunks(block, format: format).byteCount : format.encodedBytes(block.count)
     }
 
     /// Blocks the runner itself holds, resident or streamed (those before the first-order ones).
@@ -61,19 +74,18 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
 
     /// Device bytes of one slot: the largest streamed block in the link's format.
     public func slotBytes(for shape: ModelShape) -> Int {
-        DeviceArena.reservedSize(format.encodedBytes(largestStreamedBlock(of: shape)))
+        DeviceArena.reservedSize(streamedBlocks(count: shape.blocks.count).map { encodedBytes(of: shape.blocks[$0]) }.max() ?? 0)
     }
 
-    /// Device bytes of the fp32 block a low-bit format decodes into (one, shared by the
-    /// slots); 0 for fp32 or when nothing streams.
+    /// Device bytes of the fp32 buffer a low-bit format decodes into (one, shared by the
+    /// slots): the largest streamed block, or tensor by tensor its biases and norms and largest
+    /// fused linear; 0 for fp32 or when nothing streams.
     public func decodedBlockBytes(for shape: ModelShape) -> Int {
-        let largest = largestStreamedBlock(of: shape)
-        return format == .fp32 || largest == 0 ? 0 : DeviceArena.reservedSize(largest * 4)
-    }
-
-    /// Parameters of the largest streamed block (0 when nothing streams).
-    private func largestStreamedBlock(of shape: ModelShape) -> Int {
-        streamedBlocks(count: shape.blocks.count).map { shape.blocks[$0].count }.max() ?? 0
+        let streamed = streamedBlocks(count: shape.blocks.count)
+        guard format != .fp32, !streamed.isEmpty else { return 0 }
+        return DeviceArena.reservedSize(4 * (streamed.map {
+            isTensorwise ? TensorwiseSizes(shape.blocks[$0], linears: shape.blockLinears).decodedCount : shape.blocks[$0].count
+        }.max() ?? 0))
     }
 
     /// Checks the plan against `model` (indices in range, at least one slot when a block
@@ -89,6 +101,7 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
             throw .invalidPlan("block \(bad) is trained first-order (resident with the tail); it cannot also be a resident ZO block")
         }
         guard slots >= 1 else { throw .invalidPlan("at least one slot is needed, got \(slots)") }
+        if decodeByTensor, model.blockLinears.isEmpty { throw .invalidPlan("decoding by tensor needs the architecture's fused linears") }
     }
 }
 

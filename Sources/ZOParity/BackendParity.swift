@@ -23,9 +23,10 @@ public enum BackendParity {
             checks.append(("\(format.rawValue) encoding bit for bit", { try codec(format, backend, oracle) }))
         }
         checks.append(("logits within \(tolerance)", { try logits(backend, oracle, tolerance: tolerance) }))
-        for offloaded in [false, true] {
-            checks.append(("20 ZO steps \(offloaded ? "offloaded" : "resident") within \(tolerance)",
-                           { try training(backend, oracle, offloaded: offloaded, tolerance: tolerance) }))
+        let plans: [(String, ResidencyPlan?)] = [("resident", nil), ("offloaded", ResidencyPlan(slots: 2)),
+                                                 ("offloaded, bf16 decoded by tensor", ResidencyPlan(slots: 2, format: .bf16, decodeByTensor: true))]
+        for (name, plan) in plans {
+            checks.append(("20 ZO steps \(name) within \(tolerance)", { try training(backend, oracle, plan: plan, tolerance: tolerance) }))
         }
         return checks.map { name, body in
             do { return (name, try body()) } catch { return (name, "\(error)") }
@@ -114,12 +115,15 @@ public enum BackendParity {
         return difference / largest <= tolerance ? nil : "largest |Δlogit| \(difference) against largest |logit| \(largest)"
     }
 
-    public static func training(_ backend: any Backend, _ oracle: CPUBackend, offloaded: Bool, tolerance: Double) throws -> String? {
+    /// 20 ZO steps on `backend`, resident or offloaded by `plan`, against the CPU: resident
+    /// (which fp32 offloading reproduces bit for bit there), or the same low-bit plan.
+    public static func training(_ backend: any Backend, _ oracle: CPUBackend, plan: ResidencyPlan?, tolerance: Double) throws -> String? {
         var runs: [[Double]] = []
         for target in [backend, oracle] as [any Backend] {
             let (model, batch) = try model()
-            let runner: any ModelRunner = offloaded && target === backend
-                ? try OffloadedRunner(model: model, backend: target, plan: ResidencyPlan(slots: 2)) : try ResidentRunner(model: model, backend: target)
+            let offloaded = plan.flatMap { target === backend || $0.format != .fp32 ? $0 : nil }
+            let runner: any ModelRunner = try offloaded.map { try OffloadedRunner(model: model, backend: target, plan: $0) }
+                ?? ResidentRunner(model: model, backend: target)
             let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 4)
             runs.append(try (0..<20).map { _ in try mezo.step(lr: 1e-3, batch: batch).lossPlus })
         }

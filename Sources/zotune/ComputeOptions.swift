@@ -46,6 +46,10 @@ struct ComputeOptions: ParsableArguments {
     @Flag(name: .customLong("no-stochastic-rounding"), help: "With a low-bit --offload-format, round write-backs to nearest instead of stochastically.")
     var noStochasticRounding = false
 
+    @Flag(name: .customLong("decode-by-tensor"),
+          help: "With a low-bit --offload-format, keep streamed blocks encoded on the device and decode one fused linear at a time (less device memory, more decode work).")
+    var decodeByTensor = false
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if slots < 1 { throw ValidationError("--slots must be at least 1") }
@@ -53,6 +57,9 @@ struct ComputeOptions: ParsableArguments {
         _ = try residentBlockSet()
         if !offload, residentBlocks != nil || slots != 2 || offloadFormat != .fp32 || hostStorageDirectory != nil {
             throw ValidationError("--slots, --resident-blocks, --offload-format and --host-storage need --offload")
+        }
+        if decodeByTensor, !offload || offloadFormat == .fp32 {
+            throw ValidationError("--decode-by-tensor needs --offload and a low-bit --offload-format (bf16, fp16 or fp8)")
         }
     }
 
@@ -82,7 +89,7 @@ struct ComputeOptions: ParsableArguments {
     /// The residency plan of --offload with `firstOrderBlocks` blocks held by a first-order tail.
     func plan(firstOrderBlocks: Int = 0) -> ResidencyPlan {
         ResidencyPlan(slots: slots, residentBlocks: (try? residentBlockSet()) ?? [], format: offloadFormat,
-                      stochasticRounding: !noStochasticRounding, firstOrderBlocks: firstOrderBlocks)
+                      stochasticRounding: !noStochasticRounding, firstOrderBlocks: firstOrderBlocks, decodeByTensor: decodeByTensor)
     }
 
     /// The chosen backend with this budget (CUDA: 90% of the GPU's memory by default;

@@ -32,6 +32,9 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Rotating block slots.")
     var slots = 2
 
+    @Flag(name: .customLong("decode-by-tensor"), help: "With a low-bit --codec, streamed blocks stay encoded on the device and decode one fused linear at a time.")
+    var decodeByTensor = false
+
     @Option(name: .customLong("resident-blocks"), help: "Blocks kept on the device: indices and ranges (0,3,10-12).")
     var residentBlocks: String?
 
@@ -54,6 +57,7 @@ struct PlanCommand: ParsableCommand {
         if table, hybrid.isFirstOrder || hybrid.lowRank != nil { throw ValidationError("--table covers MeZO steps only; drop --fo-blocks and --zo") }
         if table, layers != nil { throw ValidationError("--table covers the full shapes; drop --layers") }
         if let layers, layers < 1 { throw ValidationError("--layers must be at least 1") }
+        if decodeByTensor, codec == .fp32 { throw ValidationError("--decode-by-tensor needs a low-bit --codec (bf16, fp16 or fp8)") }
     }
 
     /// The first-order part for `shape`, when --fo-blocks asks for one.
@@ -116,7 +120,7 @@ struct PlanCommand: ParsableCommand {
         if let k = firstOrder?.blocks, let bad = residentBlocks.first(where: { $0 >= shape.blocks.count - k }) {
             throw ValidationError("--resident-blocks: block \(bad) is one of the \(k) first-order blocks (resident with the tail anyway)")
         }
-        var plan = ResidencyPlan(slots: slots, residentBlocks: residentBlocks, format: codec)
+        var plan = ResidencyPlan(slots: slots, residentBlocks: residentBlocks, format: codec, decodeByTensor: decodeByTensor)
         let (offloaded, resident) = predict(shape, plan: plan, firstOrder: firstOrder)
         plan.firstOrderBlocks = firstOrder?.blocks ?? 0
         let budget = try budget()
@@ -150,7 +154,9 @@ struct PlanCommand: ParsableCommand {
         row("device memory", "offloaded", "resident (no offloading)")
         row("  parameters that stay", "\(ByteCount(o.residentParameterBytes))", "\(ByteCount(s.residentParameterBytes))")
         row("  block slots", "\(o.slots) × \(ByteCount(o.slotBytes))", "-")
-        if o.decodedBlockBytes > 0 { row("  decoded block (fp32)", "\(ByteCount(o.decodedBlockBytes))", "-") }
+        if o.decodedBlockBytes > 0 {
+            row(r.plan.decodeByTensor ? "  decoded tensors (fp32)" : "  decoded block (fp32)", "\(ByteCount(o.decodedBlockBytes))", "-")
+        }
         row("  activation workspace", "\(ByteCount(o.workspaceBytes))", "\(ByteCount(s.workspaceBytes))")
         row("  passes (tokens, hidden)", "\(ByteCount(o.passBytes))", "\(ByteCount(s.passBytes))")
         row("  head (logits, losses)", "\(ByteCount(o.headBytes))", "\(ByteCount(s.headBytes))")
@@ -181,9 +187,9 @@ struct PlanCommand: ParsableCommand {
     }
 
     private func printTable() throws {
-        let plan = ResidencyPlan(slots: slots, format: codec)
+        let plan = ResidencyPlan(slots: slots, format: codec, decodeByTensor: decodeByTensor)
         let fp32 = ResidencyPlan(slots: slots)
-        print("| shape | parameters | resident peak | offloaded peak, fp32 link | offloaded peak, \(codec.rawValue) link | host memory (\(codec.rawValue)) | link per step, each way (\(codec.rawValue)) |")
+        print("| shape | parameters | resident peak | offloaded peak, fp32 link | offloaded peak, \(codec.rawValue) link\(decodeByTensor ? " by tensor" : "") | host memory (\(codec.rawValue)) | link per step, each way (\(codec.rawValue)) |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for (name, config) in OPTConfig.namedShapes where seq <= config.maxPositionEmbeddings {
             let shape = config.shape

@@ -74,6 +74,8 @@ import ZOFormats
         (["plan", "--table", "--layers", "2"], "drop --layers"),
         (["bench", "zo-step", "--offloaded-only"], "--offloaded-only needs --offload"),
         (["bench", "zo-step", "--layers", "0"], "--layers must be at least 1"),
+        (["bench", "zo-step", "--offload", "--decode-by-tensor"], "--decode-by-tensor needs --offload and a low-bit"),
+        (["plan", "--decode-by-tensor"], "--decode-by-tensor needs a low-bit --codec"),
     ])
     func badPlanArgumentsExitWithAMessage(arguments: [String], message: String) throws {
         try badInputExitsWithAMessage(arguments: arguments, message: message)

@@ -28,6 +28,7 @@ import ZOTraining
     static let plans: [ResidencyPlan] = [
         ResidencyPlan(slots: 1), ResidencyPlan(slots: 2), ResidencyPlan(slots: 3, residentBlocks: [0, 2]),
         ResidencyPlan(slots: 2, format: .bf16), ResidencyPlan(slots: 4, format: .fp8),
+        ResidencyPlan(slots: 2, format: .bf16, decodeByTensor: true), ResidencyPlan(slots: 1, residentBlocks: [1], format: .fp8, decodeByTensor: true),
     ]
 
     @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/llama-untied-bf16"])
@@ -57,9 +58,9 @@ import ZOTraining
 
     /// The traffic the model predicts is what the offloader counts.
     @Test func predictedTrafficIsCounted() throws {
-        for format in [LinkFormat.fp32, .fp16, .fp8] {
+        for (format, byTensor) in [(LinkFormat.fp32, false), (.fp16, false), (.fp8, false), (.fp8, true)] {
             let model = try OffloadTests.model("opt/opt-tiny-f32", layers: 5)
-            let plan = ResidencyPlan(slots: 2, residentBlocks: [1], format: format)
+            let plan = ResidencyPlan(slots: 2, residentBlocks: [1], format: format, decodeByTensor: byTensor)
             let runner = try OffloadedRunner(model: model, backend: try CPUBackend(budget: 1 << 28, threads: 2), plan: plan)
             let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 2)
             _ = try mezo.step(lr: 1e-4, batch: try Self.batch(model, batch: 2, tokens: 6))

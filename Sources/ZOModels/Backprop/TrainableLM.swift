@@ -16,7 +16,7 @@ public protocol TrainableLM: CausalLM {
 
     /// `block`, recording in `tape` (`blockTapeCount(rows:)` floats) what `blockBackward` reads
     /// (nil: `block` itself).
-    func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?)
+    func block(_ index: Int, _ parameters: any BlockWeights, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?)
 
     /// Backpropagates through block `index`: `gradHidden` [B, T, C] holds dL/d(block output)
     /// and leaves holding dL/d(block input); `gradients` (the block's layout) += dL/dθ. Uses

@@ -183,13 +183,13 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
                                    perturbation: context.tokenTablePerturbation)
     }
 
-    public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {
+    public func block(_ index: Int, _ parameters: any BlockWeights, hidden: DeviceBuffer, context: StageContext) {
         block(index, parameters, hidden: hidden, context: context, tape: nil)
     }
 
     /// The block, recording its intermediates in `tape` when given (see `LlamaTape`); the same
     /// operations in the same order either way.
-    public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?) {
+    public func block(_ index: Int, _ parameters: any BlockWeights, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?) {
         let backend = context.backend, rows = context.batch.rows
         let c = config.hiddenSize, hs = config.headSize, f = config.intermediateSize
         let heads = config.numAttentionHeads, kvHeads = config.kvHeads

@@ -112,13 +112,13 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         backend.gatherRows(table: positionTable, width: c, indices: batch.positions, count: rows, out: hidden, accumulate: true)
     }
 
-    public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {
+    public func block(_ index: Int, _ parameters: any BlockWeights, hidden: DeviceBuffer, context: StageContext) {
         block(index, parameters, hidden: hidden, context: context, tape: nil)
     }
 
     /// The block, recording its intermediates in `tape` when given (see `OPTTape`); the same
     /// operations in the same order either way.
-    public func block(_ index: Int, _ parameters: DeviceBuffer, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?) {
+    public func block(_ index: Int, _ parameters: any BlockWeights, hidden: DeviceBuffer, context: StageContext, tape: DeviceBuffer?) {
         let batch = context.batch, backend = context.backend
         let rows = batch.rows, c = config.hiddenSize, f = config.ffnDim
         let o = offsets.block
