@@ -10,7 +10,9 @@ workload (B × T tokens) and a precision: "fp32" (ZOTune fp32; ZO2 fp32) or "hal
 bf16 link and host master, fp32 compute; ZO2 in fp16, as its published numbers). Each row
 runs up to four implementations, each in a process of its own, one at a time:
 zotune-resident, zotune-offloaded (`zotune bench zo-step --backend cuda`), zo2-offloaded and
-zo2-resident (bench/zo2_step.py; ZO2's resident mode is MeZO). While one runs, this process
+zo2-resident (bench/zo2_step.py; ZO2's resident mode is MeZO); half rows add ZOTune's
+low-memory variants, zotune-offloaded-by-tensor (bf16, `--decode-by-tensor`) and
+zotune-offloaded-fp8-by-tensor. While one runs, this process
 (which never touches CUDA itself) samples NVML's device-wide used memory, as ZO2's own
 benchmark reads it, and the child's resident set. ZOTune's arena is sized to the memory
 model's prediction plus a small margin, so its device-wide figure is the arena, the CUDA
@@ -27,7 +29,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHAPES = ["opt-125m", "opt-350m", "opt-1.3b", "opt-2.7b", "opt-6.7b", "opt-13b", "opt-30b", "opt-66b", "opt-175b"]
-IMPLEMENTATIONS = ["zotune-resident", "zotune-offloaded", "zo2-offloaded", "zo2-resident"]
+IMPLEMENTATIONS = ["zotune-resident", "zotune-offloaded", "zotune-offloaded-by-tensor", "zotune-offloaded-fp8-by-tensor",
+                   "zo2-offloaded", "zo2-resident"]
+# The columns of the main table; the by-tensor variants get a table of their own.
+COLUMNS = ["zotune-resident", "zotune-offloaded", "zo2-offloaded", "zo2-resident"]
+VARIANTS = {"zotune-offloaded-by-tensor": "bf16", "zotune-offloaded-fp8-by-tensor": "fp8"}
 PRECISIONS = ["fp32", "half"]
 GiB = 1 << 30
 # Bytes an arena gets beyond the prediction: the CUDA backend keeps 1 MiB of kernel arguments in it.
@@ -68,12 +74,14 @@ class Planner:
         self.zotune, self.host_budget, self.max_truncated_layers = zotune, host_budget, max_truncated_layers
         self.cache = {}
 
-    def plan(self, shape, batch, seq, codec, layers=None):
-        key = (shape, batch, seq, codec, layers)
+    def plan(self, shape, batch, seq, codec, layers=None, by_tensor=False):
+        key = (shape, batch, seq, codec, layers, by_tensor)
         if key not in self.cache:
             command = [self.zotune, "plan", "--json", "--shape", shape, "--batch", str(batch), "--seq", str(seq), "--codec", codec]
             if layers is not None:
                 command += ["--layers", str(layers)]
+            if by_tensor:
+                command += ["--decode-by-tensor"]
             self.cache[key] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
         return self.cache[key]
 
@@ -129,9 +137,9 @@ def predict(args):
           f"either codec); ZOTune's offloaded step can be no faster than the lower.\n")
     for batch, seq in args.workloads:
         print(f"## {batch} × {seq} tokens\n")
-        print("| model | blocks run | precision | resident peak, GiB | offloaded peak, GiB | host memory, GiB | link per step up / down, GiB "
-              "| link-bound tokens/s | GEMM-bound tokens/s | seed ZO-Offload MB, tokens/s |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| model | blocks run | precision | resident peak, GiB | offloaded peak, GiB | by tensor: bf16 / fp8, GiB | host memory, GiB "
+              "| link per step up / down, GiB | link-bound tokens/s | GEMM-bound tokens/s | seed ZO-Offload MB, tokens/s |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for shape in args.shapes:
             for precision in args.precisions:
                 layers = planner.layers(shape, batch, seq, codec(precision))
@@ -147,7 +155,9 @@ def predict(args):
                 memory, speed = SEED[shape]
                 column = 1 if precision == "fp32" else 3
                 seed = f"{memory[column]}, {speed[column]}" if (batch, seq) == (1, 2048) else "–"
-                print(f"| {shape} | {blocks} | {precision} | {resident} | {gib(plan['offloaded_peak_device_bytes'])} | "
+                variants = "–" if precision == "fp32" else " / ".join(
+                    gib(planner.plan(shape, batch, seq, name, layers, by_tensor=True)["offloaded_peak_device_bytes"]) for name in ("bf16", "fp8"))
+                print(f"| {shape} | {blocks} | {precision} | {resident} | {gib(plan['offloaded_peak_device_bytes'])} | {variants} | "
                       f"{gib(Planner.host_bytes(plan))} | {gib(up)} / {gib(down)} | {bound:.0f} | {compute:.0f} | {seed} |")
         print()
     print("## The full OPT-66B and OPT-175B (plan only; their rows above run truncated)\n")
@@ -155,10 +165,10 @@ def predict(args):
     print("|---|---|---|---:|---|---|---:|---:|")
     for shape in ("opt-66b", "opt-175b"):
         for batch, seq in args.workloads:
-            for name in ("fp32", "bf16", "fp8"):
-                plan = planner.plan(shape, batch, seq, name)
+            for name, by_tensor in (("fp32", False), ("bf16", False), ("fp8", False), ("bf16", True), ("fp8", True)):
+                plan = planner.plan(shape, batch, seq, name, by_tensor=by_tensor)
                 peak = plan["offloaded_peak_device_bytes"]
-                print(f"| {shape} | {batch} × {seq} | {name} | {gib(peak)} | {'yes' if peak <= 24e9 else 'no'} | "
+                print(f"| {shape} | {batch} × {seq} | {name}{', by tensor' if by_tensor else ''} | {gib(peak)} | {'yes' if peak <= 24e9 else 'no'} | "
                       f"{'yes' if peak <= 12e9 else 'no'} | {gib(Planner.host_bytes(plan))} | {gib(plan['offloaded']['uploadBytesPerStep'])} |")
 
 
@@ -274,7 +284,7 @@ def row_key(record):
 def run(args):
     nvml, handle, device = nvml_handle()
     host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    planner = Planner(args.zotune, host * args.host_fraction, args.max_truncated_layers)
+    planner = args.planner = Planner(args.zotune, host * args.host_fraction, args.max_truncated_layers)
     done = set()
     for path in args.done:
         with open(path) as lines:
@@ -299,6 +309,8 @@ def run(args):
         for shape, layers, batch, seq, precision in rows(args, planner):
             plan = planner.plan(shape, batch, seq, codec(precision), layers)
             for implementation in args.implementations:
+                if implementation in VARIANTS and precision != "half":
+                    continue
                 record = {"implementation": implementation, "shape": shape, "layers": layers, "blocks": plan["blocks"],
                           "batch": batch, "seq": seq, "precision": precision}
                 if row_key(record) in done:
@@ -322,16 +334,22 @@ def child_command(args, device, plan, row):
     backend = "cuda" if memory else "cpu"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if row["implementation"].startswith("zotune"):
-        offloaded = row["implementation"] == "zotune-offloaded"
+        offloaded = row["implementation"] != "zotune-resident"
         if not offloaded and precision == "half":
             return None, None, "ZOTune computes in fp32 (no bf16/fp16 GEMM yet), so it has no resident half-precision step"
+        link = VARIANTS.get(row["implementation"], codec(precision))
+        by_tensor = row["implementation"] in VARIANTS
+        if by_tensor:
+            plan = args.planner.plan(shape, batch, seq, link, row["layers"], by_tensor=True)
         predicted = plan["offloaded_peak_device_bytes" if offloaded else "resident_peak_device_bytes"]
         if memory and predicted + ARENA_MARGIN > memory:
             return None, None, f"predicted peak {gib(predicted)} GiB exceeds the GPU's {gib(memory)} GiB"
         command = [args.zotune, "bench", "zo-step", "--backend", backend, "--shape", shape, *layers, "--batch", str(batch),
                    "--seq", str(seq), "--iterations", str(args.steps), "--device-memory", str(predicted + ARENA_MARGIN)]
         if offloaded:
-            command += ["--offload", "--offloaded-only", "--slots", str(args.slots), "--offload-format", codec(precision)]
+            command += ["--offload", "--offloaded-only", "--slots", str(args.slots), "--offload-format", link]
+        if by_tensor:
+            command += ["--decode-by-tensor"]
         return command, env, None
     if not memory and row["implementation"] == "zo2-offloaded":
         return None, None, "ZO2's offloading needs a CUDA device"
@@ -389,7 +407,8 @@ def report(args):
         cells, measured = [], {}
         for implementation in IMPLEMENTATIONS:
             record = records.get((implementation, shape, layers, batch, seq, precision))
-            cells.append(cell(record))
+            if implementation in COLUMNS:
+                cells.append(cell(record))
             if record and record.get("status") == "ok":
                 measured[implementation] = record
             elif record:
@@ -401,6 +420,15 @@ def report(args):
         seed = [f"{memory[c]}, {speed[c]}" if (batch, seq) == (1, 2048) and memory[c] else "–" for c in column]
         print(f"| {shape} | {blocks} | {batch} × {seq} | {precision} | " + " | ".join(cells + seed) + " |")
         goals += check_goals(shape, layers, blocks, batch, seq, precision, measured, calibration)
+    variant_rows = [k for k in keys if any((v, *k) in records for v in VARIANTS)]
+    if variant_rows:
+        print("\nZOTune's low-memory variants (half rows): blocks kept encoded on the device, one fused linear decoded at a time.\n")
+        print("| model | blocks | B × T | bf16, by tensor | fp8, by tensor |")
+        print("|---|---:|---|---|---|")
+        for shape, layers, batch, seq, precision in variant_rows:
+            blocks = records[next(k for k in records if k[1:] == (shape, layers, batch, seq, precision))]["blocks"]
+            cells = [cell(records.get((v, shape, layers, batch, seq, precision))) for v in VARIANTS]
+            print(f"| {shape} | {blocks} | {batch} × {seq} | " + " | ".join(cells) + " |")
     if unmeasured:
         print("\n## Not measured\n")
         print("\n".join(unmeasured))
@@ -438,10 +466,13 @@ def check_goals(shape, layers, blocks, batch, seq, precision, measured, calibrat
         other = resident["report"]["tokens_per_s"]
         verdict = "met" if speed >= 0.97 * other else "MISSED"
         lines.append(f"- {name}: offloaded ≥ 0.97 × resident: {verdict} ({speed:.0f} vs {other:.0f}, ×{speed / other:.3f})")
-    if shape == "opt-175b" and ours.get("device_used_peak_bytes"):
-        peak = ours["device_used_peak_bytes"]
-        lines.append(f"- {name}: within 24 GB: {'met' if peak <= 24e9 else 'MISSED'}; ≤ 12 GB: {'met' if peak <= 12e9 else 'missed'} "
-                     f"({peak / 1e9:.2f} GB device-wide)")
+    if shape == "opt-175b":
+        peaks = [(measured[k]["device_used_peak_bytes"], k) for k in ["zotune-offloaded", *VARIANTS]
+                 if k in measured and measured[k].get("device_used_peak_bytes")]
+        if peaks:
+            peak, which = min(peaks)
+            lines.append(f"- {name}: within 24 GB: {'met' if peak <= 24e9 else 'MISSED'}; ≤ 12 GB: {'met' if peak <= 12e9 else 'missed'} "
+                         f"({peak / 1e9:.2f} GB device-wide, {which})")
     if any("MISSED" in line for line in lines):
         lines.append("  " + bound(shape, blocks, batch, seq, ours["report"], resident, calibration))
     return lines
