@@ -76,6 +76,9 @@ import ZOFormats
         (["bench", "zo-step", "--layers", "0"], "--layers must be at least 1"),
         (["bench", "zo-step", "--offload", "--decode-by-tensor"], "--decode-by-tensor needs --offload and a low-bit"),
         (["plan", "--decode-by-tensor"], "--decode-by-tensor needs a low-bit --codec"),
+        (["train", "--model", "smollm2-135m", "--task", "sentiment", "--offload", "--offload-format", "bf16", "--decode-by-tensor",
+          "--save-every", "5", "--output", "/tmp/x"],
+         "--decode-by-tensor does not support --save-every"),
     ])
     func badPlanArgumentsExitWithAMessage(arguments: [String], message: String) throws {
         try badInputExitsWithAMessage(arguments: arguments, message: message)

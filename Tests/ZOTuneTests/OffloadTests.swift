@@ -137,6 +137,13 @@ import ZOOptimizers
         #expect(first.losses.map(\.bitPattern) == second.losses.map(\.bitPattern) && first.parameters == second.parameters)
         let whole = try run(ResidencyPlan(slots: 1, format: .bf16), lr: 1e-4)
         #expect(first.parameters != whole.parameters)
+        // Snapshots (checkpoints) copy whole blocks, which a block decoded by tensor never holds: refused.
+        let model = try Self.model(fixture, layers: 4)
+        let runner = try OffloadedRunner(model: model, backend: try CPUBackend(budget: 64 << 20, threads: 2), plan: stochastic)
+        let pass = PerturbationPass(terms: [PerturbationTerm(seed: 1, coefficient: 1e-3)], kind: .gaussian)
+        #expect(throws: OffloadError.self) {
+            try runner.perturb(pass, snapshot: SnapshotRequest(target: try ParameterSnapshot(model: model), afterTerms: 0))
+        }
         let worst = zip(first.losses, whole.losses).map { abs($0 - $1) / abs($1) }.max()!
         #expect(worst <= 2e-2, "\(fixture): by tensor vs whole block, stochastic rounding: \(worst)")
     }
