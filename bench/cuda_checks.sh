@@ -5,9 +5,10 @@
 #   bash bench/cuda_checks.sh OUTDIR
 #   1. zotune devices --compile          GPUs, driver, NVRTC, cuBLAS; every kernel compiled
 #   2. zotune selftest --backend cuda    noise, perturbation and codecs bit for bit; logits and
-#                                        20 ZO steps within 1e-3 of the CPU (resident, then
-#                                        offloaded with the fp32 and bf16 links)
-#   3. zotune bench zo-step --backend cuda --offload, OPT-125M and OPT-1.3B, fp32 and bf16 links
+#                                        20 ZO steps within 1e-3 of the CPU (resident, offloaded,
+#                                        offloaded bf16 by tensor); again with TF32 GEMMs within 1e-2
+#   3. zotune bench zo-step --backend cuda --offload, OPT-125M and OPT-1.3B: fp32 link, and bf16
+#      link with TF32 GEMMs (resident first, then offloaded)
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out=${1:?usage: bench/cuda_checks.sh OUTDIR}
@@ -26,12 +27,11 @@ step() {  # step NAME COMMAND...: raw output in OUTDIR/NAME.txt, with the comman
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 step devices "$zotune" devices --compile
 step selftest "$zotune" selftest --backend cuda
-step selftest-offload-fp32 "$zotune" selftest --backend cuda --offload
-step selftest-offload-bf16 "$zotune" selftest --backend cuda --offload --offload-format bf16
+step selftest-tf32 "$zotune" selftest --backend cuda --tf32 --tolerance 1e-2
 for shape in opt-125m opt-1.3b; do
-    for format in fp32 bf16; do
-        step "zo-step-$shape-$format" "$zotune" bench zo-step --backend cuda --shape "$shape" --batch 16 --seq 128 \
-            --offload --offload-format "$format" --device-memory 0.5
-    done
+    step "zo-step-$shape-fp32" "$zotune" bench zo-step --backend cuda --shape "$shape" --batch 16 --seq 128 \
+        --offload --device-memory 0.5
+    step "zo-step-$shape-bf16-tf32" "$zotune" bench zo-step --backend cuda --shape "$shape" --batch 16 --seq 128 \
+        --offload --offload-format bf16 --tf32 --device-memory 0.5
 done
 exit $status

@@ -7,7 +7,8 @@
 
 A row is an OPT shape (its first N blocks when the host copy would not fit host memory), a
 workload (B × T tokens) and a precision: "fp32" (ZOTune fp32; ZO2 fp32) or "half" (ZOTune's
-bf16 link and host master, fp32 compute; ZO2 in fp16, as its published numbers). Each row
+bf16 link and host master, fp32 values with TF32 GEMMs on tensor cores, `--tf32`, resident
+with fp32 weights; ZO2 in fp16, as its published numbers). Each row
 runs up to four implementations, each in a process of its own, one at a time:
 zotune-resident, zotune-offloaded (`zotune bench zo-step --backend cuda`), zo2-offloaded and
 zo2-resident (bench/zo2_step.py; ZO2's resident mode is MeZO); half rows add ZOTune's
@@ -129,12 +130,12 @@ def step_flops(shape, blocks, batch, seq, vocab=50272):
 
 def predict(args):
     planner = Planner(args.zotune, args.host_memory * args.host_fraction, args.max_truncated_layers)
-    link, gemm = args.link_gbps * 1e9, args.fp32_tflops * 1e12
+    link = args.link_gbps * 1e9
     print(f"# ZOTune's memory model for the ZO2 comparison (`zotune plan`; 2 slots, fp32 compute)\n")
     print(f"Host memory assumed: {gib(args.host_memory)} GiB, of which {args.host_fraction:.0%} for the model. "
           f"Bounds on the full model's tokens/s: the link at {args.link_gbps:g} GB/s each way (both directions at once), "
-          f"and the two forward passes' FLOPs at {args.fp32_tflops:g} TFLOP/s of fp32 GEMM (ZOTune computes in fp32 with "
-          f"either codec); ZOTune's offloaded step can be no faster than the lower.\n")
+          f"and the two forward passes' FLOPs at {args.fp32_tflops:g} TFLOP/s of strict fp32 GEMM (fp32 rows) or "
+          f"{args.tf32_tflops:g} TFLOP/s of TF32 (half rows, `--tf32`); ZOTune's offloaded step can be no faster than the lower.\n")
     for batch, seq in args.workloads:
         print(f"## {batch} × {seq} tokens\n")
         print("| model | blocks run | precision | resident peak, GiB | offloaded peak, GiB | by tensor: bf16 / fp8, GiB | host memory, GiB "
@@ -149,9 +150,10 @@ def predict(args):
                 full = planner.plan(shape, batch, seq, codec(precision))["offloaded"]
                 bound = batch * seq / (max(full["uploadBytesPerStep"], full["downloadBytesPerStep"]) / link)
                 blocks_full = planner.plan(shape, batch, seq, "fp32")["blocks"]
-                compute = batch * seq / (step_flops(shape, blocks_full, batch, seq) / gemm)
+                rate = (args.fp32_tflops if precision == "fp32" else args.tf32_tflops) * 1e12
+                compute = batch * seq / (step_flops(shape, blocks_full, batch, seq) / rate)
                 blocks = f"{plan['blocks']}" + (f" of {planner.plan(shape, batch, seq, 'fp32')['blocks']}" if layers else "")
-                resident = "n/a (no bf16 compute)" if precision == "half" else gib(plan["resident_peak_device_bytes"])
+                resident = gib(plan["resident_peak_device_bytes"]) + (" (fp32 weights)" if precision == "half" else "")
                 memory, speed = SEED[shape]
                 column = 1 if precision == "fp32" else 3
                 seed = f"{memory[column]}, {speed[column]}" if (batch, seq) == (1, 2048) else "–"
@@ -260,12 +262,15 @@ def calibrate(args):
     up = size_bytes / seconds(lambda: dev.copy_(host, non_blocking=True))
     down = size_bytes / seconds(lambda: host.copy_(dev, non_blocking=True))
     rates = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+    for name, dtype, tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True),
+                              ("bf16", torch.bfloat16, False), ("fp16", torch.float16, False)):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
         a = torch.randn(8192, 8192, device=device, dtype=dtype)
         b = torch.randn(8192, 8192, device=device, dtype=dtype)
         rates[name] = 2 * 8192 ** 3 / seconds(lambda: a @ b) / 1e12
+    torch.backends.cuda.matmul.allow_tf32 = False
     print(json.dumps({"host_to_device_bytes_per_s": up, "device_to_host_bytes_per_s": down,
-                      "gemm_tflops": rates, "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+                      "gemm_tflops": rates,
                       "torch": torch.__version__}))
 
 
@@ -335,8 +340,8 @@ def child_command(args, device, plan, row):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if row["implementation"].startswith("zotune"):
         offloaded = row["implementation"] != "zotune-resident"
-        if not offloaded and precision == "half":
-            return None, None, "ZOTune computes in fp32 (no bf16/fp16 GEMM yet), so it has no resident half-precision step"
+        if not offloaded and precision == "half" and args.half_math != "tf32":
+            return None, None, "ZOTune keeps resident weights in fp32 (no bf16/fp16 GEMM yet); with --half-math fp32 this is the fp32 row"
         link = VARIANTS.get(row["implementation"], codec(precision))
         by_tensor = row["implementation"] in VARIANTS
         if by_tensor:
@@ -350,6 +355,8 @@ def child_command(args, device, plan, row):
             command += ["--offload", "--offloaded-only", "--slots", str(args.slots), "--offload-format", link]
         if by_tensor:
             command += ["--decode-by-tensor"]
+        if precision == "half" and args.half_math == "tf32" and memory:
+            command += ["--tf32"]
         return command, env, None
     if not memory and row["implementation"] == "zo2-offloaded":
         return None, None, "ZO2's offloading needs a CUDA device"
@@ -485,9 +492,10 @@ def bound(shape, blocks, batch, seq, report, resident, calibration):
     if calibration:
         up = report["bytes_uploaded_per_step"] / calibration["host_to_device_bytes_per_s"]
         down = report["bytes_downloaded_per_step"] / calibration["device_to_host_bytes_per_s"]
-        gemm = step_flops(shape, blocks, batch, seq) / (calibration["gemm_tflops"]["fp32"] * 1e12)
+        math = "tf32" if "TF32" in report.get("backend", "") else "fp32"
+        gemm = step_flops(shape, blocks, batch, seq) / (calibration["gemm_tflops"][math] * 1e12)
         parts += [f"link {max(up, down) * 1e3:.0f} ms (up {up * 1e3:.0f}, down {down * 1e3:.0f})",
-                  f"fp32 GEMM at PyTorch's rate {gemm * 1e3:.0f} ms"]
+                  f"{math} GEMM at PyTorch's rate {gemm * 1e3:.0f} ms"]
         largest = max(("the link", max(up, down)), ("GEMM", gemm), key=lambda p: p[1])
     else:
         largest = None
@@ -527,13 +535,15 @@ def main():
     selection(p)
     p.add_argument("--host-memory", type=size, default=size("128GiB"), help="the GPU machine's host memory")
     p.add_argument("--link-gbps", type=float, default=25.0, help="assumed GB/s each way for the link-bound column")
-    p.add_argument("--fp32-tflops", type=float, default=50.0, help="assumed fp32 GEMM TFLOP/s for the GEMM-bound column")
+    p.add_argument("--fp32-tflops", type=float, default=50.0, help="assumed strict fp32 GEMM TFLOP/s (fp32 rows)")
+    p.add_argument("--tf32-tflops", type=float, default=300.0, help="assumed TF32 GEMM TFLOP/s (half rows)")
 
     p = commands.add_parser("run", help="measure rows (JSON lines appended to --out)")
     selection(p)
     p.add_argument("--zo2", required=True, help="ZO2 checkout, outside this repository")
     p.add_argument("--zo2-pythonpath", help="PYTHONPATH for ZO2's children (a transformers 4.51.x)")
     p.add_argument("--zo2-half", choices=["fp16", "bf16"], default="fp16", help="ZO2's dtype in the 'half' rows")
+    p.add_argument("--half-math", choices=["tf32", "fp32"], default="tf32", help="ZOTune's GEMMs in the 'half' rows")
     p.add_argument("--implementations", type=lambda t: t.split(","), default=IMPLEMENTATIONS)
     p.add_argument("--steps", type=int, default=3, help="timed steps per run (after warm-up)")
     p.add_argument("--slots", type=int, default=2)

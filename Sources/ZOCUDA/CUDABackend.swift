@@ -7,15 +7,14 @@ import ZOCore
 
 /// The CUDA implementation of `Backend`: one device allocation managed by a `DeviceArena`
 /// (the same budget and high-water accounting as the CPU backend), CUDA streams and events
-/// with their own semantics, cuBLAS for GEMM (fp32 compute), and the NVRTC-compiled kernels
-/// of `KernelSource` for everything else.
+/// with their own semantics, cuBLAS for GEMM (fp32 inputs: strict fp32, or TF32 on tensor
+/// cores), and the NVRTC-compiled kernels of `KernelSource` for everything else.
 ///
 /// Asynchronous failures (a launch or copy error) are kept and reported by the next
 /// `synchronize`. Kernel argument tables go through one small device region written on the
 /// compute stream, so every operation runs on the compute stream, in issue order.
 ///
-/// Not yet: page-locked host memory for the host tier (copies from pageable memory are
-/// staged by the driver and do not overlap compute), bf16/fp16 GEMM.
+/// Not yet: bf16/fp16 GEMM inputs, the backward ops of `GradientBackend`.
 public final class CUDABackend: Backend, @unchecked Sendable {
     public let arena: DeviceArena
     public let device: CUDADevice
@@ -28,6 +27,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     private let modules: [zo_cu_module]
     /// Kernel argument tables (compute stream only).
     private let arguments: DeviceBuffer
+    /// Whether GEMMs run on tensor cores in TF32 (inputs rounded to 10 mantissa bits, fp32
+    /// accumulation) instead of strict fp32.
+    public let tf32: Bool
     private let state = Mutex<State>(State())
 
     /// Streams and events as the bits of their handles (opaque pointers are not Sendable).
@@ -41,9 +43,11 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     static let argumentBytes = 1 << 20
 
     /// A backend on GPU `ordinal` with a device arena of `budget` bytes (default: 90% of the
-    /// GPU's memory), kernels compiled for its architecture and cached in `kernelCache`.
+    /// GPU's memory), kernels compiled for its architecture and cached in `kernelCache`;
+    /// GEMMs in strict fp32, or in TF32 on tensor cores with `tf32`.
     public init(budget: Int? = nil, ordinal: Int = 0, libraries: CUDALibraries = .shared,
-                kernelCache: String? = nil) throws(BackendError) {
+                kernelCache: String? = nil, tf32: Bool = false) throws(BackendError) {
+        self.tf32 = tf32
         guard let driver = libraries.driver.table else { throw .unavailable("no CUDA driver (libcuda.so.1) on this machine") }
         guard let nvrtc = libraries.nvrtc.table else { throw .unavailable("NVRTC not found (set ZOTUNE_CUDA_LIBS or install nvidia-cuda-nvrtc)") }
         guard let blas = libraries.cublas.table else { throw .unavailable("cuBLAS not found (set ZOTUNE_CUDA_LIBS or install nvidia-cublas)") }
@@ -108,7 +112,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         _ = driver.cuDevicePrimaryCtxRelease(Int32(device.ordinal))
     }
 
-    public var name: String { "cuda (\(device.name), sm_\(device.architecture))" }
+    public var name: String { "cuda (\(device.name), sm_\(device.architecture)\(tf32 ? ", TF32 GEMM" : ""))" }
 
     // MARK: Memory
 
@@ -292,7 +296,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
                                        UnsafeRawPointer(bitPattern: UInt(address(weight))), 0 /* R_32F */, Int32(k),
                                        UnsafeRawPointer(bitPattern: UInt(address(x))), 0, Int32(k), &beta,
                                        UnsafeMutableRawPointer(bitPattern: UInt(address(out))), 0, Int32(n),
-                                       68 /* COMPUTE_32F */, -1 /* default algorithm */)
+                                       tf32 ? 77 /* COMPUTE_32F_FAST_TF32 */ : 68 /* COMPUTE_32F */, -1 /* default algorithm */)
         if status != 0 { state.withLock { if $0.error == nil { $0.error = .device("cublasGemmEx: status \(status)") } } }
         guard bias != nil || activation == .relu else { return }
         launch("zo_bias_activation", grid: (blocks(m * n), 1, 1), block: 256,

@@ -46,6 +46,9 @@ struct ComputeOptions: ParsableArguments {
     @Flag(name: .customLong("no-stochastic-rounding"), help: "With a low-bit --offload-format, round write-backs to nearest instead of stochastically.")
     var noStochasticRounding = false
 
+    @Flag(help: "With --backend cuda, run the GEMMs on tensor cores in TF32 (inputs rounded to 10 mantissa bits, fp32 accumulation): faster, less exact.")
+    var tf32 = false
+
     @Flag(name: .customLong("decode-by-tensor"),
           help: "With a low-bit --offload-format, keep streamed blocks encoded on the device and decode one fused linear at a time (less device memory, more decode work).")
     var decodeByTensor = false
@@ -58,6 +61,7 @@ struct ComputeOptions: ParsableArguments {
         if !offload, residentBlocks != nil || slots != 2 || offloadFormat != .fp32 || hostStorageDirectory != nil {
             throw ValidationError("--slots, --resident-blocks, --offload-format and --host-storage need --offload")
         }
+        if tf32, backend != .cuda { throw ValidationError("--tf32 needs --backend cuda (tensor cores)") }
         if decodeByTensor, !offload || offloadFormat == .fp32 {
             throw ValidationError("--decode-by-tensor needs --offload and a low-bit --offload-format (bf16, fp16 or fp8)")
         }
@@ -97,7 +101,7 @@ struct ComputeOptions: ParsableArguments {
     func makeBackend() throws -> any Backend {
         switch backend {
         case .cpu: try CPUBackend(budget: try budget(capacity: sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))), threads: threads)
-        case .cuda: try CUDABackend(budget: try budget(capacity: try firstGPUMemory()), kernelCache: Assets().home + "/kernels")
+        case .cuda: try CUDABackend(budget: try budget(capacity: try firstGPUMemory()), kernelCache: Assets().home + "/kernels", tf32: tf32)
         }
     }
 

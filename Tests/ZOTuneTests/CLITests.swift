@@ -76,6 +76,7 @@ import ZOFormats
         (["bench", "zo-step", "--layers", "0"], "--layers must be at least 1"),
         (["bench", "zo-step", "--offload", "--decode-by-tensor"], "--decode-by-tensor needs --offload and a low-bit"),
         (["plan", "--decode-by-tensor"], "--decode-by-tensor needs a low-bit --codec"),
+        (["bench", "zo-step", "--tf32"], "--tf32 needs --backend cuda"),
         (["train", "--model", "smollm2-135m", "--task", "sentiment", "--offload", "--offload-format", "bf16", "--decode-by-tensor",
           "--save-every", "5", "--output", "/tmp/x"],
          "--decode-by-tensor does not support --save-every"),
