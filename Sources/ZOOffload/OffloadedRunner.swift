@@ -228,7 +228,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     private func perturbBlock(_ index: Int, _ visited: Visited, _ pass: PerturbationPass, snapshot: SnapshotRequest? = nil) {
         switch visited {
         case .tensorwise(let block):
-            precondition(snapshot == nil, "snapshots are not taken of blocks decoded by tensor")
+            if let snapshot { block.snapshot(pass, afterTerms: snapshot.afterTerms, into: snapshot.group(index + 1).host) }
             block.apply(pass)
         case .buffer(let parameters):
             guard let extra = extras[index] else { return perturb(parameters, group: index + 1, pass, snapshot: snapshot) }
@@ -416,12 +416,6 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         return try pass.finish(head: head!, embedding: embedding)
     }
 
-    /// Snapshots copy whole blocks part-way through a pass, which a block decoded by tensor
-    /// never holds.
-    private func refuseTensorwiseSnapshot(_ snapshot: SnapshotRequest?) throws(OffloadError) {
-        if snapshot != nil, plan.isTensorwise { throw .invalidPlan("snapshots (checkpoints) are not taken of blocks decoded by tensor") }
-    }
-
     /// Perturbs the head group when the runner holds it.
     private func perturbHead(_ pass: PerturbationPass, snapshot: SnapshotRequest? = nil) {
         if let head { perturb(head, group: tensors.count - 1, pass, snapshot: snapshot) }
@@ -429,7 +423,6 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
 
     public func perturb(_ pass: PerturbationPass, snapshot: SnapshotRequest?) throws {
         guard !pass.isIdentity || snapshot != nil else { return }
-        try refuseTensorwiseSnapshot(snapshot)
         perturb(embedding, group: 0, pass, snapshot: snapshot)
         if lowRank != nil {
             // The packed tensors are the masters; no block needs to move.
@@ -452,7 +445,6 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass, snapshot: SnapshotRequest?) throws
         -> (plus: [ForwardResult], minus: [ForwardResult]) {
         precondition(minus.decayFactor == 1, "the − pass of a ZO step has no decay")
-        try refuseTensorwiseSnapshot(snapshot)
         let workspace = try workspace(for: requests)
         defer { backend.free(workspace) }
         let tied = tiedTable

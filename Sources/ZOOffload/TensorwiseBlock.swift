@@ -128,16 +128,29 @@ final class TensorwiseBlock: BlockWeights {
     }
 
     /// Decodes the tensors `covered` into the scratch (tensor t at t.offset − `start`) and
-    /// applies the passes.
-    private func materialize(_ covered: [Int], at start: Int) {
+    /// applies `passes` (by default the visit's).
+    private func materialize(_ covered: [Int], at start: Int, passes: [PerturbationPass]? = nil) {
         for t in covered {
             backend.decode(chunk(t), format: format, count: tensors[t].count, out: scratch.floats(tensors[t].offset - start, tensors[t].count))
         }
         let local = covered.map {
             PerturbedTensor(offset: tensors[$0].offset - start, count: tensors[$0].count, id: tensors[$0].id, decays: tensors[$0].decays)
         }
-        for pass in passes {
+        for pass in passes ?? self.passes where !pass.isIdentity {
             backend.perturb(scratch, tensors: local, terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind)
+        }
+    }
+
+    /// Copies into `host` (the block's layout in fp32) its values after the decay and the
+    /// first `afterTerms` terms of `pass` — what `Backend.perturb`'s snapshot holds, the same
+    /// operations bit for bit — tensor by tensor through the scratch, on the compute stream.
+    /// Called before the visit applies any pass (the checkpoint of a ZO step's + pass).
+    func snapshot(_ pass: PerturbationPass, afterTerms: Int, into host: HostBuffer) {
+        precondition(passes.isEmpty, "a snapshot is taken before the visit's passes")
+        let prefix = PerturbationPass(terms: Array(pass.terms.prefix(afterTerms)), decayFactor: pass.decayFactor, kind: pass.kind)
+        for (t, tensor) in tensors.enumerated() {
+            materialize([t], at: tensor.offset, passes: [prefix])
+            backend.download(scratch, to: host, hostOffset: tensor.offset * 4, byteCount: tensor.count * 4, on: backend.computeStream)
         }
     }
 

@@ -64,8 +64,8 @@ struct TrainCommand: ParsableCommand {
         if hybrid.isFirstOrder || hybrid.lowRank != nil, saveEvery > 0 || resume != nil {
             throw ValidationError("--save-every and --resume do not support --fo-blocks or --zo low-rank yet (the final model is saved with --output)")
         }
-        if compute.decodeByTensor, saveEvery > 0 || resume != nil || hybrid.lowRank != nil {
-            throw ValidationError("--decode-by-tensor does not support --save-every, --resume or --zo low-rank yet (the final model is saved with --output)")
+        if compute.decodeByTensor, hybrid.lowRank != nil {
+            throw ValidationError("--decode-by-tensor does not combine with --zo low-rank (whose factors leave streamed blocks untouched anyway)")
         }
         if hybrid.lowRank != nil, weightDecay != 0 || perturbation != .gaussian {
             throw ValidationError("--zo low-rank draws Gaussian factors and applies no weight decay; drop --weight-decay and --perturbation")

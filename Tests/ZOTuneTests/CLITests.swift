@@ -78,8 +78,8 @@ import ZOFormats
         (["plan", "--decode-by-tensor"], "--decode-by-tensor needs a low-bit --codec"),
         (["bench", "zo-step", "--tf32"], "--tf32 needs --backend cuda"),
         (["train", "--model", "smollm2-135m", "--task", "sentiment", "--offload", "--offload-format", "bf16", "--decode-by-tensor",
-          "--save-every", "5", "--output", "/tmp/x"],
-         "--decode-by-tensor does not support --save-every"),
+          "--zo", "low-rank"],
+         "--decode-by-tensor does not combine with --zo low-rank"),
     ])
     func badPlanArgumentsExitWithAMessage(arguments: [String], message: String) throws {
         try badInputExitsWithAMessage(arguments: arguments, message: message)
