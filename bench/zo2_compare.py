@@ -368,7 +368,7 @@ def child_command(args, device, plan, row):
     mode = "offloaded" if row["implementation"] == "zo2-offloaded" else "resident"
     command = [sys.executable, os.path.join(HERE, "zo2_step.py"), "--zo2", args.zo2, "--shape", shape, *layers,
                "--batch", str(batch), "--seq", str(seq), "--dtype", dtype, "--mode", mode, "--steps", str(args.steps),
-               "--device", "cuda:0" if memory else "cpu"]
+               "--device", "cuda:0" if memory else "cpu"] + (["--untied"] if args.zo2_untied else [])
     return command, env, None
 
 
@@ -544,6 +544,7 @@ def main():
     p.add_argument("--zo2-pythonpath", help="PYTHONPATH for ZO2's children (a transformers 4.51.x)")
     p.add_argument("--zo2-half", choices=["fp16", "bf16"], default="fp16", help="ZO2's dtype in the 'half' rows")
     p.add_argument("--half-math", choices=["tf32", "fp32"], default="tf32", help="ZOTune's GEMMs in the 'half' rows")
+    p.add_argument("--zo2-untied", action="store_true", help="ZO2 with an untied LM head, as its own benchmark (a different model)")
     p.add_argument("--implementations", type=lambda t: t.split(","), default=IMPLEMENTATIONS)
     p.add_argument("--steps", type=int, default=3, help="timed steps per run (after warm-up)")
     p.add_argument("--slots", type=int, default=2)
