@@ -25,8 +25,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     private let blasHandle: zo_cublas_handle
     private let functions: [String: zo_cu_function]
     private let modules: [zo_cu_module]
-    /// Kernel argument tables (compute stream only).
-    private let arguments: DeviceBuffer
+    /// Kernel argument tables (compute stream only): an allocation of their own, outside the
+    /// arena, so the arena holds exactly what the memory model counts.
+    private let arguments: zo_cu_deviceptr
     /// Whether GEMMs run on tensor cores in TF32 (inputs rounded to 10 mantissa bits, fp32
     /// accumulation) instead of strict fp32.
     public let tf32: Bool
@@ -89,7 +90,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             }
             self.functions = functions
             self.modules = modules
-            arguments = try arena.allocate(Self.argumentBytes, label: "kernel arguments")
+            var tables: zo_cu_deviceptr = 0
+            try driver.check(driver.cuMemAlloc(&tables, Self.argumentBytes), "cuMemAlloc(kernel arguments)")
+            arguments = tables
             let computeBits = Int(bitPattern: compute)
             state.withLock { $0.streams = [computeBits] }
         } catch let error as CUDAError {
@@ -108,6 +111,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             state.streams.forEach { _ = driver.cuStreamDestroy(zo_cu_stream(bitPattern: $0)) }
         }
         modules.forEach { _ = driver.cuModuleUnload($0) }
+        _ = driver.cuMemFree(arguments)
         _ = driver.cuMemFree(deviceBase)
         _ = driver.cuDevicePrimaryCtxRelease(Int32(device.ordinal))
     }
@@ -244,7 +248,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// its device address (the driver stages pageable memory before returning).
     private func table(_ bytes: [UInt8], at offset: Int) -> zo_cu_deviceptr {
         precondition(offset + bytes.count <= Self.argumentBytes, "kernel argument table too large")
-        let target = address(arguments) + zo_cu_deviceptr(offset)
+        let target = arguments + zo_cu_deviceptr(offset)
         if !bytes.isEmpty {
             bytes.withUnsafeBytes { note(driver.cuMemcpyHtoDAsync(target, $0.baseAddress, bytes.count, stream(computeStream)), "cuMemcpyHtoDAsync") }
         }
