@@ -24,7 +24,9 @@ public final class FirstOrderOptimizer {
     /// … or host arrays (host placement).
     private var hostState: [[[Float]]] = []
 
-    /// Allocates zeroed state for every tensor the tail trains.
+    /// Allocates zeroed state for every tensor the tail trains. When device memory runs out
+    /// it throws, and what it had allocated goes back (through `deinit`, which a throwing
+    /// initializer of a fully initialized object runs).
     public init(tail: FirstOrderTail, rule: FirstOrderRule, placement: OptimizerStatePlacement) throws {
         self.tail = tail
         self.rule = rule
@@ -33,20 +35,13 @@ public final class FirstOrderOptimizer {
         let backend = tail.backend
         switch placement {
         case .device:
-            do {
-                for tensor in tensors {
-                    let count = tensor.values.byteCount / 4
-                    var buffers: [DeviceBuffer] = []
-                    for i in 0..<rule.stateCount {
-                        let buffer = try backend.allocate(tensor.values.byteCount, label: "optimizer state \(i) of \(tensor.name)")
-                        backend.zero(buffer, count: count)
-                        buffers.append(buffer)
-                    }
-                    deviceState.append(buffers)
+            for tensor in tensors {
+                deviceState.append([])
+                for i in 0..<rule.stateCount {
+                    let buffer = try backend.allocate(tensor.values.byteCount, label: "optimizer state \(i) of \(tensor.name)")
+                    deviceState[deviceState.count - 1].append(buffer)
+                    backend.zero(buffer, count: tensor.values.byteCount / 4)
                 }
-            } catch {
-                deviceState.joined().forEach(backend.free)
-                throw error
             }
         case .host:
             hostState = tensors.map { tensor in

@@ -127,6 +127,34 @@ extension HybridTrainingTests {
 
     /// Optimizer state on the host gives the device-state run's weights (the same update
     /// arithmetic), for AdamW and SGD with momentum.
+    /// Device memory running out part-way through the optimizer's state or the low-rank
+    /// estimator's factors is an error, not a crash (it was a double free), and what was taken
+    /// goes back to the arena.
+    @Test func runningOutOfDeviceMemoryPartWayThrowsAndGivesBackWhatWasTaken() throws {
+        let model = try ModelRegistry.load(path: Fixtures.root + "/opt/opt-tiny-f32")
+        let rule = FirstOrderRule.adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0)
+        let roomy = try CPUBackend(budget: 64 << 20, threads: 2)
+        let tail = try FirstOrderTail(model: model, backend: roomy, firstBlock: model.blocks.count - 1)
+        let tailBytes = roomy.arena.stats.inUse
+        let optimizer = try FirstOrderOptimizer(tail: tail, rule: rule, placement: .device)
+        let lowRank = try LowRankState(model: model, blockCount: model.blocks.count, linears: model.blockLinears,
+                                       options: LowRankOptions(rank: 2, resampleEvery: 5), backend: roomy)
+        let stateBytes = optimizer.deviceStateBytes, factorBytes = roomy.arena.stats.inUse - tailBytes - stateBytes
+        #expect(stateBytes > 0 && factorBytes > 0 && lowRank.lowRankTensorIDs.count > 0)
+
+        let tight = try CPUBackend(budget: tailBytes + stateBytes / 2, threads: 2)
+        let tightTail = try FirstOrderTail(model: model, backend: tight, firstBlock: model.blocks.count - 1)
+        #expect(throws: BackendError.self) { _ = try FirstOrderOptimizer(tail: tightTail, rule: rule, placement: .device) }
+        #expect(tight.arena.stats.inUse == tailBytes)
+
+        let small = try CPUBackend(budget: factorBytes / 2, threads: 2)
+        #expect(throws: BackendError.self) {
+            _ = try LowRankState(model: model, blockCount: model.blocks.count, linears: model.blockLinears,
+                                 options: LowRankOptions(rank: 2, resampleEvery: 5), backend: small)
+        }
+        #expect(small.arena.stats.inUse == 0)
+    }
+
     @Test func hostStateEqualsDeviceState() throws {
         for rule in [FirstOrderRule.adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01), .sgd(momentum: 0.9, weightDecay: 0.01)] {
             let device = try Self.train(fixture: "llama/llama-untied-bf16", k: 2, zeroOrder: true, offloaded: false, placement: .device, rule: rule)

@@ -66,11 +66,12 @@ public final class FirstOrderTail: @unchecked Sendable {
             headGradient = try allocate(model.head.layout.count, "gradient of \(model.head.label)")
             let table = model.tiedTokenTable.map { model.embedding.layout.specs[$0].count }
             embeddingGradient = try (trainsEmbedding ? model.embedding.layout.count : table).map { try allocate($0, "gradient of the embedding") }
-            try backend.synchronize(backend.computeStream)
         } catch {
             allocated.forEach(backend.free)
             throw error
         }
+        // Past this point self is whole: a failure here is `deinit`'s to clean up.
+        try backend.synchronize(backend.computeStream)
     }
 
     deinit {

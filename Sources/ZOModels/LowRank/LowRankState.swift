@@ -109,7 +109,10 @@ public final class LowRankState: @unchecked Sendable {
                 })
             }
         } catch {
+            // Everything allocated goes back here; `deinit` (which runs, self being fully
+            // initialized) then finds no factors to free twice.
             allocated.forEach(backend.free)
+            linears = []
             throw error
         }
     }
