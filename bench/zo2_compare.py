@@ -319,6 +319,10 @@ def run(args):
                     continue
                 record = {"implementation": implementation, "shape": shape, "layers": layers, "blocks": plan["blocks"],
                           "batch": batch, "seq": seq, "precision": precision}
+                if layers and implementation.startswith("zotune-offloaded"):
+                    full = planner.plan(shape, batch, seq, VARIANTS.get(implementation, codec(precision)),
+                                        by_tensor=implementation in VARIANTS)
+                    record["full_model"] = {"blocks": full["blocks"], "predicted_peak_device_bytes": full["offloaded_peak_device_bytes"]}
                 if row_key(record) in done:
                     continue
                 if time.perf_counter() - started > args.deadline:
@@ -437,6 +441,19 @@ def report(args):
             blocks = records[next(k for k in records if k[1:] == (shape, layers, batch, seq, precision))]["blocks"]
             cells = [cell(records.get((v, shape, layers, batch, seq, precision))) for v in VARIANTS]
             print(f"| {shape} | {blocks} | {batch} × {seq} | " + " | ".join(cells) + " |")
+    truncated = [r for r in records.values() if r.get("full_model") and r.get("status") == "ok"]
+    if truncated:
+        print("\n## Truncated rows against their full models\n")
+        print("The offloaded peak is set by one block, the slots and the resident stages, so with at least as many blocks")
+        print("as slots the truncated run's arena high-water should equal the full model's prediction; tokens/s at n of N")
+        print("blocks bound the full model's from below (× n/N: the embedding and head are paid once).\n")
+        print("| model | B × T | precision | implementation | blocks | tokens/s measured | full model ≥ tokens/s | arena peak, GiB | full model predicted, GiB |")
+        print("|---|---|---|---|---|---:|---:|---:|---:|")
+        for r in sorted(truncated, key=lambda r: (r["batch"], r["seq"], SHAPES.index(r["shape"]), r["precision"], r["implementation"])):
+            report, full = r["report"], r["full_model"]
+            print(f"| {r['shape']} | {r['batch']} × {r['seq']} | {r['precision']} | {r['implementation']} | {r['blocks']} of {full['blocks']} | "
+                  f"{report['tokens_per_s']:.0f} | {report['tokens_per_s'] * r['blocks'] / full['blocks']:.0f} | "
+                  f"{gib(report['peak_device_bytes'])} | {gib(full['predicted_peak_device_bytes'])} |")
     if unmeasured:
         print("\n## Not measured\n")
         print("\n".join(unmeasured))
