@@ -4,6 +4,7 @@
     zo2_compare.py predict [--host-memory 128GiB]          memory model only (no GPU): Markdown
     zo2_compare.py run --zotune BIN --zo2 DIR --out F.jsonl  measure rows on the GPU: JSON lines
     zo2_compare.py report F.jsonl [F2.jsonl ...]            the measured table, goals and bounds
+    zo2_compare.py check [--zotune BIN]                     the harness against the CLI, on the CPU (the test suite runs it)
 
 A row is an OPT shape (its first N blocks when the host copy would not fit host memory), a
 workload (B × T tokens) and a precision: "fp32" (ZOTune fp32; ZO2 fp32) or "half" (ZOTune's
@@ -529,6 +530,44 @@ def bound(shape, blocks, batch, seq, report, resident, calibration):
 
 
 # ---------------------------------------------------------------------------------------------
+# check
+
+
+def check(args):
+    """Runs the harness's ZOTune side on the CPU on a tiny row (full and truncated) and checks
+    that every run worked, reported the fields the report reads, and that the arena's
+    high-water mark equals the prediction: a renamed flag or field fails here, not on a GPU."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "rows.jsonl")
+        for layers, fraction in ((12, 0.75), (2, 1e-5)):
+            argv = ["run", "--zotune", args.zotune, "--zo2", folder, "--shapes", "opt-125m", "--workloads", "1x8", "--steps", "1",
+                    "--implementations", ",".join(k for k in IMPLEMENTATIONS if k.startswith("zotune")),
+                    "--max-truncated-layers", str(layers), "--host-fraction", str(fraction), "--no-calibrate", "--out", out]
+            subprocess.run([sys.executable, __file__, *argv], check=True, capture_output=True, text=True)
+        with open(out) as lines:
+            records = [json.loads(line) for line in lines if '"implementation"' in line]
+        problems = [f"{r['implementation']} {r['precision']} (layers {r['layers']}): {r.get('status')}"
+                    for r in records if r.get("status") != "ok"]
+        for r in records:
+            report = r.get("report", {})
+            missing = {"tokens_per_s", "seconds_per_step_median", "peak_device_bytes", "predicted_peak_device_bytes", "backend"} - report.keys()
+            if r.get("status") == "ok" and missing:
+                problems.append(f"{r['implementation']}: report lacks {sorted(missing)}")
+            elif r.get("status") == "ok" and report["peak_device_bytes"] != report["predicted_peak_device_bytes"]:
+                problems.append(f"{r['implementation']} {r['precision']}: arena peak {report['peak_device_bytes']} ≠ predicted "
+                                f"{report['predicted_peak_device_bytes']}")
+        if len(records) != 12:
+            problems.append(f"expected 12 runs (2 depths × (2 fp32 + 4 half)), got {len(records)}")
+        subprocess.run([sys.executable, __file__, "report", out], check=True, capture_output=True, text=True)
+        subprocess.run([sys.executable, __file__, "predict", "--zotune", args.zotune, "--shapes", "opt-125m,opt-175b"],
+                       check=True, capture_output=True, text=True)
+    if problems:
+        raise SystemExit("zo2_compare check failed:\n" + "\n".join(problems))
+    print(f"zo2_compare check: {len(records)} ZOTune runs on the CPU, reports complete, arena peaks equal the predictions")
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def workloads(text):
@@ -575,6 +614,8 @@ def main():
     p.add_argument("--out", required=True)
 
     commands.add_parser("calibrate", help="(child) link bandwidth and GEMM rates")
+    p = commands.add_parser("check", help="the harness's ZOTune side on the CPU (a test)")
+    p.add_argument("--zotune", default=os.path.join(HERE, "..", ".build", "release", "zotune"))
     p = commands.add_parser("report", help="the measured table from JSON lines (Markdown)")
     p.add_argument("files", nargs="+")
 
@@ -584,7 +625,7 @@ def main():
         bad = [v for v in getattr(args, name, []) if v not in allowed]
         if bad:
             parser.error(f"--{name} {','.join(bad)}: choose from {','.join(allowed)}")
-    {"predict": predict, "run": run, "calibrate": calibrate, "report": report}[args.command](args)
+    {"predict": predict, "run": run, "calibrate": calibrate, "report": report, "check": check}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -19,3 +19,6 @@ fi
 swift test --skip-build --disable-xctest
 swift build -c release --build-tests
 swift test -c release --skip-build --disable-xctest
+# The GPU benchmark harness (bench/zo2_compare.py) against this CLI, on the CPU: its ZOTune
+# runs work, report what the report reads, and peak where the memory model says.
+python3 bench/zo2_compare.py check --zotune .build/release/zotune
