@@ -324,22 +324,20 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
             let start = monotonicSeconds()
             backend.wait(backend.computeStream, for: uploaded[slot])
             statistics.computeWaitSeconds += monotonicSeconds() - start
+            var generator = SplitMix64(seed: roundingSeed ^ UInt64(index) &* 0xA24B_AED4_963E_E407)
+            let seed = plan.stochasticRounding ? generator.next() : nil
             if let tensorwise {
-                tensorwise.begin(tensors: tensors[index + 1], chunks: chunks[index]!, slot: slots[slot])
+                tensorwise.begin(tensors: tensors[index + 1], chunks: chunks[index]!, slot: slots[slot], roundingSeed: seed)
                 try body(index, .tensorwise(tensorwise))
             } else {
                 if let decoded { backend.decode(slots[slot], format: plan.format, count: count, out: decoded) }
                 try body(index, .buffer(working(slot)))
             }
             if modifies {
-                if let decoded {
-                    var generator = SplitMix64(seed: roundingSeed ^ UInt64(index) &* 0xA24B_AED4_963E_E407)
-                    let seed = plan.stochasticRounding ? generator.next() : nil
-                    if let tensorwise {
-                        tensorwise.writeBack(roundingSeed: seed)
-                    } else {
-                        backend.encode(decoded, count: count, format: plan.format, stochasticSeed: seed, out: slots[slot])
-                    }
+                if let tensorwise {
+                    tensorwise.writeBack()
+                } else if let decoded {
+                    backend.encode(decoded, count: count, format: plan.format, stochasticSeed: seed, out: slots[slot])
                 }
                 backend.record(computed[slot], on: backend.computeStream)
                 backend.wait(offloadStream, for: computed[slot])
@@ -466,7 +464,11 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
             perturbBlock(index, visited, plus, snapshot: snapshot)
             plusPasses.forEach { $0.block(index, visited.weights) }
             perturbBlock(index, visited, minus)
-            minusPasses.forEach { $0.block(index, visited.weights) }
+            for (r, pass) in minusPasses.enumerated() {
+                // The last − pass reads each linear for the last time this step.
+                if modifies, r == minusPasses.count - 1, case .tensorwise(let block) = visited { block.writeOnFinalRead() }
+                pass.block(index, visited.weights)
+            }
         }
 
         perturbHead(plus, snapshot: snapshot)

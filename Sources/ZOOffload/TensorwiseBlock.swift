@@ -49,7 +49,9 @@ extension BlockLinear {
 /// place; a fused linear's weights are decoded into the buffer's scratch when a stage asks for
 /// them, with the visit's perturbation passes applied — the same element operations in the
 /// same order as decoding the whole block and perturbing it in place, so the passes see the
-/// same weights bit for bit. The write-back encodes every tensor into its chunk.
+/// same weights bit for bit. The write-back encodes every tensor into its chunk: a linear
+/// right after its last read (`writeOnFinalRead`), while its final values are in the scratch,
+/// the rest at the end of the visit.
 ///
 /// Device memory: one fused linear's weights in fp32 (plus the biases and norms) instead of
 /// the whole block, for a few more decode and perturb launches per linear.
@@ -62,12 +64,16 @@ final class TensorwiseBlock: BlockWeights {
     private let smallCount: Int
 
     /// The visited block: its tensors (layout offsets), chunks and slot; where each bias or
-    /// norm sits in the packed region; the passes applied so far.
+    /// norm sits in the packed region; the passes applied so far; the seed its write-back
+    /// rounds from; whether linears are encoded when read, and which tensors already were.
     private var tensors: [PerturbedTensor] = []
     private var chunks = TensorChunks(ParameterLayout(), format: .fp32)
     private var slot = DeviceBuffer(offset: 0, byteCount: 0)
     private var packed: [Int: Int] = [:]
     private var passes: [PerturbationPass] = []
+    private var roundingSeed: UInt64?
+    private var writesOnRead = false
+    private var written: Set<Int> = []
 
     /// A view over `decoded`: its first `smallCount` floats for a block's biases and norms,
     /// the rest for one fused linear's weights.
@@ -89,10 +95,12 @@ final class TensorwiseBlock: BlockWeights {
     }
 
     /// Starts visiting the block whose encoding (`chunks`) is in `slot`: decodes its biases and
-    /// norms; no pass applied yet.
-    func begin(tensors: [PerturbedTensor], chunks: TensorChunks, slot: DeviceBuffer) {
+    /// norms; no pass applied yet. A write-back rounds stochastically from `roundingSeed`
+    /// (each tensor from a seed of its own), or to nearest without one.
+    func begin(tensors: [PerturbedTensor], chunks: TensorChunks, slot: DeviceBuffer, roundingSeed: UInt64?) {
         precondition(tensors.count == chunks.offsets.count, "a chunk per tensor")
         (self.tensors, self.chunks, self.slot, passes) = (tensors, chunks, slot, [])
+        (self.roundingSeed, writesOnRead, written) = (roundingSeed, false, [])
         packed = [:]
         var next = 0
         for (t, tensor) in tensors.enumerated() where isSmall(tensor) {
@@ -123,8 +131,28 @@ final class TensorwiseBlock: BlockWeights {
                          "a stage read biases or norms together with a weight matrix")
             return decoded.floats(first, count)
         }
+        precondition(written.isDisjoint(with: covered), "a weight matrix read again after its final read")
         materialize(covered, at: start)
+        if writesOnRead {
+            for t in covered { encode(t, from: scratch.floats(tensors[t].offset - start, tensors[t].count)) }
+        }
         return scratch.floats(0, count)
+    }
+
+    /// From here on the visit's passes are all applied and each linear is read for the last
+    /// time: it is encoded into its chunk as soon as it is decoded (after the read's GEMM is
+    /// enqueued its values stay in the scratch until the next linear's decode), which spares
+    /// the write-back decoding it once more.
+    func writeOnFinalRead() { writesOnRead = true }
+
+    /// Encodes tensor `t`'s final values from `values` into its chunk.
+    private func encode(_ t: Int, from values: DeviceBuffer) {
+        let seed = roundingSeed.map { seed -> UInt64 in
+            var generator = SplitMix64(seed: seed ^ UInt64(t) &* 0x9E37_79B9_7F4A_7C15)
+            return generator.next()
+        }
+        backend.encode(values, count: tensors[t].count, format: format, stochasticSeed: seed, out: chunk(t))
+        written.insert(t)
     }
 
     /// Decodes the tensors `covered` into the scratch (tensor t at t.offset − `start`) and
@@ -154,19 +182,15 @@ final class TensorwiseBlock: BlockWeights {
         }
     }
 
-    /// Encodes every tensor, as the passes left it, back into its chunk (rounding each
-    /// stochastically from a seed of its own when `roundingSeed` is given).
-    func writeBack(roundingSeed: UInt64?) {
-        var generator = roundingSeed.map { SplitMix64(seed: $0) }
-        for (t, tensor) in tensors.enumerated() {
-            let values: DeviceBuffer
+    /// Encodes every tensor not yet written, as the passes left it, back into its chunk.
+    func writeBack() {
+        for (t, tensor) in tensors.enumerated() where !written.contains(t) {
             if let first = packed[tensor.offset] {
-                values = decoded.floats(first, tensor.count)
+                encode(t, from: decoded.floats(first, tensor.count))
             } else {
                 materialize([t], at: tensor.offset)
-                values = scratch.floats(0, tensor.count)
+                encode(t, from: scratch.floats(0, tensor.count))
             }
-            backend.encode(values, count: tensor.count, format: format, stochasticSeed: generator?.next(), out: chunk(t))
         }
     }
 
