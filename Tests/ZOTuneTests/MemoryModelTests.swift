@@ -73,7 +73,8 @@ import ZOTraining
 
 extension MemoryModelTests {
     /// Hybrid and first-order-only steps, resident and offloaded, AdamW or SGD state on the
-    /// device or the host: the prediction equals the arena's high-water mark over two steps.
+    /// device or the host, ZO blocks decoded whole or by tensor: the prediction equals the
+    /// arena's high-water mark over two steps.
     @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/llama-untied-bf16"])
     func firstOrderPredictionsMatchTheHighWaterMark(fixture: String) throws {
         let (b, t) = (3, 9)
@@ -82,6 +83,7 @@ extension MemoryModelTests {
             (2, false, nil, .sgd(momentum: 0.9, weightDecay: 0), .device),
             (1, true, ResidencyPlan(slots: 2, firstOrderBlocks: 1), .adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0), .host),
             (2, false, ResidencyPlan(slots: 1, residentBlocks: [0], format: .bf16, firstOrderBlocks: 2), .sgd(momentum: 0, weightDecay: 0), .device),
+            (1, true, ResidencyPlan(slots: 2, format: .fp8, firstOrderBlocks: 1, decodeByTensor: true), .sgd(momentum: 0.9, weightDecay: 0), .device),
         ]
         for c in cases {
             let model = try OffloadTests.model(fixture, layers: 4)
