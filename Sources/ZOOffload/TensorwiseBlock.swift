@@ -124,7 +124,7 @@ final class TensorwiseBlock: BlockWeights {
 
     func floats(_ start: Int, _ count: Int) -> DeviceBuffer {
         let covered = tensors.indices.filter { tensors[$0].offset >= start && tensors[$0].offset < start + count }
-        precondition(covered.reduce(0) { $0 + tensors[$1].count } == count && tensors[covered[0]].offset == start,
+        precondition(covered.reduce(0) { $0 + tensors[$1].count } == count && covered.first.map { tensors[$0].offset } == start,
                      "a stage read elements \(start)..<\(start + count), which are not whole tensors")
         if let first = packed[start] {
             precondition(covered.allSatisfy { packed[tensors[$0].offset] == first + tensors[$0].offset - start },
