@@ -294,6 +294,9 @@ def run(args):
     planner = args.planner = Planner(args.zotune, host * args.host_fraction, args.max_truncated_layers)
     done = set()
     for path in args.done:
+        if not os.path.exists(path):  # an unmatched shell pattern: nothing measured yet
+            print(f"--done: no {path}; nothing skipped for it", file=sys.stderr)
+            continue
         with open(path) as lines:
             done |= {row_key(r) for r in map(json.loads, lines) if r.get("implementation") and r.get("status") == "ok"}
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
