@@ -30,7 +30,10 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHAPES = ["opt-125m", "opt-350m", "opt-1.3b", "opt-2.7b", "opt-6.7b", "opt-13b", "opt-30b", "opt-66b", "opt-175b"]
+sys.path.insert(0, HERE)
+from zo2_step import SHAPES as OPT_SHAPES  # noqa: E402  (name: C, L, NH, embedding width, pre-norm)
+
+SHAPES = list(OPT_SHAPES)
 IMPLEMENTATIONS = ["zotune-resident", "zotune-offloaded", "zotune-offloaded-by-tensor", "zotune-offloaded-fp8-by-tensor",
                    "zo2-offloaded", "zo2-resident"]
 # The columns of the main table; the by-tensor variants get a table of their own.
@@ -111,15 +114,9 @@ def zo2_dtype(precision, half):
     return "fp32" if precision == "fp32" else half
 
 
-# name: (hidden C, embedding width); FFN 4C, vocabulary 50272 (as ZOTune's OPTConfig.namedShapes).
-WIDTHS = {"opt-125m": (768, 768), "opt-350m": (1024, 512), "opt-1.3b": (2048, 2048), "opt-2.7b": (2560, 2560),
-          "opt-6.7b": (4096, 4096), "opt-13b": (5120, 5120), "opt-30b": (7168, 7168), "opt-66b": (9216, 9216),
-          "opt-175b": (12288, 12288)}
-
-
 def step_flops(shape, blocks, batch, seq, vocab=50272):
     """Multiply-adds × 2 of a step's two forward passes (as `zotune bench forward` counts one)."""
-    hidden, embed = WIDTHS[shape]
+    hidden, _, _, embed, _ = OPT_SHAPES[shape]
     ffn = 4 * hidden
     matrices = blocks * (4 * hidden * hidden + 2 * hidden * ffn) + vocab * embed + (2 * hidden * embed if embed != hidden else 0)
     forward = 2 * matrices * batch * seq + blocks * batch * 2 * seq * (seq + 1) * hidden
@@ -291,7 +288,7 @@ def row_key(record):
 def run(args):
     nvml, handle, device = nvml_handle()
     host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    planner = args.planner = Planner(args.zotune, host * args.host_fraction, args.max_truncated_layers)
+    planner = Planner(args.zotune, host * args.host_fraction, args.max_truncated_layers)
     done = set()
     for path in args.done:
         if not os.path.exists(path):  # an unmatched shell pattern: nothing measured yet
@@ -332,7 +329,7 @@ def run(args):
                 if time.perf_counter() - started > args.deadline:
                     emit(dict(record, status="not started: --deadline reached"))
                     continue
-                command, env, reason = child_command(args, device, plan, record)
+                command, env, reason = child_command(args, device, planner, plan, record)
                 if reason:
                     emit(dict(record, status=f"skipped: {reason}"))
                     continue
@@ -340,7 +337,7 @@ def run(args):
                                             nvml, handle, args.row_timeout)))
 
 
-def child_command(args, device, plan, row):
+def child_command(args, device, planner, plan, row):
     """The child's command line and environment, or the reason this implementation cannot run."""
     memory = device.get("device_memory_bytes")
     shape, batch, seq, precision = row["shape"], row["batch"], row["seq"], row["precision"]
@@ -354,7 +351,7 @@ def child_command(args, device, plan, row):
         link = VARIANTS.get(row["implementation"], codec(precision))
         by_tensor = row["implementation"] in VARIANTS
         if by_tensor:
-            plan = args.planner.plan(shape, batch, seq, link, row["layers"], by_tensor=True)
+            plan = planner.plan(shape, batch, seq, link, row["layers"], by_tensor=True)
         predicted = plan["offloaded_peak_device_bytes" if offloaded else "resident_peak_device_bytes"]
         if memory and predicted + ARENA_MARGIN > memory:
             return None, None, f"predicted peak {gib(predicted)} GiB exceeds the GPU's {gib(memory)} GiB"

@@ -148,10 +148,9 @@ public enum MemoryModel {
         var lowRankCounts = [Int](repeating: 0, count: shape.blocks.count)
         for block in 0..<runnerBlocks {
             for linear in shape.blockLinears {
-                let end = linear.weightOffset + linear.outputs * linear.inputs
-                let parts = shape.blocks[block].specs.filter { $0.kind == .matrix && (linear.weightOffset..<end).contains($0.offset) }
+                let specs = shape.blocks[block].specs, parts = linear.weightIndices(in: specs)
                 let m = parts.count, o = linear.outputs, k = linear.inputs
-                lowRankCounts[block] += parts.reduce(0) { $0 + $1.count }
+                lowRankCounts[block] += parts.reduce(0) { $0 + specs[$1].count }
                 widest = max(widest, m * r)
                 factorBytes += 2 * DeviceArena.reservedSize(m * r * k * 4) + 2 * DeviceArena.reservedSize(o * r * 4)
                     + 2 * DeviceArena.reservedSize(o * m * r * 4)

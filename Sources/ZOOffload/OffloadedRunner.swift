@@ -146,16 +146,15 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
                 allocated.append(buffer)
                 return buffer
             }
-            let lossy = plan.format != .fp32
-            let slotBytes = streamed.map { plan.encodedBytes(of: model.blocks[$0].layout) }.max() ?? 0
-            slots = try (0..<min(plan.slots, streamed.count)).map {
-                try allocate(slotBytes, "block slot \($0)" + (lossy ? " (\(plan.format.rawValue))" : ""))
+            // Sizes as the plan predicts them (the memory model and the arena agree by construction).
+            let lossy = plan.format != .fp32, decodedBytes = plan.decodedBlockBytes(for: shape)
+            slots = try (0..<plan.slotCount(for: shape)).map {
+                try allocate(plan.slotBytes(for: shape), "block slot \($0)" + (lossy ? " (\(plan.format.rawValue))" : ""))
             }
-            let sizes = streamed.map { TensorwiseSizes(model.blocks[$0].layout, linears: model.blockLinears) }
-            let decodedCount = plan.isTensorwise ? sizes.map(\.decodedCount).max() ?? 0 : streamed.map { model.blocks[$0].layout.count }.max() ?? 0
-            decoded = try lossy && !streamed.isEmpty ? allocate(decodedCount * 4, plan.isTensorwise ? "decoded tensors" : "decoded block") : nil
+            decoded = try decodedBytes > 0 ? allocate(decodedBytes, plan.isTensorwise ? "decoded tensors" : "decoded block") : nil
             tensorwise = plan.isTensorwise ? decoded.map {
-                TensorwiseBlock(backend: backend, format: plan.format, linears: model.blockLinears, smallCount: sizes.map(\.small).max() ?? 0, decoded: $0)
+                TensorwiseBlock(backend: backend, format: plan.format, linears: model.blockLinears,
+                                smallCount: plan.tensorwiseSizes(for: shape).small, decoded: $0)
             } : nil
             chunks = plan.isTensorwise ? Dictionary(uniqueKeysWithValues: streamed.map { ($0, TensorChunks(model.blocks[$0].layout, format: plan.format)) }) : [:]
             // Low-bit masters: each streamed block encoded once (to nearest) through slot 0.

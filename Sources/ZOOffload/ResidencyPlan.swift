@@ -81,11 +81,14 @@ public struct ResidencyPlan: Sendable, Equatable, Codable {
     /// slots): the largest streamed block, or tensor by tensor its biases and norms and largest
     /// fused linear; 0 for fp32 or when nothing streams.
     public func decodedBlockBytes(for shape: ModelShape) -> Int {
-        let streamed = streamedBlocks(count: shape.blocks.count)
+        let streamed = streamedBlocks(count: shape.blocks.count).map { shape.blocks[$0] }
         guard format != .fp32, !streamed.isEmpty else { return 0 }
-        return DeviceArena.reservedSize(4 * (streamed.map {
-            isTensorwise ? TensorwiseSizes(shape.blocks[$0], linears: shape.blockLinears).decodedCount : shape.blocks[$0].count
-        }.max() ?? 0))
+        return DeviceArena.reservedSize(4 * (isTensorwise ? tensorwiseSizes(for: shape).decodedCount : streamed.map(\.count).max()!))
+    }
+
+    /// The sizes a tensorwise block decodes, over the streamed blocks of `shape`.
+    func tensorwiseSizes(for shape: ModelShape) -> TensorwiseSizes {
+        TensorwiseSizes(blocks: streamedBlocks(count: shape.blocks.count).map { shape.blocks[$0] }, linears: shape.blockLinears)
     }
 
     /// Checks the plan against `model` (indices in range, at least one slot when a block

@@ -21,27 +21,21 @@ public struct TensorChunks: Sendable, Equatable {
     }
 }
 
-/// Elements of a block's layout outside its fused linears (biases and norms), and the largest
-/// fused linear: what a tensorwise block decodes at once.
+/// What a tensorwise block decodes at once, over `blocks`: the most elements a block has
+/// outside its fused linears (biases and norms), and the largest fused linear.
 struct TensorwiseSizes: Equatable {
     let small: Int
     let largestLinear: Int
 
-    init(_ layout: ParameterLayout, linears: [BlockLinear]) {
-        let inLinears = layout.specs.filter { spec in linears.contains { $0.covers(spec.offset, spec.count) } }
-        small = layout.count - inLinears.reduce(0) { $0 + $1.count }
+    init(blocks: [ParameterLayout], linears: [BlockLinear]) {
+        small = blocks.map { layout in
+            layout.count - linears.reduce(0) { sum, linear in sum + linear.weightIndices(in: layout.specs).reduce(0) { $0 + layout.specs[$1].count } }
+        }.max() ?? 0
         largestLinear = linears.map { $0.outputs * $0.inputs }.max() ?? 0
     }
 
     /// Floats of the decoded buffer: the biases and norms, then one fused linear's weights.
     var decodedCount: Int { small + largestLinear }
-}
-
-extension BlockLinear {
-    /// Whether elements [start, start + count) of the block's layout lie in this linear's weights.
-    func covers(_ start: Int, _ count: Int) -> Bool {
-        start >= weightOffset && start + count <= weightOffset + outputs * inputs
-    }
 }
 
 /// A streamed block kept encoded in its slot (`TensorChunks`) while a sweep visits it: its

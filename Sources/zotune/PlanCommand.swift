@@ -72,12 +72,10 @@ struct PlanCommand: ParsableCommand {
     func predict(_ shape: ModelShape, plan: ResidencyPlan, firstOrder: FirstOrderPlan?) -> (offloaded: StepMemory, resident: StepMemory) {
         var offloadedPlan = plan
         offloadedPlan.firstOrderBlocks = firstOrder?.blocks ?? 0
-        var offloaded = MemoryModel.offloadedStep(shape, plan: offloadedPlan, batch: batch, tokens: seq)
-        var resident = MemoryModel.residentStep(shape, batch: batch, tokens: seq)
-        if let firstOrder {
-            offloaded = MemoryModel.firstOrderStep(shape, plan: offloadedPlan, batch: batch, tokens: seq, firstOrder: firstOrder)
-            resident = MemoryModel.firstOrderStep(shape, plan: nil, batch: batch, tokens: seq, firstOrder: firstOrder)
-        }
+        let offloaded = firstOrder.map { MemoryModel.firstOrderStep(shape, plan: offloadedPlan, batch: batch, tokens: seq, firstOrder: $0) }
+            ?? MemoryModel.offloadedStep(shape, plan: offloadedPlan, batch: batch, tokens: seq)
+        let resident = firstOrder.map { MemoryModel.firstOrderStep(shape, plan: nil, batch: batch, tokens: seq, firstOrder: $0) }
+            ?? MemoryModel.residentStep(shape, batch: batch, tokens: seq)
         guard let lowRank = hybrid.lowRank else { return (offloaded, resident) }
         let k = firstOrder?.blocks ?? 0
         return (MemoryModel.withLowRank(offloaded, shape, plan: offloadedPlan, firstOrderBlocks: k, batch: batch, tokens: seq, options: lowRank),

@@ -29,6 +29,16 @@ public struct BlockLinear: Sendable, Equatable {
         self.outputs = outputs
         self.inputs = inputs
     }
+
+    /// Whether elements [start, start + count) of the block's layout lie in this linear's weights.
+    public func covers(_ start: Int, _ count: Int) -> Bool {
+        start >= weightOffset && start + count <= weightOffset + outputs * inputs
+    }
+
+    /// The indices of `specs` (a block's layout) that are this linear's weights, in order.
+    public func weightIndices(in specs: [ParameterSpec]) -> [Int] {
+        specs.indices.filter { specs[$0].kind == .matrix && covers(specs[$0].offset, specs[$0].count) }
+    }
 }
 
 /// The device state of the low-rank estimator for the blocks a runner holds.
@@ -96,9 +106,8 @@ public final class LowRankState: @unchecked Sendable {
             for block in 0..<blockCount {
                 let specs = model.blocks[block].layout.specs
                 linears.append(try blockLinears.map { linear in
-                    let end = linear.weightOffset + linear.outputs * linear.inputs
                     var firstRow = 0
-                    let parts = specs.indices.filter { specs[$0].kind == .matrix && (linear.weightOffset..<end).contains(specs[$0].offset) }
+                    let parts = linear.weightIndices(in: specs)
                         .map { i -> (id: UInt32, rows: Int, firstRow: Int, offset: Int) in
                             defer { firstRow += specs[i].shape[0] }
                             precondition(specs[i].shape.count == 2 && specs[i].shape[1] == linear.inputs, "a fused linear's weights share their input")
