@@ -6,7 +6,7 @@ import ZOCore
 
 /// Compiles CUDA C kernel sources with NVRTC to CUBIN (machine code) for one GPU
 /// architecture, caching the result on disk under a hash of the source, the options, the
-/// NVRTC version and the architecture, so each kernel compiles once per machine.
+/// NVRTC library and version and the architecture, so each kernel compiles once per machine.
 ///
 /// CUBIN rather than PTX: PTX from an NVRTC newer than the driver is rejected, machine code
 /// for the detected sm_XY is not.
@@ -14,11 +14,15 @@ public struct KernelCompiler: @unchecked Sendable {
     public let nvrtc: zo_nvrtc
     /// NVRTC's (major, minor) version.
     public let version: (major: Int, minor: Int)
+    /// The NVRTC library's path: part of the cache key, so that two NVRTCs of one version (a
+    /// real one and the CPU stand-in) never share compiled kernels.
+    public let library: String
     /// Where compiled kernels are kept; nil: no cache.
     public let cacheDirectory: String?
 
-    public init(nvrtc: zo_nvrtc, cacheDirectory: String?) throws(CUDAError) {
+    public init(nvrtc: zo_nvrtc, library: String, cacheDirectory: String?) throws(CUDAError) {
         self.nvrtc = nvrtc
+        self.library = library
         var major: Int32 = 0, minor: Int32 = 0
         guard nvrtc.nvrtcVersion(&major, &minor) == 0 else { throw .nvrtc(call: "nvrtcVersion", message: "failed") }
         version = (Int(major), Int(minor))
@@ -77,13 +81,13 @@ public struct KernelCompiler: @unchecked Sendable {
 
     private func cacheKey(_ source: KernelSource, options: [String]) -> String {
         var hasher = SHA256Hasher()
-        hasher.update(Array((["nvrtc \(version.major).\(version.minor)"] + options + [source.code]).joined(separator: "\u{0}").utf8))
+        hasher.update(Array((["nvrtc \(version.major).\(version.minor) \(library)"] + options + [source.code]).joined(separator: "\u{0}").utf8))
         return TextFormat.hex(hasher.finalize())
     }
 
     /// Writes the cache file through a temporary name (a failure only costs a recompile).
     private func store(_ bytes: [UInt8], at path: String, in directory: String) {
-        mkdir(directory, 0o755)
+        FileSystem.makeFolders(directory)
         let temporary = path + ".tmp\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return }

@@ -25,6 +25,16 @@ public enum FileSystem {
         return names
     }
 
+    /// Creates `path` and any missing parents (as `mkdir -p`); false when it is not a folder after.
+    @discardableResult
+    public static func makeFolders(_ path: String) -> Bool {
+        if isFolder(path) == true { return true }
+        let parent = parent(of: path)
+        if !parent.isEmpty, parent != path { makeFolders(parent) }
+        mkdir(path, 0o755)
+        return isFolder(path) == true
+    }
+
     /// `path` without its last component ("" for a bare name).
     public static func parent(of path: String) -> String {
         let trimmed = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path

@@ -49,6 +49,10 @@ struct ComputeOptions: ParsableArguments {
     @Flag(help: "With --backend cuda, run the GEMMs on tensor cores in TF32 (inputs rounded to 10 mantissa bits, fp32 accumulation): faster, less exact.")
     var tf32 = false
 
+    @Option(name: .customLong("cuda-allocations"),
+            help: "With --backend cuda: arena (one allocation of the whole budget) or per-buffer (a cuMemAlloc per buffer, so compute-sanitizer or the CUDA stand-in sees each buffer's bounds).")
+    var cudaAllocations = CUDAAllocations.arena
+
     @Flag(name: .customLong("decode-by-tensor"),
           help: "With a low-bit --offload-format, keep streamed blocks encoded on the device and decode one fused linear at a time (less device memory, more decode work).")
     var decodeByTensor = false
@@ -62,6 +66,7 @@ struct ComputeOptions: ParsableArguments {
             throw ValidationError("--slots, --resident-blocks, --offload-format and --host-storage need --offload")
         }
         if tf32, backend != .cuda { throw ValidationError("--tf32 needs --backend cuda (tensor cores)") }
+        if cudaAllocations != .arena, backend != .cuda { throw ValidationError("--cuda-allocations needs --backend cuda") }
         if decodeByTensor, !offload || offloadFormat == .fp32 {
             throw ValidationError("--decode-by-tensor needs --offload and a low-bit --offload-format (bf16, fp16 or fp8)")
         }
@@ -101,7 +106,8 @@ struct ComputeOptions: ParsableArguments {
     func makeBackend() throws -> any Backend {
         switch backend {
         case .cpu: try CPUBackend(budget: try budget(capacity: sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))), threads: threads)
-        case .cuda: try CUDABackend(budget: try budget(capacity: try firstGPUMemory()), kernelCache: Assets().home + "/kernels", tf32: tf32)
+        case .cuda: try CUDABackend(budget: try budget(capacity: try firstGPUMemory()), kernelCache: Assets().home + "/kernels", tf32: tf32,
+                                    allocations: cudaAllocations)
         }
     }
 
@@ -160,3 +166,4 @@ func parseByteSize(_ text: String, physical: Double) -> Int? {
 }
 
 extension LinkFormat: ExpressibleByArgument {}
+extension CUDAAllocations: ExpressibleByArgument {}

@@ -42,7 +42,7 @@ struct DevicesCommand: ParsableCommand {
             print("driver: not found (no NVIDIA driver on this machine); tried \(tried.map(\.path).joined(separator: ", "))")
             print("GPUs: none")
         }
-        describe("NVRTC", libraries.nvrtc.path, libraries.nvrtc.table.flatMap { try? KernelCompiler(nvrtc: $0, cacheDirectory: nil) }
+        describe("NVRTC", libraries.nvrtc.path, libraries.nvrtc.table.flatMap { try? KernelCompiler(nvrtc: $0, library: libraries.nvrtc.path ?? "", cacheDirectory: nil) }
             .map { "version \($0.version.major).\($0.version.minor)" }, tried: libraries.nvrtc)
         describe("cuBLAS", libraries.cublas.path, nil, tried: libraries.cublas)
         if libraries.searchPath.pythonFolders.isEmpty {
@@ -53,7 +53,8 @@ struct DevicesCommand: ParsableCommand {
         guard compile || compileFor != nil else { return }
         guard let nvrtc = libraries.nvrtc.table else { throw CUDAError.unavailable("cannot compile kernels: NVRTC was not found") }
         guard !architectures.isEmpty else { throw CUDAError.unavailable("no GPU found: name an architecture with --compile-for 90") }
-        let compiler = try KernelCompiler(nvrtc: nvrtc, cacheDirectory: Assets().home + "/kernels")
+        let compiler = try KernelCompiler(nvrtc: nvrtc, library: libraries.nvrtc.path ?? "",
+                                          cacheDirectory: Assets().home + "/kernels")
         for architecture in Set(architectures).sorted() {
             for source in KernelSource.all {
                 let cubin = try compiler.cubin(source, architecture: architecture)

@@ -3,15 +3,21 @@ import Testing
 import ZOCUDA
 
 /// The CUDA layer without a GPU: library discovery fails cleanly, and every kernel compiles
-/// with NVRTC (which needs no GPU; scripts/test.sh installs PyPI's nvidia-cuda-nvrtc when
-/// none is found, so a kernel that does not compile fails CI).
+/// with NVIDIA's NVRTC (which needs no GPU; scripts/test.sh installs PyPI's nvidia-cuda-nvrtc
+/// and names its folder in ZOTUNE_TEST_NVRTC, apart from the CUDA stand-in's NVRTC in
+/// ZOTUNE_CUDA_LIBS, so a kernel that does not compile for a real GPU fails CI).
 @Suite struct CUDAKernelTests {
+    static let libraries: CUDALibraries = {
+        guard let folder = ProcessInfo.processInfo.environment["ZOTUNE_TEST_NVRTC"] else { return .shared }
+        return CUDALibraries(searchPath: CUDASearchPath(explicitFolders: [folder], pythonFolders: []))
+    }()
+
     static func compiler(cache: String? = nil) throws -> KernelCompiler? {
-        guard let nvrtc = CUDALibraries.shared.nvrtc.table else {
-            Issue.record("NVRTC not found (scripts/test.sh installs nvidia-cuda-nvrtc; or set ZOTUNE_CUDA_LIBS)")
+        guard let nvrtc = libraries.nvrtc.table else {
+            Issue.record("NVRTC not found (scripts/test.sh installs nvidia-cuda-nvrtc; or set ZOTUNE_TEST_NVRTC)")
             return nil
         }
-        return try KernelCompiler(nvrtc: nvrtc, cacheDirectory: cache)
+        return try KernelCompiler(nvrtc: nvrtc, library: libraries.nvrtc.path ?? "", cacheDirectory: cache)
     }
 
     @Test(arguments: [80, 90])

@@ -92,7 +92,7 @@ extension KernelSource {
 
     // values → encoded; `seed_low/high` with `stochastic` = 1 round stochastically. One block
     // of 128 threads per group of 128 values.
-    extern "C" __global__ void zo_encode(const float *values, void *encoded, u64 count, int format, int stochastic, u64 seed) {
+    \#(CodecKernels.encode.declaration) {
         __shared__ float largest[128];
         u64 i = (u64)blockIdx.x * 128 + threadIdx.x;
         float v = i < count ? values[i] : 0.0f;
@@ -115,7 +115,7 @@ extension KernelSource {
         else ((unsigned char *)encoded)[i] = zo_e4m3_bits(zo_round(3, __fdiv_rn(v, scale), uniform));
     }
 
-    extern "C" __global__ void zo_decode(const void *encoded, float *values, u64 count, int format) {
+    \#(CodecKernels.decode.declaration) {
         for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (u64)gridDim.x * blockDim.x) {
             if (format == 1) values[i] = __uint_as_float((u32)((const unsigned short *)encoded)[i] << 16);
             else if (format == 2) values[i] = zo_f16_value(((const unsigned short *)encoded)[i]);
@@ -123,8 +123,16 @@ extension KernelSource {
                                        zo_scales((void *)encoded, count)[i / 128]);
         }
     }
-    """#, entryPoints: ["zo_encode", "zo_decode"])
+    """#, entryPoints: [CodecKernels.encode.name, CodecKernels.decode.name])
 
     /// Every kernel source ZOTune compiles.
     public static let all: [KernelSource] = [.noise, .codecs, .forward]
+}
+
+/// The codec source's kernels.
+enum CodecKernels {
+    static let encode = KernelSignature<In<Float>, Out<DeviceBytes>, UInt64, Int32, Int32, UInt64>(
+        "zo_encode", "values", "encoded", "count", "format", "stochastic", "seed")
+    static let decode = KernelSignature<In<DeviceBytes>, Out<Float>, UInt64, Int32>(
+        "zo_decode", "encoded", "values", "count", "format")
 }

@@ -37,22 +37,21 @@ extension KernelSource {
     // out[n] (+)= table[indices[n]] for n < count, rows of `width`; with terms, each gathered
     // element is perturbed first as the table would be (element index row·width + j of
     // tensor `tensor`).
-    extern "C" __global__ void zo_gather_rows(const float *table, int width, const int *indices, int count, float *out,
-                                              int accumulate, const zo_term *terms, int term_count, u32 tensor, int kind) {
+    \#(ForwardKernels.gatherRows.declaration) {
         int n = blockIdx.x;
         if (n >= count) return;
         u64 row = (u64)indices[n];
         for (int j = threadIdx.x; j < width; j += blockDim.x) {
             float v = table[row * width + j];
-            for (int k = 0; k < term_count; ++k)
-                v = __fadd_rn(v, __fmul_rn(terms[k].coefficient, zo_noise(kind, terms[k].seed, tensor, row * width + j)));
+            for (int k = 0; k < terms.count; ++k)
+                v = __fadd_rn(v, __fmul_rn(terms.term[k].coefficient, zo_noise(kind, terms.term[k].seed, tensor, row * width + j)));
             float *target = out + (u64)n * width + j;
             *target = accumulate ? __fadd_rn(*target, v) : v;
         }
     }
 
     // out[m, n] += bias[n], then ReLU when asked.
-    extern "C" __global__ void zo_bias_activation(float *out, const float *bias, u64 m, int n, int relu) {
+    \#(ForwardKernels.biasActivation.declaration) {
         for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < m * n; i += (u64)gridDim.x * blockDim.x) {
             float v = out[i];
             if (bias) v = __fadd_rn(v, bias[i % n]);
@@ -62,7 +61,7 @@ extension KernelSource {
     }
 
     // One row per block: (x − mean)/sqrt(var + eps) · weight + bias.
-    extern "C" __global__ void zo_layer_norm(const float *x, const float *weight, const float *bias, float *out, int channels, float eps) {
+    \#(ForwardKernels.layerNorm.declaration) {
         __shared__ float shared[ZO_THREADS];
         const float *row = x + (u64)blockIdx.x * channels;
         float *target = out + (u64)blockIdx.x * channels;
@@ -81,7 +80,7 @@ extension KernelSource {
     }
 
     // One row per block: weight · x / sqrt(mean(x²) + eps).
-    extern "C" __global__ void zo_rms_norm(const float *x, const float *weight, float *out, int channels, float eps) {
+    \#(ForwardKernels.rmsNorm.declaration) {
         __shared__ float shared[ZO_THREADS];
         const float *row = x + (u64)blockIdx.x * channels;
         float squares = 0.0f;
@@ -93,7 +92,7 @@ extension KernelSource {
 
     // Rotates halves of each head in place: (a, b) → (a·cos − b·sin, b·cos + a·sin), the
     // angles of row r at table[positions[r]·HS] (cos in the first half, sin in the second).
-    extern "C" __global__ void zo_rotary(float *x, const int *positions, const float *table, int heads, int head_size, int row_stride) {
+    \#(ForwardKernels.rotary.declaration) {
         int r = blockIdx.x, half = head_size / 2;
         const float *angles = table + (u64)positions[r] * head_size;
         for (int i = threadIdx.x; i < heads * half; i += blockDim.x) {
@@ -106,7 +105,7 @@ extension KernelSource {
     }
 
     // out[r, j] = silu(gate) · up with gate = gate_up[r, j], up = gate_up[r, F + j].
-    extern "C" __global__ void zo_swiglu(const float *gate_up, float *out, u64 rows, int width) {
+    \#(ForwardKernels.swiglu.declaration) {
         for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < rows * width; i += (u64)gridDim.x * blockDim.x) {
             u64 r = i / width; int j = (int)(i % width);
             float g = gate_up[r * 2 * width + j];
@@ -114,8 +113,7 @@ extension KernelSource {
         }
     }
 
-    extern "C" __global__ void zo_copy_rows(const float *source, int source_stride, float *destination, int destination_stride,
-                                            int rows, int width) {
+    \#(ForwardKernels.copyRows.declaration) {
         for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (u64)rows * width; i += (u64)gridDim.x * blockDim.x) {
             u64 r = i / width; int j = (int)(i % width);
             destination[r * destination_stride + j] = source[r * source_stride + j];
@@ -125,9 +123,7 @@ extension KernelSource {
     // Causal, key-masked attention; one block per (query i, head h, sequence b). The query at
     // position t = keys − queries + i sees keys s ≤ t with key_mask[s] ≠ 0; a query with
     // none gives zeros. Scores live in dynamic shared memory ([keys] floats).
-    extern "C" __global__ void zo_attention(const float *q, const float *k, const float *v, const int *key_mask, float *out,
-                                            int queries, int keys, int capacity, int heads, int kv_heads, int head_size,
-                                            int query_stride, int kv_stride, float scale) {
+    \#(ForwardKernels.attention.declaration) {
         extern __shared__ float scores[];
         __shared__ float shared[ZO_THREADS];
         int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -169,7 +165,7 @@ extension KernelSource {
     }
 
     // losses[r] = log Σ exp(logits[r]) − logits[r, target] (0 where the target is < 0).
-    extern "C" __global__ void zo_cross_entropy(const float *logits, const int *targets, float *losses, int vocab) {
+    \#(ForwardKernels.crossEntropy.declaration) {
         __shared__ float shared[ZO_THREADS];
         const float *row = logits + (u64)blockIdx.x * vocab;
         int target = targets[blockIdx.x];
@@ -183,7 +179,7 @@ extension KernelSource {
     }
 
     // out[r] = the index of the first maximum of logits[r].
-    extern "C" __global__ void zo_argmax(const float *logits, int *out, int vocab) {
+    \#(ForwardKernels.argmax.declaration) {
         __shared__ float best_value[ZO_THREADS];
         __shared__ int best_index[ZO_THREADS];
         const float *row = logits + (u64)blockIdx.x * vocab;
@@ -203,6 +199,29 @@ extension KernelSource {
         }
         if (threadIdx.x == 0) out[blockIdx.x] = best_index[0] == 0x7FFFFFFF ? 0 : best_index[0];
     }
-    """#, entryPoints: ["zo_gather_rows", "zo_bias_activation", "zo_layer_norm", "zo_rms_norm", "zo_rotary", "zo_swiglu",
-                       "zo_copy_rows", "zo_attention", "zo_cross_entropy", "zo_argmax"])
+    """#, entryPoints: [ForwardKernels.gatherRows.name, ForwardKernels.biasActivation.name, ForwardKernels.layerNorm.name, ForwardKernels.rmsNorm.name, ForwardKernels.rotary.name, ForwardKernels.swiglu.name, ForwardKernels.copyRows.name, ForwardKernels.attention.name, ForwardKernels.crossEntropy.name, ForwardKernels.argmax.name])
+}
+
+/// The forward source's kernels.
+enum ForwardKernels {
+    static let gatherRows = KernelSignature<In<Float>, Int32, In<Int32>, Int32, Out<Float>, Int32, KernelTerms, UInt32, Int32>(
+        "zo_gather_rows", "table", "width", "indices", "count", "out", "accumulate", "terms", "tensor", "kind")
+    static let biasActivation = KernelSignature<Out<Float>, In<Float>, UInt64, Int32, Int32>(
+        "zo_bias_activation", "out", "bias", "m", "n", "relu")
+    static let layerNorm = KernelSignature<In<Float>, In<Float>, In<Float>, Out<Float>, Int32, Float>(
+        "zo_layer_norm", "x", "weight", "bias", "out", "channels", "eps")
+    static let rmsNorm = KernelSignature<In<Float>, In<Float>, Out<Float>, Int32, Float>(
+        "zo_rms_norm", "x", "weight", "out", "channels", "eps")
+    static let rotary = KernelSignature<Out<Float>, In<Int32>, In<Float>, Int32, Int32, Int32>(
+        "zo_rotary", "x", "positions", "table", "heads", "head_size", "row_stride")
+    static let swiglu = KernelSignature<In<Float>, Out<Float>, UInt64, Int32>(
+        "zo_swiglu", "gate_up", "out", "rows", "width")
+    static let copyRows = KernelSignature<In<Float>, Int32, Out<Float>, Int32, Int32, Int32>(
+        "zo_copy_rows", "source", "source_stride", "destination", "destination_stride", "rows", "width")
+    static let attention = KernelSignature<In<Float>, In<Float>, In<Float>, In<Int32>, Out<Float>, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Float>(
+        "zo_attention", "q", "k", "v", "key_mask", "out", "queries", "keys", "capacity", "heads", "kv_heads", "head_size", "query_stride", "kv_stride", "scale")
+    static let crossEntropy = KernelSignature<In<Float>, In<Int32>, Out<Float>, Int32>(
+        "zo_cross_entropy", "logits", "targets", "losses", "vocab")
+    static let argmax = KernelSignature<In<Float>, Out<Int32>, Int32>(
+        "zo_argmax", "logits", "out", "vocab")
 }

@@ -102,47 +102,41 @@ extension KernelSource {
         return zo_unit(word == 0 ? x.x : word == 1 ? x.y : word == 2 ? x.z : x.w);
     }
 
-    // One term of a perturbation pass (PerturbationTerm).
-    struct zo_term { u64 seed; float coefficient; float decay_coefficient; };
+    // Perturbation terms passed by value (KernelTerms: PerturbationTerm's fields).
+    \#(KernelTerms.declaration)
 
     """#
 
-    /// The perturbation pass of `Backend.perturb` (and the noise itself, for parity checks).
-    /// Compiled with `--fmad=false` so that every a·b + c rounds twice, as the CPU computes
-    /// it: z and the perturbed weights then match the CPU backend bit for bit.
+    /// The perturbation pass of `Backend.perturb` on one tensor (and the noise itself, for
+    /// parity checks). Compiled with `--fmad=false` so that every a·b + c rounds twice, as the
+    /// CPU computes it: z and the perturbed weights then match the CPU backend bit for bit.
     public static let noise = KernelSource(name: "noise", code: noiseFunctions + #"""
-    // One tensor of a pass (PerturbedTensor): elements [offset, offset + count) of the buffer.
-    struct zo_tensor { u64 offset; u64 count; u32 id; u32 decays; };
-
-    // θ ← a·θ + Σ_k c_k·z_k over every element of `tensors` (grid-stride over the
-    // concatenation, located through `starts`, the running element counts); with a snapshot,
-    // the values after the decay and the first `snapshot_after` terms are also stored there.
-    extern "C" __global__ void zo_perturb(float *theta, const zo_tensor *tensors, const u64 *starts, int tensor_count,
-                                          const zo_term *terms, int term_count, float decay_factor, int kind,
-                                          float *snapshot, int snapshot_after) {
-        u64 total = starts[tensor_count];
-        for (u64 e = (u64)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (u64)gridDim.x * blockDim.x) {
-            int t = 0;
-            while (starts[t + 1] <= e) ++t;
-            zo_tensor tensor = tensors[t];
-            u64 index = e - starts[t];
-            float *p = theta + tensor.offset + index;
-            float v = *p;
-            if (tensor.decays) v = __fmul_rn(v, decay_factor);
-            for (int k = 0; k < term_count; ++k) {
-                if (snapshot && k == snapshot_after) snapshot[tensor.offset + index] = v;
-                float c = tensor.decays ? terms[k].decay_coefficient : terms[k].coefficient;
-                v = __fadd_rn(v, __fmul_rn(c, zo_noise(kind, terms[k].seed, tensor.id, index)));
+    // θ ← a·θ + Σ_k c_k·z_k over the `count` elements of one tensor (stream `tensor`), grid-stride;
+    // c_k is the term's decay coefficient for a tensor that decays, else its coefficient (and a = 1).
+    \#(NoiseKernels.perturb.declaration) {
+        for (u64 e = (u64)blockIdx.x * blockDim.x + threadIdx.x; e < count; e += (u64)gridDim.x * blockDim.x) {
+            float v = theta[e];
+            if (decays) v = __fmul_rn(v, decay_factor);
+            for (int k = 0; k < terms.count; ++k) {
+                float c = decays ? terms.term[k].decay_coefficient : terms.term[k].coefficient;
+                v = __fadd_rn(v, __fmul_rn(c, zo_noise(kind, terms.term[k].seed, tensor, e)));
             }
-            if (snapshot && snapshot_after == term_count) snapshot[tensor.offset + index] = v;
-            *p = v;
+            theta[e] = v;
         }
     }
 
     // z of elements [0, count) of stream (seed, tensor), for parity tests.
-    extern "C" __global__ void zo_fill_noise(float *out, u64 count, int kind, u64 seed, u32 tensor) {
+    \#(NoiseKernels.fillNoise.declaration) {
         for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (u64)gridDim.x * blockDim.x)
             out[i] = zo_noise(kind, seed, tensor, i);
     }
-    """#, entryPoints: ["zo_perturb", "zo_fill_noise"])
+    """#, entryPoints: [NoiseKernels.perturb.name, NoiseKernels.fillNoise.name])
+}
+
+/// The noise source's kernels.
+enum NoiseKernels {
+    static let perturb = KernelSignature<Out<Float>, UInt64, UInt32, Int32, KernelTerms, Float, Int32>(
+        "zo_perturb", "theta", "count", "tensor", "decays", "terms", "decay_factor", "kind")
+    static let fillNoise = KernelSignature<Out<Float>, UInt64, Int32, UInt64, UInt32>(
+        "zo_fill_noise", "out", "count", "kind", "seed", "tensor")
 }
