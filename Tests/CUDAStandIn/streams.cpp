@@ -254,6 +254,13 @@ int synchronizeEvent(Event *event) {
 
 }  // namespace standin
 
+ZO_EXPORT void zo_stand_in_get_delays(uint64_t *seed, unsigned *maxMicroseconds, unsigned *percent) {
+    standin::Delays &d = standin::delays();
+    *seed = d.seed;
+    *maxMicroseconds = d.maxMicroseconds;
+    *percent = d.percent;
+}
+
 ZO_EXPORT void zo_stand_in_set_delays(uint64_t seed, unsigned maxMicroseconds, unsigned percent) {
     standin::Delays &d = standin::delays();
     d.seed = seed;
