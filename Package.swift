@@ -43,7 +43,7 @@ let package = Package(
         // The CUDA layer, loaded at run time: library discovery, devices, NVRTC kernels.
         .target(name: "ZOCUDA", dependencies: ["ZOCore", "CCUDA"], swiftSettings: simdFlags),
         // A backend's checks against the CPU oracle (zotune selftest and the GPU tests).
-        .target(name: "ZOParity", dependencies: ["ZOCore", "ZOCPU", "ZOCUDA", "ZOModels", "ZOOffload", "ZOOptimizers"],
+        .target(name: "ZOParity", dependencies: ["ZOCore", "ZOCPU", "ZOCUDA", "ZOModels", "ZOOffload", "ZOOptimizers", "ZOTasks", "ZOTraining"],
                 swiftSettings: simdFlags),
         // Offloading: blocks streamed through a device-memory budget (residency plan, scheduler).
         .target(name: "ZOOffload", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),

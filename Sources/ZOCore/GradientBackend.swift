@@ -75,6 +75,12 @@ public enum FirstOrderRule: Sendable, Equatable, Codable {
         }
     }
 
+    /// AdamW's bias corrections 1 − β₁^step and 1 − β₂^step (1 and 1 for SGD).
+    public func biasCorrections(step: Int) -> (Float, Float) {
+        guard case .adamW(let beta1, let beta2, _, _) = self else { return (1, 1) }
+        return (1 - Float.pow(beta1, step), 1 - Float.pow(beta2, step))
+    }
+
     /// Updates one parameter θ with gradient g and state s (step ≥ 1 counts updates so far,
     /// this one included). The reference arithmetic every backend follows.
     @inline(__always)
@@ -93,7 +99,7 @@ public enum FirstOrderRule: Sendable, Equatable, Codable {
             let v = beta2 * state2!.pointee + (1 - beta2) * g * g
             state!.pointee = m
             state2!.pointee = v
-            let correction1 = 1 - Float.pow(beta1, step), correction2 = 1 - Float.pow(beta2, step)
+            let (correction1, correction2) = biasCorrections(step: step)
             if decays { theta -= lr * weightDecay * theta }
             theta -= lr * (m / correction1) / ((v / correction2).squareRoot() + epsilon)
         }

@@ -4,13 +4,23 @@ import ZOCUDA
 import ZOModels
 import ZOOffload
 import ZOOptimizers
+import ZOTasks
+import ZOTraining
 
 /// A backend against the CPU oracle: noise (CUDA), perturbation with snapshots and the link
-/// codecs bit for bit; logits and 20 ZO steps, resident and offloaded, within a tolerance;
-/// on a small random OPT. Each check returns nil or what differed. `zotune selftest` runs
-/// them from the binary (a GPU machine has no Swift to run the tests), the test suite when a
-/// GPU is present.
+/// codecs bit for bit; for each model family (a small random OPT, and a Llama with grouped
+/// KV heads, RMSNorm, rotary embeddings, SwiGLU and a tied head) logits and 20 ZO steps,
+/// resident and offloaded, and 6 hybrid steps (the last block and the head first-order, by
+/// AdamW), within a tolerance; optionally a few steps of a real model. Each
+/// check returns nil or what differed. `zotune selftest` runs them from the binary (a GPU
+/// machine has no Swift to run the tests), the test suite on the GPU or the CUDA stand-in.
 public enum BackendParity {
+    /// The architectures the checks cover.
+    public enum Family: String, CaseIterable, Sendable {
+        case opt = "OPT"
+        case llama = "Llama"
+    }
+
     /// Every check for `backend`, by name, with its outcome (nil: passed; thrown errors are
     /// outcomes too).
     public static func run(_ backend: any Backend, against oracle: CPUBackend, tolerance: Double) -> [(name: String, problem: String?)] {
@@ -22,27 +32,79 @@ public enum BackendParity {
         for format in [LinkFormat.bf16, .fp16, .fp8] {
             checks.append(("\(format.rawValue) encoding bit for bit", { try codec(format, backend, oracle) }))
         }
-        checks.append(("logits within \(tolerance)", { try logits(backend, oracle, tolerance: tolerance) }))
         let plans: [(String, ResidencyPlan?)] = [("resident", nil), ("offloaded", ResidencyPlan(slots: 2)),
                                                  ("offloaded, bf16 decoded by tensor", ResidencyPlan(slots: 2, format: .bf16, decodeByTensor: true))]
-        for (name, plan) in plans {
-            checks.append(("20 ZO steps \(name) within \(tolerance)", { try training(backend, oracle, plan: plan, tolerance: tolerance) }))
+        for family in Family.allCases {
+            checks.append(("\(family.rawValue) logits within \(tolerance)", { try logits(family, backend, oracle, tolerance: tolerance) }))
+            for (name, plan) in plans {
+                checks.append(("\(family.rawValue): 20 ZO steps \(name) within \(tolerance)", {
+                    try training(backend, oracle, plan: plan, tolerance: tolerance, steps: 20) { try model(family) }
+                }))
+            }
+            for offloaded in [false, true] {
+                checks.append(("\(family.rawValue): 6 hybrid ZO/FO steps \(offloaded ? "offloaded" : "resident") within \(tolerance)", {
+                    try hybrid(family, backend, oracle, offloaded: offloaded, tolerance: tolerance)
+                }))
+            }
         }
         return checks.map { name, body in
             do { return (name, try body()) } catch { return (name, "\(error)") }
         }
     }
 
-    /// A 3-block OPT with seeded random weights (fresh each call) and its batch.
-    public static func model() throws -> (OPTModel, TokenBatch) {
-        var config = OPTConfig()
-        (config.vocabSize, config.hiddenSize, config.numHiddenLayers, config.ffnDim, config.numAttentionHeads) = (512, 64, 3, 256, 4)
-        config.maxPositionEmbeddings = 64
-        let model = try OPTModel(config: config)
+    /// A 3-block model of `family` with seeded random weights (fresh each call) and its batch
+    /// of three sequences of different lengths.
+    public static func model(_ family: Family) throws -> (any CausalLM, TokenBatch) {
+        let model: any CausalLM
+        switch family {
+        case .opt:
+            var config = OPTConfig()
+            (config.vocabSize, config.hiddenSize, config.numHiddenLayers, config.ffnDim, config.numAttentionHeads) = (512, 64, 3, 256, 4)
+            config.maxPositionEmbeddings = 64
+            model = try OPTModel(config: config)
+        case .llama:
+            var config = LlamaConfig()
+            (config.vocabSize, config.hiddenSize, config.intermediateSize, config.numHiddenLayers) = (512, 64, 160, 3)
+            (config.numAttentionHeads, config.numKeyValueHeads, config.maxPositionEmbeddings) = (4, 2, 64)
+            (config.tieWordEmbeddings, config.rmsNormEps, config.ropeTheta) = (true, 1e-5, 10_000)
+            model = try LlamaModel(config: config)
+        }
         model.initializeRandomly(seed: 8, std: 0.1)
+        return (model, try model.makeBatch(sequences))
+    }
+
+    /// Three sequences of 12, 17 and 22 seeded random ids below 512.
+    static var sequences: [[Int]] {
         var generator = SplitMix64(seed: 2)
-        let batch = try model.makeBatch((0..<3).map { b in (0..<(12 + 5 * b)).map { _ in Int(generator.next() % 512) } })
-        return (model, batch)
+        return (0..<3).map { b in (0..<(12 + 5 * b)).map { _ in Int(generator.next() % 512) } }
+    }
+
+    /// Hybrid training of `family`'s model: MeZO on the first blocks, AdamW on the last block and
+    /// the head from the two passes' gradients (batches of 2 of `sequences`), on `backend`
+    /// (resident or offloaded) and resident on the CPU; the step losses within `tolerance`.
+    public static func hybrid(_ family: Family, _ backend: any Backend, _ oracle: CPUBackend, offloaded: Bool,
+                              tolerance: Double) throws -> String? {
+        var runs: [[Double]] = []
+        for target in [backend, oracle] as [any Backend] {
+            let (model, _) = try model(family)
+            let tail = try FirstOrderTail(model: model, backend: target, firstBlock: model.blocks.count - 1)
+            let runner: any ModelRunner = offloaded && target === backend
+                ? try OffloadedRunner(model: model, backend: target, plan: ResidencyPlan(slots: 1, firstOrderBlocks: 1), tail: tail)
+                : try ResidentRunner(model: model, backend: target, tail: tail)
+            let rule = FirstOrderRule.adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01)
+            let settings = FirstOrderOptions(blocks: 1, zeroOrder: true, rule: rule, learningRate: 1e-2, statePlacement: .device)
+            let options = TrainingOptions(steps: 6, batchSize: 2, schedule: LearningRateSchedule(base: 1e-3, totalSteps: 6),
+                                          mezo: MeZOOptions(eps: 1e-3), seed: 3, firstOrder: settings)
+            let trainer = Trainer(runner: runner, task: LMTrainingTask(train: sequences, heldOut: nil), options: options,
+                                  firstOrder: try FirstOrderOptimizer(tail: tail, rule: rule, placement: .device))
+            var losses: [Double] = []
+            _ = try trainer.run { event in
+                if case .step(let step, _, _) = event { losses.append((step.lossPlus + step.lossMinus) / 2) }
+            }
+            runs.append(losses)
+        }
+        let difference = worst(runs[0], runs[1])
+        return difference <= tolerance ? nil : "largest relative loss difference \(difference) (losses \(runs[0]), CPU \(runs[1]))"
     }
 
     public static func noise(_ gpu: CUDABackend, kind: PerturbationKind) throws -> String? {
@@ -104,8 +166,8 @@ public enum BackendParity {
         zip(a, b).map { abs($0 - $1) / max(abs($1), 1e-6) }.max() ?? 0
     }
 
-    public static func logits(_ backend: any Backend, _ oracle: CPUBackend, tolerance: Double) throws -> String? {
-        let (model, batch) = try model()
+    public static func logits(_ family: Family, _ backend: any Backend, _ oracle: CPUBackend, tolerance: Double) throws -> String? {
+        let (model, batch) = try model(family)
         var outputs: [[Double]] = []
         for target in [backend, oracle] as [any Backend] {
             outputs.append(try ResidentRunner(model: model, backend: target).forward(batch, outputs: .logits).logits!.map(Double.init))
@@ -115,19 +177,27 @@ public enum BackendParity {
         return difference / largest <= tolerance ? nil : "largest |Δlogit| \(difference) against largest |logit| \(largest)"
     }
 
-    /// 20 ZO steps on `backend`, resident or offloaded by `plan`, against the CPU: resident
-    /// (which fp32 offloading reproduces bit for bit there), or the same low-bit plan.
-    public static func training(_ backend: any Backend, _ oracle: CPUBackend, plan: ResidencyPlan?, tolerance: Double) throws -> String? {
+    /// `steps` MeZO steps on `backend`, resident or offloaded by `plan`, against the CPU:
+    /// resident (which fp32 offloading reproduces bit for bit there), or the same low-bit plan.
+    /// `load` gives a fresh copy of the model and its batch for each side.
+    public static func training(_ backend: any Backend, _ oracle: CPUBackend, plan: ResidencyPlan?, tolerance: Double, steps: Int,
+                                learningRate: Float = 1e-3, load: () throws -> (any CausalLM, TokenBatch)) throws -> String? {
         var runs: [[Double]] = []
         for target in [backend, oracle] as [any Backend] {
-            let (model, batch) = try model()
+            let (model, batch) = try load()
             let offloaded = plan.flatMap { target === backend || $0.format != .fp32 ? $0 : nil }
             let runner: any ModelRunner = try offloaded.map { try OffloadedRunner(model: model, backend: target, plan: $0) }
                 ?? ResidentRunner(model: model, backend: target)
             let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 4)
-            runs.append(try (0..<20).map { _ in try mezo.step(lr: 1e-3, batch: batch).lossPlus })
+            runs.append(try (0..<steps).map { _ in try mezo.step(lr: learningRate, batch: batch).lossPlus })
         }
         let difference = worst(runs[0], runs[1])
         return difference <= tolerance ? nil : "largest relative loss difference \(difference)"
+    }
+
+    /// A batch of two sequences (24 and 32 tokens) of seeded random ids below `model`'s vocabulary.
+    public static func randomBatch(for model: any CausalLM) throws -> TokenBatch {
+        var generator = SplitMix64(seed: 3)
+        return try model.makeBatch([24, 32].map { length in (0..<length).map { _ in Int(generator.next() % UInt64(model.vocabSize)) } })
     }
 }

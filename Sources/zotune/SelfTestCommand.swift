@@ -1,5 +1,7 @@
 import ArgumentParser
+import ZOAssets
 import ZOCPU
+import ZOModels
 import ZOParity
 
 /// `zotune selftest`: `BackendParity`'s checks of the chosen backend against the CPU.
@@ -13,11 +15,33 @@ struct SelfTestCommand: ParsableCommand {
 
     @Option(help: "Largest relative difference allowed for logits and losses.") var tolerance = 1e-3
 
+    @Option(help: "Also compare MeZO steps of this model (a Hugging Face folder, a .gguf file or an asset id such as smollm2-135m), resident, on a batch of random tokens.")
+    var model: String?
+
+    @Option(help: "MeZO steps of --model.") var steps = 3
+
+    func validate() throws {
+        if steps < 1 { throw ValidationError("--steps must be at least 1") }
+    }
+
     func run() throws {
         let backend = try compute.makeBackend()
         let oracle = try CPUBackend(budget: 256 << 20, threads: compute.threads)
         print("checking \(backend.name) against \(oracle.name)")
-        let results = BackendParity.run(backend, against: oracle, tolerance: tolerance)
+        var results = BackendParity.run(backend, against: oracle, tolerance: tolerance)
+        if let model {
+            let path = try Assets().resolve(model)
+            let problem: String?
+            do {
+                problem = try BackendParity.training(backend, oracle, plan: nil, tolerance: tolerance, steps: steps, learningRate: 3e-5) {
+                    let loaded = try ModelRegistry.load(path: path)
+                    return (loaded, try BackendParity.randomBatch(for: loaded))
+                }
+            } catch {
+                problem = "\(error)"
+            }
+            results.append(("\(model): \(steps) MeZO steps resident within \(tolerance)", problem))
+        }
         for (name, problem) in results { print(problem.map { "FAILED \(name): \($0)" } ?? "ok     \(name)") }
         let failures = results.filter { $0.problem != nil }.count
         guard failures == 0 else { throw ValidationError("\(failures) check(s) failed") }

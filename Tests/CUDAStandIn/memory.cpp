@@ -133,6 +133,7 @@ int allocateDevice(size_t bytes, uintptr_t *address) {
 }
 
 int freeDevice(uintptr_t address) {
+    synchronizeDevice();  // as cuMemFree: queued work that uses the memory finishes first
     Memory &m = memory();
     Mapping mapping;
     {
@@ -207,6 +208,7 @@ int registerHost(void *pointer, size_t bytes) {
 }
 
 int unregisterHost(void *pointer) {
+    synchronizeDevice();
     Memory &m = memory();
     std::lock_guard<std::mutex> guard(m.lock);
     if (m.hostAllocations.count(uintptr_t(pointer)) || !m.pinned.erase(uintptr_t(pointer))) {
@@ -237,6 +239,7 @@ int allocateHost(size_t bytes, void **pointer) {
 }
 
 int freeHost(void *pointer) {
+    synchronizeDevice();
     Memory &m = memory();
     {
         std::lock_guard<std::mutex> guard(m.lock);

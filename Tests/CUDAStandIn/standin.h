@@ -104,6 +104,9 @@ int destroyStream(Stream *stream);
 void enqueue(Stream *stream, std::string what, std::function<std::string()> work);
 /// Waits for all work issued to `stream`; returns its first error since the last one reported.
 int synchronizeStream(Stream *stream);
+/// Waits until every stream is idle (errors stay for each stream's synchronization), as
+/// cuMemFree and cuMemHostUnregister do on a GPU.
+void synchronizeDevice();
 /// Records an error found at issue time (reported by the stream's next synchronization).
 void recordError(Stream *stream, const std::string &detail);
 

@@ -182,6 +182,18 @@ int synchronizeStream(Stream *stream) {
     return fail(illegalAddress, error);
 }
 
+void synchronizeDevice() {
+    std::vector<Stream *> streams;
+    {
+        std::lock_guard<std::mutex> guard(registry().lock);
+        streams.assign(registry().streams.begin(), registry().streams.end());
+    }
+    for (Stream *stream : streams) {
+        std::unique_lock<std::mutex> held(stream->lock);
+        stream->changed.wait(held, [stream] { return stream->queue.empty(); });
+    }
+}
+
 Event *createEvent() {
     Event *event = new Event;
     std::lock_guard<std::mutex> guard(registry().lock);

@@ -32,7 +32,7 @@ enum GPU {
     @Test func theCPUPassesAgainstItself() throws {
         let results = BackendParity.run(try CPUBackend(budget: 256 << 20, threads: 2), against: try CPUBackend(budget: 256 << 20, threads: 1),
                                         tolerance: 0)
-        #expect(results.count == 8)
+        #expect(results.count == 16)
         for (name, problem) in results { #expect(problem == nil, "\(name): \(problem ?? "")") }
     }
 

@@ -126,7 +126,7 @@ extension KernelSource {
     """#, entryPoints: [CodecKernels.encode.name, CodecKernels.decode.name])
 
     /// Every kernel source ZOTune compiles.
-    public static let all: [KernelSource] = [.noise, .codecs, .forward]
+    public static let all: [KernelSource] = [.noise, .codecs, .forward, .backward]
 }
 
 /// The codec source's kernels.
