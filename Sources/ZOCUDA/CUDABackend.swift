@@ -88,9 +88,15 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             let compiler = try KernelCompiler(nvrtc: nvrtc, library: libraries.nvrtc.path ?? "", cacheDirectory: kernelCache)
             var functions: [String: zo_cu_function] = [:], modules: [zo_cu_module] = []
             for source in KernelSource.all {
-                let cubin = try compiler.cubin(source, architecture: device.architecture)
                 var module: zo_cu_module?
-                let loaded = cubin.withUnsafeBytes { driver.cuModuleLoadData(&module, $0.baseAddress) }
+                var loaded = try compiler.cubin(source, architecture: device.architecture).withUnsafeBytes {
+                    driver.cuModuleLoadData(&module, $0.baseAddress)
+                }
+                if loaded == 200 /* CUDA_ERROR_INVALID_IMAGE: a stale or damaged cache file */ {
+                    loaded = try compiler.cubin(source, architecture: device.architecture, fresh: true).withUnsafeBytes {
+                        driver.cuModuleLoadData(&module, $0.baseAddress)
+                    }
+                }
                 try driver.check(loaded, "cuModuleLoadData(\(source.name))")
                 modules.append(module!)
                 for entry in source.entryPoints where functions[entry] == nil {

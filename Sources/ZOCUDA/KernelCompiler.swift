@@ -35,12 +35,13 @@ public struct KernelCompiler: @unchecked Sendable {
         ["--gpu-architecture=sm_\(architecture)", "--std=c++17", "--fmad=false", "-default-device"]
     }
 
-    /// The CUBIN of `source` for `architecture`, from the cache or compiled now.
-    public func cubin(_ source: KernelSource, architecture: Int) throws(CUDAError) -> [UInt8] {
+    /// The CUBIN of `source` for `architecture`, from the cache or compiled now (and cached);
+    /// `fresh` skips the cache (for a cached image the driver refused).
+    public func cubin(_ source: KernelSource, architecture: Int, fresh: Bool = false) throws(CUDAError) -> [UInt8] {
         let options = Self.options(architecture: architecture)
         let key = cacheKey(source, options: options)
         let path = cacheDirectory.map { $0 + "/" + source.name + "-sm_\(architecture)-" + key.prefix(16) + ".cubin" }
-        if let path, let cached = try? ReadOnlyFile(path: path), cached.byteCount > 0,
+        if !fresh, let path, let cached = try? ReadOnlyFile(path: path), cached.byteCount > 0,
            let bytes = try? cached.bytes(count: cached.byteCount, at: 0) {
             return bytes
         }

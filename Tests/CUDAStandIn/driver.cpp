@@ -322,9 +322,10 @@ ZO_EXPORT int cuModuleLoadData(Module **module, const void *image) {
     std::string error = handle || !written ? "" : dlerror();
     unlink(path.c_str());
     if (!handle) return fail(invalidImage, "cuModuleLoadData: " + (written ? error : std::string("write failed")));
-    if (!dlsym(handle, "zo_stand_in_module") || !dlsym(handle, "zo_bind")) {
+    const char *version = (const char *)dlsym(handle, "zo_stand_in_module");
+    if (!version || strcmp(version, moduleVersion) != 0 || !dlsym(handle, "zo_bind")) {
         dlclose(handle);
-        return fail(invalidImage, "cuModuleLoadData: not an image from the stand-in's NVRTC");
+        return fail(invalidImage, "cuModuleLoadData: not an image from this version of the stand-in's NVRTC");
     }
     *module = new Module{handle};
     return success;

@@ -1,7 +1,8 @@
 // Running a kernel's grid on the CPU. Blocks are spread over a pool of threads (as a GPU
-// spreads them over its multiprocessors, so blocks really run concurrently); within a block,
-// each CUDA thread is a fiber with a stack of its own, run until it finishes or reaches
-// __syncthreads. When every thread of the block waits at the barrier, the next round resumes
+// spreads them over its multiprocessors, so blocks really run concurrently). A kernel that
+// cannot reach __syncthreads (the stand-in's NVRTC tells) runs its block's threads one after
+// the other; otherwise each CUDA thread is a fiber with a stack of its own, run until it
+// finishes or reaches __syncthreads. When every thread of the block waits at the barrier, the next round resumes
 // them all; a barrier that some of the block's threads never reach (they finished instead) is
 // reported as the error it is on a GPU. Fibers switch with a few instructions on x86-64 (the
 // callee-saved registers and the stack pointer), ucontext elsewhere.
@@ -10,6 +11,8 @@
 #include <sys/mman.h>
 
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -28,7 +31,7 @@ struct ThreadState {
     void (*barrier)(void);
 };
 
-constexpr size_t stackBytes = 128 * 1024;
+constexpr size_t stackBytes = 32 * 1024;
 
 struct Fiber {
 #if defined(__x86_64__)
@@ -37,7 +40,7 @@ struct Fiber {
     ucontext_t context;
 #endif
     unsigned char *stack;
-    unsigned thread;
+    unsigned thread[3];  // threadIdx
     bool done;
 };
 
@@ -52,6 +55,7 @@ struct Executor {
     const Launch *launch = nullptr;
     void **arguments = nullptr;
     std::vector<Fiber> fibers;
+    std::vector<unsigned> waiting, arrived;  // fibers at a barrier
     std::vector<unsigned char *> stacks;  // free stacks
     std::vector<unsigned char> shared;
     std::string error;
@@ -64,7 +68,9 @@ thread_local Executor executor;
 
 #if defined(__x86_64__)
 // Saves the callee-saved registers on the current stack, stores its pointer in *save, and
-// continues on the stack `load` (whose top holds the same registers and a return address).
+// continues on the stack `load` (whose top holds the same registers and a return address). The
+// return is an indirect jump, which the branch predictor learns (a fiber always resumes the
+// scheduler at one place), where `ret` would mispredict at every switch.
 extern "C" void zo_fiber_switch(void **save, void *load);
 __asm__(".text\n"
         ".globl zo_fiber_switch\n"
@@ -75,7 +81,8 @@ __asm__(".text\n"
         "  movq %rsp, (%rdi)\n"
         "  movq %rsi, %rsp\n"
         "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
-        "  ret\n"
+        "  popq %rcx\n"
+        "  jmpq *%rcx\n"  // not `ret`: the return-stack predictor is always wrong across stacks
         ".size zo_fiber_switch, .-zo_fiber_switch\n");
 #endif
 
@@ -98,6 +105,11 @@ namespace {
 
 void barrier() {
     Executor &e = executor;
+    if (!e.current) {
+        fprintf(stderr, "ZOTune CUDA stand-in: %s reached __syncthreads, which its NVRTC did not see it could\n",
+                e.launch->function->name.c_str());
+        abort();
+    }
 #if defined(__x86_64__)
     zo_fiber_switch(&e.current->sp, e.scheduler);
 #else
@@ -139,10 +151,7 @@ void start(Executor &e, Fiber &fiber) {
 
 /// Runs `fiber` until it finishes or reaches a barrier; true when it finished.
 bool resume(Executor &e, Fiber &fiber) {
-    unsigned bx = e.state.blockDim[0], by = e.state.blockDim[1];
-    e.state.thread[0] = fiber.thread % bx;
-    e.state.thread[1] = fiber.thread / bx % by;
-    e.state.thread[2] = fiber.thread / (bx * by);
+    memcpy(e.state.thread, fiber.thread, sizeof fiber.thread);
     e.current = &fiber;
 #if defined(__x86_64__)
     zo_fiber_switch(&e.scheduler, fiber.sp);
@@ -159,11 +168,24 @@ void runBlock(Executor &e, uint64_t index) {
     e.state.block[1] = unsigned(index / launch.grid[0] % launch.grid[1]);
     e.state.block[2] = unsigned(index / (uint64_t(launch.grid[0]) * launch.grid[1]));
     unsigned threads = launch.block[0] * launch.block[1] * launch.block[2];
-    e.fibers.resize(threads);
-    std::vector<unsigned> waiting;
+    if (!launch.function->info->barriers) {
+        e.current = nullptr;
+        for (unsigned t = 0; t < threads; ++t) {
+            e.state.thread[0] = t % launch.block[0];
+            e.state.thread[1] = t / launch.block[0] % launch.block[1];
+            e.state.thread[2] = t / (launch.block[0] * launch.block[1]);
+            launch.function->thread(e.arguments);
+        }
+        return;
+    }
+    if (e.fibers.size() < threads) e.fibers.resize(threads);
+    std::vector<unsigned> &waiting = e.waiting, &arrived = e.arrived;
+    waiting.clear();
     for (unsigned t = 0; t < threads; ++t) {
         Fiber &fiber = e.fibers[t];
-        fiber.thread = t;
+        fiber.thread[0] = t % launch.block[0];
+        fiber.thread[1] = t / launch.block[0] % launch.block[1];
+        fiber.thread[2] = t / (launch.block[0] * launch.block[1]);
         start(e, fiber);
         if (!resume(e, fiber)) waiting.push_back(t);
     }
@@ -175,8 +197,8 @@ void runBlock(Executor &e, uint64_t index) {
                       ", " + std::to_string(e.state.block[2]) + "); the others had returned";
         }
         statistics().barriers++;
-        std::vector<unsigned> arrived;
         arrived.swap(waiting);
+        waiting.clear();
         for (unsigned t : arrived) {
             if (!resume(e, e.fibers[t])) waiting.push_back(t);
         }

@@ -1,7 +1,8 @@
 // NVRTC for the CPU: a CUDA C program becomes C++ (kernel_prelude.inc in front; `extern
 // __shared__` arrays pointed at the launch's dynamic shared memory; after the source, for each
 // `__global__` kernel an entry that runs one of its threads from a packed argument array and a
-// description of its parameters and static shared memory), compiled by clang into a shared
+// description of its parameters, static shared memory and whether it may reach __syncthreads,
+// directly or through the functions it calls), compiled by clang into a shared
 // object. That object is the "CUBIN": an ELF image that the stand-in's cuModuleLoadData loads.
 //
 // Options: --gpu-architecture / -arch (sm_NN or compute_NN), --std / -std, --fmad (false:
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -120,11 +122,54 @@ std::string rewriteDynamicShared(const std::string &source) {
 struct Kernel {
     std::string name;
     std::vector<std::string> sharedDeclarations;  // static __shared__ declarations in its body
+    bool barriers = false;                        // whether it may reach __syncthreads
 };
+
+/// The names of the top-level functions of `source` that may reach __syncthreads: those whose
+/// body names it, then, until nothing changes, those whose body calls one of them.
+std::vector<std::string> barrierFunctions(const std::string &source) {
+    std::vector<std::pair<std::string, std::string>> functions;  // name, body
+    int depth = 0;
+    for (size_t i = 0; i < source.size(); ++i) {
+        if (source[i] == '}') --depth;
+        if (source[i] != '{' || depth++ != 0) continue;
+        size_t close = source.find_last_not_of(" \t\r\n", i - 1);
+        if (close == std::string::npos || source[close] != ')') continue;
+        int parentheses = 0;
+        size_t open = close;
+        for (; open > 0; --open) {
+            if (source[open] == ')') ++parentheses;
+            if (source[open] == '(' && --parentheses == 0) break;
+        }
+        size_t nameEnd = open;
+        while (nameEnd > 0 && isspace((unsigned char)source[nameEnd - 1])) --nameEnd;
+        size_t nameStart = nameEnd;
+        while (nameStart > 0 && identifierCharacter(source[nameStart - 1])) --nameStart;
+        size_t end = matching(source, i, '{', '}');
+        functions.emplace_back(source.substr(nameStart, nameEnd - nameStart), source.substr(i, end - i));
+    }
+    std::vector<std::string> found = {"__syncthreads"};
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (const auto &[name, body] : functions) {
+            if (std::find(found.begin(), found.end(), name) != found.end()) continue;
+            for (const std::string &callee : found) {
+                size_t at = body.find(callee + "(");
+                if (at != std::string::npos && (at == 0 || !identifierCharacter(body[at - 1]))) {
+                    found.push_back(name);
+                    changed = true;
+                    break;
+                }
+            }
+        }
+    }
+    return found;
+}
 
 /// The `__global__` functions of `source` (comments already blanked).
 std::vector<Kernel> kernels(const std::string &source) {
     std::vector<Kernel> found;
+    std::vector<std::string> barriers = barrierFunctions(source);
     for (size_t at = 0; (at = source.find("__global__", at)) != std::string::npos; at += 10) {
         if ((at > 0 && identifierCharacter(source[at - 1])) || identifierCharacter(source[at + 10])) continue;
         size_t open = source.find('(', at);
@@ -146,6 +191,7 @@ std::vector<Kernel> kernels(const std::string &source) {
                 kernel.sharedDeclarations.push_back(trim(text.substr(s + 10, semicolon - s - 10)));
             }
         }
+        kernel.barriers = std::find(barriers.begin(), barriers.end(), kernel.name) != barriers.end();
         if (!kernel.name.empty()) found.push_back(kernel);
     }
     return found;
@@ -166,12 +212,11 @@ std::string epilogue(const std::vector<Kernel> &list) {
         out << "extern \"C\" __attribute__((visibility(\"default\"))) void zo_thread_" << kernel.name
             << "(void **a) { zo_invoke(" << kernel.name << ", a); }\n";
         out << "extern \"C\" __attribute__((visibility(\"default\"))) const zo_kernel_info zo_info_" << kernel.name
-            << " = zo_describe(" << kernel.name << ", " << shared << ");\n";
+            << " = zo_describe(" << kernel.name << ", " << shared << ", " << (kernel.barriers ? 1 : 0) << ");\n";
     }
     out << "extern \"C\" __attribute__((visibility(\"default\"))) void zo_bind(void *state) "
            "{ zo_current = (zo_thread_state *)state; }\n";
-    out << "extern \"C\" __attribute__((visibility(\"default\"))) const char zo_stand_in_module[] = \"ZOTune CUDA "
-           "stand-in module\";\n";
+    out << "extern \"C\" __attribute__((visibility(\"default\"))) const char zo_stand_in_module[] = \"" << moduleVersion << "\";\n";
     return out.str();
 }
 

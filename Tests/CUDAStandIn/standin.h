@@ -127,6 +127,7 @@ struct Parameter {
 struct KernelInfo {
     unsigned count;
     unsigned staticShared;
+    unsigned barriers;  // whether the kernel may reach __syncthreads
     Parameter parameters[64];
 };
 
@@ -153,6 +154,10 @@ std::string runGrid(const Launch &launch);
 constexpr unsigned maxSharedBytes = 48 * 1024;
 
 // ---- nvrtc.cpp ----
+
+/// What a module's `zo_stand_in_module` says: the layout of its entry points and descriptions.
+/// A module from another version of the stand-in is refused as an invalid image.
+constexpr const char *moduleVersion = "ZOTune CUDA stand-in module 2";
 
 /// Whether `image` is a module made by the stand-in's NVRTC; its size when it is.
 bool isStandInImage(const void *image, size_t *bytes);
