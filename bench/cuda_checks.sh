@@ -27,7 +27,8 @@ step() {  # step NAME COMMAND...: raw output in OUTDIR/NAME.txt, with the comman
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 step devices "$zotune" devices --compile
 step selftest "$zotune" selftest --backend cuda
-step selftest-tf32 "$zotune" selftest --backend cuda --tf32 --tolerance 1e-2
+step selftest-tf32 "$zotune" selftest --backend cuda --compute-dtype tf32 --tolerance 1e-2
+step selftest-bf16 "$zotune" selftest --backend cuda --compute-dtype bf16 --tolerance 3e-2
 for shape in opt-125m opt-1.3b; do
     step "zo-step-$shape-fp32" "$zotune" bench zo-step --backend cuda --shape "$shape" --batch 16 --seq 128 \
         --offload --device-memory 0.5

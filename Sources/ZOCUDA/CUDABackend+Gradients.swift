@@ -16,7 +16,7 @@ extension CUDABackend: GradientBackend {
                                        UnsafeRawPointer(bitPattern: UInt(address(b))), 0, Int32(transposeB ? k : n),
                                        UnsafeRawPointer(bitPattern: UInt(address(a))), 0, Int32(transposeA ? m : k), &beta,
                                        UnsafeMutableRawPointer(bitPattern: UInt(address(out))), 0, Int32(n),
-                                       tf32 ? 77 : 68, -1)
+                                       precision.computeType, -1)
         if status != 0 { record(.device("cublasGemmEx (backward): status \(status)")) }
     }
 

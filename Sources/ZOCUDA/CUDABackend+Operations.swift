@@ -34,7 +34,7 @@ extension CUDABackend {
                                        UnsafeRawPointer(bitPattern: UInt(address(weight))), 0 /* R_32F */, Int32(k),
                                        UnsafeRawPointer(bitPattern: UInt(address(x))), 0, Int32(k), &beta,
                                        UnsafeMutableRawPointer(bitPattern: UInt(address(out))), 0, Int32(n),
-                                       tf32 ? 77 /* COMPUTE_32F_FAST_TF32 */ : 68 /* COMPUTE_32F */, -1 /* default algorithm */)
+                                       precision.computeType, -1 /* default algorithm */)
         if status != 0 { record(.device("cublasGemmEx: status \(status)")) }
         guard bias != nil || activation == .relu else { return }
         launch(ForwardKernels.biasActivation, grid: (blocks(m * n), 1, 1), block: 256,
@@ -68,9 +68,10 @@ extension CUDABackend {
 
     public func attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, keyMask: DeviceBuffer, out: DeviceBuffer,
                           shape: AttentionShape) {
-        // Scores of one query in shared memory: up to 12,288 keys in the default 48 KB.
-        precondition(shape.keys * 4 <= 48 * 1024, "attention over more than 12,288 keys needs a tiled kernel")
-        launch(ForwardKernels.attention, grid: (shape.queries, shape.heads, shape.batch), block: 256, sharedBytes: shape.keys * 4,
+        guard shape.headSize <= 512 else {
+            return record(.invalidArgument("attention with a head size of \(shape.headSize) (the kernel takes at most 512)"))
+        }
+        launch(ForwardKernels.attention, grid: (shape.queries, shape.heads, shape.batch), block: 256,
                In(q), In(k), In(v), In(keyMask), Out(out), Int32(shape.queries), Int32(shape.keys), Int32(shape.capacity),
                Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headSize), Int32(shape.queryStride), Int32(shape.kvStride),
                shape.scale)

@@ -15,16 +15,33 @@ public enum CUDAAllocations: String, Sendable, CaseIterable {
     case perBuffer = "per-buffer"
 }
 
+/// How cuBLAS treats the fp32 inputs of a GEMM; it accumulates in fp32 in every case.
+public enum GEMMPrecision: String, Sendable, CaseIterable {
+    /// Strict fp32 (CUBLAS_COMPUTE_32F).
+    case fp32
+    /// Tensor cores, inputs rounded to TF32's 10 mantissa bits (CUBLAS_COMPUTE_32F_FAST_TF32).
+    case tf32
+    /// Tensor cores, inputs rounded to bf16 (CUBLAS_COMPUTE_32F_FAST_16BF).
+    case bf16
+    /// Tensor cores, inputs rounded to fp16 (CUBLAS_COMPUTE_32F_FAST_16F).
+    case fp16
+
+    /// The cublasComputeType_t.
+    var computeType: Int32 {
+        switch self { case .fp32: 68; case .tf32: 77; case .bf16: 75; case .fp16: 74 }
+    }
+}
+
 /// The CUDA implementation of `Backend`: device memory accounted by a `DeviceArena` (the same
 /// budget and high-water mark as the CPU backend), CUDA streams and events with their own
-/// semantics, cuBLAS for GEMM (fp32 inputs: strict fp32, or TF32 on tensor cores), and the
+/// semantics, cuBLAS for GEMM (fp32 values; strict fp32, or TF32, bf16 or fp16 inputs on tensor
+/// cores with fp32 accumulation: `GEMMPrecision`), and the
 /// NVRTC-compiled kernels of `KernelSource` for everything else, launched through their
 /// `KernelSignature`s. No operation allocates device memory.
 ///
 /// Asynchronous failures (a launch or copy error) are kept and reported by the next
 /// `synchronize`. Every operation runs on the compute stream, in issue order.
 ///
-/// Not yet: bf16/fp16 GEMM inputs, the backward ops of `GradientBackend`.
 public final class CUDABackend: Backend, @unchecked Sendable {
     public let arena: DeviceArena
     public let device: CUDADevice
@@ -34,9 +51,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let blasHandle: zo_cublas_handle
     private let functions: [String: zo_cu_function]
     private let modules: [zo_cu_module]
-    /// Whether GEMMs run on tensor cores in TF32 (inputs rounded to 10 mantissa bits, fp32
-    /// accumulation) instead of strict fp32.
-    public let tf32: Bool
+    /// How GEMMs round their inputs.
+    public let precision: GEMMPrecision
     public let allocations: CUDAAllocations
     private let state = Mutex<State>(State())
 
@@ -53,10 +69,10 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     /// A backend on GPU `ordinal` with a device arena of `budget` bytes (default: 90% of the
     /// GPU's memory), kernels compiled for its architecture and cached in `kernelCache`;
-    /// GEMMs in strict fp32, or in TF32 on tensor cores with `tf32`.
-    public init(budget: Int? = nil, ordinal: Int = 0, libraries: CUDALibraries = .shared,
-                kernelCache: String? = nil, tf32: Bool = false, allocations: CUDAAllocations = .arena) throws(BackendError) {
-        self.tf32 = tf32
+    /// GEMMs with `precision`; buffers placed by `allocations`.
+    public init(budget: Int? = nil, ordinal: Int = 0, libraries: CUDALibraries = .shared, kernelCache: String? = nil,
+                precision: GEMMPrecision = .fp32, allocations: CUDAAllocations = .arena) throws(BackendError) {
+        self.precision = precision
         self.allocations = allocations
         guard let driver = libraries.driver.table else { throw .unavailable("no CUDA driver (libcuda.so.1) on this machine") }
         guard let nvrtc = libraries.nvrtc.table else { throw .unavailable("NVRTC not found (set ZOTUNE_CUDA_LIBS or install nvidia-cuda-nvrtc)") }
@@ -129,7 +145,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         _ = driver.cuDevicePrimaryCtxRelease(Int32(device.ordinal))
     }
 
-    public var name: String { "cuda (\(device.name), sm_\(device.architecture)\(tf32 ? ", TF32 GEMM" : ""))" }
+    public var name: String {
+        "cuda (\(device.name), sm_\(device.architecture)\(precision == .fp32 ? "" : ", \(precision.rawValue.uppercased()) GEMM inputs"))"
+    }
 
     // MARK: Memory
 

@@ -46,8 +46,12 @@ struct ComputeOptions: ParsableArguments {
     @Flag(name: .customLong("no-stochastic-rounding"), help: "With a low-bit --offload-format, round write-backs to nearest instead of stochastically.")
     var noStochasticRounding = false
 
-    @Flag(help: "With --backend cuda, run the GEMMs on tensor cores in TF32 (inputs rounded to 10 mantissa bits, fp32 accumulation): faster, less exact.")
+    @Flag(help: "With --backend cuda, the same as --compute-dtype tf32.")
     var tf32 = false
+
+    @Option(name: .customLong("compute-dtype"),
+            help: "With --backend cuda, how GEMMs take their fp32 inputs: fp32 (strict), or on tensor cores rounded to tf32, bf16 or fp16 (fp32 accumulation in every case): faster, less exact.")
+    var computeDtype: GEMMPrecision?
 
     @Option(name: .customLong("cuda-allocations"),
             help: "With --backend cuda: arena (one allocation of the whole budget) or per-buffer (a cuMemAlloc per buffer, so compute-sanitizer or the CUDA stand-in sees each buffer's bounds).")
@@ -66,6 +70,8 @@ struct ComputeOptions: ParsableArguments {
             throw ValidationError("--slots, --resident-blocks, --offload-format and --host-storage need --offload")
         }
         if tf32, backend != .cuda { throw ValidationError("--tf32 needs --backend cuda (tensor cores)") }
+        if computeDtype != nil, backend != .cuda { throw ValidationError("--compute-dtype needs --backend cuda (tensor cores)") }
+        if tf32, computeDtype != nil, computeDtype != .tf32 { throw ValidationError("--tf32 and --compute-dtype \(computeDtype!.rawValue) disagree") }
         if cudaAllocations != .arena, backend != .cuda { throw ValidationError("--cuda-allocations needs --backend cuda") }
         if decodeByTensor, !offload || offloadFormat == .fp32 {
             throw ValidationError("--decode-by-tensor needs --offload and a low-bit --offload-format (bf16, fp16 or fp8)")
@@ -106,8 +112,8 @@ struct ComputeOptions: ParsableArguments {
     func makeBackend() throws -> any Backend {
         switch backend {
         case .cpu: try CPUBackend(budget: try budget(capacity: sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))), threads: threads)
-        case .cuda: try CUDABackend(budget: try budget(capacity: try firstGPUMemory()), kernelCache: Assets().home + "/kernels", tf32: tf32,
-                                    allocations: cudaAllocations)
+        case .cuda: try CUDABackend(budget: try budget(capacity: try firstGPUMemory()), kernelCache: Assets().home + "/kernels",
+                                    precision: computeDtype ?? (tf32 ? .tf32 : .fp32), allocations: cudaAllocations)
         }
     }
 
@@ -167,3 +173,4 @@ func parseByteSize(_ text: String, physical: Double) -> Int? {
 
 extension LinkFormat: ExpressibleByArgument {}
 extension CUDAAllocations: ExpressibleByArgument {}
+extension GEMMPrecision: ExpressibleByArgument {}

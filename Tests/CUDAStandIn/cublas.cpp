@@ -1,7 +1,8 @@
 // cuBLAS's handle functions and cublasGemmEx on the CPU: column-major C = α·op(A)·op(B) + β·C
 // through OpenBLAS's sgemm on the handle's stream. Inputs may be fp32, fp16 or bf16 (widened
 // exactly to fp32; fp32 accumulation), C fp32 or the inputs' type (rounded to nearest even);
-// CUBLAS_COMPUTE_32F_FAST_TF32 rounds fp32 inputs to TF32's 10 mantissa bits first. Arguments
+// the FAST_TF32, FAST_16BF and FAST_16F compute types round fp32 inputs to TF32, bf16 or fp16
+// first, as tensor cores take them. Arguments
 // cuBLAS refuses (negative sizes, a leading dimension smaller than its matrix's rows, an
 // unknown transpose, a type combination it lacks) are refused with the same status; operands
 // that reach past their device allocation fail the stream as an illegal address would.
@@ -67,13 +68,31 @@ float tf32(float value) {
     return value;
 }
 
-/// A column-major rows×columns operand (leading dimension `ld`) as dense fp32.
-std::vector<float> dense(const void *data, int type, int rows, int columns, int ld, bool roundToTF32) {
+/// fp32 rounded to bf16 or fp16 (to nearest even), as the tensor cores take it.
+float rounded(float value, int type) {
+    uint16_t half;
+    narrow(value, &half, type, 0);
+    return widen(&half, type, 0);
+}
+
+/// How fp32 inputs are rounded for `computeType` (r32F: not at all; -1: TF32).
+int inputRounding(int computeType) {
+    switch (computeType) {
+    case compute32FFastTF32: return -1;
+    case compute32FFast16BF: return r16BF;
+    case compute32FFast16F: return r16F;
+    default: return r32F;
+    }
+}
+
+/// A column-major rows×columns operand (leading dimension `ld`) as dense fp32, its values
+/// rounded as `rounding` says.
+std::vector<float> dense(const void *data, int type, int rows, int columns, int ld, int rounding) {
     std::vector<float> out(size_t(rows) * columns);
     for (int c = 0; c < columns; ++c) {
         for (int r = 0; r < rows; ++r) {
             float value = widen(data, type, size_t(c) * ld + r);
-            out[size_t(c) * rows + r] = roundToTF32 ? tf32(value) : value;
+            out[size_t(c) * rows + r] = rounding == -1 ? tf32(value) : rounding == r32F ? value : rounded(value, rounding);
         }
     }
     return out;
@@ -165,25 +184,25 @@ ZO_EXPORT int cublasGemmEx(Handle *handle, int transA, int transB, int m, int n,
         return statusExecutionFailed;
     }
     float alphaValue = *(const float *)alpha, betaValue = *(const float *)beta;
-    bool roundToTF32 = computeType == compute32FFastTF32;
+    int rounding = inputRounding(computeType);
     standin::statistics().gemms++;
     standin::enqueue(stream, "cublasGemmEx", [=] {
         // fp32 operands are used in place; others are widened (and TF32-rounded) copies.
         std::vector<float> denseA, denseB, denseC;
         const float *pa = (const float *)a, *pb = (const float *)b;
         int la = lda, lb = ldb;
-        if (aType != r32F || roundToTF32) {
-            denseA = dense(a, aType, aRows, aColumns, lda, roundToTF32);
+        if (aType != r32F || rounding != r32F) {
+            denseA = dense(a, aType, aRows, aColumns, lda, rounding);
             pa = denseA.data(), la = aRows;
         }
-        if (bType != r32F || roundToTF32) {
-            denseB = dense(b, bType, bRows, bColumns, ldb, roundToTF32);
+        if (bType != r32F || rounding != r32F) {
+            denseB = dense(b, bType, bRows, bColumns, ldb, rounding);
             pb = denseB.data(), lb = bRows;
         }
         float *pc = (float *)c;
         int lc = ldc;
         if (cType != r32F) {
-            denseC = betaValue != 0 ? dense(c, cType, m, n, ldc, false) : std::vector<float>(size_t(m) * n);
+            denseC = betaValue != 0 ? dense(c, cType, m, n, ldc, r32F) : std::vector<float>(size_t(m) * n);
             pc = denseC.data(), lc = m;
         } else if (betaValue == 0) {
             // β = 0: C is not read (it may hold anything, NaN included), as in cuBLAS.

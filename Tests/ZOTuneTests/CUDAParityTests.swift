@@ -1,5 +1,6 @@
 import Testing
 import ZOCPU
+import ZOCore
 import ZOCUDA
 import ZOParity
 
@@ -41,6 +42,50 @@ enum GPU {
         let gpu = try #require(GPU.backend)
         for (name, problem) in BackendParity.run(gpu, against: try CPUBackend(budget: 256 << 20, threads: 2), tolerance: 1e-3) {
             #expect(problem == nil, "\(name): \(problem ?? "")")
+        }
+    }
+}
+
+/// Operations checked one by one on CUDA against the CPU.
+@Suite struct CUDAOperationTests {
+    /// 13,000 keys: more than one tile of the attention kernel's online softmax (and more than
+    /// the 12,288 its earlier single-pass kernel was limited to, which with its static shared
+    /// memory did not even fit a GPU's 48 KiB).
+    @Test(.enabled(if: GPU.present, "no CUDA (GPU or stand-in) in this process"))
+    func attentionOverManyKeysMatchesTheCPU() throws {
+        let gpu = try #require(GPU.backend)
+        let cpu = try CPUBackend(budget: 64 << 20, threads: 2)
+        let keys = 13_000
+        let shape = AttentionShape(batch: 1, queries: 3, keys: keys, capacity: keys, heads: 2, kvHeads: 1, headSize: 16,
+                                   queryStride: 32, kvStride: 16, scale: 0.25)
+        var generator = SplitMix64(seed: 9)
+        func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float(generator.next() >> 40) / Float(1 << 24) - 0.5 } }
+        let q = values(3 * 32), k = values(keys * 16), v = values(keys * 16)
+        let mask = (0..<keys).map { Int32($0 % 7 == 3 ? 0 : 1) }
+        var outputs: [[Float]] = []
+        for backend in [gpu, cpu] as [any Backend] {
+            let buffers = [try backend.upload(q, label: "q"), try backend.upload(k, label: "k"), try backend.upload(v, label: "v")]
+            let keyMask = try backend.upload(mask, label: "mask"), out = try backend.allocate(3 * 32 * 4, label: "out")
+            defer { (buffers + [keyMask, out]).forEach(backend.free) }
+            backend.attention(q: buffers[0], k: buffers[1], v: buffers[2], keyMask: keyMask, out: out, shape: shape)
+            outputs.append(try backend.read(out, count: 3 * 32, as: Float.self))
+        }
+        let largest = outputs[1].map(abs).max()!
+        let difference = zip(outputs[0], outputs[1]).map { abs($0 - $1) }.max()!
+        #expect(difference <= 1e-5 * largest, "largest |Δ| \(difference) against largest |out| \(largest)")
+    }
+
+    /// GEMMs with tf32, bf16 or fp16 inputs: logits of both families close to the CPU's (within
+    /// what rounding the inputs to 10, 7 or 10 mantissa bits allows), and not equal to the
+    /// strict fp32 GEMM's (the inputs really are rounded).
+    @Test(.enabled(if: GPU.present, "no CUDA (GPU or stand-in) in this process"),
+          arguments: [(GEMMPrecision.tf32, 5e-3), (.bf16, 3e-2), (.fp16, 5e-3)])
+    func reducedPrecisionGEMMsStayCloseToTheCPU(precision: GEMMPrecision, tolerance: Double) throws {
+        let gpu = try CUDABackend(budget: 256 << 20, precision: precision, allocations: .perBuffer)
+        let cpu = try CPUBackend(budget: 256 << 20, threads: 2)
+        for family in BackendParity.Family.allCases {
+            #expect(try BackendParity.logits(family, gpu, cpu, tolerance: tolerance) == nil, "\(family.rawValue) \(precision)")
+            #expect(try BackendParity.logits(family, gpu, cpu, tolerance: 1e-6) != nil, "\(family.rawValue) \(precision) is not fp32")
         }
     }
 }

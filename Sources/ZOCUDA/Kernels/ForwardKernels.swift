@@ -2,7 +2,7 @@ extension KernelSource {
     /// The forward pass's kernels behind `Backend`'s operations (GEMM itself is cuBLAS):
     /// gathers (with the on-the-fly perturbation of a tied token table), bias + activation,
     /// layer and RMS norm, rotary embeddings, SwiGLU, row copies, causal key-masked attention
-    /// (scores of one query in shared memory: no T×T buffer in device memory), cross-entropy
+    /// (tiles of keys with an online softmax: no T×T buffer in device memory), cross-entropy
     /// and arg-max. Reductions use one block of 256 threads per row.
     public static let forward = KernelSource(name: "forward", code: noiseFunctions + #"""
 
@@ -122,9 +122,13 @@ extension KernelSource {
 
     // Causal, key-masked attention; one block per (query i, head h, sequence b). The query at
     // position t = keys − queries + i sees keys s ≤ t with key_mask[s] ≠ 0; a query with
-    // none gives zeros. Scores live in dynamic shared memory ([keys] floats).
+    // none gives zeros. Keys go by tiles of ZO_KEY_TILE with an online softmax (running
+    // maximum m, sum l, and each output channel rescaled by exp(m_old − m_new)), so any number
+    // of keys fits the block's shared memory; with one tile this is the plain softmax. Thread
+    // j owns output channels j and j + 256 (HS ≤ 512).
+    #define ZO_KEY_TILE 1024
     \#(ForwardKernels.attention.declaration) {
-        extern __shared__ float scores[];
+        __shared__ float scores[ZO_KEY_TILE];
         __shared__ float shared[ZO_THREADS];
         int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
         int t = keys - queries + i;
@@ -133,34 +137,45 @@ extension KernelSource {
         const float *key_base = k + (u64)b * capacity * kv_stride + kv_column;
         const float *value_base = v + (u64)b * capacity * kv_stride + kv_column;
         const int *mask = key_mask + (u64)b * capacity;
-        float best = -INFINITY;
-        for (int s = threadIdx.x; s <= t; s += ZO_THREADS) {
-            float score = -INFINITY;
-            if (mask[s] != 0) {
-                float dot = 0.0f;
-                for (int d = 0; d < head_size; ++d) dot += (query[d] * scale) * key_base[(u64)s * kv_stride + d];
-                score = dot;
+        float m = -INFINITY, l = 0.0f, acc[2] = {0.0f, 0.0f};
+        for (int start = 0; start <= t; start += ZO_KEY_TILE) {
+            int end = min(t + 1, start + ZO_KEY_TILE);
+            float best = -INFINITY;
+            for (int s = start + threadIdx.x; s < end; s += ZO_THREADS) {
+                float score = -INFINITY;
+                if (mask[s] != 0) {
+                    float dot = 0.0f;
+                    for (int d = 0; d < head_size; ++d) dot += (query[d] * scale) * key_base[(u64)s * kv_stride + d];
+                    score = dot;
+                }
+                scores[s - start] = score;
+                best = fmaxf(best, score);
             }
-            scores[s] = score;
-            best = fmaxf(best, score);
+            best = zo_block_max(best, shared);
+            if (best == -INFINITY) continue;  // no visible key in this tile
+            float next = fmaxf(m, best), correction = expf(m - next);
+            float total = 0.0f;
+            for (int s = start + threadIdx.x; s < end; s += ZO_THREADS) {
+                float e = scores[s - start] == -INFINITY ? 0.0f : expf(scores[s - start] - next);
+                scores[s - start] = e;
+                total += e;
+            }
+            l = l * correction + zo_block_sum(total, shared);
+            for (int c = 0; c < 2; ++c) {
+                int d = threadIdx.x + c * ZO_THREADS;
+                if (d >= head_size) break;
+                float sum = acc[c] * correction;
+                for (int s = start; s < end; ++s) sum += scores[s - start] * value_base[(u64)s * kv_stride + d];
+                acc[c] = sum;
+            }
+            m = next;
+            __syncthreads();  // before the next tile overwrites the scores
         }
-        best = zo_block_max(best, shared);
         float *o = out + ((u64)b * queries + i) * heads * head_size + h * head_size;
-        if (best == -INFINITY) {
-            for (int d = threadIdx.x; d < head_size; d += ZO_THREADS) o[d] = 0.0f;
-            return;
-        }
-        float total = 0.0f;
-        for (int s = threadIdx.x; s <= t; s += ZO_THREADS) {
-            float e = scores[s] == -INFINITY ? 0.0f : expf(scores[s] - best);
-            scores[s] = e;
-            total += e;
-        }
-        float inverse = 1.0f / zo_block_sum(total, shared);
-        for (int d = threadIdx.x; d < head_size; d += ZO_THREADS) {
-            float acc = 0.0f;
-            for (int s = 0; s <= t; ++s) acc += scores[s] * value_base[(u64)s * kv_stride + d];
-            o[d] = acc * inverse;
+        float inverse = m == -INFINITY ? 0.0f : 1.0f / l;
+        for (int c = 0; c < 2; ++c) {
+            int d = threadIdx.x + c * ZO_THREADS;
+            if (d < head_size) o[d] = acc[c] * inverse;
         }
     }
 
