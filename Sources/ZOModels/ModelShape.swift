@@ -1,6 +1,6 @@
 /// An architecture's sizes without its parameters: what the memory model predicts from.
 ///
-/// It comes from a config alone (`OPTConfig.shape`, so a 175B plan needs no 700 GB of
+/// It comes from a config alone (`OPTConfig.shape`, `LlamaConfig.shape`, so a 175B plan needs no 700 GB of
 /// weights) or from a loaded model (`CausalLM.shape`); the two agree for the same config.
 public struct ModelShape: Sendable, Equatable {
     /// The embedding stage's, every block's and the head's parameter layouts.
@@ -71,4 +71,22 @@ extension OPTConfig {
 
     /// Workspace floats per row: normed [C], qkv [3C], attention [C], mlp [F], projected [D].
     var workspacePerRow: Int { 5 * hiddenSize + ffnDim + embedDim }
+}
+
+extension LlamaConfig {
+    /// The shape of a Llama-family model with this config.
+    public var shape: ModelShape {
+        let layouts = LlamaOffsets.layouts(self)
+        let offsets = LlamaOffsets(config: self, block: layouts.blocks[0], head: layouts.head)
+        return ModelShape(embedding: layouts.embedding, blocks: layouts.blocks, head: layouts.head, hiddenSize: hiddenSize,
+                          vocabSize: vocabSize, workspacePerRow: workspacePerRow, constantCount: maxPositionEmbeddings * headSize,
+                          blockTapePerRow: LlamaTape.count(rows: 1, config: self), headTapePerRow: headTapePerRow,
+                          tiedTokenTableIndex: tieWordEmbeddings ? 0 : nil, blockLinears: offsets.blockLinears(self))
+    }
+
+    /// Workspace floats per row: normed [C], q|k|v [(NH + 2·NKV)·HS], attention [NH·HS], gate|up [2F], activated [F].
+    var workspacePerRow: Int { hiddenSize + (2 * numAttentionHeads + 2 * kvHeads) * headSize + 3 * intermediateSize }
+
+    /// Head tape floats per row: the final norm's input and output [C] each.
+    var headTapePerRow: Int { 2 * hiddenSize }
 }

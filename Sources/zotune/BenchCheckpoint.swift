@@ -64,7 +64,7 @@ struct BenchCheckpoint: ParsableCommand {
                            "saving_over_plain_wall_seconds": saving.wall_seconds / plain.wall_seconds])
     }
 
-    func measure(model: OPTModel, task: LMTrainingTask, folder: String?) throws -> Report {
+    func measure(model: any CausalLM, task: LMTrainingTask, folder: String?) throws -> Report {
         let backend = try compute.makeBackend()
         let runner = try compute.makeRunner(model: model, backend: backend)
         let options = TrainingOptions(steps: steps, batchSize: workload.batch, schedule: LearningRateSchedule(base: 1e-6, totalSteps: steps),

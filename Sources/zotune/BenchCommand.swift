@@ -16,9 +16,9 @@ struct BenchCommand: ParsableCommand {
     )
 }
 
-/// A named OPT shape with random weights and a batch of random tokens.
+/// A named shape with random weights and a batch of random tokens.
 struct BenchWorkload: ParsableArguments {
-    @Option(help: "A named shape: \(OPTConfig.namedShapes.map(\.name).joined(separator: ", ")).")
+    @Option(help: "A named shape: \(NamedShape.all.map(\.name).joined(separator: ", ")).")
     var shape = "opt-125m"
 
     @Option(help: "Sequences per batch (B).")
@@ -36,20 +36,20 @@ struct BenchWorkload: ParsableArguments {
     }
 
     /// The model (seeded random weights), resident on a CPU backend, and the token batch.
-    func make(threads: Int?) throws -> (OPTConfig, OPTModel, CPUBackend, ResidentRunner, TokenBatch) {
-        let (config, model, batch) = try makeModel()
+    func make(threads: Int?) throws -> (NamedShape, any CausalLM, CPUBackend, ResidentRunner, TokenBatch) {
+        let (shape, model, batch) = try makeModel()
         let backend = try CPUBackend(threads: threads)
-        return (config, model, backend, try ResidentRunner(model: model, backend: backend), batch)
+        return (shape, model, backend, try ResidentRunner(model: model, backend: backend), batch)
     }
 
     /// The model (seeded random weights, blocks in `blockStorage`) and the token batch.
-    func makeModel(blockStorage: HostStorage = .memory) throws -> (OPTConfig, OPTModel, TokenBatch) {
-        let config = try namedShape(shape, seq: seq, layers: layers)
-        let model = try OPTModel(config: config, blockStorage: blockStorage)
+    func makeModel(blockStorage: HostStorage = .memory) throws -> (NamedShape, any CausalLM, TokenBatch) {
+        let named = try namedShape(shape, seq: seq, layers: layers)
+        let model = try named.makeModel(blockStorage: blockStorage)
         model.initializeRandomly(seed: 1)
         var generator = SplitMix64(seed: 7)
-        let sequences = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(config.vocabSize)) } }
-        return (config, model, try model.makeBatch(sequences))
+        let sequences = (0..<batch).map { _ in (0..<seq).map { _ in Int(generator.next() % UInt64(named.vocabSize)) } }
+        return (named, model, try model.makeBatch(sequences))
     }
 }
 
@@ -93,14 +93,14 @@ struct BenchForward: ParsableCommand {
     }
 
     func run() throws {
-        let (config, model, backend, runner, tokens) = try workload.make(threads: compute.threads)
+        let (named, model, backend, runner, tokens) = try workload.make(threads: compute.threads)
         let (shape, batch, seq) = (workload.shape, workload.batch, workload.seq)
         var loss = try runner.forward(tokens).meanLoss  // warm-up
         backend.profile.isEnabled = true
         let times = try timed(iterations) { loss = try runner.forward(tokens).meanLoss }
         let median = times.median
         let profile = backend.profile.take().mapValues { $0.seconds / Double(iterations) }
-        let flops = forwardFLOPs(config, batch: batch, seq: seq)
+        let flops = named.shape.forwardFLOPs(batch: batch, seq: seq)
         try printJSONLine(Report(shape: shape, backend: backend.name, threads: backend.threads, batch: batch, seq: seq,
                                  parameters: model.parameterCount, iterations: iterations,
                                  seconds_median: median, seconds_min: times.min,
@@ -110,31 +110,16 @@ struct BenchForward: ParsableCommand {
     }
 }
 
-/// The named OPT shape `name`, checking that `seq` tokens fit its positions; with `layers`,
-/// only its first `layers` blocks.
-func namedShape(_ name: String, seq: Int, layers: Int? = nil) throws -> OPTConfig {
-    var config = try OPTConfig.named(name)
-    guard seq <= config.maxPositionEmbeddings else {
-        throw ValidationError("--seq \(seq) exceeds the shape's \(config.maxPositionEmbeddings) positions")
+/// The named shape `name`, checking that `seq` tokens fit its positions; with `layers`, only
+/// its first `layers` blocks.
+func namedShape(_ name: String, seq: Int, layers: Int? = nil) throws -> NamedShape {
+    let named = try NamedShape.named(name)
+    guard seq <= named.maxPositions else {
+        throw ValidationError("--seq \(seq) exceeds the shape's \(named.maxPositions) positions")
     }
-    if let layers {
-        guard layers <= config.numHiddenLayers else {
-            throw ValidationError("--layers \(layers): \(name) has \(config.numHiddenLayers) blocks")
-        }
-        config.numHiddenLayers = layers
-    }
-    return config
-}
-
-/// Multiply-adds ×2 of one forward pass: every weight matrix (blocks, projections, LM head)
-/// once per token, plus causal attention (QKᵀ and PV over the T(T+1)/2 visible pairs).
-func forwardFLOPs(_ config: OPTConfig, batch: Int, seq: Int) -> (matrices: Double, total: Double) {
-    let c = Double(config.hiddenSize), f = Double(config.ffnDim), d = Double(config.embedDim)
-    let v = Double(config.vocabSize), layers = Double(config.numHiddenLayers)
-    let tokens = Double(batch * seq)
-    let perTokenMatrices = layers * (4 * c * c + 2 * c * f) + v * d + (d != c ? 2 * c * d : 0)
-    let attention = layers * Double(batch) * 2 * Double(seq) * Double(seq + 1) * c
-    return (2 * perTokenMatrices * tokens, 2 * perTokenMatrices * tokens + attention)
+    guard let layers else { return named }
+    guard layers <= named.layers else { throw ValidationError("--layers \(layers): \(name) has \(named.layers) blocks") }
+    return named.truncated(to: layers)
 }
 
 struct BenchPerturb: ParsableCommand {
@@ -262,7 +247,7 @@ struct BenchZOStep: ParsableCommand {
 
     /// Warm-up and timed steps on a fresh backend; the offloaded run streams the model's
     /// host groups (which the resident run leaves untouched).
-    func measure(model: OPTModel, tokens: TokenBatch, offloaded: Bool) throws -> Report {
+    func measure(model: any CausalLM, tokens: TokenBatch, offloaded: Bool) throws -> Report {
         let backend = try compute.makeBackend()
         let runner: any ModelRunner = offloaded ? try OffloadedRunner(model: model, backend: backend, plan: compute.plan())
                                                 : try ResidentRunner(model: model, backend: backend)

@@ -14,7 +14,7 @@ struct PlanCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "A named shape: \(OPTConfig.namedShapes.map(\.name).joined(separator: ", ")).")
+    @Option(help: "A named shape: \(NamedShape.all.map(\.name).joined(separator: ", ")).")
     var shape = "opt-125m"
 
     @Option(help: "Sequences per batch (B).")
@@ -189,8 +189,8 @@ struct PlanCommand: ParsableCommand {
         let fp32 = ResidencyPlan(slots: slots)
         print("| shape | parameters | resident peak | offloaded peak, fp32 link | offloaded peak, \(codec.rawValue) link\(decodeByTensor ? " by tensor" : "") | host memory (\(codec.rawValue)) | link per step, each way (\(codec.rawValue)) |")
         print("|---|---:|---:|---:|---:|---:|---:|")
-        for (name, config) in OPTConfig.namedShapes where seq <= config.maxPositionEmbeddings {
-            let shape = config.shape
+        for (name, named) in NamedShape.all where seq <= named.maxPositions {
+            let shape = named.shape
             let offloaded = MemoryModel.offloadedStep(shape, plan: plan, batch: batch, tokens: seq)
             let cells = [name, billions(shape.parameterCount),
                          "\(ByteCount(MemoryModel.residentStep(shape, batch: batch, tokens: seq).devicePeakBytes))",

@@ -54,6 +54,18 @@ import ZOTraining
         }
         let shape = try OPTConfig.named("opt-175b").shape
         #expect((174_000_000_000...176_000_000_000).contains(shape.parameterCount), "\(shape.parameterCount)")
+        // The Llama family (tied and untied heads), truncated to 2 blocks to keep the models small.
+        guard case .llama(var config) = try NamedShape.named("smollm2-135m").truncated(to: 2) else { Issue.record("not Llama"); return }
+        for tied in [true, false] {
+            config.tieWordEmbeddings = tied
+            #expect(config.shape == (try LlamaModel(config: config)).shape, "tied \(tied)")
+        }
+        // Parameter counts of the published models.
+        for (name, low, high) in [("smollm2-135m", 134_000_000, 135_000_000), ("llama-3.1-8b", 8_000_000_000, 8_050_000_000),
+                                  ("llama-3.1-70b", 70_500_000_000, 70_600_000_000)] {
+            let count = try NamedShape.named(name).shape.parameterCount
+            #expect((low...high).contains(count), "\(name): \(count)")
+        }
     }
 
     /// The traffic the model predicts is what the offloader counts.

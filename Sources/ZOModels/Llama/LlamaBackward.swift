@@ -29,7 +29,7 @@ extension LlamaModel: TrainableLM {
     public func blockTapeCount(rows: Int) -> Int { LlamaTape.count(rows: rows, config: config) }
 
     /// The head records its input [R, C] and the normed features [R, C].
-    public func headTapeCount(rows: Int) -> Int { 2 * rows * config.hiddenSize }
+    public func headTapeCount(rows: Int) -> Int { rows * config.headTapePerRow }
 
     public func blockBackward(_ index: Int, _ parameters: DeviceBuffer, gradients: DeviceBuffer, tape: DeviceBuffer,
                               gradHidden g: DeviceBuffer, context: StageContext, backend: any GradientBackend) {

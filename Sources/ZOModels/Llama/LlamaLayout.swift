@@ -69,6 +69,17 @@ struct LlamaOffsets: Sendable {
         self.head = Head(norm: find(head, "model.norm.weight")!, untiedHead: find(head, "lm_head.weight"))
     }
 
+    /// The fused linears of a block: q|k|v, o_proj, gate|up, down_proj.
+    func blockLinears(_ config: LlamaConfig) -> [BlockLinear] {
+        let c = config.hiddenSize, f = config.intermediateSize, o = block
+        let attention = config.numAttentionHeads * config.headSize
+        let qkv = attention + 2 * config.kvHeads * config.headSize
+        return [BlockLinear(weightOffset: o.qkvWeight, outputs: qkv, inputs: c),
+                BlockLinear(weightOffset: o.outWeight, outputs: c, inputs: attention),
+                BlockLinear(weightOffset: o.gateUpWeight, outputs: 2 * f, inputs: c),
+                BlockLinear(weightOffset: o.downWeight, outputs: c, inputs: f)]
+    }
+
     /// The GGUF (llama.cpp) name of a Hugging Face parameter name.
     static func ggufName(_ name: String) -> String {
         switch name {

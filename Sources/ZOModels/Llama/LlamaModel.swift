@@ -141,11 +141,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         (0..<batch.batchSize * batch.tokens).map { Int32(past + $0 % batch.tokens) }
     }
 
-    public func workspaceCount(rows: Int) -> Int {
-        let c = config.hiddenSize, hs = config.headSize, f = config.intermediateSize
-        let qkv = (config.numAttentionHeads + 2 * config.kvHeads) * hs
-        return rows * (c + qkv + config.numAttentionHeads * hs + 3 * f)
-    }
+    public func workspaceCount(rows: Int) -> Int { rows * config.workspacePerRow }
 
     /// Regions of the workspace for R rows.
     struct Scratch {
@@ -168,13 +164,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
 
     public var tiedTokenTable: Int? { offsets.head.untiedHead == nil ? 0 : nil }
 
-    public var blockLinears: [BlockLinear] {
-        let c = config.hiddenSize, f = config.intermediateSize, o = offsets.block
-        let attention = config.numAttentionHeads * config.headSize
-        let qkv = attention + 2 * config.kvHeads * config.headSize
-        return [BlockLinear(weightOffset: o.qkvWeight, outputs: qkv, inputs: c), BlockLinear(weightOffset: o.outWeight, outputs: c, inputs: attention),
-                BlockLinear(weightOffset: o.gateUpWeight, outputs: 2 * f, inputs: c), BlockLinear(weightOffset: o.downWeight, outputs: c, inputs: f)]
-    }
+    public var blockLinears: [BlockLinear] { offsets.blockLinears(config) }
 
     public func embed(_ embedding: DeviceBuffer, hidden: DeviceBuffer, context: StageContext) {
         let batch = context.batch
