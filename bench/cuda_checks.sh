@@ -4,11 +4,14 @@
 # output in OUTDIR (commit it under bench/results/). Later steps run even when one fails.
 #   bash bench/cuda_checks.sh OUTDIR
 #   1. zotune devices --compile          GPUs, driver, NVRTC, cuBLAS; every kernel compiled
-#   2. zotune selftest --backend cuda    noise, perturbation and codecs bit for bit; logits and
-#                                        20 ZO steps within 1e-3 of the CPU (resident, offloaded,
-#                                        offloaded bf16 by tensor); again with TF32 GEMMs within 1e-2
-#   3. zotune bench zo-step --backend cuda --offload, OPT-125M and OPT-1.3B: fp32 link, and bf16
-#      link with TF32 GEMMs (resident first, then offloaded)
+#   2. zotune selftest --backend cuda    noise, perturbation and codecs bit for bit; for OPT and
+#                                        Llama, logits, 20 ZO steps (resident, offloaded, offloaded
+#                                        bf16 by tensor) and 6 hybrid ZO/FO steps within 1e-3 of the
+#                                        CPU; again with TF32 GEMM inputs within 1e-2, bf16 within 3e-2
+#   3. zotune bench zo-step --backend cuda --offload, OPT-125M, OPT-1.3B, SmolLM2-135M and
+#      Llama-3.2-1B shapes: fp32 link, and bf16 link with TF32 GEMMs (resident, then offloaded)
+# Everything here already runs in CI on the CUDA stand-in (scripts/cuda-stand-in): what this adds
+# is the real driver, NVRTC's machine code, cuBLAS's arithmetic and the GPU's speed.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out=${1:?usage: bench/cuda_checks.sh OUTDIR}
@@ -29,7 +32,7 @@ step devices "$zotune" devices --compile
 step selftest "$zotune" selftest --backend cuda
 step selftest-tf32 "$zotune" selftest --backend cuda --compute-dtype tf32 --tolerance 1e-2
 step selftest-bf16 "$zotune" selftest --backend cuda --compute-dtype bf16 --tolerance 3e-2
-for shape in opt-125m opt-1.3b; do
+for shape in opt-125m opt-1.3b smollm2-135m llama-3.2-1b; do
     step "zo-step-$shape-fp32" "$zotune" bench zo-step --backend cuda --shape "$shape" --batch 16 --seq 128 \
         --offload --device-memory 0.5
     step "zo-step-$shape-bf16-tf32" "$zotune" bench zo-step --backend cuda --shape "$shape" --batch 16 --seq 128 \

@@ -64,6 +64,17 @@ public enum TextFormat {
         return decimals == 0 ? sign + "\(whole)" : sign + "\(whole)." + String(repeating: "0", count: decimals - digits.count) + digits
     }
 
+    /// `value` with two significant decimals and an exponent, e.g. "3.14e-07" (0 as "0").
+    public static func scientific(_ value: Double) -> String {
+        guard value.isFinite, value != 0 else { return value == 0 ? "0" : "\(value)" }
+        var exponent = Int((log10(abs(value))).rounded(.down))
+        var mantissa = value / pow(10, Double(exponent))
+        if abs(mantissa) >= 9.995 { mantissa /= 10; exponent += 1 }
+        let sign = exponent < 0 ? "-" : "+"
+        let digits = String(abs(exponent))
+        return decimal(mantissa, decimals: 2) + "e" + sign + (digits.count < 2 ? "0" : "") + digits
+    }
+
     /// `text` without leading and trailing spaces and tabs.
     public static func trimmed<S: StringProtocol>(_ text: S) -> String {
         String(text.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())

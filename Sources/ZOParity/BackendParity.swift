@@ -12,9 +12,29 @@ import ZOTraining
 /// KV heads, RMSNorm, rotary embeddings, SwiGLU and a tied head) logits and 20 ZO steps,
 /// resident and offloaded, and 6 hybrid steps (the last block and the head first-order, by
 /// AdamW), within a tolerance; optionally a few steps of a real model. Each
-/// check returns nil or what differed. `zotune selftest` runs them from the binary (a GPU
+/// check passes with what it measured or fails saying what differed. `zotune selftest` runs them from the binary (a GPU
 /// machine has no Swift to run the tests), the test suite on the GPU or the CUDA stand-in.
 public enum BackendParity {
+    /// A check's result: what it measured, or what differed.
+    public enum Outcome: Sendable, Equatable {
+        case passed(String)
+        case failed(String)
+
+        /// What differed (nil when the check passed).
+        public var problem: String? {
+            if case .failed(let problem) = self { problem } else { nil }
+        }
+
+        /// A relative difference against its bound.
+        static func within(_ difference: Double, _ tolerance: Double, _ what: String) -> Outcome {
+            let text = "\(what) \(TextFormat.scientific(difference))"
+            return difference <= tolerance ? .passed(text) : .failed(text)
+        }
+
+        /// Identical results, or the first difference.
+        static func identical(_ difference: String?) -> Outcome { difference.map { .failed($0) } ?? .passed("identical") }
+    }
+
     /// The architectures the checks cover.
     public enum Family: String, CaseIterable, Sendable {
         case opt = "OPT"
@@ -23,14 +43,16 @@ public enum BackendParity {
 
     /// Every check for `backend`, by name, with its outcome (nil: passed; thrown errors are
     /// outcomes too).
-    public static func run(_ backend: any Backend, against oracle: CPUBackend, tolerance: Double) -> [(name: String, problem: String?)] {
-        var checks: [(String, () throws -> String?)] = []
+    public static func run(_ backend: any Backend, against oracle: CPUBackend, tolerance: Double) -> [(name: String, outcome: Outcome)] {
+        var checks: [(String, () throws -> Outcome)] = []
         if let gpu = backend as? CUDABackend {
-            for kind in [PerturbationKind.gaussian, .rademacher] { checks.append(("noise (\(kind.rawValue)) bit for bit", { try noise(gpu, kind: kind) })) }
+            for kind in [PerturbationKind.gaussian, .rademacher] {
+                checks.append(("noise (\(kind.rawValue)) bit for bit", { .identical(try noise(gpu, kind: kind)) }))
+            }
         }
-        checks.append(("perturbation and snapshot bit for bit", { try perturbation(backend, oracle) }))
+        checks.append(("perturbation and snapshot bit for bit", { .identical(try perturbation(backend, oracle)) }))
         for format in [LinkFormat.bf16, .fp16, .fp8] {
-            checks.append(("\(format.rawValue) encoding bit for bit", { try codec(format, backend, oracle) }))
+            checks.append(("\(format.rawValue) encoding bit for bit", { .identical(try codec(format, backend, oracle)) }))
         }
         let plans: [(String, ResidencyPlan?)] = [("resident", nil), ("offloaded", ResidencyPlan(slots: 2)),
                                                  ("offloaded, bf16 decoded by tensor", ResidencyPlan(slots: 2, format: .bf16, decodeByTensor: true))]
@@ -48,7 +70,7 @@ public enum BackendParity {
             }
         }
         return checks.map { name, body in
-            do { return (name, try body()) } catch { return (name, "\(error)") }
+            do { return (name, try body()) } catch { return (name, .failed("\(error)")) }
         }
     }
 
@@ -83,7 +105,7 @@ public enum BackendParity {
     /// the head from the two passes' gradients (batches of 2 of `sequences`), on `backend`
     /// (resident or offloaded) and resident on the CPU; the step losses within `tolerance`.
     public static func hybrid(_ family: Family, _ backend: any Backend, _ oracle: CPUBackend, offloaded: Bool,
-                              tolerance: Double) throws -> String? {
+                              tolerance: Double) throws -> Outcome {
         var runs: [[Double]] = []
         for target in [backend, oracle] as [any Backend] {
             let (model, _) = try model(family)
@@ -103,8 +125,7 @@ public enum BackendParity {
             }
             runs.append(losses)
         }
-        let difference = worst(runs[0], runs[1])
-        return difference <= tolerance ? nil : "largest relative loss difference \(difference) (losses \(runs[0]), CPU \(runs[1]))"
+        return .within(worst(runs[0], runs[1]), tolerance, "largest relative loss difference")
     }
 
     public static func noise(_ gpu: CUDABackend, kind: PerturbationKind) throws -> String? {
@@ -166,7 +187,7 @@ public enum BackendParity {
         zip(a, b).map { abs($0 - $1) / max(abs($1), 1e-6) }.max() ?? 0
     }
 
-    public static func logits(_ family: Family, _ backend: any Backend, _ oracle: CPUBackend, tolerance: Double) throws -> String? {
+    public static func logits(_ family: Family, _ backend: any Backend, _ oracle: CPUBackend, tolerance: Double) throws -> Outcome {
         let (model, batch) = try model(family)
         var outputs: [[Double]] = []
         for target in [backend, oracle] as [any Backend] {
@@ -174,14 +195,14 @@ public enum BackendParity {
         }
         let largest = outputs[1].map(abs).max() ?? 1
         let difference = zip(outputs[0], outputs[1]).map { abs($0 - $1) }.max() ?? 0
-        return difference / largest <= tolerance ? nil : "largest |Δlogit| \(difference) against largest |logit| \(largest)"
+        return .within(difference / largest, tolerance, "largest |Δlogit| / largest |logit|")
     }
 
     /// `steps` MeZO steps on `backend`, resident or offloaded by `plan`, against the CPU:
     /// resident (which fp32 offloading reproduces bit for bit there), or the same low-bit plan.
     /// `load` gives a fresh copy of the model and its batch for each side.
     public static func training(_ backend: any Backend, _ oracle: CPUBackend, plan: ResidencyPlan?, tolerance: Double, steps: Int,
-                                learningRate: Float = 1e-3, load: () throws -> (any CausalLM, TokenBatch)) throws -> String? {
+                                learningRate: Float = 1e-3, load: () throws -> (any CausalLM, TokenBatch)) throws -> Outcome {
         var runs: [[Double]] = []
         for target in [backend, oracle] as [any Backend] {
             let (model, batch) = try load()
@@ -191,8 +212,7 @@ public enum BackendParity {
             let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 4)
             runs.append(try (0..<steps).map { _ in try mezo.step(lr: learningRate, batch: batch).lossPlus })
         }
-        let difference = worst(runs[0], runs[1])
-        return difference <= tolerance ? nil : "largest relative loss difference \(difference)"
+        return .within(worst(runs[0], runs[1]), tolerance, "largest relative loss difference")
     }
 
     /// A batch of two sequences (24 and 32 tokens) of seeded random ids below `model`'s vocabulary.

@@ -31,19 +31,25 @@ struct SelfTestCommand: ParsableCommand {
         var results = BackendParity.run(backend, against: oracle, tolerance: tolerance)
         if let model {
             let path = try Assets().resolve(model)
-            let problem: String?
+            let outcome: BackendParity.Outcome
             do {
-                problem = try BackendParity.training(backend, oracle, plan: nil, tolerance: tolerance, steps: steps, learningRate: 3e-5) {
+                let roomyOracle = try CPUBackend(threads: compute.threads)  // a real model needs more than the small models' 256 MiB
+                outcome = try BackendParity.training(backend, roomyOracle, plan: nil, tolerance: tolerance, steps: steps, learningRate: 3e-5) {
                     let loaded = try ModelRegistry.load(path: path)
                     return (loaded, try BackendParity.randomBatch(for: loaded))
                 }
             } catch {
-                problem = "\(error)"
+                outcome = .failed("\(error)")
             }
-            results.append(("\(model): \(steps) MeZO steps resident within \(tolerance)", problem))
+            results.append(("\(model): \(steps) MeZO steps resident within \(tolerance)", outcome))
         }
-        for (name, problem) in results { print(problem.map { "FAILED \(name): \($0)" } ?? "ok     \(name)") }
-        let failures = results.filter { $0.problem != nil }.count
+        for (name, outcome) in results {
+            switch outcome {
+            case .passed(let measured): print("ok     \(name) (\(measured))")
+            case .failed(let problem): print("FAILED \(name): \(problem)")
+            }
+        }
+        let failures = results.filter { $0.outcome.problem != nil }.count
         guard failures == 0 else { throw ValidationError("\(failures) check(s) failed") }
         print("all checks passed")
     }

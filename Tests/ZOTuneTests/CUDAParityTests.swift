@@ -34,14 +34,14 @@ enum GPU {
         let results = BackendParity.run(try CPUBackend(budget: 256 << 20, threads: 2), against: try CPUBackend(budget: 256 << 20, threads: 1),
                                         tolerance: 0)
         #expect(results.count == 16)
-        for (name, problem) in results { #expect(problem == nil, "\(name): \(problem ?? "")") }
+        for (name, outcome) in results { #expect(outcome.problem == nil, "\(name): \(outcome)") }
     }
 
     @Test(.enabled(if: GPU.present, "no CUDA (GPU or stand-in) in this process: CUDA parity not run"))
     func cudaMatchesTheCPU() throws {
         let gpu = try #require(GPU.backend)
-        for (name, problem) in BackendParity.run(gpu, against: try CPUBackend(budget: 256 << 20, threads: 2), tolerance: 1e-3) {
-            #expect(problem == nil, "\(name): \(problem ?? "")")
+        for (name, outcome) in BackendParity.run(gpu, against: try CPUBackend(budget: 256 << 20, threads: 2), tolerance: 1e-3) {
+            #expect(outcome.problem == nil, "\(name): \(outcome)")
         }
     }
 }
@@ -84,8 +84,9 @@ enum GPU {
         let gpu = try CUDABackend(budget: 256 << 20, precision: precision, allocations: .perBuffer)
         let cpu = try CPUBackend(budget: 256 << 20, threads: 2)
         for family in BackendParity.Family.allCases {
-            #expect(try BackendParity.logits(family, gpu, cpu, tolerance: tolerance) == nil, "\(family.rawValue) \(precision)")
-            #expect(try BackendParity.logits(family, gpu, cpu, tolerance: 1e-6) != nil, "\(family.rawValue) \(precision) is not fp32")
+            let outcome = try BackendParity.logits(family, gpu, cpu, tolerance: tolerance)
+            #expect(outcome.problem == nil, "\(family.rawValue) \(precision): \(outcome)")
+            #expect(try BackendParity.logits(family, gpu, cpu, tolerance: 1e-6).problem != nil, "\(family.rawValue) \(precision) is not fp32")
         }
     }
 }
