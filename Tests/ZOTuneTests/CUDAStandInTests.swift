@@ -196,4 +196,23 @@ import ZOCUDA
         #expect(wrong[0] > 0, "without the wait, some of 12 runs read the buffer before the upload")
         #expect(wrong[1] == 0, "with the wait, every run reads the uploaded values")
     }
+
+    /// Offloading streams its blocks from page-locked memory: the only copies from pageable
+    /// memory (staged by the driver, no overlap) are the resident parameters' first upload and
+    /// small batch and result copies (the stand-in counts them and prints the count at exit).
+    @Test(.enabled(if: present, "the CUDA stand-in is not loaded"))
+    func offloadedBlocksStreamFromPinnedMemory() throws {
+        let outcome = try CLI.run(["bench", "zo-step", "--backend", "cuda", "--shape", "opt-125m", "--layers", "3", "--batch", "2",
+                                   "--seq", "16", "--offload", "--offloaded-only", "--iterations", "2"],
+                                  environment: ["ZOTUNE_CUDA_STAND_IN_REPORT": "1"])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        let report = try #require(outcome.stderr.split(separator: "\n").first { $0.contains("pageable copies") })
+        let pageableBytes = try #require(report.split(separator: "(").last?.split(separator: " ").first.flatMap { Int($0) })
+        let line = try #require(outcome.stdout.split(separator: "\n").first { $0.contains("bytes_uploaded_per_step") })
+        let step = try #require((try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["bytes_uploaded_per_step"] as? Int)
+        let resident = (50_272 + 2050) * 768 * 4  // the token and position tables, uploaded once
+        // Three steps (a warm-up and two timed) stream 3 × `step` bytes each way: from pageable
+        // memory they alone would pass this bound.
+        #expect(step > (1 << 20) && pageableBytes < resident + (1 << 20), "\(pageableBytes) bytes copied from pageable memory")
+    }
 }

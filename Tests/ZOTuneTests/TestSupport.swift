@@ -58,11 +58,12 @@ enum CLI {
         let stderr: String
     }
 
-    /// Runs `zotune` with `arguments` and waits for it.
-    static func run(_ arguments: [String]) throws -> Outcome {
+    /// Runs `zotune` with `arguments` (and `environment` added to this process's) and waits for it.
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
