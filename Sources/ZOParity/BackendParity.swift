@@ -10,8 +10,9 @@ import ZOTraining
 /// A backend against the CPU oracle: noise (CUDA), perturbation with snapshots and the link
 /// codecs bit for bit; for each model family (a small random OPT, and a Llama with grouped
 /// KV heads, RMSNorm, rotary embeddings, SwiGLU and a tied head) logits and 20 ZO steps,
-/// resident and offloaded, and 6 hybrid steps (the last block and the head first-order, by
-/// AdamW), within a tolerance; optionally a few steps of a real model. Each
+/// resident and offloaded, 6 hybrid steps (the last block and the head first-order, by AdamW)
+/// and 6 first-order steps of the whole model, within a tolerance; optionally a few steps of a
+/// real model. Each
 /// check passes with what it measured or fails saying what differed. `zotune selftest` runs them from the binary (a GPU
 /// machine has no Swift to run the tests), the test suite on the GPU or the CUDA stand-in.
 public enum BackendParity {
@@ -68,6 +69,9 @@ public enum BackendParity {
                     try hybrid(family, backend, oracle, offloaded: offloaded, tolerance: tolerance)
                 }))
             }
+            checks.append(("\(family.rawValue): 6 first-order steps of every block and the embedding within \(tolerance)", {
+                try hybrid(family, backend, oracle, offloaded: false, firstOrderOnly: true, tolerance: tolerance)
+            }))
         }
         return checks.map { name, body in
             do { return (name, try body()) } catch { return (name, .failed("\(error)")) }
@@ -104,17 +108,20 @@ public enum BackendParity {
     /// Hybrid training of `family`'s model: MeZO on the first blocks, AdamW on the last block and
     /// the head from the two passes' gradients (batches of 2 of `sequences`), on `backend`
     /// (resident or offloaded) and resident on the CPU; the step losses within `tolerance`.
+    /// With `firstOrderOnly`, AdamW trains every block, the head and the embedding, no ZO.
     public static func hybrid(_ family: Family, _ backend: any Backend, _ oracle: CPUBackend, offloaded: Bool,
-                              tolerance: Double) throws -> Outcome {
+                              firstOrderOnly: Bool = false, tolerance: Double) throws -> Outcome {
         var runs: [[Double]] = []
         for target in [backend, oracle] as [any Backend] {
             let (model, _) = try model(family)
-            let tail = try FirstOrderTail(model: model, backend: target, firstBlock: model.blocks.count - 1)
+            let k = firstOrderOnly ? model.blocks.count : 1
+            let tail = try FirstOrderTail(model: model, backend: target, firstBlock: model.blocks.count - k, trainsEmbedding: firstOrderOnly)
             let runner: any ModelRunner = offloaded && target === backend
-                ? try OffloadedRunner(model: model, backend: target, plan: ResidencyPlan(slots: 1, firstOrderBlocks: 1), tail: tail)
+                ? try OffloadedRunner(model: model, backend: target, plan: ResidencyPlan(slots: 1, firstOrderBlocks: k), tail: tail)
                 : try ResidentRunner(model: model, backend: target, tail: tail)
             let rule = FirstOrderRule.adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01)
-            let settings = FirstOrderOptions(blocks: 1, zeroOrder: true, rule: rule, learningRate: 1e-2, statePlacement: .device)
+            let settings = FirstOrderOptions(blocks: k, embedding: firstOrderOnly, zeroOrder: !firstOrderOnly, rule: rule,
+                                             learningRate: 1e-2, statePlacement: .device)
             let options = TrainingOptions(steps: 6, batchSize: 2, schedule: LearningRateSchedule(base: 1e-3, totalSteps: 6),
                                           mezo: MeZOOptions(eps: 1e-3), seed: 3, firstOrder: settings)
             let trainer = Trainer(runner: runner, task: LMTrainingTask(train: sequences, heldOut: nil), options: options,
@@ -146,18 +153,23 @@ public enum BackendParity {
         return nil
     }
 
-    public static func perturbation(_ backend: any Backend, _ oracle: CPUBackend) throws -> String? {
+    /// A perturbation pass of `termCount` terms (kind `kind`) over two tensors, one that decays,
+    /// with a snapshot after `afterTerms` of them: parameters and snapshot bit for bit.
+    public static func perturbation(_ backend: any Backend, _ oracle: CPUBackend, termCount: Int = 2, afterTerms: Int = 1,
+                                    kind: PerturbationKind = .gaussian) throws -> String? {
         let count = 4099
         let values = (0..<count).map { Float($0 % 97) * 0.01 - 0.4 }
         let tensors = [PerturbedTensor(offset: 0, count: 1000, id: 3, decays: true), PerturbedTensor(offset: 1000, count: 3099, id: 4, decays: false)]
-        let terms = [PerturbationTerm(seed: 11, coefficient: 1e-3, decayCoefficient: 2e-3), PerturbationTerm(seed: 12, coefficient: -2e-3)]
+        let terms = (0..<termCount).map { k in
+            PerturbationTerm(seed: UInt64(11 + k), coefficient: 1e-3 * Float(k % 5 - 2) + 5e-4, decayCoefficient: 2e-3)
+        }
         var results: [[UInt32]] = []
         for target in [backend, oracle] as [any Backend] {
             let buffer = try target.upload(values, label: "parameters")
             defer { target.free(buffer) }
             let snapshot = try HostBuffer(byteCount: count * 4)
-            target.perturb(buffer, tensors: tensors, terms: terms, decayFactor: 0.999, kind: .gaussian,
-                           snapshot: PerturbationSnapshot(host: snapshot, afterTerms: 1))
+            target.perturb(buffer, tensors: tensors, terms: terms, decayFactor: 0.999, kind: kind,
+                           snapshot: PerturbationSnapshot(host: snapshot, afterTerms: afterTerms))
             results.append(try target.read(buffer, count: count, as: UInt32.self)
                            + Array(UnsafeBufferPointer(start: snapshot.baseAddress.assumingMemoryBound(to: UInt32.self), count: count)))
         }

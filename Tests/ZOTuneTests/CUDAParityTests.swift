@@ -33,7 +33,7 @@ enum GPU {
     @Test func theCPUPassesAgainstItself() throws {
         let results = BackendParity.run(try CPUBackend(budget: 256 << 20, threads: 2), against: try CPUBackend(budget: 256 << 20, threads: 1),
                                         tolerance: 0)
-        #expect(results.count == 16)
+        #expect(results.count == 18)
         for (name, outcome) in results { #expect(outcome.problem == nil, "\(name): \(outcome)") }
     }
 
@@ -88,5 +88,39 @@ enum GPU {
             #expect(outcome.problem == nil, "\(family.rawValue) \(precision): \(outcome)")
             #expect(try BackendParity.logits(family, gpu, cpu, tolerance: 1e-6).problem != nil, "\(family.rawValue) \(precision) is not fp32")
         }
+    }
+
+    /// Perturbation passes with more terms than one launch carries (split into launches), with
+    /// the snapshot taken between two of them or before the first, bit for bit the CPU's.
+    @Test(.enabled(if: GPU.present, "no CUDA (GPU or stand-in) in this process"))
+    func perturbationWithManyTermsIsTheCPUsBitForBit() throws {
+        let gpu = try #require(GPU.backend)
+        let cpu = try CPUBackend(budget: 64 << 20, threads: 2)
+        for (terms, after) in [(70, 45), (33, 0), (3, 3)] {
+            let problem = try BackendParity.perturbation(gpu, cpu, termCount: terms, afterTerms: after, kind: .rademacher)
+            #expect(problem == nil, "\(terms) terms, snapshot after \(after): \(problem ?? "")")
+        }
+    }
+
+    /// The scatter-adds of embedding backward (repeated rows, a skipped padding row) and of
+    /// single elements, in the CPU's order: the same sums bit for bit.
+    @Test(.enabled(if: GPU.present, "no CUDA (GPU or stand-in) in this process"))
+    func scatterAddsAreTheCPUsBitForBit() throws {
+        let gpu = try #require(GPU.backend)
+        let cpu = try CPUBackend(budget: 64 << 20, threads: 2)
+        let indices: [Int32] = [3, 1, 3, 0, 3, 2, 1]
+        let values = (0..<7 * 5).map { Float($0) * 0.37 - 4 }
+        var results: [[Float]] = []
+        for backend in [gpu, cpu] as [any GradientBackend] {
+            let table = try backend.upload([Float](repeating: 0.5, count: 4 * 5), label: "table")
+            let flat = try backend.upload([Float](repeating: 0.25, count: 4), label: "flat")
+            let ids = try backend.upload(indices, label: "indices"), rows = try backend.upload(values, label: "values")
+            defer { [table, flat, ids, rows].forEach(backend.free) }
+            backend.scatterAddRows(rows, width: 5, indices: ids, count: 7, table: table, skipping: 1)
+            backend.scatterAdd(rows, indices: ids, count: 7, into: flat)
+            results.append(try backend.read(table, count: 20, as: Float.self) + (try backend.read(flat, count: 4, as: Float.self)))
+        }
+        #expect(results[0] == results[1])
+        #expect(results[1][5..<10].allSatisfy { $0 == 0.5 }, "row 1 (the padding index) is left alone")
     }
 }

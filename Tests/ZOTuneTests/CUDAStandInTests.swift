@@ -215,4 +215,22 @@ import ZOCUDA
         // memory they alone would pass this bound.
         #expect(step > (1 << 20) && pageableBytes < resident + (1 << 20), "\(pageableBytes) bytes copied from pageable memory")
     }
+
+    /// A cached kernel image the driver refuses (damaged, or from another compiler) is compiled
+    /// again and the cache file replaced, rather than failing the backend.
+    @Test(.enabled(if: present, "the CUDA stand-in is not loaded"))
+    func aCachedKernelTheDriverRefusesIsCompiledAgain() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = try CUDABackend(budget: 16 << 20, kernelCache: directory)
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".cubin") }
+        #expect(files.count == KernelSource.all.count)
+        let damaged = Data([0x7F, 0x45, 0x4C, 0x46] + [UInt8](repeating: 0, count: 124))
+        for file in files { try damaged.write(to: URL(fileURLWithPath: directory + "/" + file)) }
+        let backend = try CUDABackend(budget: 16 << 20, kernelCache: directory)
+        #expect(try backend.read(try backend.upload([Float(1), 2, 3], label: "check"), count: 3, as: Float.self) == [1, 2, 3])
+        for file in files {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: directory + "/" + file)) != damaged, "\(file) was compiled again")
+        }
+    }
 }

@@ -6,34 +6,7 @@ extension KernelSource {
     /// head), its query heads and queries in order, threads over the head's columns, so each
     /// dK and dV column has one writer. The optimizer steps follow `FirstOrderRule.update`
     /// operation by operation (bias corrections from the host): bit for bit the CPU's.
-    public static let backward = KernelSource(name: "backward", code: noiseFunctions + #"""
-
-    #define ZO_THREADS 256
-    #define INFINITY __int_as_float(0x7F800000)
-
-    __device__ float zo_block_sum(float v, float *shared) {
-        shared[threadIdx.x] = v;
-        __syncthreads();
-        for (int stride = ZO_THREADS / 2; stride > 0; stride /= 2) {
-            if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
-            __syncthreads();
-        }
-        float total = shared[0];
-        __syncthreads();
-        return total;
-    }
-
-    __device__ float zo_block_max(float v, float *shared) {
-        shared[threadIdx.x] = v;
-        __syncthreads();
-        for (int stride = ZO_THREADS / 2; stride > 0; stride /= 2) {
-            if (threadIdx.x < stride) shared[threadIdx.x] = fmaxf(shared[threadIdx.x], shared[threadIdx.x + stride]);
-            __syncthreads();
-        }
-        float best = shared[0];
-        __syncthreads();
-        return best;
-    }
+    public static let backward = KernelSource(name: "backward", code: noiseFunctions + reductionFunctions + #"""
 
     // out[j] += Σ_r x[r, j], rows in order.
     \#(BackwardKernels.columnSums.declaration) {

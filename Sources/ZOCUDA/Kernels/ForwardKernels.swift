@@ -1,10 +1,7 @@
 extension KernelSource {
-    /// The forward pass's kernels behind `Backend`'s operations (GEMM itself is cuBLAS):
-    /// gathers (with the on-the-fly perturbation of a tied token table), bias + activation,
-    /// layer and RMS norm, rotary embeddings, SwiGLU, row copies, causal key-masked attention
-    /// (tiles of keys with an online softmax: no T×T buffer in device memory), cross-entropy
-    /// and arg-max. Reductions use one block of 256 threads per row.
-    public static let forward = KernelSource(name: "forward", code: noiseFunctions + #"""
+    /// Block-wide sums and maxima for kernels run with 256 threads a block (ZO_THREADS), and
+    /// INFINITY (NVRTC has no math.h). No entry points.
+    static let reductionFunctions = #"""
 
     #define ZO_THREADS 256
     #define INFINITY __int_as_float(0x7F800000)
@@ -33,6 +30,14 @@ extension KernelSource {
         __syncthreads();
         return best;
     }
+    """#
+
+    /// The forward pass's kernels behind `Backend`'s operations (GEMM itself is cuBLAS):
+    /// gathers (with the on-the-fly perturbation of a tied token table), bias + activation,
+    /// layer and RMS norm, rotary embeddings, SwiGLU, row copies, causal key-masked attention
+    /// (tiles of keys with an online softmax: no T×T buffer in device memory), cross-entropy
+    /// and arg-max. Reductions use one block of 256 threads per row.
+    public static let forward = KernelSource(name: "forward", code: noiseFunctions + reductionFunctions + #"""
 
     // out[n] (+)= table[indices[n]] for n < count, rows of `width`; with terms, each gathered
     // element is perturbed first as the table would be (element index row·width + j of
@@ -214,7 +219,7 @@ extension KernelSource {
         }
         if (threadIdx.x == 0) out[blockIdx.x] = best_index[0] == 0x7FFFFFFF ? 0 : best_index[0];
     }
-    """#, entryPoints: [ForwardKernels.gatherRows.name, ForwardKernels.biasActivation.name, ForwardKernels.layerNorm.name, ForwardKernels.rmsNorm.name, ForwardKernels.rotary.name, ForwardKernels.swiglu.name, ForwardKernels.copyRows.name, ForwardKernels.attention.name, ForwardKernels.crossEntropy.name, ForwardKernels.argmax.name])
+    """#, entryPoints: ForwardKernels.names)
 }
 
 /// The forward source's kernels.
@@ -233,10 +238,15 @@ enum ForwardKernels {
         "zo_swiglu", "gate_up", "out", "rows", "width")
     static let copyRows = KernelSignature<In<Float>, Int32, Out<Float>, Int32, Int32, Int32>(
         "zo_copy_rows", "source", "source_stride", "destination", "destination_stride", "rows", "width")
-    static let attention = KernelSignature<In<Float>, In<Float>, In<Float>, In<Int32>, Out<Float>, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Float>(
-        "zo_attention", "q", "k", "v", "key_mask", "out", "queries", "keys", "capacity", "heads", "kv_heads", "head_size", "query_stride", "kv_stride", "scale")
+    static let attention = KernelSignature<In<Float>, In<Float>, In<Float>, In<Int32>, Out<Float>, Int32, Int32, Int32, Int32, Int32,
+                                           Int32, Int32, Int32, Float>(
+        "zo_attention", "q", "k", "v", "key_mask", "out", "queries", "keys", "capacity", "heads", "kv_heads", "head_size",
+        "query_stride", "kv_stride", "scale")
     static let crossEntropy = KernelSignature<In<Float>, In<Int32>, Out<Float>, Int32>(
         "zo_cross_entropy", "logits", "targets", "losses", "vocab")
     static let argmax = KernelSignature<In<Float>, Out<Int32>, Int32>(
         "zo_argmax", "logits", "out", "vocab")
+
+    static let names = [gatherRows.name, biasActivation.name, layerNorm.name, rmsNorm.name, rotary.name, swiglu.name, copyRows.name,
+                        attention.name, crossEntropy.name, argmax.name]
 }
