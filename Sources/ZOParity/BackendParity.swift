@@ -11,7 +11,7 @@ import ZOTraining
 /// codecs bit for bit; for each model family (a small random OPT, and a Llama with grouped
 /// KV heads, RMSNorm, rotary embeddings, SwiGLU and a tied head) logits and 20 ZO steps,
 /// resident and offloaded, 6 hybrid steps (the last block and the head first-order, by AdamW)
-/// and 6 first-order steps of the whole model, within a tolerance; optionally a few steps of a
+/// and 6 first-order steps of the whole model (fewer of each with `steps`), within a tolerance; optionally a few steps of a
 /// real model. Each
 /// check passes with what it measured or fails saying what differed. `zotune selftest` runs them from the binary (a GPU
 /// machine has no Swift to run the tests), the test suite on the GPU or the CUDA stand-in.
@@ -44,7 +44,10 @@ public enum BackendParity {
 
     /// Every check for `backend`, by name, with its outcome (nil: passed; thrown errors are
     /// outcomes too).
-    public static func run(_ backend: any Backend, against oracle: CPUBackend, tolerance: Double) -> [(name: String, outcome: Outcome)] {
+    /// `steps` caps the training checks' steps (20 ZO, 6 first-order by default).
+    public static func run(_ backend: any Backend, against oracle: CPUBackend, tolerance: Double,
+                           steps: Int = 20) -> [(name: String, outcome: Outcome)] {
+        let zoSteps = min(20, steps), firstOrderSteps = min(6, steps)
         var checks: [(String, () throws -> Outcome)] = []
         if let gpu = backend as? CUDABackend {
             for kind in [PerturbationKind.gaussian, .rademacher] {
@@ -60,17 +63,18 @@ public enum BackendParity {
         for family in Family.allCases {
             checks.append(("\(family.rawValue) logits within \(tolerance)", { try logits(family, backend, oracle, tolerance: tolerance) }))
             for (name, plan) in plans {
-                checks.append(("\(family.rawValue): 20 ZO steps \(name) within \(tolerance)", {
-                    try training(backend, oracle, plan: plan, tolerance: tolerance, steps: 20) { try model(family) }
+                checks.append(("\(family.rawValue): \(zoSteps) ZO steps \(name) within \(tolerance)", {
+                    try training(backend, oracle, plan: plan, tolerance: tolerance, steps: zoSteps) { try model(family) }
                 }))
             }
             for offloaded in [false, true] {
-                checks.append(("\(family.rawValue): 6 hybrid ZO/FO steps \(offloaded ? "offloaded" : "resident") within \(tolerance)", {
-                    try hybrid(family, backend, oracle, offloaded: offloaded, tolerance: tolerance)
+                let placement = offloaded ? "offloaded" : "resident"
+                checks.append(("\(family.rawValue): \(firstOrderSteps) hybrid ZO/FO steps \(placement) within \(tolerance)", {
+                    try hybrid(family, backend, oracle, offloaded: offloaded, steps: firstOrderSteps, tolerance: tolerance)
                 }))
             }
-            checks.append(("\(family.rawValue): 6 first-order steps of every block and the embedding within \(tolerance)", {
-                try hybrid(family, backend, oracle, offloaded: false, firstOrderOnly: true, tolerance: tolerance)
+            checks.append(("\(family.rawValue): \(firstOrderSteps) first-order steps of every block and the embedding within \(tolerance)", {
+                try hybrid(family, backend, oracle, offloaded: false, firstOrderOnly: true, steps: firstOrderSteps, tolerance: tolerance)
             }))
         }
         return checks.map { name, body in
@@ -105,12 +109,12 @@ public enum BackendParity {
         return (0..<3).map { b in (0..<(12 + 5 * b)).map { _ in Int(generator.next() % 512) } }
     }
 
-    /// Hybrid training of `family`'s model: MeZO on the first blocks, AdamW on the last block and
+    /// `steps` of hybrid training of `family`'s model: MeZO on the first blocks, AdamW on the last block and
     /// the head from the two passes' gradients (batches of 2 of `sequences`), on `backend`
     /// (resident or offloaded) and resident on the CPU; the step losses within `tolerance`.
     /// With `firstOrderOnly`, AdamW trains every block, the head and the embedding, no ZO.
     public static func hybrid(_ family: Family, _ backend: any Backend, _ oracle: CPUBackend, offloaded: Bool,
-                              firstOrderOnly: Bool = false, tolerance: Double) throws -> Outcome {
+                              firstOrderOnly: Bool = false, steps: Int = 6, tolerance: Double) throws -> Outcome {
         var runs: [[Double]] = []
         for target in [backend, oracle] as [any Backend] {
             let (model, _) = try model(family)
@@ -122,7 +126,7 @@ public enum BackendParity {
             let rule = FirstOrderRule.adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01)
             let settings = FirstOrderOptions(blocks: k, embedding: firstOrderOnly, zeroOrder: !firstOrderOnly, rule: rule,
                                              learningRate: 1e-2, statePlacement: .device)
-            let options = TrainingOptions(steps: 6, batchSize: 2, schedule: LearningRateSchedule(base: 1e-3, totalSteps: 6),
+            let options = TrainingOptions(steps: steps, batchSize: 2, schedule: LearningRateSchedule(base: 1e-3, totalSteps: steps),
                                           mezo: MeZOOptions(eps: 1e-3), seed: 3, firstOrder: settings)
             let trainer = Trainer(runner: runner, task: LMTrainingTask(train: sequences, heldOut: nil), options: options,
                                   firstOrder: try FirstOrderOptimizer(tail: tail, rule: rule, placement: .device))

@@ -1,8 +1,9 @@
 // Streams and events with CUDA's ordering, and nothing more: each stream runs its work in
 // issue order on a worker thread of its own, so work on different streams overlaps unless an
 // event orders it. With ZOTUNE_CUDA_STAND_IN_DELAY=seed[,max_us[,percent]] (or
-// zo_stand_in_set_delays) a seeded random share of operations first sleeps up to max_us, so
-// that a missing event wait shows up as a wrong result rather than passing by luck.
+// zo_stand_in_set_delays, for the streams created after it) a seeded random share of a stream's
+// operations first sleeps up to max_us, so that a missing event wait shows up as a wrong result
+// rather than passing by luck.
 #include "standin.h"
 
 #include <chrono>
@@ -58,9 +59,11 @@ struct Stream {
     bool stopping = false;
     std::string error;       // first failure since the last synchronization that reported one
     uint64_t random;
+    // The delays in force when the stream was created.
+    unsigned percent = delays().percent, maxMicroseconds = delays().maxMicroseconds;
     std::thread worker;
 
-    Stream() : random(nextStreamID++ * 0x2545F4914F6CDD1Dull) {
+    Stream() : random((nextStreamID++ * 0x2545F4914F6CDD1Dull) ^ delays().seed) {
         worker = std::thread([this] { run(); });
     }
 
@@ -82,12 +85,8 @@ struct Stream {
 
     /// The injected delay before one operation, if any.
     void pause() {
-        Delays &d = delays();
-        unsigned percent = d.percent, maxMicroseconds = d.maxMicroseconds;
         if (percent == 0 || maxMicroseconds == 0) return;
-        uint64_t state = random ^ d.seed;
-        uint64_t draw = splitmix(state);
-        random = state;
+        uint64_t draw = splitmix(random);
         if (draw % 100 >= percent) return;
         std::this_thread::sleep_for(std::chrono::microseconds((draw >> 32) % (maxMicroseconds + 1)));
     }

@@ -28,11 +28,18 @@ enum GPU {
 }
 
 /// `BackendParity` (what `zotune selftest` runs), on the CPU against itself (checks the checks)
-/// and on CUDA against the CPU.
+/// and on CUDA against the CPU. The debug build runs 4 steps of each training check (its CPU
+/// oracle is slow), the release build and `selftest` in scripts/test.sh the full 20 and 6.
 @Suite struct BackendParityTests {
+    #if DEBUG
+    static let steps = 4
+    #else
+    static let steps = 20
+    #endif
+
     @Test func theCPUPassesAgainstItself() throws {
         let results = BackendParity.run(try CPUBackend(budget: 256 << 20, threads: 2), against: try CPUBackend(budget: 256 << 20, threads: 1),
-                                        tolerance: 0)
+                                        tolerance: 0, steps: Self.steps)
         #expect(results.count == 18)
         for (name, outcome) in results { #expect(outcome.problem == nil, "\(name): \(outcome)") }
     }
@@ -40,7 +47,8 @@ enum GPU {
     @Test(.enabled(if: GPU.present, "no CUDA (GPU or stand-in) in this process: CUDA parity not run"))
     func cudaMatchesTheCPU() throws {
         let gpu = try #require(GPU.backend)
-        for (name, outcome) in BackendParity.run(gpu, against: try CPUBackend(budget: 256 << 20, threads: 2), tolerance: 1e-3) {
+        let oracle = try CPUBackend(budget: 256 << 20, threads: 2)
+        for (name, outcome) in BackendParity.run(gpu, against: oracle, tolerance: 1e-3, steps: Self.steps) {
             #expect(outcome.problem == nil, "\(name): \(outcome)")
         }
     }

@@ -51,6 +51,15 @@ import ZOCUDA
         }
     }
 
+    @Test(.enabled(if: present, "the CUDA stand-in is not loaded"))
+    func devicesListsTheStandIn() throws {
+        let outcome = try CLI.run(["devices", "--compile"])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        #expect(outcome.stdout.contains("GPU 0: ZOTune CUDA stand-in (CPU, not a GPU)") && outcome.stdout.contains("compute capability 9.0"),
+                "\(outcome.stdout)")
+        for source in KernelSource.all { #expect(outcome.stdout.contains("compiled \(source.name) for sm_90"), "\(outcome.stdout)") }
+    }
+
     static let fill = """
         extern "C" __global__ void zo_test_fill(float *out, int count) {
             int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -169,10 +178,10 @@ import ZOCUDA
         let set = try Self.standInFunction("zo_stand_in_set_delays", as: Set.self)
         var seed: UInt64 = 0, maxMicroseconds: UInt32 = 0, percent: UInt32 = 0
         get(&seed, &maxMicroseconds, &percent)
-        set(11, 2000, 100)
-        defer { set(seed, maxMicroseconds, percent) }
+        set(11, 2000, 100)  // for the streams created now: this backend's only
         let backend = try CUDABackend(budget: 64 << 20, allocations: .perBuffer)
         let copies = backend.makeStream(label: "uploads")
+        set(seed, maxMicroseconds, percent)
         let uploaded = backend.makeEvent()
         let values = (0..<1024).map { Float($0) }
         let host = try HostBuffer(byteCount: 4096)
