@@ -345,7 +345,8 @@ ZO_EXPORT int cuModuleGetFunction(Function **function, Module *module, const cha
     void *info = dlsym(module->handle, (std::string("zo_info_") + name).c_str());
     if (!thread || !info) return fail(notFound, std::string("cuModuleGetFunction: no kernel named ") + name);
     *function = new Function{name, (const KernelInfo *)info, (void (*)(void **))thread,
-                             (void (*)(void *))dlsym(module->handle, "zo_bind")};
+                             (void (*)(void *))dlsym(module->handle, "zo_bind"),
+                             (void (*)(void))dlsym(module->handle, (std::string("zo_poison_") + name).c_str())};
     return success;
 }
 

@@ -168,6 +168,7 @@ void runBlock(Executor &e, uint64_t index) {
     e.state.block[1] = unsigned(index / launch.grid[0] % launch.grid[1]);
     e.state.block[2] = unsigned(index / (uint64_t(launch.grid[0]) * launch.grid[1]));
     unsigned threads = launch.block[0] * launch.block[1] * launch.block[2];
+    if (launch.function->poison) launch.function->poison();  // a new block finds no one's values
     if (!launch.function->info->barriers) {
         e.current = nullptr;
         for (unsigned t = 0; t < threads; ++t) {

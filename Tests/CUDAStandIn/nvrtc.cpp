@@ -119,10 +119,18 @@ std::string rewriteDynamicShared(const std::string &source) {
     return out + source.substr(at);
 }
 
+/// A static `__shared__` declaration in a kernel's body: where the statement stands in the
+/// source, and the declaration without the keyword ("float shared[256]").
+struct SharedDeclaration {
+    size_t start, end;  // from "__shared__" to just past its ';'
+    std::string declaration;
+};
+
 struct Kernel {
     std::string name;
-    std::vector<std::string> sharedDeclarations;  // static __shared__ declarations in its body
-    bool barriers = false;                        // whether it may reach __syncthreads
+    size_t lineStart = 0;                      // the start of the line declaring it
+    std::vector<SharedDeclaration> shared;     // static __shared__ declarations in its body
+    bool barriers = false;                     // whether it may reach __syncthreads
 };
 
 /// The names of the top-level functions of `source` that may reach __syncthreads: those whose
@@ -178,7 +186,10 @@ std::vector<Kernel> kernels(const std::string &source) {
         while (nameEnd > at && isspace((unsigned char)source[nameEnd - 1])) --nameEnd;
         size_t nameStart = nameEnd;
         while (nameStart > at && identifierCharacter(source[nameStart - 1])) --nameStart;
-        Kernel kernel{source.substr(nameStart, nameEnd - nameStart), {}};
+        Kernel kernel;
+        kernel.name = source.substr(nameStart, nameEnd - nameStart);
+        size_t newline = source.rfind('\n', at);
+        kernel.lineStart = newline == std::string::npos ? 0 : newline + 1;
         size_t close = matching(source, open, '(', ')');
         size_t body = close == std::string::npos ? close : source.find_first_of("{;", close);
         if (body != std::string::npos && source[body] == '{') {
@@ -188,7 +199,7 @@ std::vector<Kernel> kernels(const std::string &source) {
                 if (s >= 7 && text.compare(s - 7, 6, "extern") == 0) continue;
                 size_t semicolon = text.find(';', s);
                 if (semicolon == std::string::npos) break;
-                kernel.sharedDeclarations.push_back(trim(text.substr(s + 10, semicolon - s - 10)));
+                kernel.shared.push_back({body + s, body + semicolon + 1, trim(text.substr(s + 10, semicolon - s - 10))});
             }
         }
         kernel.barriers = std::find(barriers.begin(), barriers.end(), kernel.name) != barriers.end();
@@ -197,17 +208,48 @@ std::vector<Kernel> kernels(const std::string &source) {
     return found;
 }
 
-/// After the source: per kernel its thread entry and description; the module's marker.
+/// `declaration` ("float shared[256]") as a reference to `member` of `storage`
+/// ("float (&shared)[256] = storage.shared;").
+std::string reference(const std::string &declaration, const std::string &storage) {
+    size_t bracket = declaration.find('[');
+    size_t nameEnd = bracket == std::string::npos ? declaration.size() : bracket;
+    while (nameEnd > 0 && isspace((unsigned char)declaration[nameEnd - 1])) --nameEnd;
+    size_t nameStart = nameEnd;
+    while (nameStart > 0 && identifierCharacter(declaration[nameStart - 1])) --nameStart;
+    std::string type = declaration.substr(0, nameStart), name = declaration.substr(nameStart, nameEnd - nameStart);
+    std::string dimensions = bracket == std::string::npos ? "" : declaration.substr(bracket);
+    return type + (dimensions.empty() ? "&" + name : "(&" + name + ")" + dimensions) + " = " + storage + "." + name + ";";
+}
+
+/// The kernels' static shared memory as one thread_local struct per kernel, declared before
+/// it, each declaration in its body becoming a reference into it (so the executor can fill it
+/// with NaN bytes before every block: a read before a write shows, as on a GPU it would give
+/// whatever was there). Edits from the end, so earlier positions stay valid.
+std::string placeSharedMemory(std::string source, const std::vector<Kernel> &list) {
+    for (auto kernel = list.rbegin(); kernel != list.rend(); ++kernel) {
+        if (kernel->shared.empty()) continue;
+        std::string storage = "zo_shared_storage_" + kernel->name;
+        for (auto shared = kernel->shared.rbegin(); shared != kernel->shared.rend(); ++shared) {
+            source.replace(shared->start, shared->end - shared->start, reference(shared->declaration, storage));
+        }
+        std::string type = "struct zo_shared_" + kernel->name + " {";
+        for (const SharedDeclaration &shared : kernel->shared) type += " " + shared.declaration + ";";
+        source.insert(kernel->lineStart, type + " }; static thread_local zo_shared_" + kernel->name + " " + storage + "; ");
+    }
+    return source;
+}
+
+/// After the source: per kernel its thread entry, description and (with static shared memory)
+/// the function that poisons it; the module's marker.
 std::string epilogue(const std::vector<Kernel> &list) {
     std::ostringstream out;
     out << "\n#line 1 \"<stand-in entry points>\"\n";
     for (const Kernel &kernel : list) {
         std::string shared = "0";
-        if (!kernel.sharedDeclarations.empty()) {
-            out << "struct zo_shared_" << kernel.name << " {";
-            for (const std::string &declaration : kernel.sharedDeclarations) out << " " << declaration << ";";
-            out << " };\n";
+        if (!kernel.shared.empty()) {
             shared = "(unsigned)sizeof(zo_shared_" + kernel.name + ")";
+            out << "extern \"C\" __attribute__((visibility(\"default\"))) void zo_poison_" << kernel.name
+                << "(void) { memset(&zo_shared_storage_" << kernel.name << ", 0xFF, " << shared << "); }\n";
         }
         out << "extern \"C\" __attribute__((visibility(\"default\"))) void zo_thread_" << kernel.name
             << "(void **a) { zo_invoke(" << kernel.name << ", a); }\n";
@@ -298,8 +340,9 @@ int compile(Program &program, int count, const char *const *options) {
     }
     program.machineCode = sm;
     std::string stripped = withoutComments(program.source);
-    std::string text = "#line 1 \"<stand-in prelude>\"" + std::string(prelude) + "\n#line 1 \"" + program.name + "\"\n" + rewriteDynamicShared(stripped) +
-                       epilogue(kernels(stripped));
+    std::vector<Kernel> list = kernels(stripped);
+    std::string text = "#line 1 \"<stand-in prelude>\"" + std::string(prelude) + "\n#line 1 \"" + program.name + "\"\n" +
+                       rewriteDynamicShared(placeSharedMemory(stripped, list)) + epilogue(list);
     std::string key = standard + contraction;
     for (const std::string &flag : flags) key += "\n" + flag;
     for (const auto &header : program.headers) key += "\n" + header.first + "\n" + header.second;

@@ -137,6 +137,7 @@ struct Function {
     const KernelInfo *info;
     void (*thread)(void **arguments);  // runs one thread of the kernel
     void (*bind)(void *state);         // points the module's thread state at the executor's
+    void (*poison)(void);              // fills this thread's copy of its static shared memory with NaN bytes (or null)
 };
 
 /// A launch, its parameter values copied.
@@ -157,7 +158,7 @@ constexpr unsigned maxSharedBytes = 48 * 1024;
 
 /// What a module's `zo_stand_in_module` says: the layout of its entry points and descriptions.
 /// A module from another version of the stand-in is refused as an invalid image.
-constexpr const char *moduleVersion = "ZOTune CUDA stand-in module 2";
+constexpr const char *moduleVersion = "ZOTune CUDA stand-in module 3";
 
 /// Whether `image` is a module made by the stand-in's NVRTC; its size when it is.
 bool isStandInImage(const void *image, size_t *bytes);

@@ -42,12 +42,12 @@ import ZOCUDA
     }
 
     /// Launches `function` on a new stream with each value in its own 8-byte slot.
-    static func launch(_ function: zo_cu_function?, block: UInt32, shared: UInt32 = 0, on stream: zo_cu_stream?,
+    static func launch(_ function: zo_cu_function?, grid: UInt32 = 1, block: UInt32, shared: UInt32 = 0, on stream: zo_cu_stream?,
                        _ values: [UInt64]) -> zo_cu_result {
         var slots = values
         return slots.withUnsafeMutableBufferPointer { buffer in
             var parameters = (0..<buffer.count).map { UnsafeMutableRawPointer(buffer.baseAddress! + $0) as UnsafeMutableRawPointer? }
-            return driver!.cuLaunchKernel(function, 1, 1, 1, block, 1, 1, shared, stream, &parameters, nil)
+            return driver!.cuLaunchKernel(function, grid, 1, 1, block, 1, 1, shared, stream, &parameters, nil)
         }
     }
 
@@ -133,6 +133,30 @@ import ZOCUDA
         var values = [Float](repeating: 0, count: 64)
         #expect(driver.cuMemcpyDtoHAsync(&values, buffer, 256, stream) == 0)
         #expect(values == (0..<64).map { Float(63 - $0) })
+    }
+
+    /// Shared memory no thread of the block wrote holds NaN, not an earlier block's values.
+    @Test(.enabled(if: present, "the CUDA stand-in is not loaded"))
+    func sharedMemoryNoThreadWroteReadsAsNaN() throws {
+        let driver = try #require(Self.driver)
+        let function = try Self.module("""
+            extern "C" __global__ void zo_test_unwritten(float *out) {
+                __shared__ float values[32];
+                if (threadIdx.x < 16) values[threadIdx.x] = 1.0f + blockIdx.x;
+                __syncthreads();
+                out[blockIdx.x * 32 + threadIdx.x] = values[threadIdx.x];
+            }
+            """, entry: "zo_test_unwritten")
+        var buffer: zo_cu_deviceptr = 0
+        #expect(driver.cuMemAlloc(&buffer, 4 * 32 * 4) == 0)
+        defer { _ = driver.cuMemFree(buffer) }
+        #expect(Self.launch(function, grid: 4, block: 32, on: nil, [buffer]) == 0)
+        var values = [Float](repeating: 0, count: 4 * 32)
+        #expect(driver.cuMemcpyDtoHAsync(&values, buffer, 4 * 32 * 4, nil) == 0)
+        for block in 0..<4 {
+            #expect(values[block * 32..<block * 32 + 16].allSatisfy { $0 == Float(1 + block) })
+            #expect(values[block * 32 + 16..<block * 32 + 32].allSatisfy { $0.isNaN }, "block \(block): \(values[block * 32 + 16])")
+        }
     }
 
     @Test(.enabled(if: present, "the CUDA stand-in is not loaded"))
