@@ -108,7 +108,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
                 var loaded = try compiler.cubin(source, architecture: device.architecture).withUnsafeBytes {
                     driver.cuModuleLoadData(&module, $0.baseAddress)
                 }
-                if loaded == 200 /* CUDA_ERROR_INVALID_IMAGE: a stale or damaged cache file */ {
+                if loaded != 0 /* a stale or damaged cache file (or a failure the fresh image repeats) */ {
                     loaded = try compiler.cubin(source, architecture: device.architecture, fresh: true).withUnsafeBytes {
                         driver.cuModuleLoadData(&module, $0.baseAddress)
                     }
@@ -169,13 +169,14 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     }
 
     public func free(_ buffer: DeviceBuffer) {
-        arena.free(buffer)
-        guard allocations == .perBuffer else { return }
+        guard allocations == .perBuffer else { return arena.free(buffer) }
+        // The mapping goes before the offset returns to the arena, which may hand it out again at once.
         let address = state.withLock { state -> zo_cu_deviceptr? in
             guard let address = state.bases.removeValue(forKey: buffer.offset) else { return nil }
             state.sortedOffsets.remove(at: state.sortedOffsets.partitioningIndex { $0 >= buffer.offset })
             return address
         }
+        arena.free(buffer)
         if let address { note(driver.cuMemFree(address), "cuMemFree") }
     }
 
@@ -282,11 +283,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     func launch<each Argument: KernelArgument>(_ kernel: KernelSignature<repeat each Argument>, grid: (Int, Int, Int), block: Int,
                                                 sharedBytes: Int = 0, _ arguments: repeat each Argument) {
         guard let function = functions[kernel.name] else { preconditionFailure("no kernel \(kernel.name)") }
+        guard grid.0 > 0, grid.1 > 0, grid.2 > 0 else { return }  // nothing to do (no rows)
         let packed = kernel.packed(repeat each arguments) { [unowned self] in $0.map(address) ?? 0 }
         let result = packed.bytes.withUnsafeBytes { raw in
             var parameters = packed.starts.map { UnsafeMutableRawPointer(mutating: raw.baseAddress! + $0) as UnsafeMutableRawPointer? }
             return parameters.withUnsafeMutableBufferPointer {
-                driver.cuLaunchKernel(function, UInt32(max(1, grid.0)), UInt32(max(1, grid.1)), UInt32(max(1, grid.2)), UInt32(block),
+                driver.cuLaunchKernel(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block),
                                       1, 1, UInt32(sharedBytes), stream(computeStream), $0.baseAddress, nil)
             }
         }

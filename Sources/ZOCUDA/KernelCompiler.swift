@@ -14,8 +14,9 @@ public struct KernelCompiler: @unchecked Sendable {
     public let nvrtc: zo_nvrtc
     /// NVRTC's (major, minor) version.
     public let version: (major: Int, minor: Int)
-    /// The NVRTC library's path: part of the cache key, so that two NVRTCs of one version (a
-    /// real one and the CPU stand-in) never share compiled kernels.
+    /// The NVRTC library's path: with the file's size and time, part of the cache key, so that two
+    /// NVRTCs of one version (a real one and the CPU stand-in, or a rebuilt stand-in) never share
+    /// compiled kernels.
     public let library: String
     /// Where compiled kernels are kept; nil: no cache.
     public let cacheDirectory: String?
@@ -82,8 +83,16 @@ public struct KernelCompiler: @unchecked Sendable {
 
     private func cacheKey(_ source: KernelSource, options: [String]) -> String {
         var hasher = SHA256Hasher()
-        hasher.update(Array((["nvrtc \(version.major).\(version.minor) \(library)"] + options + [source.code]).joined(separator: "\u{0}").utf8))
+        hasher.update(Array((["nvrtc \(version.major).\(version.minor) \(library) \(Self.fileIdentity(library))"] + options + [source.code]).joined(separator: "\u{0}").utf8))
         return TextFormat.hex(hasher.finalize())
+    }
+
+    /// The size and modification time of the file at `path` (links followed): a rebuilt library
+    /// at the same path compiles afresh.
+    static func fileIdentity(_ path: String) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return "" }
+        return "\(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
     }
 
     /// Writes the cache file through a temporary name (a failure only costs a recompile).

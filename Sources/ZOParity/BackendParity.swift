@@ -42,7 +42,7 @@ public enum BackendParity {
         case llama = "Llama"
     }
 
-    /// Every check for `backend`, by name, with its outcome (nil: passed; thrown errors are
+    /// Every check for `backend`, by name, with its outcome (thrown errors are
     /// outcomes too).
     /// `steps` caps the training checks' steps (20 ZO, 6 first-order by default).
     public static func run(_ backend: any Backend, against oracle: CPUBackend, tolerance: Double,
@@ -199,8 +199,11 @@ public enum BackendParity {
         return "byte \(first) differs"
     }
 
+    /// The largest relative difference of `a` from `b`; infinity when a value is not finite
+    /// (a NaN would otherwise compare as no difference) or the counts differ.
     public static func worst(_ a: [Double], _ b: [Double]) -> Double {
-        zip(a, b).map { abs($0 - $1) / max(abs($1), 1e-6) }.max() ?? 0
+        guard a.count == b.count, (a + b).allSatisfy(\.isFinite) else { return .infinity }
+        return zip(a, b).map { abs($0 - $1) / max(abs($1), 1e-6) }.max() ?? 0
     }
 
     public static func logits(_ family: Family, _ backend: any Backend, _ oracle: CPUBackend, tolerance: Double) throws -> Outcome {
@@ -210,7 +213,8 @@ public enum BackendParity {
             outputs.append(try ResidentRunner(model: model, backend: target).forward(batch, outputs: .logits).logits!.map(Double.init))
         }
         let largest = outputs[1].map(abs).max() ?? 1
-        let difference = zip(outputs[0], outputs[1]).map { abs($0 - $1) }.max() ?? 0
+        let finite = (outputs[0] + outputs[1]).allSatisfy(\.isFinite)
+        let difference = finite ? zip(outputs[0], outputs[1]).map { abs($0 - $1) }.max() ?? 0 : .infinity
         return .within(difference / largest, tolerance, "largest |Δlogit| / largest |logit|")
     }
 

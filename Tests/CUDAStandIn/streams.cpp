@@ -91,7 +91,9 @@ struct Stream {
         std::this_thread::sleep_for(std::chrono::microseconds((draw >> 32) % (maxMicroseconds + 1)));
     }
 
-    ~Stream() {
+    /// Runs what is queued, then ends the worker (the object itself is never freed: a waiter
+    /// may still hold it, and its address must not come back as another stream's).
+    void stop() {
         {
             std::lock_guard<std::mutex> guard(lock);
             stopping = true;
@@ -155,7 +157,7 @@ int destroyStream(Stream *stream) {
         std::lock_guard<std::mutex> guard(registry().lock);
         if (!stream || !registry().streams.erase(stream)) return fail(invalidHandle, "cuStreamDestroy of an unknown stream");
     }
-    delete stream;  // its queued work runs first
+    stream->stop();  // its queued work runs first; the object is retired, not freed
     return success;
 }
 
@@ -255,8 +257,8 @@ int synchronizeEvent(Event *event) {
         event->changed.wait(held, [event, target] { return event->completed >= target; });
         stream = event->stream;
     }
-    if (!stream || !live(stream)) return success;
-    std::lock_guard<std::mutex> guard(stream->lock);
+    if (!stream) return success;
+    std::lock_guard<std::mutex> guard(stream->lock);  // streams are never freed, so this one is still there
     if (stream->error.empty()) return success;
     std::string error = std::move(stream->error);
     stream->error.clear();

@@ -171,9 +171,7 @@ import ZOCUDA
         defer { _ = driver.cuStreamDestroy(stream) }
         #expect(blas.cublasSetStream(handle, stream) == 0)
         var a: zo_cu_deviceptr = 0, b: zo_cu_deviceptr = 0, c: zo_cu_deviceptr = 0
-        for pointer in [withUnsafeMutablePointer(to: &a) { $0 }, withUnsafeMutablePointer(to: &b) { $0 }, withUnsafeMutablePointer(to: &c) { $0 }] {
-            #expect(driver.cuMemAlloc(pointer, 16 * 16 * 4) == 0)
-        }
+        #expect(driver.cuMemAlloc(&a, 16 * 16 * 4) == 0 && driver.cuMemAlloc(&b, 16 * 16 * 4) == 0 && driver.cuMemAlloc(&c, 16 * 16 * 4) == 0)
         defer { [a, b, c].forEach { _ = driver.cuMemFree($0) } }
         var alpha: Float = 1, beta: Float = 0
         func gemm(m: Int32, lda: Int32, type: Int32 = 0, compute: Int32 = 68) -> Int32 {
