@@ -131,4 +131,33 @@ enum GPU {
         #expect(results[0] == results[1])
         #expect(results[1][5..<10].allSatisfy { $0 == 0.5 }, "row 1 (the padding index) is left alone")
     }
+
+    /// Optimizer steps (AdamW with decay, SGD with momentum) and bias-gradient column sums follow
+    /// the CPU's operations one by one: bit for bit.
+    @Test(.enabled(if: GPU.present, "no CUDA (GPU or stand-in) in this process"))
+    func optimizerStepsAndColumnSumsAreTheCPUsBitForBit() throws {
+        let gpu = try #require(GPU.backend)
+        let cpu = try CPUBackend(budget: 64 << 20, threads: 2)
+        var generator = SplitMix64(seed: 4)
+        func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float(generator.next() >> 40) / Float(1 << 24) - 0.5 } }
+        let theta = values(1000), gradient = values(1000), rows = values(7 * 40)
+        let rules: [FirstOrderRule] = [.adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01), .sgd(momentum: 0.9, weightDecay: 0.1)]
+        for rule in rules {
+            var results: [[Float]] = []
+            for backend in [gpu, cpu] as [any GradientBackend] {
+                let parameters = try backend.upload(theta, label: "θ"), gradients = try backend.upload(gradient, label: "g")
+                let state = try (0..<rule.stateCount).map { _ in try backend.upload([Float](repeating: 0, count: 1000), label: "state") }
+                let x = try backend.upload(rows, label: "x"), sums = try backend.upload([Float](repeating: 1, count: 40), label: "sums")
+                defer { ([parameters, gradients, x, sums] + state).forEach(backend.free) }
+                for step in 1...3 {
+                    backend.optimizerStep(rule, parameters: parameters, gradients: gradients, state: state, count: 1000, step: step,
+                                          learningRate: 1e-2, decays: step != 2)
+                }
+                backend.accumulateColumnSums(x, out: sums, rows: 7, width: 40)
+                results.append(try backend.read(parameters, count: 1000, as: Float.self) + (try backend.read(sums, count: 40, as: Float.self))
+                               + (try state.flatMap { try backend.read($0, count: 1000, as: Float.self) }))
+            }
+            #expect(results[0] == results[1], "\(rule)")
+        }
+    }
 }
