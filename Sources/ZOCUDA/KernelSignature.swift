@@ -39,30 +39,18 @@ public struct Out<Element: KernelElement>: KernelArgument {
     public func pack(into packer: inout KernelPacker) { packer.append(packer.address(buffer)) }
 }
 
-extension Float: KernelArgument {
-    public static var cType: String { "float" }
+/// A scalar passed by value: its bytes as they are.
+public protocol KernelScalar: KernelArgument, BitwiseCopyable {}
+
+extension KernelScalar {
     public func pack(into packer: inout KernelPacker) { packer.append(self) }
 }
 
-extension Int32: KernelArgument {
-    public static var cType: String { "int" }
-    public func pack(into packer: inout KernelPacker) { packer.append(self) }
-}
-
-extension UInt32: KernelArgument {
-    public static var cType: String { "u32" }
-    public func pack(into packer: inout KernelPacker) { packer.append(self) }
-}
-
-extension UInt64: KernelArgument {
-    public static var cType: String { "u64" }
-    public func pack(into packer: inout KernelPacker) { packer.append(self) }
-}
-
-extension UInt8: KernelArgument {
-    public static var cType: String { "unsigned char" }
-    public func pack(into packer: inout KernelPacker) { packer.append(self) }
-}
+extension Float: KernelScalar { public static var cType: String { "float" } }
+extension Int32: KernelScalar { public static var cType: String { "int" } }
+extension UInt32: KernelScalar { public static var cType: String { "u32" } }
+extension UInt64: KernelScalar { public static var cType: String { "u64" } }
+extension UInt8: KernelScalar { public static var cType: String { "unsigned char" } }
 
 /// Up to `capacity` perturbation terms passed by value (`zo_terms`: the terms, then their count).
 public struct KernelTerms: KernelArgument {
