@@ -7,7 +7,8 @@
 //   streams.cpp  streams (a worker thread each), events, injected delays, errors
 //   executor.cpp running a kernel's grid: blocks over a thread pool, a block's threads as fibers
 //   driver.cpp   the driver API (cu*)
-//   nvrtc.cpp    NVRTC: CUDA C compiled as C++ for the CPU by clang, loaded as a shared object
+//   translate.cpp CUDA C rewritten as C++ for the CPU (shared memory, entry points, descriptions)
+//   nvrtc.cpp    NVRTC: that C++ compiled by clang into a shared object, the "CUBIN"
 //   cublas.cpp   cublasGemmEx through OpenBLAS
 #ifndef ZOTUNE_CUDA_STAND_IN_H
 #define ZOTUNE_CUDA_STAND_IN_H
@@ -153,6 +154,11 @@ struct Launch {
 std::string runGrid(const Launch &launch);
 /// Largest dynamic + static shared memory per block (48 KiB, as without an opt-in attribute).
 constexpr unsigned maxSharedBytes = 48 * 1024;
+
+// ---- translate.cpp ----
+
+/// The C++ for the CPU that CUDA C `source` (named `name` in messages) becomes.
+std::string translate(const std::string &source, const std::string &name);
 
 // ---- nvrtc.cpp ----
 
