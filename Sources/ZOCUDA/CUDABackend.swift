@@ -42,6 +42,10 @@ public enum GEMMPrecision: String, Sendable, CaseIterable {
 /// Asynchronous failures (a launch or copy error) are kept and reported by the next
 /// `synchronize`. Every operation runs on the compute stream, in issue order.
 ///
+///
+/// Unchecked Sendable: the driver and cuBLAS tables, handles and functions are set once in init and only
+/// read after; everything that changes (streams, events, the first error, the buffers' device addresses)
+/// is in `state`, behind a Mutex; the driver itself is thread-safe.
 public final class CUDABackend: Backend, @unchecked Sendable {
     public let arena: DeviceArena
     public let device: CUDADevice

@@ -48,6 +48,8 @@ public struct CUDASearchPath: Sendable {
 }
 
 /// A library that was found and loaded, or why not.
+///
+/// Unchecked Sendable: immutable once made; `Table` is a C struct of function pointers.
 public enum LibraryStatus<Table>: @unchecked Sendable {
     case loaded(path: String, table: Table)
     /// Every candidate tried, with the loader's message for each.
@@ -63,6 +65,8 @@ public enum LibraryStatus<Table>: @unchecked Sendable {
 }
 
 /// The CUDA driver, NVRTC and cuBLAS, each loaded if found.
+///
+/// Unchecked Sendable: every stored property is a `let` set in init (tables of C function pointers).
 public final class CUDALibraries: @unchecked Sendable {
     public let driver: LibraryStatus<zo_cuda_driver>
     public let nvrtc: LibraryStatus<zo_nvrtc>

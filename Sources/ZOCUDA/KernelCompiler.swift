@@ -10,6 +10,8 @@ import ZOCore
 ///
 /// CUBIN rather than PTX: PTX from an NVRTC newer than the driver is rejected, machine code
 /// for the detected sm_XY is not.
+///
+/// Unchecked Sendable: immutable; NVRTC's functions may be called from any thread.
 public struct KernelCompiler: @unchecked Sendable {
     public let nvrtc: zo_nvrtc
     /// NVRTC's (major, minor) version.
