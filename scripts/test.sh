@@ -28,4 +28,4 @@ python3 bench/zo2_compare.py check --zotune .build/release/zotune
 # The CUDA backend against the CPU from the binary, as a GPU session's first call runs it (both
 # families, resident, offloaded and hybrid, and MeZO steps of the main job's model), each
 # buffer in an allocation of its own so that the stand-in's guards see every buffer's bounds.
-.build/release/zotune selftest --backend cuda --cuda-allocations per-buffer --model smollm2-135m --steps 3
+ZOTUNE_CUDA_STAND_IN_REPORT=1 .build/release/zotune selftest --backend cuda --cuda-allocations per-buffer --model smollm2-135m --steps 3
