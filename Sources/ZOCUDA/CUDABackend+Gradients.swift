@@ -51,8 +51,8 @@ extension CUDABackend: GradientBackend {
 
     public func rotaryBackward(x: DeviceBuffer, positions: DeviceBuffer, table: DeviceBuffer, rows: Int, heads: Int, headSize: Int,
                                rowStride: Int) {
-        launch(BackwardKernels.rotaryBackward, grid: (rows, 1, 1), block: 128,
-               Out(x), In(positions), In(table), Int32(heads), Int32(headSize), Int32(rowStride))
+        launch(ForwardKernels.rotary, grid: (rows, 1, 1), block: 128,
+               Out(x), In(positions), In(table), Int32(heads), Int32(headSize), Int32(rowStride), Int32(1))
     }
 
     public func swigluBackward(gateUp: DeviceBuffer, gradOut: DeviceBuffer, gradGateUp: DeviceBuffer, rows: Int, width: Int) {

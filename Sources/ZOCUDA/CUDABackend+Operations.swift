@@ -53,7 +53,7 @@ extension CUDABackend {
     public func rotary(x: DeviceBuffer, positions: DeviceBuffer, table: DeviceBuffer, rows: Int, heads: Int, headSize: Int,
                        rowStride: Int) {
         launch(ForwardKernels.rotary, grid: (rows, 1, 1), block: 128,
-               Out(x), In(positions), In(table), Int32(heads), Int32(headSize), Int32(rowStride))
+               Out(x), In(positions), In(table), Int32(heads), Int32(headSize), Int32(rowStride), Int32(0))
     }
 
     public func swiglu(gateUp: DeviceBuffer, out: DeviceBuffer, rows: Int, width: Int) {

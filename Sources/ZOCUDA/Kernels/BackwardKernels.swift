@@ -69,19 +69,6 @@ extension KernelSource {
         }
     }
 
-    // The transpose of zo_rotary: (a, b) → (a·cos + b·sin, b·cos − a·sin), in place.
-    \#(BackwardKernels.rotaryBackward.declaration) {
-        int r = blockIdx.x, half = head_size / 2;
-        const float *angles = table + (u64)positions[r] * head_size;
-        for (int i = threadIdx.x; i < heads * half; i += blockDim.x) {
-            int head = i / half, j = i % half;
-            float *h = x + (u64)r * row_stride + head * head_size;
-            float a = h[j], b = h[j + half], c = angles[j], s = angles[j + half];
-            h[j] = a * c + b * s;
-            h[j + half] = b * c - a * s;
-        }
-    }
-
     // d gate = g·up·s·(1 + gate·(1 − s)), d up = g·gate·s with s = σ(gate).
     \#(BackwardKernels.swigluBackward.declaration) {
         for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < rows * width; i += (u64)gridDim.x * blockDim.x) {
@@ -224,8 +211,6 @@ enum BackwardKernels {
         "zo_norm_backward", "x", "weight", "grad_out", "grad_x", "channels", "eps", "rms")
     static let normWeightBackward = KernelSignature<In<Float>, In<Float>, Out<Float>, Out<Float>, Int32, Int32, Float, Int32>(
         "zo_norm_weight_backward", "x", "grad_out", "grad_weight", "grad_bias", "rows", "channels", "eps", "rms")
-    static let rotaryBackward = KernelSignature<Out<Float>, In<Int32>, In<Float>, Int32, Int32, Int32>(
-        "zo_rotary_backward", "x", "positions", "table", "heads", "head_size", "row_stride")
     static let swigluBackward = KernelSignature<In<Float>, In<Float>, Out<Float>, UInt64, Int32>(
         "zo_swiglu_backward", "gate_up", "grad_out", "grad_gate_up", "rows", "width")
     static let attentionBackward = KernelSignature<In<Float>, In<Float>, In<Float>, In<Int32>, In<Float>, Out<Float>, Out<Float>,
@@ -242,7 +227,6 @@ enum BackwardKernels {
         "zo_optimizer_step", "parameters", "gradients", "first", "second", "count", "rule", "decays", "learning_rate", "decay",
         "beta1", "beta2", "epsilon", "correction1", "correction2")
 
-    static let names = [columnSums.name, reluBackward.name, normBackward.name, normWeightBackward.name, rotaryBackward.name,
-                        swigluBackward.name, attentionBackward.name, crossEntropyBackward.name, scatterAddRows.name, scatterAdd.name,
-                        optimizerStep.name]
+    static let names = [columnSums.name, reluBackward.name, normBackward.name, normWeightBackward.name, swigluBackward.name,
+                        attentionBackward.name, crossEntropyBackward.name, scatterAddRows.name, scatterAdd.name, optimizerStep.name]
 }

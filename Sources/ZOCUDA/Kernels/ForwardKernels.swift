@@ -96,14 +96,15 @@ extension KernelSource {
     }
 
     // Rotates halves of each head in place: (a, b) → (a·cos − b·sin, b·cos + a·sin), the
-    // angles of row r at table[positions[r]·HS] (cos in the first half, sin in the second).
+    // angles of row r at table[positions[r]·HS] (cos in the first half, sin in the second);
+    // with `inverse`, by the opposite angle (the backward pass: −sin, exactly).
     \#(ForwardKernels.rotary.declaration) {
         int r = blockIdx.x, half = head_size / 2;
         const float *angles = table + (u64)positions[r] * head_size;
         for (int i = threadIdx.x; i < heads * half; i += blockDim.x) {
             int head = i / half, j = i % half;
             float *h = x + (u64)r * row_stride + head * head_size;
-            float a = h[j], b = h[j + half], c = angles[j], s = angles[j + half];
+            float a = h[j], b = h[j + half], c = angles[j], s = inverse ? -angles[j + half] : angles[j + half];
             h[j] = a * c - b * s;
             h[j + half] = b * c + a * s;
         }
@@ -232,8 +233,8 @@ enum ForwardKernels {
         "zo_layer_norm", "x", "weight", "bias", "out", "channels", "eps")
     static let rmsNorm = KernelSignature<In<Float>, In<Float>, Out<Float>, Int32, Float>(
         "zo_rms_norm", "x", "weight", "out", "channels", "eps")
-    static let rotary = KernelSignature<Out<Float>, In<Int32>, In<Float>, Int32, Int32, Int32>(
-        "zo_rotary", "x", "positions", "table", "heads", "head_size", "row_stride")
+    static let rotary = KernelSignature<Out<Float>, In<Int32>, In<Float>, Int32, Int32, Int32, Int32>(
+        "zo_rotary", "x", "positions", "table", "heads", "head_size", "row_stride", "inverse")
     static let swiglu = KernelSignature<In<Float>, Out<Float>, UInt64, Int32>(
         "zo_swiglu", "gate_up", "out", "rows", "width")
     static let copyRows = KernelSignature<In<Float>, Int32, Out<Float>, Int32, Int32, Int32>(
