@@ -4,9 +4,6 @@ import ZOCore
 /// The backward operations on CUDA: cuBLAS for the GEMMs, the kernels of `KernelSource.backward`
 /// for the rest (see there for their order of operations).
 extension CUDABackend: GradientBackend {
-    /// A grid covering `count` items with 256-thread blocks (grid-stride beyond 65,535 blocks).
-    private func blocks(_ count: Int) -> Int { min(65_535, max(1, (count + 255) / 256)) }
-
     public func gemm(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, m: Int, n: Int, k: Int,
                      transposeA: Bool, transposeB: Bool, accumulate: Bool) {
         // Row-major out[m, n] = op(a) · op(b) is column-major outᵀ[n, m] = op(b)ᵀ · op(a)ᵀ, where

@@ -4,9 +4,6 @@ import ZOCore
 /// `Backend`'s operations on the compute stream: cuBLAS for the linear layers, the kernels of
 /// `KernelSource` for the rest.
 extension CUDABackend {
-    /// A grid covering `count` elements with 256-thread blocks (grid-stride beyond 65,535 blocks).
-    private func blocks(_ count: Int) -> Int { min(65_535, max(1, (count + 255) / 256)) }
-
     private static func kindCode(_ kind: PerturbationKind) -> Int32 {
         switch kind { case .gaussian: 0; case .rademacher: 1; case .ones: 2 }
     }

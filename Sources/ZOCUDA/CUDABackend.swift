@@ -58,6 +58,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// How GEMMs round their inputs.
     public let precision: GEMMPrecision
     public let allocations: CUDAAllocations
+    /// The one allocation behind the arena (`.arena`); nil when each buffer has its own.
+    private let arenaBase: zo_cu_deviceptr?
     private let state = Mutex<State>(State())
 
     /// Streams and events as the bits of their handles (opaque pointers are not Sendable), and
@@ -66,9 +68,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         var streams: [Int] = []
         var events: [Int] = []
         var error: BackendError?
-        /// Arena offset → device address of each allocation (one for `.arena`), offsets sorted.
-        var bases: [Int: zo_cu_deviceptr] = [:]
-        var sortedOffsets: [Int] = []
+        /// Each buffer's arena offset and device address (`.perBuffer`), sorted by offset.
+        var buffers: [(offset: Int, address: zo_cu_deviceptr)] = []
     }
 
     /// A backend on GPU `ordinal` with a device arena of `budget` bytes (default: 90% of the
@@ -95,7 +96,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             if allocations == .arena {
                 var base: zo_cu_deviceptr = 0
                 try driver.check(driver.cuMemAlloc(&base, bytes), "cuMemAlloc(\(ByteCount(bytes)))")
-                state.withLock { $0.bases = [0: base]; $0.sortedOffsets = [0] }
+                arenaBase = base
+            } else {
+                arenaBase = nil
             }
             arena = DeviceArena(budget: bytes)
             var compute: zo_cu_stream?
@@ -143,8 +146,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         state.withLock { state in
             state.events.forEach { _ = driver.cuEventDestroy(zo_cu_event(bitPattern: $0)) }
             state.streams.forEach { _ = driver.cuStreamDestroy(zo_cu_stream(bitPattern: $0)) }
-            state.bases.values.forEach { _ = driver.cuMemFree($0) }
+            state.buffers.forEach { _ = driver.cuMemFree($0.address) }
         }
+        if let arenaBase { _ = driver.cuMemFree(arenaBase) }
         modules.forEach { _ = driver.cuModuleUnload($0) }
         _ = driver.cuDevicePrimaryCtxRelease(Int32(device.ordinal))
     }
@@ -165,9 +169,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             throw .device("cuMemAlloc(\(ByteCount(byteCount))) for \(label): \(message(result))")
         }
         state.withLock { state in
-            state.bases[buffer.offset] = address
-            let index = state.sortedOffsets.partitioningIndex { $0 >= buffer.offset }
-            state.sortedOffsets.insert(buffer.offset, at: index)
+            state.buffers.insert((buffer.offset, address), at: state.buffers.partitioningIndex { $0.offset >= buffer.offset })
         }
         return buffer
     }
@@ -176,9 +178,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         guard allocations == .perBuffer else { return arena.free(buffer) }
         // The mapping goes before the offset returns to the arena, which may hand it out again at once.
         let address = state.withLock { state -> zo_cu_deviceptr? in
-            guard let address = state.bases.removeValue(forKey: buffer.offset) else { return nil }
-            state.sortedOffsets.remove(at: state.sortedOffsets.partitioningIndex { $0 >= buffer.offset })
-            return address
+            let index = state.buffers.partitioningIndex { $0.offset >= buffer.offset }
+            guard index < state.buffers.count, state.buffers[index].offset == buffer.offset else { return nil }
+            return state.buffers.remove(at: index).address
         }
         arena.free(buffer)
         if let address { note(driver.cuMemFree(address), "cuMemFree") }
@@ -186,11 +188,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     /// The device address of `buffer` (a buffer from `allocate` or a view of one).
     func address(_ buffer: DeviceBuffer) -> zo_cu_deviceptr {
-        state.withLock { state in
-            let index = state.sortedOffsets.partitioningIndex { $0 > buffer.offset } - 1
+        if let arenaBase { return arenaBase + zo_cu_deviceptr(buffer.offset) }
+        return state.withLock { state in
+            let index = state.buffers.partitioningIndex { $0.offset > buffer.offset } - 1
             precondition(index >= 0, "\(buffer) is not in device memory")
-            let offset = state.sortedOffsets[index]
-            return state.bases[offset]! + zo_cu_deviceptr(buffer.offset - offset)
+            let (offset, address) = state.buffers[index]
+            return address + zo_cu_deviceptr(buffer.offset - offset)
         }
     }
 
@@ -283,6 +286,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     // MARK: Kernel launches
 
+    /// A grid covering `count` items with 256-thread blocks (grid-stride beyond 65,535 blocks).
+    func blocks(_ count: Int) -> Int { min(65_535, max(1, (count + 255) / 256)) }
+
     /// Launches `kernel` on the compute stream with `arguments` (typed by its signature).
     func launch<each Argument: KernelArgument>(_ kernel: KernelSignature<repeat each Argument>, grid: (Int, Int, Int), block: Int,
                                                 sharedBytes: Int = 0, _ arguments: repeat each Argument) {
@@ -306,9 +312,9 @@ private struct UncheckedPointer: @unchecked Sendable {
     init(_ value: UnsafeMutableRawPointer) { self.value = value }
 }
 
-extension Array where Element == Int {
+extension Array {
     /// The first index whose element satisfies `predicate` (false then true along the array).
-    func partitioningIndex(where predicate: (Int) -> Bool) -> Int {
+    func partitioningIndex(where predicate: (Element) -> Bool) -> Int {
         var low = 0, high = count
         while low < high {
             let middle = (low + high) / 2

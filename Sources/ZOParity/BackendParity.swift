@@ -11,10 +11,10 @@ import ZOTraining
 /// codecs bit for bit; for each model family (a small random OPT, and a Llama with grouped
 /// KV heads, RMSNorm, rotary embeddings, SwiGLU and a tied head) logits and 20 ZO steps,
 /// resident and offloaded, 6 hybrid steps (the last block and the head first-order, by AdamW)
-/// and 6 first-order steps of the whole model (fewer of each with `steps`), within a tolerance; optionally a few steps of a
-/// real model. Each
-/// check passes with what it measured or fails saying what differed. `zotune selftest` runs them from the binary (a GPU
-/// machine has no Swift to run the tests), the test suite on the GPU or the CUDA stand-in.
+/// and 6 first-order steps of the whole model (fewer of each with `steps`), within a
+/// tolerance; optionally a few steps of a real model. Each check passes with what it measured
+/// or fails saying what differed. `zotune selftest` runs them from the binary (a GPU machine
+/// has no Swift to run the tests), the test suite on the GPU or the CUDA stand-in.
 public enum BackendParity {
     /// A check's result: what it measured, or what differed.
     public enum Outcome: Sendable, Equatable {
@@ -42,8 +42,7 @@ public enum BackendParity {
         case llama = "Llama"
     }
 
-    /// Every check for `backend`, by name, with its outcome (thrown errors are
-    /// outcomes too).
+    /// Every check for `backend`, by name, with its outcome (thrown errors are outcomes too);
     /// `steps` caps the training checks' steps (20 ZO, 6 first-order by default).
     public static func run(_ backend: any Backend, against oracle: CPUBackend, tolerance: Double,
                            steps: Int = 20) -> [(name: String, outcome: Outcome)] {

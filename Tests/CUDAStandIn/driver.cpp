@@ -39,34 +39,38 @@ int computeCapability() {
     return text ? atoi(text) : 90;
 }
 
-/// Pointer arguments of a launch that are neither null nor inside device memory.
-std::string checkPointers(const Launch &launch) {
-    const KernelInfo &info = *launch.function->info;
-    for (unsigned i = 0; i < info.count; ++i) {
-        if (!info.parameters[i].pointer) continue;
-        uintptr_t pointer;
-        memcpy(&pointer, launch.values.data() + launch.offsets[i], sizeof pointer);
-        if (pointer == 0 || findDevice(pointer, 0, nullptr)) continue;
-        char text[160];
-        snprintf(text, sizeof text, "argument %u of %s is 0x%llx, which is not device memory%s", i, launch.function->name.c_str(),
-                 (unsigned long long)pointer, isPinned((void *)pointer, 1) ? " (it is page-locked host memory)" : "");
-        return text;
-    }
-    return "";
-}
-
-/// The guards of every allocation a launch's pointer arguments point into.
-std::string checkLaunchGuards(const Launch &launch) {
+/// Calls `check(index, pointer)` for each non-null pointer argument of `launch`; the first
+/// non-empty answer.
+template <typename Check> std::string firstPointerProblem(const Launch &launch, Check check) {
     const KernelInfo &info = *launch.function->info;
     for (unsigned i = 0; i < info.count; ++i) {
         if (!info.parameters[i].pointer) continue;
         uintptr_t pointer;
         memcpy(&pointer, launch.values.data() + launch.offsets[i], sizeof pointer);
         if (pointer == 0) continue;
-        std::string broken = checkGuards(pointer);
-        if (!broken.empty()) return "out-of-bounds write: " + broken + " (argument " + std::to_string(i) + ")";
+        std::string problem = check(i, pointer);
+        if (!problem.empty()) return problem;
     }
     return "";
+}
+
+/// Pointer arguments of a launch that are neither null nor inside device memory.
+std::string checkPointers(const Launch &launch) {
+    return firstPointerProblem(launch, [&](unsigned i, uintptr_t pointer) -> std::string {
+        if (findDevice(pointer, 0, nullptr)) return "";
+        char text[160];
+        snprintf(text, sizeof text, "argument %u of %s is 0x%llx, which is not device memory%s", i, launch.function->name.c_str(),
+                 (unsigned long long)pointer, isPinned((void *)pointer, 1) ? " (it is page-locked host memory)" : "");
+        return text;
+    });
+}
+
+/// The guards of every allocation a launch's pointer arguments point into.
+std::string checkLaunchGuards(const Launch &launch) {
+    return firstPointerProblem(launch, [](unsigned i, uintptr_t pointer) -> std::string {
+        std::string broken = checkGuards(pointer);
+        return broken.empty() ? broken : "out-of-bounds write: " + broken + " (argument " + std::to_string(i) + ")";
+    });
 }
 
 }  // namespace

@@ -91,6 +91,19 @@ struct Stream {
         std::this_thread::sleep_for(std::chrono::microseconds((draw >> 32) % (maxMicroseconds + 1)));
     }
 
+    /// Waits until everything queued has run (`held` holds `lock`).
+    void waitIdle(std::unique_lock<std::mutex> &held) {
+        changed.wait(held, [this] { return queue.empty(); });
+    }
+
+    /// The first failure since the last one reported, as a CUresult (`lock` held); clears it.
+    int takeError() {
+        if (error.empty()) return success;
+        std::string detail = std::move(error);
+        error.clear();
+        return fail(illegalAddress, detail);
+    }
+
     /// Runs what is queued, then ends the worker (the object itself is never freed: a waiter
     /// may still hold it, and its address must not come back as another stream's).
     void stop() {
@@ -176,11 +189,8 @@ void recordError(Stream *stream, const std::string &detail) {
 
 int synchronizeStream(Stream *stream) {
     std::unique_lock<std::mutex> held(stream->lock);
-    stream->changed.wait(held, [stream] { return stream->queue.empty(); });
-    if (stream->error.empty()) return success;
-    std::string error = std::move(stream->error);
-    stream->error.clear();
-    return fail(illegalAddress, error);
+    stream->waitIdle(held);
+    return stream->takeError();
 }
 
 void synchronizeDevice() {
@@ -191,7 +201,7 @@ void synchronizeDevice() {
     }
     for (Stream *stream : streams) {
         std::unique_lock<std::mutex> held(stream->lock);
-        stream->changed.wait(held, [stream] { return stream->queue.empty(); });
+        stream->waitIdle(held);
     }
 }
 
@@ -205,7 +215,7 @@ Event *createEvent() {
 int destroyEvent(Event *event) {
     std::lock_guard<std::mutex> guard(registry().lock);
     if (!event || !registry().events.erase(event)) return fail(invalidHandle, "cuEventDestroy of an unknown event");
-    // Freed lazily: work already queued may still complete it.
+    // Retired, never freed: work already queued may still complete it.
     static std::vector<Event *> retired;
     retired.push_back(event);
     return success;
@@ -259,10 +269,7 @@ int synchronizeEvent(Event *event) {
     }
     if (!stream) return success;
     std::lock_guard<std::mutex> guard(stream->lock);  // streams are never freed, so this one is still there
-    if (stream->error.empty()) return success;
-    std::string error = std::move(stream->error);
-    stream->error.clear();
-    return fail(illegalAddress, error);
+    return stream->takeError();
 }
 
 }  // namespace standin

@@ -49,10 +49,10 @@ import ZOTraining
     /// A named shape's prediction comes from its config alone and equals the built model's.
     @Test func shapesFromConfigsEqualShapesOfModels() throws {
         for name in ["opt-125m", "opt-350m"] {
-            let config = try OPTConfig.named(name)
+            guard case .opt(let config) = try NamedShape.named(name) else { Issue.record("\(name) is not OPT"); continue }
             #expect(config.shape == (try OPTModel(config: config)).shape, "\(name)")
         }
-        let shape = try OPTConfig.named("opt-175b").shape
+        let shape = try NamedShape.named("opt-175b").shape
         #expect((174_000_000_000...176_000_000_000).contains(shape.parameterCount), "\(shape.parameterCount)")
         // The Llama family (tied and untied heads), truncated to 2 blocks to keep the models small.
         guard case .llama(var config) = try NamedShape.named("smollm2-135m").truncated(to: 2) else { Issue.record("not Llama"); return }

@@ -12,14 +12,6 @@ extension OPTConfig {
         ("opt-175b", shape(hidden: 12288, layers: 96, heads: 96)),
     ]
 
-    /// The configuration of a named shape ("opt-125m"), or throws listing the known names.
-    public static func named(_ name: String) throws(ModelError) -> OPTConfig {
-        guard let entry = namedShapes.first(where: { $0.name == name.lowercased() }) else {
-            throw .unknownShape(name: name, known: namedShapes.map(\.name))
-        }
-        return entry.config
-    }
-
     private static func shape(hidden: Int, layers: Int, heads: Int, embedDim: Int? = nil, preNorm: Bool = true) -> OPTConfig {
         var config = OPTConfig()
         config.hiddenSize = hidden
