@@ -94,7 +94,7 @@ public struct StageContext: Sendable {
     /// then accumulates onto it.
     public func addLowRank(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, accumulate: Bool) -> Bool {
         guard let lowRank else { return false }
-        return lowRank.state.add(block: index, weightOffset: weightOffset, x: x, out: out, rows: batch.rows, sign: lowRank.sign,
+        return lowRank.state.add(block: index, weightOffset: weightOffset, x: x, out: out, rows: batch.rows, stream: lowRank.stream,
                                  accumulate: accumulate)
     }
 

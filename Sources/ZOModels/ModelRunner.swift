@@ -79,9 +79,23 @@ public struct PerturbationPass: Sendable, Equatable {
     public var isIdentity: Bool { terms.isEmpty && decayFactor == 1 }
 }
 
+/// One of the evaluations of a ZO step: the pass that takes the parameters from the previous
+/// stream's values to this stream's (the first stream's pass also applies the previous
+/// step's pending update), and with a low-rank estimator the factors B_s its linears add.
+public struct PerturbedStream: Sendable, Equatable {
+    public var pass: PerturbationPass
+    /// s: the stream's factors (see `LowRankState.prepare(streams:)`); nil without a low-rank estimator.
+    public var lowRankStream: Int?
+
+    public init(pass: PerturbationPass, lowRankStream: Int? = nil) {
+        self.pass = pass
+        self.lowRankStream = lowRankStream
+    }
+}
+
 /// Runs a model wherever its parameters live (all resident in device memory, or streamed
 /// block by block from host memory): forward passes, perturbation passes over every
-/// parameter, and the pair of forward passes a ZO step needs.
+/// parameter, and the streams of forward passes a ZO step needs.
 ///
 /// Every implementation computes the same numbers as `ResidentRunner`, bit for bit.
 public protocol ModelRunner: AnyObject, Sendable {
@@ -100,10 +114,10 @@ public protocol ModelRunner: AnyObject, Sendable {
     /// part-way through the pass into it.
     func perturb(_ pass: PerturbationPass, snapshot: SnapshotRequest?) throws
 
-    /// ZO's two evaluations: applies `plus`, runs `requests`, applies `minus`, runs them again.
-    /// A `snapshot` is taken during the `plus` pass.
-    func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass, snapshot: SnapshotRequest?) throws
-        -> (plus: [ForwardResult], minus: [ForwardResult])
+    /// A ZO step's evaluations: for each stream in order, applies its pass and runs `requests`
+    /// (results [stream][request]). A `snapshot` is taken during the first stream's pass.
+    /// An offloading runner runs every stream in one sweep: each block arrives once per step.
+    func forward(_ requests: [ForwardRequest], streams: [PerturbedStream], snapshot: SnapshotRequest?) throws -> [[ForwardResult]]
 
     /// Brings the parameters' current values into the model's host groups (with a low-rank
     /// estimator: after `foldLowRank`).
@@ -120,10 +134,15 @@ extension ModelRunner {
     /// Applies `pass` to every parameter.
     public func perturb(_ pass: PerturbationPass) throws { try perturb(pass, snapshot: nil) }
 
-    /// `dualForward` without a snapshot.
-    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass) throws
-        -> (plus: [ForwardResult], minus: [ForwardResult]) {
-        try dualForward(requests, plus: plus, minus: minus, snapshot: nil)
+    /// MeZO's two evaluations: applies `plus`, runs `requests`, applies `minus`, runs them
+    /// again (with a low-rank estimator, streams 0 and 1 of its prepared factors).
+    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass,
+                            snapshot: SnapshotRequest? = nil) throws -> (plus: [ForwardResult], minus: [ForwardResult]) {
+        let lowRank = self.lowRank != nil
+        let results = try forward(requests, streams: [PerturbedStream(pass: plus, lowRankStream: lowRank ? 0 : nil),
+                                                      PerturbedStream(pass: minus, lowRankStream: lowRank ? 1 : nil)],
+                                  snapshot: snapshot)
+        return (results[0], results[1])
     }
 
     /// A forward pass without a cache.

@@ -103,16 +103,14 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         if snapshot != nil { try backend.synchronize(backend.computeStream) }
     }
 
-    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass, snapshot: SnapshotRequest?) throws
-        -> (plus: [ForwardResult], minus: [ForwardResult]) {
-        try perturb(plus, snapshot: snapshot)
+    public func forward(_ requests: [ForwardRequest], streams: [PerturbedStream], snapshot: SnapshotRequest?) throws -> [[ForwardResult]] {
         try lowRank?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
-        func run(sign: Float) throws -> [ForwardResult] {
-            try requests.map { try forward($0, lowRank: lowRank.map { LowRankPass(state: $0, sign: sign) }) }
+        return try streams.enumerated().map { s, stream in
+            try perturb(stream.pass, snapshot: s == 0 ? snapshot : nil)
+            return try requests.map { request in
+                try forward(request, lowRank: lowRank.flatMap { state in stream.lowRankStream.map { LowRankPass(state: state, stream: $0) } })
+            }
         }
-        let plusResults = try run(sign: 1)
-        try perturb(minus)
-        return (plusResults, try run(sign: -1))
     }
 
     public func copyParametersToHost() throws {

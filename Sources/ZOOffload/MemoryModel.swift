@@ -1,8 +1,9 @@
 import ZOCore
 import ZOModels
 
-/// The device and host bytes and the link traffic of one ZO step (a dual forward over one
-/// batch of B sequences of T tokens), predicted from the model's shape alone.
+/// The device and host bytes and the link traffic of one ZO step (the estimator's streams of
+/// forward passes over one batch of B sequences of T tokens: two for MeZO, N + 1 or 2N for a
+/// population), predicted from the model's shape alone.
 ///
 /// Device figures count what the runners allocate, each allocation rounded up as the arena
 /// reserves it, so they predict the arena's high-water mark (`DeviceMemoryStats.highWater`).
@@ -17,8 +18,8 @@ public struct StepMemory: Sendable, Equatable, Codable {
     public var decodedBlockBytes = 0
     /// Activation workspace shared by the passes.
     public var workspaceBytes: Int
-    /// Token batches and hidden states of the passes alive together (two for an offloaded
-    /// step, whose ± passes stream side by side; one for a resident step).
+    /// Token batches and hidden states of the passes alive together (one per stream for an
+    /// offloaded step, whose streams go through the blocks side by side; one for a resident step).
     public var passBytes: Int
     /// Logits and token losses of the head, one pass at a time.
     public var headBytes: Int
@@ -36,7 +37,7 @@ public struct StepMemory: Sendable, Equatable, Codable {
     public var optimizerStateBytes = 0
     public var recordingBytes = 0
     public var backwardBytes = 0
-    /// The low-rank estimator's factors (V, Vᵀ, A, B±), the x·V scratch, and offloaded
+    /// The low-rank estimator's factors (V, Vᵀ, A, a B per stream), the x·V scratch, and offloaded
     /// blocks' biases and norms kept on the device.
     public var lowRankBytes = 0
 
@@ -57,7 +58,7 @@ public struct FirstOrderPlan: Sendable, Equatable, Codable {
     public var blocks: Int
     /// Whether the whole embedding trains first-order (else only a tied token table does).
     public var embedding: Bool
-    /// Whether the other blocks take ZO steps (two recorded passes per step) or stay frozen.
+    /// Whether the other blocks take ZO steps (a recorded pass per stream) or stay frozen.
     public var zeroOrder: Bool
     /// Optimizer state buffers per trained tensor kept on the device (AdamW 2, SGD with
     /// momentum 1; 0 when the state lives on the host).
@@ -73,15 +74,15 @@ public struct FirstOrderPlan: Sendable, Equatable, Codable {
 
 /// Predictions of `StepMemory` for the resident and the offloaded runner.
 public enum MemoryModel {
-    /// A ZO step of `OffloadedRunner` under `plan`.
-    public static func offloadedStep(_ shape: ModelShape, plan: ResidencyPlan, batch: Int, tokens: Int) -> StepMemory {
+    /// A ZO step of `OffloadedRunner` under `plan`, with `streams` evaluations.
+    public static func offloadedStep(_ shape: ModelShape, plan: ResidencyPlan, batch: Int, tokens: Int, streams: Int = 2) -> StepMemory {
         let streamed = plan.streamedBlocks(count: shape.blocks.count)
         let masterBytes = streamed.reduce(0) { $0 + plan.encodedBytes(of: shape.blocks[$1]) }
         var step = StepMemory(
             residentParameterBytes: plan.residentBytes(for: shape) + constantBytes(shape),
             slots: plan.slotCount(for: shape), slotBytes: plan.slotBytes(for: shape),
             workspaceBytes: workspaceBytes(shape, rows: batch * tokens),
-            passBytes: 2 * ForwardPass.deviceBytes(rows: batch * tokens, hiddenSize: shape.hiddenSize),
+            passBytes: streams * ForwardPass.deviceBytes(rows: batch * tokens, hiddenSize: shape.hiddenSize),
             headBytes: ForwardPass.headBytes(rows: batch * tokens, vocabSize: shape.vocabSize),
             hostModelBytes: shape.parameterCount * 4, hostMasterBytes: plan.format == .fp32 ? 0 : masterBytes,
             uploadBytesPerStep: masterBytes, downloadBytesPerStep: masterBytes)
@@ -103,15 +104,15 @@ public enum MemoryModel {
 
     /// A step with the deepest `firstOrder.blocks` blocks (and the head) trained first-order:
     /// offloaded by `plan` (whose `firstOrderBlocks` must match), or resident when it is nil.
-    /// With ZO on, both perturbed passes are recorded; with ZO off, one plain pass.
+    /// With ZO on, every stream's pass is recorded; with ZO off, one plain pass.
     public static func firstOrderStep(_ shape: ModelShape, plan: ResidencyPlan?, batch: Int, tokens: Int,
-                                      firstOrder: FirstOrderPlan) -> StepMemory {
+                                      firstOrder: FirstOrderPlan, streams: Int = 2) -> StepMemory {
         let k = min(firstOrder.blocks, shape.blocks.count), first = shape.blocks.count - k
         let rows = batch * tokens
         var step: StepMemory
         if let plan {
             precondition(plan.firstOrderBlocks == k, "the plan's first-order blocks and the tail's differ")
-            step = offloadedStep(shape, plan: plan, batch: batch, tokens: tokens)
+            step = offloadedStep(shape, plan: plan, batch: batch, tokens: tokens, streams: streams)
         } else {
             step = residentStep(shape, batch: batch, tokens: tokens)
             step.residentParameterBytes = ([shape.embedding] + shape.blocks[..<first]).reduce(0) { $0 + DeviceArena.reservedSize($1.byteCount) }
@@ -122,7 +123,7 @@ public enum MemoryModel {
         let embeddingCounts = firstOrder.embedding ? shape.embedding.specs.map(\.count) : shape.tiedTokenTable.map { [$0.count] } ?? []
         let embeddingGradient = firstOrder.embedding ? shape.embedding.count : embeddingCounts.first
         let tensorCounts = trained.flatMap { $0.specs.map(\.count) } + embeddingCounts
-        let passes = firstOrder.zeroOrder ? 2 : 1
+        let passes = firstOrder.zeroOrder ? streams : 1
         step.firstOrderParameterBytes = groupBytes
         step.gradientBytes = groupBytes + (embeddingGradient.map { DeviceArena.reservedSize(max(1, $0) * 4) } ?? 0)
         step.optimizerStateBytes = firstOrder.deviceStateBuffers * tensorCounts.reduce(0) { $0 + DeviceArena.reservedSize($1 * 4) }
@@ -141,7 +142,7 @@ public enum MemoryModel {
     /// traffic of one fold per ν steps instead of one sweep per step (amortized per step;
     /// each fold sweep also uploads the blocks once more).
     public static func withLowRank(_ step: StepMemory, _ shape: ModelShape, plan: ResidencyPlan?, firstOrderBlocks: Int = 0,
-                                   batch: Int, tokens: Int, options: LowRankOptions) -> StepMemory {
+                                   batch: Int, tokens: Int, options: LowRankOptions, streams: Int = 2) -> StepMemory {
         var step = step
         let r = options.rank, runnerBlocks = shape.blocks.count - firstOrderBlocks
         var factorBytes = 0, widest = 0
@@ -153,7 +154,7 @@ public enum MemoryModel {
                 lowRankCounts[block] += parts.reduce(0) { $0 + specs[$1].count }
                 widest = max(widest, m * r)
                 factorBytes += 2 * DeviceArena.reservedSize(m * r * k * 4) + 2 * DeviceArena.reservedSize(o * r * 4)
-                    + 2 * DeviceArena.reservedSize(o * m * r * 4)
+                    + streams * DeviceArena.reservedSize(o * m * r * 4)
             }
         }
         let scratch = DeviceArena.reservedSize(max(1, batch * tokens * widest) * 4)

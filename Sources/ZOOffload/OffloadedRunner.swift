@@ -376,11 +376,11 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     }
 
     private func passes(_ requests: [ForwardRequest], workspace: DeviceBuffer, cache: KVCache? = nil,
-                        tokenTablePerturbation: RowPerturbation? = nil, sign: Float? = nil) throws -> [ForwardPass] {
+                        tokenTablePerturbation: RowPerturbation? = nil, lowRankStream: Int? = nil) throws -> [ForwardPass] {
         try requests.map {
             try ForwardPass($0, model: model, backend: backend, constants: constants, workspace: workspace, cache: cache,
                             tokenTablePerturbation: tokenTablePerturbation,
-                            lowRank: sign.flatMap { sign in lowRank.map { LowRankPass(state: $0, sign: sign) } })
+                            lowRank: lowRankStream.flatMap { stream in lowRank.map { LowRankPass(state: $0, stream: stream) } })
         }
     }
 
@@ -439,46 +439,57 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         if snapshot != nil { try backend.synchronize(backend.computeStream) }
     }
 
-    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass, snapshot: SnapshotRequest?) throws
-        -> (plus: [ForwardResult], minus: [ForwardResult]) {
-        precondition(minus.decayFactor == 1, "the − pass of a ZO step has no decay")
+    public func forward(_ requests: [ForwardRequest], streams: [PerturbedStream], snapshot: SnapshotRequest?) throws -> [[ForwardResult]] {
+        guard let first = streams.first else { return [] }
+        let later = streams.dropFirst().map(\.pass)
+        precondition(later.allSatisfy { $0.decayFactor == 1 && $0.kind == first.pass.kind && $0.terms.allSatisfy { $0.coefficient == $0.decayCoefficient } },
+                     "only the first pass of a ZO step decays")
+        precondition(snapshot == nil || lowRank == nil, "snapshots are not taken with the low-rank estimator")
         let workspace = try workspace(for: requests)
         defer { backend.free(workspace) }
         let tied = tiedTable
-
-        precondition(snapshot == nil || lowRank == nil, "snapshots are not taken with the low-rank estimator")
         try lowRank?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
-        perturb(embedding, group: 0, plus, snapshot: snapshot)
-        let plusPasses = try passes(requests, workspace: workspace, sign: 1)
-        plusPasses.forEach { $0.embed(embedding) }
-        // The tied table stays at θ + εz for the + heads; the − embedding reads it perturbed.
-        perturb(embedding, group: 0, minus, skipping: tied)
-        let minusPasses = try passes(requests, workspace: workspace, tokenTablePerturbation: tied.map {
-            RowPerturbation(tensor: tensors[0][$0].id, terms: minus.terms, kind: minus.kind)
-        }, sign: -1)
-        minusPasses.forEach { $0.embed(embedding) }
 
-        let modifies = lowRank == nil && (!plus.isIdentity || !minus.isIdentity)
-        try sweep(modifies: modifies, roundingSeed: Self.roundingSeed(plus)) { index, visited in
-            perturbBlock(index, visited, plus, snapshot: snapshot)
-            plusPasses.forEach { $0.block(index, visited.weights) }
-            perturbBlock(index, visited, minus)
-            for (r, pass) in minusPasses.enumerated() {
-                // The last − pass reads each linear for the last time this step.
-                if modifies, r == minusPasses.count - 1, case .tensorwise(let block) = visited { block.writeOnFinalRead() }
-                pass.block(index, visited.weights)
+        // The tied table stays at the first stream's values for its head; each later stream's
+        // embedding reads it through the on-the-fly perturbation of every pass since (passes
+        // without decay compose by concatenating their terms, operation for operation).
+        perturb(embedding, group: 0, first.pass, snapshot: snapshot)
+        var since: [PerturbationTerm] = []
+        let active = try streams.enumerated().map { s, stream in
+            if s > 0 {
+                perturb(embedding, group: 0, stream.pass, skipping: tied)
+                since += stream.pass.terms
+            }
+            let row = s == 0 ? nil : tied.map { RowPerturbation(tensor: tensors[0][$0].id, terms: since, kind: stream.pass.kind) }
+            let passes = try self.passes(requests, workspace: workspace, tokenTablePerturbation: row, lowRankStream: stream.lowRankStream)
+            passes.forEach { $0.embed(embedding) }
+            return passes
+        }
+
+        let modifies = lowRank == nil && streams.contains { !$0.pass.isIdentity }
+        try sweep(modifies: modifies, roundingSeed: Self.roundingSeed(first.pass)) { index, visited in
+            for (s, stream) in streams.enumerated() {
+                perturbBlock(index, visited, stream.pass, snapshot: s == 0 ? snapshot : nil)
+                for (r, pass) in active[s].enumerated() {
+                    // The last stream's last pass reads each linear for the last time this step.
+                    if modifies, s == streams.count - 1, r == active[s].count - 1, case .tensorwise(let block) = visited {
+                        block.writeOnFinalRead()
+                    }
+                    pass.block(index, visited.weights)
+                }
             }
         }
 
-        perturbHead(plus, snapshot: snapshot)
-        if snapshot != nil { try backend.synchronize(backend.computeStream) }
-        let plusResults = try plusPasses.map(finish)
-        perturbHead(minus)
-        if let tied, !minus.isIdentity {
-            backend.perturb(embedding, tensors: [tensors[0][tied]], terms: minus.terms, decayFactor: 1, kind: minus.kind)
+        var results: [[ForwardResult]] = []
+        for (s, stream) in streams.enumerated() {
+            perturbHead(stream.pass, snapshot: s == 0 ? snapshot : nil)
+            if s == 0, snapshot != nil { try backend.synchronize(backend.computeStream) }
+            if s > 0, let tied, !stream.pass.isIdentity {
+                backend.perturb(embedding, tensors: [tensors[0][tied]], terms: stream.pass.terms, decayFactor: 1, kind: stream.pass.kind)
+            }
+            results.append(try active[s].map(finish))
         }
-        let minusResults = try minusPasses.map(finish)
-        return (plusResults, minusResults)
+        return results
     }
 
     public func copyParametersToHost() throws {

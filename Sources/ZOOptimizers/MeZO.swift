@@ -7,30 +7,51 @@ public struct MeZOOptions: Sendable, Equatable, Codable {
     public var eps: Float = 1e-3
     /// Weight decay (skipped for biases and norms).
     public var weightDecay: Float = 0
-    /// Perturbations per step; their estimates are averaged.
+    /// MeZO's perturbations per step (two-point estimates, averaged); 1 with a population.
     public var q: Int = 1
     public var perturbation: PerturbationKind = .gaussian
     /// The low-rank estimator for the blocks' 2-D weights (the runner must have its factors);
     /// nil: full perturbations everywhere.
     public var lowRank: LowRankOptions?
+    /// A population estimator instead of MeZO's two-point one; nil: MeZO.
+    public var population: PopulationOptions?
 
     public init(eps: Float = 1e-3, weightDecay: Float = 0, q: Int = 1, perturbation: PerturbationKind = .gaussian,
-                lowRank: LowRankOptions? = nil) {
+                lowRank: LowRankOptions? = nil, population: PopulationOptions? = nil) {
         self.eps = eps
         self.weightDecay = weightDecay
         self.q = q
         self.perturbation = perturbation
         self.lowRank = lowRank
+        self.population = population
     }
+
+    /// The estimator these options describe.
+    public var estimator: any GradientEstimator {
+        population.map { PopulationEstimator($0) } ?? TwoPointEstimator(directions: q)
+    }
+
+    /// D: directions per step (one coefficient each in a trajectory).
+    public var directions: Int { population?.queries ?? q }
+
+    /// The estimator in a few words ("q 1", "population N 8 one-sided std").
+    public var estimatorSummary: String {
+        guard let population else { return "q \(q)" }
+        return "population N \(population.queries) \(population.oneSided ? "one-sided" : "two-sided") \(population.normalize.rawValue)"
+    }
+
+    /// Forward passes of the whole batch per step.
+    public var streams: Int { population.map { $0.oneSided ? $0.queries + 1 : 2 * $0.queries } ?? 2 * q }
 }
 
 /// What one ZO step measured.
 public struct MeZOStep: Sendable, Equatable {
     public let step: Int
-    /// Losses at θ + εz and θ − εz (one pair per perturbation; averaged when q > 1).
+    /// Losses at θ + εz and θ − εz (MeZO; averaged when q > 1), or a population's mean
+    /// perturbed loss and its unperturbed (one-sided) or mean − loss.
     public let lossPlus: Double
     public let lossMinus: Double
-    /// (L+ − L−) / 2ε, averaged over the q perturbations.
+    /// The mean of the coefficients g_j (MeZO: (L+ − L−) / 2ε, the projected gradient).
     public let projectedGradient: Double
     public let learningRate: Float
     /// The seeds of this step's perturbations (with `projectedGradients`, the whole update).
@@ -52,14 +73,17 @@ public struct MeZOStep: Sendable, Equatable {
     }
 }
 
-/// ZO-SGD as in MeZO's Algorithm 1 (Malladi et al., 2023), over every parameter of a model
-/// wherever its runner keeps it, with z regenerated from seeds and the passes fused: the
-/// restore and the update of step t go into the same pass as the +ε perturbation of step t+1,
-/// so a step makes two passes over the parameters. The update of the last step stays pending
-/// until `flush()`, which must run before evaluating or saving.
+/// ZO-SGD as in MeZO's Algorithm 1 (Malladi et al., 2023), with MeZO's two-point estimator or
+/// any other `GradientEstimator`, over every parameter of a model wherever its runner keeps it,
+/// z regenerated from seeds and the passes fused: a step's streams go through the model in one
+/// `ModelRunner.forward(_:streams:snapshot:)`, each stream's pass taking the parameters from
+/// the previous stream's values to its own, and the restore and the update of step t go into
+/// the first pass of step t+1 — one pass over the parameters per stream. The update of the
+/// last step stays pending until `flush()`, which must run before evaluating or saving.
 public final class MeZO {
     public let runner: any ModelRunner
     public let options: MeZOOptions
+    public let estimator: any GradientEstimator
     /// The run's seed; step t's perturbation j uses `seed(step: t, perturbation: j)`.
     public let runSeed: UInt64
     private var pending: PerturbationPass
@@ -68,12 +92,13 @@ public final class MeZO {
     /// `startStep`: the steps already taken (a run resumed from a checkpoint after step k
     /// starts at k, with the flushed weights of step k in the runner).
     public init(runner: any ModelRunner, options: MeZOOptions, seed: UInt64, startStep: Int = 0) {
-        precondition(options.q >= 1 && startStep >= 0)
+        precondition(options.q >= 1 && startStep >= 0 && (options.population == nil || options.q == 1))
         precondition((options.lowRank == nil) == (runner.lowRank == nil), "low-rank options and the runner's factors go together")
         precondition(options.lowRank == nil || (options.perturbation == .gaussian && options.weightDecay == 0 && startStep == 0),
                      "the low-rank estimator is Gaussian, without weight decay, from step 0")
         self.runner = runner
         self.options = options
+        estimator = options.estimator
         runSeed = seed
         stepsTaken = startStep
         pending = PerturbationPass(terms: [], kind: options.perturbation)
@@ -85,34 +110,33 @@ public final class MeZO {
         return generator.next()
     }
 
-    /// One step at learning rate `lr`: the plan's loss at θ + εz and θ − εz for each of the q
-    /// perturbations, both forward passes of a pair in one `dualForward`. A `snapshot` receives
-    /// the weights after the previous step (the flushed θ_t), copied by the step's first pass
-    /// as it applies the pending update. `observe` sees each perturbation's results (a hybrid
-    /// run backpropagates its first-order part from them).
+    /// One step at learning rate `lr`: the plan's loss at every stream of the estimator, all in
+    /// one `forward(_:streams:)`. A `snapshot` receives the weights after the previous step (the
+    /// flushed θ_t), copied by the step's first pass as it applies the pending update.
+    /// `observe` sees the streams' results (a hybrid run backpropagates its first-order part
+    /// from them).
     public func step(lr: Float, loss plan: LossPlan, snapshot: ParameterSnapshot? = nil,
-                     observe: ((_ plus: [ForwardResult], _ minus: [ForwardResult]) throws -> Void)? = nil) throws -> MeZOStep {
-        let step = stepsTaken, q = options.q
-        var seeds: [UInt64] = [], gradients: [Double] = []
-        var plus = 0.0, minus = 0.0
-        var finite = true
+                     observe: ((_ streams: [[ForwardResult]]) throws -> Void)? = nil) throws -> MeZOStep {
+        let step = stepsTaken
+        let seeds = (0..<estimator.directions).map { seed(step: step, perturbation: $0) }
         try beginLowRankStep(step)
-        for j in 0..<q {
-            seeds.append(seed(step: step, perturbation: j))
-            let request = j == 0 ? snapshot.map { SnapshotRequest(target: $0, afterTerms: pending.terms.count) } : nil
-            let (forward, backward) = passes(seeds, j)
-            if let lowRank = runner.lowRank { lowRank.prepare(seed: seeds[j], scale: options.eps / Float(lowRank.options.rank).squareRoot()) }
-            let results = try runner.dualForward(plan.requests, plus: forward, minus: backward, snapshot: request)
-            try observe?(results.plus, results.minus)
-            let lossPlus = plan.reduce(results.plus), lossMinus = plan.reduce(results.minus)
-            finite = finite && lossPlus.isFinite && lossMinus.isFinite
-            plus += lossPlus / Double(q)
-            minus += lossMinus / Double(q)
-            gradients.append((lossPlus - lossMinus) / (2 * Double(options.eps)))
+        let request = snapshot.map { SnapshotRequest(target: $0, afterTerms: pending.terms.count) }
+        let streams = perturbedStreams(seeds)
+        if let lowRank = runner.lowRank {
+            let scale = options.eps / Float(lowRank.options.rank).squareRoot()
+            try lowRank.prepare(streams: estimator.streams.map { offset in
+                offset.map { PerturbationTerm(seed: seeds[$0.direction], coefficient: $0.multiple * scale) }
+            })
         }
+        let results = try runner.forward(plan.requests, streams: streams, snapshot: request)
+        try observe?(results)
+        let losses = results.map(plan.reduce)
+        let gradients = estimator.coefficients(losses: losses, eps: options.eps)
+        let finite = losses.allSatisfy(\.isFinite)
         commit(lr: lr, seeds: seeds, gradients: gradients.map(Float.init), finite: finite)
-        let mean = gradients.reduce(0, +) / Double(q)
-        return MeZOStep(step: step, lossPlus: plus, lossMinus: minus, projectedGradient: mean, learningRate: lr,
+        let reported = estimator.reportedLosses(losses)
+        return MeZOStep(step: step, lossPlus: reported.plus, lossMinus: reported.minus,
+                        projectedGradient: gradients.reduce(0, +) / Double(gradients.count), learningRate: lr,
                         seeds: seeds, projectedGradients: gradients, skipped: !finite)
     }
 
@@ -122,29 +146,38 @@ public final class MeZO {
     }
 
     /// Replays a recorded step without forward passes: the same perturbation passes as
-    /// `step`, then the update from the recorded projected gradients (as Float, as the update
-    /// uses them; NaN marks a step that was skipped). The parameters end bit-identical to
-    /// the recorded run's.
+    /// `step`, then the update from the recorded coefficients (as Float, as the update uses
+    /// them; NaN marks a step that was skipped). The parameters end bit-identical to the
+    /// recorded run's.
     public func replay(lr: Float, gradients: [Float]) throws {
-        precondition(gradients.count == options.q, "one projected gradient per perturbation")
+        precondition(gradients.count == estimator.directions, "one coefficient per direction")
         try beginLowRankStep(stepsTaken)
-        let seeds = (0..<options.q).map { seed(step: stepsTaken, perturbation: $0) }
-        for j in seeds.indices {
-            let (forward, backward) = passes(seeds, j)
-            try runner.perturb(forward)
-            try runner.perturb(backward)
-        }
+        let seeds = (0..<estimator.directions).map { seed(step: stepsTaken, perturbation: $0) }
+        for stream in perturbedStreams(seeds) { try runner.perturb(stream.pass) }
         commit(lr: lr, seeds: seeds, gradients: gradients, finite: gradients.allSatisfy(\.isFinite))
     }
 
-    /// Perturbation j's two passes: the pending update (j = 0) or the restore of perturbation
-    /// j − 1, then +εz_j; and −2εz_j.
-    private func passes(_ seeds: [UInt64], _ j: Int) -> (PerturbationPass, PerturbationPass) {
-        let eps = options.eps, kind = options.perturbation
-        var forward = j == 0 ? pending : PerturbationPass(terms: [PerturbationTerm(seed: seeds[j - 1], coefficient: eps)], kind: kind)
-        forward.terms.append(PerturbationTerm(seed: seeds[j], coefficient: eps))
-        pending = PerturbationPass(terms: [], kind: kind)
-        return (forward, PerturbationPass(terms: [PerturbationTerm(seed: seeds[j], coefficient: -2 * eps)], kind: kind))
+    /// The step's streams as passes: the first applies the pending update, each then moves the
+    /// parameters from the previous stream's offset to its own (terms along the same direction
+    /// merged: MeZO's − pass is one term, −2εz).
+    private func perturbedStreams(_ seeds: [UInt64]) -> [PerturbedStream] {
+        let eps = options.eps, kind = options.perturbation, lowRank = runner.lowRank != nil
+        var previous: [StreamOffset] = []
+        defer { pending = PerturbationPass(terms: [], kind: kind) }
+        return estimator.streams.enumerated().map { s, offset in
+            var pass = s == 0 ? pending : PerturbationPass(terms: [], kind: kind)
+            var moves: [(direction: Int, multiple: Float)] = previous.map { ($0.direction, -$0.multiple) }
+            for term in offset {
+                if let i = moves.firstIndex(where: { $0.direction == term.direction }) {
+                    moves[i].multiple += term.multiple
+                } else {
+                    moves.append((term.direction, term.multiple))
+                }
+            }
+            pass.terms += moves.filter { $0.multiple != 0 }.map { PerturbationTerm(seed: seeds[$0.direction], coefficient: $0.multiple * eps) }
+            previous = offset
+            return PerturbedStream(pass: pass, lowRankStream: lowRank ? s : nil)
+        }
     }
 
     /// The seed of V for the low-rank epoch containing `step` (steps e·ν..<(e+1)·ν).
@@ -161,20 +194,21 @@ public final class MeZO {
         lowRank.resample(seed: lowRankSeed(epoch: step / lowRank.options.resampleEvery))
     }
 
-    /// Makes the step's restore and update pending: θ ← a·(θ + εz_last) − (lr/q)·Σ_j g_j z_j
-    /// with a = 1 − lr·wd on decaying tensors; a step with a non-finite loss only restores.
-    /// The low-rank weights' update goes into A at once: A ← A − (lr/q)·Σ_j g_j U_j / √r.
+    /// Makes the step's restore (from the last stream's offset) and update pending:
+    /// θ ← a·(θ − offset_last) − (lr/D)·Σ_j g_j z_j with a = 1 − lr·wd on decaying tensors; a
+    /// step with a non-finite loss only restores. The low-rank weights' update goes into A at
+    /// once: A ← A − (lr/D)·Σ_j g_j U_j / √r.
     private func commit(lr: Float, seeds: [UInt64], gradients: [Float], finite: Bool) {
-        let eps = options.eps, q = options.q
+        let eps = options.eps, d = Float(estimator.directions), last = estimator.streams.last ?? []
         if let lowRank = runner.lowRank, finite {
             let scale = 1 / Float(lowRank.options.rank).squareRoot()
-            lowRank.update(seeds.indices.map { PerturbationTerm(seed: seeds[$0], coefficient: -lr * gradients[$0] / Float(q) * scale) })
+            lowRank.update(seeds.indices.map { PerturbationTerm(seed: seeds[$0], coefficient: -lr * gradients[$0] / d * scale) })
         }
         let decay = finite ? 1 - lr * options.weightDecay : 1
         var terms: [PerturbationTerm] = []
         for (j, seed) in seeds.enumerated() {
-            let update = finite ? -lr * gradients[j] / Float(q) : 0
-            let restore: Float = j == q - 1 ? eps : 0
+            let update = finite ? -lr * gradients[j] / d : 0
+            let restore = last.first { $0.direction == j }.map { -$0.multiple * eps } ?? 0
             terms.append(PerturbationTerm(seed: seed, coefficient: restore + update, decayCoefficient: decay * restore + update))
         }
         pending = PerturbationPass(terms: terms.filter { $0.coefficient != 0 || $0.decayCoefficient != 0 }, decayFactor: decay,

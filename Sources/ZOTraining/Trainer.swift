@@ -240,7 +240,7 @@ public final class Trainer {
 
     /// One step of a run with a first-order part: the ZO step (or, with ZO off, one plain
     /// forward pass) with the tail recording, the tail's backward from the loss gradient —
-    /// for ZO, the mean of the two perturbed passes' gradients — and the first-order update.
+    /// for ZO, the mean of the streams' gradients — and the first-order update.
     /// A non-finite loss skips both updates.
     private func hybridStep(_ step: Int, plan: LossPlan) throws -> MeZOStep {
         guard let firstOrder, let settings = options.firstOrder else { preconditionFailure("no first-order part") }
@@ -253,10 +253,10 @@ public final class Trainer {
         let lr = options.schedule.rate(at: step)
         let result: MeZOStep
         if settings.zeroOrder {
-            let share = 1 / Float(2 * options.mezo.q)
-            result = try optimizer.step(lr: lr, loss: plan) { plus, minus in
-                guard plan.reduce(plus).isFinite, plan.reduce(minus).isFinite else { return tail.discardRecording() }
-                try tail.backward(gradient(plus).map { $0.scaled(by: share) } + gradient(minus).map { $0.scaled(by: share) })
+            result = try optimizer.step(lr: lr, loss: plan) { streams in
+                guard streams.allSatisfy({ plan.reduce($0).isFinite }) else { return tail.discardRecording() }
+                let share = 1 / Float(streams.count)
+                try tail.backward(streams.flatMap { gradient($0).map { $0.scaled(by: share) } })
             }
         } else {
             let results = try runner.forward(plan.requests)

@@ -4,17 +4,29 @@ import ZOModels
 import ZOOptimizers
 import ZOTraining
 
-/// `zotune train`'s first-order options: the deepest blocks trained by backpropagation
-/// (hybrid ZO/FO, the second seed), the ablation without ZO, and full first-order training.
+/// `zotune train`'s choice of estimator (MeZO, low-rank, population) and first-order options:
+/// the deepest blocks trained by backpropagation (hybrid ZO/FO, the second seed), the
+/// ablation without ZO, and full first-order training.
 struct HybridOptions: ParsableArguments {
     @Option(name: .customLong("fo-blocks"),
             help: "Train the deepest K blocks, the final norm and the head first-order (hybrid ZO/FO); 'all': every parameter (full first-order).")
     var foBlocks: String?
 
-    @Option(help: "The ZO estimator: mezo (full Gaussian z), low-rank (2-D block weights along U Vᵀ, see --rank), or off (with --fo-blocks: the other blocks stay frozen).")
+    @Option(help: """
+        The ZO estimator: mezo (two-point, full z), low-rank (2-D block weights along U Vᵀ, see --rank), population (N \
+        perturbations per step in one sweep, see --queries), or off (with --fo-blocks: the other blocks stay frozen).
+        """)
     var zo = ZeroOrderChoice.mezo
 
-    @Option(help: "With --zo low-rank: the rank r of U Vᵀ.") var rank = 2
+    @Option(help: "With --zo low-rank (default 2) or population (default: full rank): the rank r of U Vᵀ.") var rank: Int?
+
+    @Option(help: "With --zo population: N, perturbations per step.") var queries = 8
+
+    @Flag(inversion: .prefixedNo, help: "With --zo population: N one-sided perturbations and the unperturbed loss (N + 1 forwards), or two-sided (2N).")
+    var oneSided = true
+
+    @Option(help: "With --zo population: divide the loss differences by their spread (std, FZOO's rule) or by ε (none).")
+    var normalize = PopulationOptions.Normalization.std
 
     @Option(name: .customLong("resample-every"), help: "With --zo low-rank: steps ν between draws of V (and foldings of A Vᵀ into W).")
     var resampleEvery = 50
@@ -34,12 +46,23 @@ struct HybridOptions: ParsableArguments {
     var foState = OptimizerStatePlacement.device
 
     enum ZeroOrderChoice: String, ExpressibleByArgument {
-        case mezo, off
+        case mezo, population, off
         case lowRank = "low-rank"
     }
 
-    /// The low-rank estimator's options with --zo low-rank.
-    var lowRank: LowRankOptions? { zo == .lowRank ? LowRankOptions(rank: rank, resampleEvery: resampleEvery) : nil }
+    /// The low-rank estimator's options with --zo low-rank, or --zo population with --rank.
+    var lowRank: LowRankOptions? {
+        switch zo {
+        case .lowRank: LowRankOptions(rank: rank ?? 2, resampleEvery: resampleEvery)
+        case .population: rank.map { LowRankOptions(rank: $0, resampleEvery: resampleEvery) }
+        case .mezo, .off: nil
+        }
+    }
+
+    /// The population estimator's options with --zo population.
+    var population: PopulationOptions? {
+        zo == .population ? PopulationOptions(queries: queries, oneSided: oneSided, normalize: normalize) : nil
+    }
     enum FirstOrderChoice: String, ExpressibleByArgument { case adamw, sgd }
 
     /// Whether the run has a first-order part.
@@ -51,7 +74,10 @@ struct HybridOptions: ParsableArguments {
         }
         if foBlocks == nil, zo == .off { throw ValidationError("--zo off needs --fo-blocks (otherwise nothing would train)") }
         if foBlocks == "all", zo != .off { throw ValidationError("--fo-blocks all trains every parameter first-order; add --zo off") }
-        guard rank >= 1, resampleEvery >= 1 else { throw ValidationError("--rank and --resample-every must be at least 1") }
+        guard (rank ?? 1) >= 1, resampleEvery >= 1, (1...1024).contains(queries) else {
+            throw ValidationError("--rank and --resample-every must be at least 1, --queries from 1 to 1024")
+        }
+        if rank != nil, zo != .lowRank, zo != .population { throw ValidationError("--rank needs --zo low-rank or --zo population") }
         guard (foLR ?? 0) >= 0, foWeightDecay >= 0, (0..<1).contains(foMomentum) else {
             throw ValidationError("--fo-lr and --fo-weight-decay must be ≥ 0 and --fo-momentum in [0, 1)")
         }
@@ -72,7 +98,11 @@ struct HybridOptions: ParsableArguments {
     func describe(tail: FirstOrderTail) -> String {
         let count = tail.model.blocks.count, first = tail.firstBlock
         let trained = tail.trainsEmbedding ? "every parameter" : "blocks \(first)–\(count - 1), the final norm and the head"
-        let estimator = zo == .lowRank ? "low-rank ZO (r \(rank), ν \(resampleEvery))" : "MeZO"
+        let estimator = switch zo {
+        case .lowRank: "low-rank ZO (r \(rank ?? 2), ν \(resampleEvery))"
+        case .population: "population ZO (N \(queries)\(rank.map { ", r \($0)" } ?? ""))"
+        case .mezo, .off: "MeZO"
+        }
         let rest = first == 0 ? "" : zo != .off ? "; blocks 0–\(first - 1) and the embedding by \(estimator)" : "; blocks 0–\(first - 1) frozen"
         return "\(trained) by \(foOptimizer.rawValue) (state on the \(foState.rawValue))\(rest)"
     }
@@ -84,3 +114,4 @@ extension FirstOrderOptions {
 }
 
 extension OptimizerStatePlacement: ExpressibleByArgument {}
+extension PopulationOptions.Normalization: ExpressibleByArgument {}

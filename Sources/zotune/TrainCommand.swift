@@ -34,8 +34,9 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("weight-decay")) var weightDecay: Float = 0
     @Option(help: "constant, linear or cosine.") var schedule = LearningRateSchedule.Shape.constant
     @Option(help: "Warm-up steps.") var warmup = 0
-    @Option(help: "Perturbations per step (averaged).") var q = 1
-    @Option(help: "gaussian, rademacher or ones.") var perturbation = PerturbationKind.gaussian
+    @Option(help: "MeZO's perturbations per step (averaged).") var q = 1
+    @Option(help: "gaussian, rademacher or ones (default: rademacher for a full-rank population, else gaussian).")
+    var perturbation: PerturbationKind?
     @Option(help: "Seed of perturbations and batch order.") var seed: UInt64 = 0
     @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (0: before and after only).") var evalEvery = 0
     @Option(name: .customLong("max-nonfinite"), help: "Stop after this many steps with a non-finite loss.") var maxNonFinite = 10
@@ -67,9 +68,16 @@ struct TrainCommand: ParsableCommand {
         if compute.decodeByTensor, hybrid.lowRank != nil {
             throw ValidationError("--decode-by-tensor does not combine with --zo low-rank (whose factors leave streamed blocks untouched anyway)")
         }
-        if hybrid.lowRank != nil, weightDecay != 0 || perturbation != .gaussian {
-            throw ValidationError("--zo low-rank draws Gaussian factors and applies no weight decay; drop --weight-decay and --perturbation")
+        if hybrid.lowRank != nil, weightDecay != 0 || (perturbation ?? .gaussian) != .gaussian {
+            throw ValidationError("low-rank ZO draws Gaussian factors and applies no weight decay; drop --weight-decay and --perturbation")
         }
+        if q != 1, hybrid.zo != .mezo { throw ValidationError("--q is MeZO's; a population takes --queries") }
+    }
+
+    /// --perturbation, or the estimator's default: Rademacher for a full-rank population (cheaper to
+    /// draw, and FZOO's choice), Gaussian otherwise.
+    var perturbationKind: PerturbationKind {
+        perturbation ?? (hybrid.population != nil && hybrid.lowRank == nil ? .rademacher : .gaussian)
     }
 
     struct StepLine: Encodable {
@@ -102,8 +110,8 @@ struct TrainCommand: ParsableCommand {
         let baseSHA256 = output == nil ? "" : try ModelFingerprint.sha256(path: modelPath)
         let options = TrainingOptions(steps: steps, batchSize: batchSize,
                                       schedule: LearningRateSchedule(base: lr, shape: schedule, warmupSteps: warmup, totalSteps: steps),
-                                      mezo: MeZOOptions(eps: eps, weightDecay: weightDecay, q: q, perturbation: perturbation,
-                                                        lowRank: hybrid.lowRank),
+                                      mezo: MeZOOptions(eps: eps, weightDecay: weightDecay, q: q, perturbation: perturbationKind,
+                                                        lowRank: hybrid.lowRank, population: hybrid.population),
                                       seed: seed, evalEvery: evalEvery, maxNonFiniteSteps: maxNonFinite,
                                       firstOrder: try hybrid.options(defaultLearningRate: lr))
         let run = ["task": taskOptions.task, "data": taskOptions.data ?? "", "eval-data": taskOptions.evalData ?? "",

@@ -46,12 +46,14 @@ public struct BlockLinear: Sendable, Equatable {
 /// Per fused linear of each block (m weights W_i [out_i, in] stacked into [O, in]):
 /// - `vt` [m·r, in]: V_iᵀ in rows i·r..<(i+1)·r, and `v` [m, in, r]: V_i (for folding);
 /// - `a` [O, r]: the accumulated update A_i (ΔW_i = A_i V_iᵀ) in rows of W_i;
-/// - `plus`, `minus` [O, m·r]: block-diagonal B± with B_i = A_i ± c·U_i at rows of W_i and
-///   columns i·r..<(i+1)·r, so that one pass adds (x · vtᵀ) · B±ᵀ = Σ_i (x V_i)(A_i ± c U_i)ᵀ.
+/// - `streams` [O, m·r] per stream s of a step: block-diagonal B_s with B_s,i = A_i + Σ_k c_k·U_k,i
+///   at rows of W_i and columns i·r..<(i+1)·r, so that one pass adds
+///   (x · vtᵀ) · B_sᵀ = Σ_i (x V_i)(A_i + Σ_k c_k U_k,i)ᵀ.
 ///
-/// A pass with sign ± thus computes x (W + A Vᵀ ± c U Vᵀ)ᵀ without touching W; `fold` moves
-/// A Vᵀ into W. U_i is the Gaussian stream (`seed`, tensor id) — the stream full MeZO would
-/// use for W_i, which the low-rank run never uses otherwise.
+/// Stream s thus computes x (W + A Vᵀ + Σ_k c_k U_k Vᵀ)ᵀ without touching W (MeZO's two streams
+/// have one term each, ±c); `fold` moves A Vᵀ into W. U_k,i is the Gaussian stream (seed k,
+/// tensor id) — the stream full MeZO would use for W_i, which the low-rank run never uses
+/// otherwise.
 public final class LowRankState: @unchecked Sendable {
     public let options: LowRankOptions
     /// Blocks 0..<blockCount have factors.
@@ -66,7 +68,9 @@ public final class LowRankState: @unchecked Sendable {
         let linear: BlockLinear
         /// The weights: perturbation ids, rows and first row within the fused output.
         let parts: [(id: UInt32, rows: Int, firstRow: Int, offset: Int)]
-        let vt, v, a, plus, minus, compact: DeviceBuffer
+        let vt, v, a, compact: DeviceBuffer
+        /// B_s per stream, allocated as a step first needs them.
+        var streams: [DeviceBuffer] = []
 
         init(linear: BlockLinear, parts: [(id: UInt32, rows: Int, firstRow: Int, offset: Int)], rank: Int, backend: any Backend,
              allocate: (Int, String) throws -> DeviceBuffer) throws {
@@ -76,8 +80,6 @@ public final class LowRankState: @unchecked Sendable {
             vt = try allocate(m * rank * k, "low-rank Vᵀ")
             v = try allocate(m * k * rank, "low-rank V")
             a = try allocate(o * rank, "low-rank A")
-            plus = try allocate(o * m * rank, "low-rank B+")
-            minus = try allocate(o * m * rank, "low-rank B−")
             compact = try allocate(o * rank, "low-rank B (compact)")
         }
 
@@ -128,7 +130,7 @@ public final class LowRankState: @unchecked Sendable {
 
     deinit {
         for factors in linears.joined() {
-            for buffer in [factors.vt, factors.v, factors.a, factors.plus, factors.minus, factors.compact] { backend.free(buffer) }
+            for buffer in [factors.vt, factors.v, factors.a, factors.compact] + factors.streams { backend.free(buffer) }
         }
         scratch.map(backend.free)
     }
@@ -166,14 +168,17 @@ public final class LowRankState: @unchecked Sendable {
         }
     }
 
-    /// Builds B± = A ± scale·U (U from the step's `seed`) for every fused linear.
-    public func prepare(seed: UInt64, scale: Float) {
+    /// Builds B_s = A + Σ_k c_k·U_k for every fused linear and each stream s, from the stream's
+    /// terms (seed k and c_k); allocates the B_s a step with more streams than before needs.
+    public func prepare(streams: [[PerturbationTerm]]) throws {
         for factors in linears.joined() {
             let m = factors.parts.count, o = factors.linear.outputs
-            for (target, sign) in [(factors.plus, Float(1)), (factors.minus, -1)] {
+            while factors.streams.count < streams.count {
+                factors.streams.append(try backend.allocate(o * m * rank * 4, label: "low-rank B (stream \(factors.streams.count))"))
+            }
+            for (target, terms) in zip(factors.streams, streams) {
                 backend.copyRows(source: factors.a, sourceStride: 0, destination: factors.compact, destinationStride: 0, rows: 1, width: o * rank)
-                backend.perturb(factors.compact, tensors: factors.rowTensors(rank: rank), terms: [PerturbationTerm(seed: seed, coefficient: sign * scale)],
-                                decayFactor: 1, kind: .gaussian)
+                backend.perturb(factors.compact, tensors: factors.rowTensors(rank: rank), terms: terms, decayFactor: 1, kind: .gaussian)
                 for (i, part) in factors.parts.enumerated() {
                     backend.copyRows(source: factors.compact.floats(part.firstRow * rank, part.rows * rank), sourceStride: rank,
                                      destination: target.floats(part.firstRow * m * rank + i * rank, (part.rows - 1) * m * rank + rank),
@@ -209,10 +214,10 @@ public final class LowRankState: @unchecked Sendable {
     /// Whether block `index` has factors.
     public func covers(block index: Int) -> Bool { index < blockCount }
 
-    /// out [R, O] (+)= (x [R, in] · vtᵀ) · B±ᵀ for the fused linear at `weightOffset` of block
-    /// `index`, with B+ for `sign` > 0 and B− otherwise. Returns false (writing nothing) when
-    /// the block or the linear has no factors.
-    func add(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, sign: Float, accumulate: Bool) -> Bool {
+    /// out [R, O] (+)= (x [R, in] · vtᵀ) · B_sᵀ for the fused linear at `weightOffset` of block
+    /// `index` and stream s. Returns false (writing nothing) when the block or the linear has
+    /// no factors.
+    func add(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, stream: Int, accumulate: Bool) -> Bool {
         guard index < blockCount, let factors = linears[index].first(where: { $0.linear.weightOffset == weightOffset }), let scratch else {
             return false
         }
@@ -220,20 +225,20 @@ public final class LowRankState: @unchecked Sendable {
         let width = factors.parts.count * rank, t = scratch.floats(0, rows * width)
         backend.linear(x: x, weight: factors.vt, bias: nil, out: t, m: rows, n: width, k: factors.linear.inputs, activation: .none,
                        accumulate: false)
-        backend.linear(x: t, weight: sign > 0 ? factors.plus : factors.minus, bias: nil, out: out, m: rows, n: factors.linear.outputs,
+        backend.linear(x: t, weight: factors.streams[stream], bias: nil, out: out, m: rows, n: factors.linear.outputs,
                        k: width, activation: .none, accumulate: accumulate)
         return true
     }
 }
 
-/// What a pass's stages need to add the low-rank perturbation: the state and the pass's sign.
+/// What a pass's stages need to add the low-rank perturbation: the state and the pass's stream
+/// (whose B_s `prepare` built).
 public struct LowRankPass: Sendable {
     public let state: LowRankState
-    /// +1 for the θ + εz pass, −1 for θ − εz.
-    public let sign: Float
+    public let stream: Int
 
-    public init(state: LowRankState, sign: Float) {
+    public init(state: LowRankState, stream: Int) {
         self.state = state
-        self.sign = sign
+        self.stream = stream
     }
 }

@@ -92,6 +92,6 @@ extension TrainingOptions {
     /// The options in one line for messages.
     var summary: String {
         "batch \(batchSize), lr \(schedule.base) \(schedule.shape.rawValue) warm-up \(schedule.warmupSteps), eps \(mezo.eps), "
-            + "weight decay \(mezo.weightDecay), q \(mezo.q), \(mezo.perturbation.rawValue), seed \(seed)"
+            + "weight decay \(mezo.weightDecay), \(mezo.estimatorSummary), \(mezo.perturbation.rawValue), seed \(seed)"
     }
 }

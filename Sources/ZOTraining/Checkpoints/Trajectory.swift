@@ -38,8 +38,9 @@ public struct TrajectoryHeader: Codable, Sendable, Equatable {
 }
 
 /// The file: "ZOTRAJ1\n", the header's length (UInt32, little-endian) and JSON, then one
-/// record per step: q projected gradients as Float32 little-endian (NaN for a step skipped
-/// for a non-finite loss). 4 bytes per step at q = 1: 20,000 steps take 80 KB.
+/// record per step: one coefficient per direction (MeZO's q projected gradients, a
+/// population's N) as Float32 little-endian (NaN for a step skipped for a non-finite loss).
+/// 4 bytes per step at q = 1: 20,000 steps take 80 KB.
 enum TrajectoryFormat {
     static let magic = Array("ZOTRAJ1\n".utf8)
 
@@ -64,7 +65,7 @@ public final class TrajectoryLog {
     /// `header`).
     public init(path: String, header: TrajectoryHeader, resumingAfter steps: Int? = nil) throws(CheckpointError) {
         self.path = path
-        recordBytes = 4 * header.mezo.q
+        recordBytes = 4 * header.mezo.directions
         if let steps {
             let existing = try Trajectory(path: path)
             guard header.continues(existing.header) else {
@@ -145,10 +146,11 @@ public struct Trajectory: Sendable {
         } catch {
             throw .invalid(path: path, reason: "malformed trajectory header (\(error))")
         }
-        guard header.format == "zotune-trajectory", header.version == 1, (1...1024).contains(header.mezo.q) else {
-            throw .invalid(path: path, reason: "unsupported trajectory (format \(header.format) version \(header.version), q \(header.mezo.q))")
+        guard header.format == "zotune-trajectory", header.version == 1, (1...1024).contains(header.mezo.directions) else {
+            throw .invalid(path: path, reason: "unsupported trajectory (format \(header.format) version \(header.version), "
+                           + "\(header.mezo.directions) directions per step)")
         }
-        let recordBytes = 4 * header.mezo.q
+        let recordBytes = 4 * header.mezo.directions
         steps = (bytes.count - recordsStart) / recordBytes
         trailingBytes = (bytes.count - recordsStart) % recordBytes
         records = stride(from: recordsStart, to: recordsStart + steps * recordBytes, by: 4).map { offset in
@@ -156,9 +158,9 @@ public struct Trajectory: Sendable {
         }
     }
 
-    /// Step `step`'s projected gradients (NaN: the step was skipped).
+    /// Step `step`'s coefficients, one per direction (NaN: the step was skipped).
     public func gradients(step: Int) -> [Float] {
-        let q = header.mezo.q
+        let q = header.mezo.directions
         return Array(records[step * q..<(step + 1) * q])
     }
 
