@@ -19,16 +19,7 @@ zotune="$out/zotune"
 cp "$root/.build/release/zotune" "$zotune"  # later rebuilds do not touch the running binary
 "$zotune" assets fetch smollm2-135m rotten-tomatoes >&2
 
-# The lm task's data: review snippets (text only) outside the sentiment task's examples' use.
-python3 - "$HOME/.cache/zotune/assets/rotten-tomatoes/movieReviewSnippets_GroundTruth.txt" "$out" <<'PY'
-import json, sys
-lines = open(sys.argv[1], encoding="utf-8", errors="replace").read().splitlines()
-texts = [l.split("\t", 2)[2].strip() for l in lines if l.count("\t") >= 2]
-with open(sys.argv[2] + "/lm-train.jsonl", "w") as f:
-    for t in texts[6000:7000]: f.write(json.dumps({"text": t}) + "\n")
-with open(sys.argv[2] + "/lm-dev.jsonl", "w") as f:
-    for t in texts[7000:7200]: f.write(json.dumps({"text": t}) + "\n")
-PY
+"$root/bench/lm_data.sh" "$out"
 
 {
     echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"

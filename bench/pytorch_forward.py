@@ -21,14 +21,17 @@ SHAPES = {
 }
 
 
-def workload(iterations):
-    """Parses --shape/--batch/--seq/--threads/--iterations; returns (args, random model, ids)."""
+def workload(iterations, extra=()):
+    """Parses --shape/--batch/--seq/--threads/--iterations and the `extra` (flag, type, default)
+    options; returns (args, random model, ids)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", default="opt-125m", choices=sorted(SHAPES))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=iterations)
+    for flag, kind, default in extra:
+        parser.add_argument(flag, type=kind, default=default)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

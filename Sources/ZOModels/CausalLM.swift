@@ -61,6 +61,16 @@ public final class KVCache: @unchecked Sendable {
     }
 }
 
+/// What a runner adds to the linear layers of a pass's blocks, beside their weights: an
+/// estimator's term (the low-rank perturbation of a stream). Models know nothing of it; they
+/// run each block linear through `StageContext.linear`.
+public protocol LinearHook: Sendable {
+    /// Writes (`accumulate` false) or adds its term for block `index`'s fused linear whose
+    /// weights start at `weightOffset`, for input x [R, in], into out [R, O]; returns whether it
+    /// did (false: nothing for this linear).
+    func apply(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, accumulate: Bool) -> Bool
+}
+
 /// Everything a stage function reads besides its parameters.
 public struct StageContext: Sendable {
     public let backend: any Backend
@@ -75,27 +85,27 @@ public struct StageContext: Sendable {
     /// When set, the embedding stage reads the token table as this perturbation would leave
     /// it (see `CausalLM.tiedTokenTable`).
     public let tokenTablePerturbation: RowPerturbation?
-    /// When set, the blocks' fused linears add the low-rank ZO perturbation of this pass.
-    public let lowRank: LowRankPass?
+    /// When set, what the runner adds to every block linear of this pass.
+    public let linearHook: (any LinearHook)?
 
     public init(backend: any Backend, batch: DeviceTokenBatch, workspace: DeviceBuffer, constants: DeviceBuffer, cache: KVCache?,
-                tokenTablePerturbation: RowPerturbation? = nil, lowRank: LowRankPass? = nil) {
+                tokenTablePerturbation: RowPerturbation? = nil, linearHook: (any LinearHook)? = nil) {
         self.backend = backend
         self.batch = batch
         self.workspace = workspace
         self.constants = constants
         self.cache = cache
         self.tokenTablePerturbation = tokenTablePerturbation
-        self.lowRank = lowRank
+        self.linearHook = linearHook
     }
 
-    /// Writes (or adds) the low-rank term of block `index`'s fused linear at `weightOffset`
-    /// for input x [R, in] into out [R, O]; returns whether it did, so that the linear itself
-    /// then accumulates onto it.
-    public func addLowRank(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, accumulate: Bool) -> Bool {
-        guard let lowRank else { return false }
-        return lowRank.state.add(block: index, weightOffset: weightOffset, x: x, out: out, rows: batch.rows, stream: lowRank.stream,
-                                 accumulate: accumulate)
+    /// Block `index`'s linear layer whose weights start at `weightOffset` in the block's layout:
+    /// out [m, n] (+)= x [m, k] · weight [n, k]ᵀ + bias, then the activation, with the runner's
+    /// `linearHook` term added before the activation.
+    public func linear(block index: Int, weightOffset: Int, x: DeviceBuffer, weight: DeviceBuffer, bias: DeviceBuffer?,
+                       out: DeviceBuffer, m: Int, n: Int, k: Int, activation: Activation, accumulate: Bool) {
+        let hooked = linearHook?.apply(block: index, weightOffset: weightOffset, x: x, out: out, rows: m, accumulate: accumulate) ?? false
+        backend.linear(x: x, weight: weight, bias: bias, out: out, m: m, n: n, k: k, activation: activation, accumulate: accumulate || hooked)
     }
 
     /// Tokens before this batch's.

@@ -17,7 +17,7 @@ public final class ForwardPass {
     /// Uploads the request's batch and allocates its hidden states; `workspace` holds at
     /// least `model.workspaceCount(rows:)` floats for the batch's rows.
     public init(_ request: ForwardRequest, model: any CausalLM, backend: any Backend, constants: DeviceBuffer, workspace: DeviceBuffer,
-                cache: KVCache? = nil, tokenTablePerturbation: RowPerturbation? = nil, lowRank: LowRankPass? = nil) throws {
+                cache: KVCache? = nil, tokenTablePerturbation: RowPerturbation? = nil, linearHook: (any LinearHook)? = nil) throws {
         let batch = request.batch
         let rows = batch.batchSize * batch.tokens
         let past = cache?.length ?? 0
@@ -37,7 +37,7 @@ public final class ForwardPass {
         self.request = request
         self.model = model
         context = StageContext(backend: backend, batch: device, workspace: workspace, constants: constants, cache: cache,
-                               tokenTablePerturbation: tokenTablePerturbation, lowRank: lowRank)
+                               tokenTablePerturbation: tokenTablePerturbation, linearHook: linearHook)
     }
 
     deinit {

@@ -108,7 +108,7 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         return try streams.enumerated().map { s, stream in
             try perturb(stream.pass, snapshot: s == 0 ? snapshot : nil)
             return try requests.map { request in
-                try forward(request, lowRank: lowRank.flatMap { state in stream.lowRankStream.map { LowRankPass(state: state, stream: $0) } })
+                try forward(request, hook: lowRank.flatMap { state in stream.lowRankStream.map { LowRankPass(state: state, stream: $0) } })
             }
         }
     }
@@ -124,15 +124,15 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     /// The head runs on the selected `rows` alone when they are given. (A low-rank runner's
     /// plain passes see W alone: fold first.)
     public func forward(_ batch: TokenBatch, outputs: ForwardOutputs, cache: KVCache?, rows: [Int]?) throws -> ForwardResult {
-        try forward(ForwardRequest(batch, outputs: outputs, rows: rows), cache: cache, lowRank: nil)
+        try forward(ForwardRequest(batch, outputs: outputs, rows: rows), cache: cache, hook: nil)
     }
 
-    private func forward(_ request: ForwardRequest, cache: KVCache? = nil, lowRank: LowRankPass?) throws -> ForwardResult {
+    private func forward(_ request: ForwardRequest, cache: KVCache? = nil, hook: (any LinearHook)?) throws -> ForwardResult {
         let batch = request.batch
         let workspace = try backend.allocate(model.workspaceCount(rows: batch.batchSize * batch.tokens) * 4, label: "activation workspace")
         defer { backend.free(workspace) }
         let pass = try ForwardPass(request, model: model, backend: backend, constants: constants, workspace: workspace, cache: cache,
-                                   lowRank: lowRank)
+                                   linearHook: hook)
         pass.embed(deviceGroups[0])
         let blockCount = tail?.firstBlock ?? model.blocks.count
         for (index, parameters) in deviceGroups[1..<1 + blockCount].enumerated() {

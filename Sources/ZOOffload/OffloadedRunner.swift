@@ -380,7 +380,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         try requests.map {
             try ForwardPass($0, model: model, backend: backend, constants: constants, workspace: workspace, cache: cache,
                             tokenTablePerturbation: tokenTablePerturbation,
-                            lowRank: lowRankStream.flatMap { stream in lowRank.map { LowRankPass(state: $0, stream: stream) } })
+                            linearHook: lowRankStream.flatMap { stream in lowRank.map { LowRankPass(state: $0, stream: stream) } })
         }
     }
 

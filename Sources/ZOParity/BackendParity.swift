@@ -10,7 +10,7 @@ import ZOTraining
 /// A backend against the CPU oracle: noise (CUDA), perturbation with snapshots and the link
 /// codecs bit for bit; for each model family (a small random OPT, and a Llama with grouped
 /// KV heads, RMSNorm, rotary embeddings, SwiGLU and a tied head) logits and 20 ZO steps,
-/// resident and offloaded, 6 hybrid steps (the last block and the head first-order, by AdamW)
+/// resident and offloaded (MeZO, and a population offloaded), 6 hybrid steps (the last block and the head first-order, by AdamW)
 /// and 6 first-order steps of the whole model (fewer of each with `steps`), within a
 /// tolerance; optionally a few steps of a real model. Each check passes with what it measured
 /// or fails saying what differed. `zotune selftest` runs them from the binary (a GPU machine
@@ -66,6 +66,12 @@ public enum BackendParity {
                     try training(backend, oracle, plan: plan, tolerance: tolerance, steps: zoSteps) { try model(family) }
                 }))
             }
+            let population = MeZOOptions(eps: 1e-3, perturbation: .rademacher, population: .fzoo(queries: 4))
+            checks.append(("\(family.rawValue): \(zoSteps) population ZO steps (N 4) offloaded within \(tolerance)", {
+                try training(backend, oracle, plan: ResidencyPlan(slots: 2), options: population, tolerance: tolerance, steps: zoSteps) {
+                    try model(family)
+                }
+            }))
             for offloaded in [false, true] {
                 let placement = offloaded ? "offloaded" : "resident"
                 checks.append(("\(family.rawValue): \(firstOrderSteps) hybrid ZO/FO steps \(placement) within \(tolerance)", {
@@ -217,10 +223,11 @@ public enum BackendParity {
         return .within(difference / largest, tolerance, "largest |Δlogit| / largest |logit|")
     }
 
-    /// `steps` MeZO steps on `backend`, resident or offloaded by `plan`, against the CPU:
+    /// `steps` ZO steps (MeZO, or what `options` say) on `backend`, resident or offloaded by `plan`, against the CPU:
     /// resident (which fp32 offloading reproduces bit for bit there), or the same low-bit plan.
     /// `load` gives a fresh copy of the model and its batch for each side.
-    public static func training(_ backend: any Backend, _ oracle: CPUBackend, plan: ResidencyPlan?, tolerance: Double, steps: Int,
+    public static func training(_ backend: any Backend, _ oracle: CPUBackend, plan: ResidencyPlan?,
+                                options: MeZOOptions = MeZOOptions(eps: 1e-3), tolerance: Double, steps: Int,
                                 learningRate: Float = 1e-3, load: () throws -> (any CausalLM, TokenBatch)) throws -> Outcome {
         var runs: [[Double]] = []
         for target in [backend, oracle] as [any Backend] {
@@ -228,7 +235,7 @@ public enum BackendParity {
             let offloaded = plan.flatMap { target === backend || $0.format != .fp32 ? $0 : nil }
             let runner: any ModelRunner = try offloaded.map { try OffloadedRunner(model: model, backend: target, plan: $0) }
                 ?? ResidentRunner(model: model, backend: target)
-            let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 4)
+            let mezo = MeZO(runner: runner, options: options, seed: 4)
             runs.append(try (0..<steps).map { _ in try mezo.step(lr: learningRate, batch: batch).lossPlus })
         }
         return .within(worst(runs[0], runs[1]), tolerance, "largest relative loss difference")

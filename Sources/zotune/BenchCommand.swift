@@ -183,8 +183,11 @@ func timed(_ iterations: Int, _ body: () throws -> Void) rethrows -> (median: Do
 struct BenchZOStep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zo-step",
-        abstract: "Time MeZO steps (two perturbation passes and two forward passes with the LM loss) and print JSON.",
-        discussion: "With --offload, the resident step runs first and the offloaded one after it, and a last line compares them."
+        abstract: "Time ZO steps (MeZO: two perturbation and forward passes with the LM loss; a population: N + 1 or 2N) and print JSON.",
+        discussion: """
+            With --offload, the resident step runs first and the offloaded one after it, and a last line compares them. \
+            The report's seconds_by_op (CPU backend) says where a step's time goes; gemm_share is the linear layers' part.
+            """
     )
 
     @OptionGroup var workload: BenchWorkload
@@ -197,14 +200,34 @@ struct BenchZOStep: ParsableCommand {
     @Flag(name: .customLong("offloaded-only"), help: "With --offload, skip the resident step (for a model whose resident step does not fit).")
     var offloadedOnly = false
 
+    @Option(help: "mezo, or population (N perturbations per step, see --queries).") var zo = Estimator.mezo
+
+    @Option(help: "With --zo population: N.") var queries = 8
+
+    @Flag(inversion: .prefixedNo, help: "With --zo population: one-sided (N + 1 forwards) or two-sided (2N).") var oneSided = true
+
+    @Option(help: "gaussian, rademacher or ones (default: rademacher with --zo population, else gaussian).")
+    var perturbation: PerturbationKind?
+
+    enum Estimator: String, ExpressibleByArgument { case mezo, population }
+
+    /// The estimator's options.
+    var options: MeZOOptions {
+        let population = zo == .population ? PopulationOptions(queries: queries, oneSided: oneSided, normalize: .std) : nil
+        return MeZOOptions(eps: 1e-3, perturbation: perturbation ?? (population == nil ? .gaussian : .rademacher), population: population)
+    }
+
     func validate() throws {
-        guard iterations >= 1 else { throw ValidationError("--iterations must be positive") }
+        guard iterations >= 1, (1...1024).contains(queries) else { throw ValidationError("--iterations must be positive, --queries from 1 to 1024") }
         if offloadedOnly, !compute.offload { throw ValidationError("--offloaded-only needs --offload") }
     }
 
     struct Report: Encodable {
         let bench = "zo-step"
         let mode: String
+        /// The estimator, and forward passes of the batch per step.
+        let estimator: String
+        let forwards_per_step: Int
         let shape: String
         /// Transformer blocks (fewer than the shape's with --layers).
         let blocks: Int
@@ -218,8 +241,9 @@ struct BenchZOStep: ParsableCommand {
         let seconds_per_step_min: Double
         /// B·T tokens per step over the step time.
         let tokens_per_s: Double
-        /// Seconds per step in each backend operation.
+        /// Seconds per step in each backend operation, and the linear layers' share of the step.
         let seconds_by_op: [String: Double]
+        let gemm_share: Double?
         /// The device arena's size (--device-memory), its exact high-water mark over the run,
         /// and the memory model's prediction of that (`zotune plan`).
         let device_memory_budget: Int
@@ -251,7 +275,8 @@ struct BenchZOStep: ParsableCommand {
         let backend = try compute.makeBackend()
         let runner: any ModelRunner = offloaded ? try OffloadedRunner(model: model, backend: backend, plan: compute.plan())
                                                 : try ResidentRunner(model: model, backend: backend)
-        let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3), seed: 3)
+        let options = self.options
+        let mezo = MeZO(runner: runner, options: options, seed: 3)
         _ = try mezo.step(lr: 1e-6, batch: tokens)  // warm-up
         let offloader = runner as? OffloadedRunner
         offloader?.resetStatistics()
@@ -260,13 +285,16 @@ struct BenchZOStep: ParsableCommand {
         let times = try timed(iterations) { _ = try mezo.step(lr: 1e-6, batch: tokens) }
         let profile = cpu?.profile.take().mapValues { $0.seconds / Double(iterations) } ?? [:]
         let steps = Double(iterations)
-        let predicted = offloaded ? MemoryModel.offloadedStep(model.shape, plan: compute.plan(), batch: workload.batch, tokens: workload.seq)
+        let predicted = offloaded ? MemoryModel.offloadedStep(model.shape, plan: compute.plan(), batch: workload.batch, tokens: workload.seq,
+                                                              streams: options.streams)
                                   : MemoryModel.residentStep(model.shape, batch: workload.batch, tokens: workload.seq)
-        return Report(mode: offloaded ? "offloaded" : "resident", shape: workload.shape, blocks: model.blocks.count,
+        return Report(mode: offloaded ? "offloaded" : "resident", estimator: options.estimatorSummary, forwards_per_step: options.streams,
+                      shape: workload.shape, blocks: model.blocks.count,
                       backend: backend.name, threads: cpu?.threads ?? 0,
                       batch: workload.batch, seq: workload.seq, parameters: model.parameterCount, iterations: iterations,
                       seconds_per_step_median: times.median, seconds_per_step_min: times.min,
                       tokens_per_s: Double(workload.batch * workload.seq) / times.median, seconds_by_op: profile,
+                      gemm_share: profile["gemm"].map { $0 / times.median },
                       device_memory_budget: backend.arena.stats.budget, peak_device_bytes: backend.arena.stats.highWater, predicted_peak_device_bytes: predicted.devicePeakBytes,
                       plan: offloader?.plan,
                       bytes_uploaded_per_step: offloader.map { Double($0.statistics.bytesUploaded) / steps },

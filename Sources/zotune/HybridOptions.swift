@@ -13,14 +13,15 @@ struct HybridOptions: ParsableArguments {
     var foBlocks: String?
 
     @Option(help: """
-        The ZO estimator: mezo (two-point, full z), low-rank (2-D block weights along U Vᵀ, see --rank), population (N \
-        perturbations per step in one sweep, see --queries), or off (with --fo-blocks: the other blocks stay frozen).
+        The ZO estimator: population (the default: N perturbations per step in one sweep, FZOO's rule, see --queries), \
+        mezo (two-point, full z), low-rank (2-D block weights along U Vᵀ, see --rank), or off (with --fo-blocks: the \
+        other blocks stay frozen).
         """)
-    var zo = ZeroOrderChoice.mezo
+    var zo = ZeroOrderChoice.population
 
     @Option(help: "With --zo low-rank (default 2) or population (default: full rank): the rank r of U Vᵀ.") var rank: Int?
 
-    @Option(help: "With --zo population: N, perturbations per step.") var queries = 8
+    @Option(help: "With --zo population: N, perturbations per step.") var queries = 4
 
     @Flag(inversion: .prefixedNo, help: "With --zo population: N one-sided perturbations and the unperturbed loss (N + 1 forwards), or two-sided (2N).")
     var oneSided = true
@@ -34,8 +35,8 @@ struct HybridOptions: ParsableArguments {
     @Option(name: .customLong("fo-optimizer"), help: "adamw or sgd (with --fo-momentum).")
     var foOptimizer = FirstOrderChoice.adamw
 
-    @Option(name: .customLong("fo-lr"), help: "Peak learning rate of the first-order part (default: --lr); it follows --schedule.")
-    var foLR: Float?
+    @Option(name: .customLong("fo-lr"), help: "Peak learning rate of the first-order part; it follows --schedule.")
+    var foLR: Float = 1e-5
 
     @Option(name: .customLong("fo-momentum"), help: "SGD momentum.") var foMomentum: Float = 0.9
 
@@ -59,6 +60,9 @@ struct HybridOptions: ParsableArguments {
         }
     }
 
+    /// Forward passes of the batch per ZO step: MeZO's two (q 1), a population's N + 1 or 2N.
+    var streams: Int { MeZOOptions(population: population).streams }
+
     /// The population estimator's options with --zo population.
     var population: PopulationOptions? {
         zo == .population ? PopulationOptions(queries: queries, oneSided: oneSided, normalize: normalize) : nil
@@ -78,20 +82,20 @@ struct HybridOptions: ParsableArguments {
             throw ValidationError("--rank and --resample-every must be at least 1, --queries from 1 to 1024")
         }
         if rank != nil, zo != .lowRank, zo != .population { throw ValidationError("--rank needs --zo low-rank or --zo population") }
-        guard (foLR ?? 0) >= 0, foWeightDecay >= 0, (0..<1).contains(foMomentum) else {
+        guard foLR >= 0, foWeightDecay >= 0, (0..<1).contains(foMomentum) else {
             throw ValidationError("--fo-lr and --fo-weight-decay must be ≥ 0 and --fo-momentum in [0, 1)")
         }
     }
 
     /// The run's first-order options (nil without --fo-blocks).
-    func options(defaultLearningRate: Float) throws -> FirstOrderOptions? {
+    func firstOrderOptions() throws -> FirstOrderOptions? {
         guard let foBlocks else { return nil }
         let rule: FirstOrderRule = switch foOptimizer {
         case .adamw: .adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: foWeightDecay)
         case .sgd: .sgd(momentum: foMomentum, weightDecay: foWeightDecay)
         }
         return FirstOrderOptions(blocks: Int(foBlocks) ?? Int.max, embedding: foBlocks == "all", zeroOrder: zo != .off, rule: rule,
-                                 learningRate: foLR ?? defaultLearningRate, statePlacement: foState)
+                                 learningRate: foLR, statePlacement: foState)
     }
 
     /// One line on what trains how.

@@ -54,7 +54,7 @@ struct PlanCommand: ParsableCommand {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
         _ = try budget()
         try hybrid.validate()
-        if table, hybrid.isFirstOrder || hybrid.lowRank != nil { throw ValidationError("--table covers MeZO steps only; drop --fo-blocks and --zo") }
+        if table, hybrid.isFirstOrder || hybrid.zo != .mezo { throw ValidationError("--table covers MeZO steps only; drop --fo-blocks and --zo") }
         if table, layers != nil { throw ValidationError("--table covers the full shapes; drop --layers") }
         if let layers, layers < 1 { throw ValidationError("--layers must be at least 1") }
         if decodeByTensor, codec == .fp32 { throw ValidationError("--decode-by-tensor needs a low-bit --codec (bf16, fp16 or fp8)") }
@@ -62,7 +62,7 @@ struct PlanCommand: ParsableCommand {
 
     /// The first-order part for `shape`, when --fo-blocks asks for one.
     func firstOrderPlan(_ shape: ModelShape) throws -> FirstOrderPlan? {
-        guard let options = try hybrid.options(defaultLearningRate: 0) else { return nil }
+        guard let options = try hybrid.firstOrderOptions() else { return nil }
         return FirstOrderPlan(blocks: options.blocks(of: shape.blocks.count), embedding: options.embedding, zeroOrder: options.zeroOrder,
                               deviceStateBuffers: options.statePlacement == .device ? options.rule.stateCount : 0)
     }
@@ -72,14 +72,17 @@ struct PlanCommand: ParsableCommand {
     func predict(_ shape: ModelShape, plan: ResidencyPlan, firstOrder: FirstOrderPlan?) -> (offloaded: StepMemory, resident: StepMemory) {
         var offloadedPlan = plan
         offloadedPlan.firstOrderBlocks = firstOrder?.blocks ?? 0
-        let offloaded = firstOrder.map { MemoryModel.firstOrderStep(shape, plan: offloadedPlan, batch: batch, tokens: seq, firstOrder: $0) }
-            ?? MemoryModel.offloadedStep(shape, plan: offloadedPlan, batch: batch, tokens: seq)
-        let resident = firstOrder.map { MemoryModel.firstOrderStep(shape, plan: nil, batch: batch, tokens: seq, firstOrder: $0) }
+        let streams = hybrid.streams
+        let offloaded = firstOrder.map { MemoryModel.firstOrderStep(shape, plan: offloadedPlan, batch: batch, tokens: seq, firstOrder: $0, streams: streams) }
+            ?? MemoryModel.offloadedStep(shape, plan: offloadedPlan, batch: batch, tokens: seq, streams: streams)
+        let resident = firstOrder.map { MemoryModel.firstOrderStep(shape, plan: nil, batch: batch, tokens: seq, firstOrder: $0, streams: streams) }
             ?? MemoryModel.residentStep(shape, batch: batch, tokens: seq)
         guard let lowRank = hybrid.lowRank else { return (offloaded, resident) }
         let k = firstOrder?.blocks ?? 0
-        return (MemoryModel.withLowRank(offloaded, shape, plan: offloadedPlan, firstOrderBlocks: k, batch: batch, tokens: seq, options: lowRank),
-                MemoryModel.withLowRank(resident, shape, plan: nil, firstOrderBlocks: k, batch: batch, tokens: seq, options: lowRank))
+        return (MemoryModel.withLowRank(offloaded, shape, plan: offloadedPlan, firstOrderBlocks: k, batch: batch, tokens: seq, options: lowRank,
+                                        streams: streams),
+                MemoryModel.withLowRank(resident, shape, plan: nil, firstOrderBlocks: k, batch: batch, tokens: seq, options: lowRank,
+                                        streams: streams))
     }
 
     func budget() throws -> Int? {
@@ -96,6 +99,8 @@ struct PlanCommand: ParsableCommand {
         let blocks: Int
         let batch: Int
         let seq: Int
+        /// Forward passes of the batch per step (the estimator's streams).
+        let streams: Int
         let plan: ResidencyPlan
         let offloaded: StepMemory
         let offloaded_peak_device_bytes: Int
@@ -131,7 +136,7 @@ struct PlanCommand: ParsableCommand {
             }
         }
         let report = Report(shape: self.shape, parameters: shape.parameterCount, blocks: shape.blocks.count, batch: batch, seq: seq,
-                            plan: plan, offloaded: offloaded, offloaded_peak_device_bytes: offloaded.devicePeakBytes,
+                            streams: hybrid.streams, plan: plan, offloaded: offloaded, offloaded_peak_device_bytes: offloaded.devicePeakBytes,
                             resident: resident, resident_peak_device_bytes: resident.devicePeakBytes,
                             device_memory_budget: budget, fits: fits, slots_that_fit: fits == false ? fewerSlots : nil)
         if json { return try printJSONLine(report) }
@@ -144,7 +149,7 @@ struct PlanCommand: ParsableCommand {
             func padded(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(1, width - text.count)) }
             print(padded(label, 30) + padded(offloaded, 24) + resident)
         }
-        print("\(r.shape): \(r.blocks) blocks, \(billions(r.parameters)) parameters; one ZO step on \(r.batch) × \(r.seq) tokens")
+        print("\(r.shape): \(r.blocks) blocks, \(billions(r.parameters)) parameters; one ZO step (\(r.streams) forward passes) on \(r.batch) × \(r.seq) tokens")
         let resident = r.plan.residentBlocks.isEmpty ? "none" : r.plan.residentBlocks.sorted().map(String.init).joined(separator: ",")
         print("plan: \(r.plan.slots) slots, \(r.plan.format.rawValue) link and host master for streamed blocks, resident blocks: \(resident)"
               + (r.plan.firstOrderBlocks > 0 ? "; the last \(r.plan.firstOrderBlocks) blocks and the head first-order" : ""))

@@ -14,12 +14,20 @@ import Foundation
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Fine-tune a model with zeroth-order SGD (MeZO): two forward passes per step, nothing stored for backpropagation.",
+        abstract: "Fine-tune a model with zeroth-order SGD: forward passes only (N + 1 per step by default), nothing stored for backpropagation.",
         discussion: """
-            Writes DIR/metrics.jsonl (one line per step and per evaluation), DIR/trajectory.zotraj (the projected gradients:             `zotune replay` rebuilds the weights from it and the base model) and the final model as DIR/model (safetensors +             config.json). With --save-every N, checkpoints go to DIR/checkpoints/step-N, written in the background;             --resume DIR continues from the newest one bit for bit.
+            Writes DIR/metrics.jsonl (one line per step and per evaluation), DIR/trajectory.zotraj (one coefficient per \
+            direction and step: `zotune replay` rebuilds the weights from it and the base model) and the final model as \
+            DIR/model (safetensors + config.json). With --save-every N, checkpoints go to DIR/checkpoints/step-N, written in \
+            the background; --resume DIR continues from the newest one bit for bit.
 
-            Defaults for --steps and --lr: sentiment \(TaskDefaults.sentiment.steps) steps at lr \(TaskDefaults.sentiment.lr) (measured on SmolLM2-135M: \
-            about +18 accuracy points in under 10 minutes on 2 cores, see README); other tasks \(TaskDefaults.general.steps) steps at lr \(TaskDefaults.general.lr).
+            Defaults for --steps and --lr (measured on SmolLM2-135M, see README): with the default population estimator, \
+            sentiment \(TaskDefaults(task: "sentiment", estimator: .population).steps) steps at lr \
+            \(TaskDefaults(task: "sentiment", estimator: .population).lr), other tasks \
+            \(TaskDefaults(task: "", estimator: .population).steps) at \(TaskDefaults(task: "", estimator: .population).lr); \
+            with --zo mezo, sentiment \(TaskDefaults(task: "sentiment", estimator: .mezo).steps) at \
+            \(TaskDefaults(task: "sentiment", estimator: .mezo).lr), other tasks \(TaskDefaults(task: "", estimator: .mezo).steps) \
+            at \(TaskDefaults(task: "", estimator: .mezo).lr).
             """
     )
 
@@ -85,6 +93,8 @@ struct TrainCommand: ParsableCommand {
         let loss_plus: Double
         let loss_minus: Double
         let projected_grad: Double
+        /// Forward passes of the batch this step made (the estimator's streams).
+        let forwards: Int
         let lr: Float
         let seeds: [UInt64]
         /// Indices of the training examples in this step's batch.
@@ -100,10 +110,12 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         ignoreFileSizeSignal()
-        let defaults = taskOptions.task == "sentiment" ? TaskDefaults.sentiment : TaskDefaults.general
+        let defaults = TaskDefaults(task: taskOptions.task, estimator: hybrid.zo)
         let resumed = try resume.map(ResumePoint.init(path:))
         let (steps, lr) = (self.steps ?? resumed?.state.options.steps ?? defaults.steps, self.lr ?? defaults.lr)
-        if self.steps == nil || self.lr == nil { print("note: \(steps) steps at lr \(lr) (the \(taskOptions.task) defaults)") }
+        if self.steps == nil || self.lr == nil {
+            print("note: \(steps) steps at lr \(lr) (the \(taskOptions.task) defaults for \(hybrid.zo.rawValue))")
+        }
         let started = monotonicSeconds()
         let output = self.output ?? resumed?.runDirectory
         let modelPath = try modelOptions.modelPath()
@@ -113,7 +125,7 @@ struct TrainCommand: ParsableCommand {
                                       mezo: MeZOOptions(eps: eps, weightDecay: weightDecay, q: q, perturbation: perturbationKind,
                                                         lowRank: hybrid.lowRank, population: hybrid.population),
                                       seed: seed, evalEvery: evalEvery, maxNonFiniteSteps: maxNonFinite,
-                                      firstOrder: try hybrid.options(defaultLearningRate: lr))
+                                      firstOrder: try hybrid.firstOrderOptions())
         let run = ["task": taskOptions.task, "data": taskOptions.data ?? "", "eval-data": taskOptions.evalData ?? "",
                    "tokenizer": modelOptions.tokenizer ?? ""]
         try resumed?.state.checkCompatible(options: options, baseModelSHA256: baseSHA256, run: run, path: resumed!.directory)
@@ -149,13 +161,17 @@ struct TrainCommand: ParsableCommand {
         let progress = Progress(total: steps)
         installInterruptHandler()
         var first = resumed?.state.initialMetrics
+        var (trainingSeconds, stepsRun) = (0.0, 0)
+        let forwards = options.firstOrder?.zeroOrder == false ? 1 : options.mezo.streams
         let final = try trainer.run(shouldStop: { interrupted.load(ordering: .relaxed) }) { event in
             switch event {
             case .step(let step, let batch, let seconds):
+                (trainingSeconds, stepsRun) = (trainingSeconds + seconds, stepsRun + 1)
                 progress.step(step.step + 1, loss: (step.lossPlus + step.lossMinus) / 2, now: monotonicSeconds(),
                               extra: "g \(format(step.projectedGradient))" + (step.skipped ? "  (skipped: non-finite loss)" : ""))
                 try metrics?.write(StepLine(step: step.step + 1, loss_plus: step.lossPlus, loss_minus: step.lossMinus,
-                                            projected_grad: step.projectedGradient, lr: step.learningRate, seeds: step.seeds,
+                                            projected_grad: step.projectedGradient, forwards: forwards,
+                                            lr: step.learningRate, seeds: step.seeds,
                                             batch: batch, skipped: step.skipped, seconds: seconds))
             case .evaluation(let step, let values):
                 guard !values.isEmpty else { return }
@@ -185,6 +201,10 @@ struct TrainCommand: ParsableCommand {
                 print("\(name): \(format(first[name]!)) before, \(format(final[name]!)) after \(trainer.stepsTaken) steps" +
                       " (\(final[name]! - first[name]! >= 0 ? "+" : "")\(format(final[name]! - first[name]!)))")
             }
+        }
+        if stepsRun > 0 {
+            print("training: \(stepsRun) steps in \(Int(trainingSeconds.rounded())) s, \(format(Double(stepsRun) / trainingSeconds)) steps/s, "
+                  + "\(format(Double(stepsRun * forwards) / trainingSeconds)) forward passes of the batch/s (evaluations excluded)")
         }
         let seconds = Int(monotonicSeconds() - started)
         print("wall time \(seconds / 60)m\(seconds % 60)s (loading, evaluations and saving included)")
@@ -234,15 +254,28 @@ struct ResumePoint {
     }
 }
 
-/// Steps and learning rate used when `--steps` / `--lr` are not given.
+/// Steps and learning rate used when `--steps` / `--lr` are not given, per task and estimator.
 struct TaskDefaults {
     let steps: Int
     let lr: Float
 
-    /// Found by measuring SmolLM2-135M on the built-in sentiment task (bench/results/sentiment/).
-    static let sentiment = TaskDefaults(steps: 200, lr: 3e-5)
-    /// MeZO-like settings for a first run on other tasks.
-    static let general = TaskDefaults(steps: 100, lr: 1e-5)
+    init(steps: Int, lr: Float) {
+        self.steps = steps
+        self.lr = lr
+    }
+
+    /// Found by measuring SmolLM2-135M on the built-in sentiment task (bench/results/sentiment/ for
+    /// MeZO, bench/results/population-20261129/ for a population); other tasks get settings for a
+    /// first run with about the same forward passes. A population (N + 1 forwards a step) takes
+    /// fewer steps of a larger lr: its step is normalized by the losses' spread.
+    init(task: String, estimator: HybridOptions.ZeroOrderChoice) {
+        switch (task == "sentiment", estimator == .population) {
+        case (true, true): self.init(steps: 90, lr: 2e-3)
+        case (false, true): self.init(steps: 40, lr: 2e-3)
+        case (true, false): self.init(steps: 200, lr: 3e-5)
+        case (false, false): self.init(steps: 100, lr: 1e-5)
+        }
+    }
 }
 
 extension LearningRateSchedule.Shape: ExpressibleByArgument {}

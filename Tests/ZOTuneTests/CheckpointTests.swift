@@ -18,9 +18,13 @@ import ZOTraining
         return directory
     }
 
-    static func train(_ directory: String, _ extra: [String], model: String = CheckpointTests.model) throws -> CLI.Outcome {
+    /// MeZO with q = 2, or a population of 3 (FZOO's rule).
+    static let mezo = ["--zo", "mezo", "--q", "2"], population = ["--zo", "population", "--queries", "3"]
+
+    static func train(_ directory: String, _ extra: [String], model: String = CheckpointTests.model,
+                      estimator: [String] = CheckpointTests.mezo) throws -> CLI.Outcome {
         try CLI.run(["train", "--model", model, "--data", directory + "/train.jsonl", "--batch-size", "2", "--lr", "1e-3",
-                     "--weight-decay", "0.1", "--q", "2", "--threads", "1"] + extra)
+                     "--weight-decay", "0.1", "--threads", "1"] + estimator + extra)
     }
 
     /// Step lines of a run's metrics without their timings.
@@ -37,18 +41,21 @@ import ZOTraining
 
     /// 10 uninterrupted steps = 5 steps + resume + 5: losses, projected gradients, seeds,
     /// batches and the final weights; the checkpoint after step 5 holds the uninterrupted
-    /// run's weights after step 5; the trajectory replays to the final weights.
-    @Test(arguments: [[], ["--offload", "--slots", "1", "--device-memory", "1MiB"]])
-    func resumeContinuesBitForBit(compute: [String]) throws {
+    /// run's weights after step 5; the trajectory replays to the final weights. MeZO resident
+    /// and offloaded, and a population.
+    @Test(arguments: [([], CheckpointTests.mezo), (["--offload", "--slots", "1", "--device-memory", "1MiB"], CheckpointTests.mezo),
+                      ([], CheckpointTests.population)])
+    func resumeContinuesBitForBit(compute: [String], estimator: [String]) throws {
         let directory = try Self.workspace()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let full = directory + "/full", part = directory + "/part", step5 = "/checkpoints/step-00000005"
-        var outcome = try Self.train(directory, ["--steps", "10", "--save-every", "5", "--keep", "3", "--output", full] + compute)
+        var outcome = try Self.train(directory, ["--steps", "10", "--save-every", "5", "--keep", "3", "--output", full] + compute,
+                                     estimator: estimator)
         #expect(outcome.status == 0, "\(outcome.stderr)")
-        outcome = try Self.train(directory, ["--steps", "5", "--save-every", "5", "--output", part] + compute)
+        outcome = try Self.train(directory, ["--steps", "5", "--save-every", "5", "--output", part] + compute, estimator: estimator)
         #expect(outcome.status == 0, "\(outcome.stderr)")
         #expect(try Self.bytes(part + step5 + "/model.safetensors") == Self.bytes(full + step5 + "/model.safetensors"))
-        outcome = try Self.train(directory, ["--steps", "10", "--save-every", "5", "--resume", part] + compute)
+        outcome = try Self.train(directory, ["--steps", "10", "--save-every", "5", "--resume", part] + compute, estimator: estimator)
         #expect(outcome.status == 0 && outcome.stdout.contains("resuming after step 5"), "\(outcome.stderr)")
         let fullSteps = try Self.steps(full)
         let partSteps = try Self.steps(part)
@@ -60,10 +67,10 @@ import ZOTraining
 
         // HF-style folder and state of a checkpoint.
         let state = try CheckpointState.load(directory: full + step5)
-        #expect(state.step == 5 && state.sampler.batches == 5 && state.options.mezo.q == 2)
+        #expect(state.step == 5 && state.sampler.batches == 5 && state.options.mezo.directions == (estimator == Self.mezo ? 2 : 3))
         #expect(try ModelRegistry.load(path: full + step5).parameterCount > 0)
 
-        // Replay: the base model and 4 bytes × q per step rebuild the trained weights.
+        // Replay: the base model and 4 bytes per direction and step rebuild the trained weights.
         outcome = try CLI.run(["replay", "--base", Self.model, "--trajectory", full + "/trajectory.zotraj", "--output", directory + "/replayed"])
         #expect(outcome.status == 0, "\(outcome.stderr)")
         #expect(try Self.bytes(directory + "/replayed/model.safetensors") == Self.bytes(full + "/model/model.safetensors"))
@@ -88,7 +95,7 @@ import ZOTraining
             let process = Process()
             process.executableURL = URL(fileURLWithPath: CLI.executable)
             process.arguments = ["train", "--model", Self.model, "--data", directory + "/train.jsonl", "--batch-size", "2", "--lr", "1e-3",
-                                 "--weight-decay", "0.1", "--q", "2", "--threads", "1", "--steps", "40", "--save-every", "1",
+                                 "--weight-decay", "0.1", "--zo", "mezo", "--q", "2", "--threads", "1", "--steps", "40", "--save-every", "1",
                                  "--output", run]
             process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
             process.standardError = FileHandle(forWritingAtPath: "/dev/null")

@@ -124,4 +124,26 @@ import ZOOptimizers
         let resident = try run(offloaded: false)
         #expect(try run(offloaded: true) == resident)
     }
+
+    /// `MemoryModel` with N + 1 streams (one pass per stream alive through an offloaded sweep,
+    /// a B_s per stream with low-rank factors) equals the arena's high-water mark.
+    @Test(arguments: [nil, LowRankOptions(rank: 2, resampleEvery: 2)] as [LowRankOptions?])
+    func memoryPredictionsCountEveryStream(lowRank: LowRankOptions?) throws {
+        let (b, t) = (2, 7), options = MeZOOptions(eps: 1e-3, lowRank: lowRank, population: .fzoo(queries: 5))
+        for plan in [nil, ResidencyPlan(slots: 2), ResidencyPlan(slots: 1, residentBlocks: [1], format: .bf16)] as [ResidencyPlan?] {
+            let model = try OffloadTests.model("llama/llama-gqa-f32", layers: 4)
+            let backend = try CPUBackend(budget: 1 << 30, threads: 2)
+            let runner: any ModelRunner = try plan.map { try OffloadedRunner(model: model, backend: backend, plan: $0, lowRank: lowRank) }
+                ?? ResidentRunner(model: model, backend: backend, lowRank: lowRank)
+            let optimizer = MeZO(runner: runner, options: options, seed: 2)
+            for _ in 0..<3 { _ = try optimizer.step(lr: 1e-4, batch: try MemoryModelTests.batch(model, batch: b, tokens: t)) }
+            var predicted = plan.map { MemoryModel.offloadedStep(model.shape, plan: $0, batch: b, tokens: t, streams: options.streams) }
+                ?? MemoryModel.residentStep(model.shape, batch: b, tokens: t)
+            if let lowRank {
+                predicted = MemoryModel.withLowRank(predicted, model.shape, plan: plan, batch: b, tokens: t, options: lowRank,
+                                                    streams: options.streams)
+            }
+            #expect(backend.arena.stats.highWater == predicted.devicePeakBytes, "\(String(describing: lowRank)) \(String(describing: plan))")
+        }
+    }
 }

@@ -194,26 +194,26 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
 
         // Attention: h += o_proj(attention(rotary(qkv(RMSNorm(h))))).
         backend.rmsNorm(x: hidden, weight: parameters.floats(o.inputNorm, c), out: normed1, rows: rows, channels: c, eps: eps)
-        let qkvAdded = context.addLowRank(block: index, weightOffset: o.qkvWeight, x: normed1, out: qkv, accumulate: false)
-        backend.linear(x: normed1, weight: parameters.floats(o.qkvWeight, qkvWidth * c), bias: o.qkvBias.map { parameters.floats($0, qkvWidth) },
-                       out: qkv, m: rows, n: qkvWidth, k: c, activation: .none, accumulate: qkvAdded)
+        context.linear(block: index, weightOffset: o.qkvWeight, x: normed1,
+                       weight: parameters.floats(o.qkvWeight, qkvWidth * c), bias: o.qkvBias.map { parameters.floats($0, qkvWidth) },
+                       out: qkv, m: rows, n: qkvWidth, k: c, activation: .none, accumulate: false)
         backend.rotary(x: qkv, positions: context.batch.positions, table: rotaryTable(context),
                        rows: rows, heads: heads + kvHeads, headSize: hs, rowStride: qkvWidth)
         let inputs = context.attentionInputs(block: index, qkv: qkv, heads: heads, kvHeads: kvHeads, headSize: hs)
         backend.attention(q: qkv, k: inputs.k, v: inputs.v, keyMask: inputs.mask, out: attention, shape: inputs.shape)
-        _ = context.addLowRank(block: index, weightOffset: o.outWeight, x: attention, out: hidden, accumulate: true)
-        backend.linear(x: attention, weight: parameters.floats(o.outWeight, c * heads * hs), bias: o.outBias.map { parameters.floats($0, c) },
+        context.linear(block: index, weightOffset: o.outWeight, x: attention,
+                       weight: parameters.floats(o.outWeight, c * heads * hs), bias: o.outBias.map { parameters.floats($0, c) },
                        out: hidden, m: rows, n: c, k: heads * hs, activation: .none, accumulate: true)
         if let t { backend.copy(hidden, to: t.residual1, count: rows * c) }
 
         // MLP: h += down(silu(gate(x)) · up(x)), x = RMSNorm(h).
         backend.rmsNorm(x: hidden, weight: parameters.floats(o.postNorm, c), out: normed2, rows: rows, channels: c, eps: eps)
-        let gateUpAdded = context.addLowRank(block: index, weightOffset: o.gateUpWeight, x: normed2, out: gateUp, accumulate: false)
-        backend.linear(x: normed2, weight: parameters.floats(o.gateUpWeight, 2 * f * c), bias: o.gateUpBias.map { parameters.floats($0, 2 * f) },
-                       out: gateUp, m: rows, n: 2 * f, k: c, activation: .none, accumulate: gateUpAdded)
+        context.linear(block: index, weightOffset: o.gateUpWeight, x: normed2,
+                       weight: parameters.floats(o.gateUpWeight, 2 * f * c), bias: o.gateUpBias.map { parameters.floats($0, 2 * f) },
+                       out: gateUp, m: rows, n: 2 * f, k: c, activation: .none, accumulate: false)
         backend.swiglu(gateUp: gateUp, out: activated, rows: rows, width: f)
-        _ = context.addLowRank(block: index, weightOffset: o.downWeight, x: activated, out: hidden, accumulate: true)
-        backend.linear(x: activated, weight: parameters.floats(o.downWeight, c * f), bias: o.downBias.map { parameters.floats($0, c) },
+        context.linear(block: index, weightOffset: o.downWeight, x: activated,
+                       weight: parameters.floats(o.downWeight, c * f), bias: o.downBias.map { parameters.floats($0, c) },
                        out: hidden, m: rows, n: c, k: f, activation: .none, accumulate: true)
     }
 

@@ -231,14 +231,18 @@ public final class LowRankState: @unchecked Sendable {
     }
 }
 
-/// What a pass's stages need to add the low-rank perturbation: the state and the pass's stream
-/// (whose B_s `prepare` built).
-public struct LowRankPass: Sendable {
+/// The low-rank perturbation of one stream, as its passes' linears add it: the state and the
+/// stream (whose B_s `prepare` built).
+public struct LowRankPass: LinearHook {
     public let state: LowRankState
     public let stream: Int
 
     public init(state: LowRankState, stream: Int) {
         self.state = state
         self.stream = stream
+    }
+
+    public func apply(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, accumulate: Bool) -> Bool {
+        state.add(block: index, weightOffset: weightOffset, x: x, out: out, rows: rows, stream: stream, accumulate: accumulate)
     }
 }

@@ -140,14 +140,14 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
                               rows: rows, channels: c, eps: eps)
         }
         let qkvInput = preNorm ? normed1 : hidden
-        let qkvAdded = context.addLowRank(block: index, weightOffset: o.qkvWeight, x: qkvInput, out: qkv, accumulate: false)
-        backend.linear(x: qkvInput, weight: parameters.floats(o.qkvWeight, 3 * c * c),
-                       bias: tensor(o.qkvBias, 3 * c), out: qkv, m: rows, n: 3 * c, k: c, activation: .none, accumulate: qkvAdded)
+        context.linear(block: index, weightOffset: o.qkvWeight, x: qkvInput,
+                       weight: parameters.floats(o.qkvWeight, 3 * c * c), bias: tensor(o.qkvBias, 3 * c),
+                       out: qkv, m: rows, n: 3 * c, k: c, activation: .none, accumulate: false)
         let inputs = context.attentionInputs(block: index, qkv: qkv, heads: config.numAttentionHeads,
                                              kvHeads: config.numAttentionHeads, headSize: config.headSize)
         backend.attention(q: qkv, k: inputs.k, v: inputs.v, keyMask: inputs.mask, out: attention, shape: inputs.shape)
-        _ = context.addLowRank(block: index, weightOffset: o.outWeight, x: attention, out: hidden, accumulate: true)
-        backend.linear(x: attention, weight: parameters.floats(o.outWeight, c * c), bias: tensor(o.outBias, c),
+        context.linear(block: index, weightOffset: o.outWeight, x: attention,
+                       weight: parameters.floats(o.outWeight, c * c), bias: tensor(o.outBias, c),
                        out: hidden, m: rows, n: c, k: c, activation: .none, accumulate: true)
         save(t?.residual1)
         if !preNorm {
@@ -162,11 +162,11 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
                               rows: rows, channels: c, eps: eps)
         }
         let mlpInput = preNorm ? normed2 : hidden
-        let fc1Added = context.addLowRank(block: index, weightOffset: o.fc1Weight, x: mlpInput, out: mlp, accumulate: false)
-        backend.linear(x: mlpInput, weight: parameters.floats(o.fc1Weight, f * c),
-                       bias: tensor(o.fc1Bias, f), out: mlp, m: rows, n: f, k: c, activation: .relu, accumulate: fc1Added)
-        _ = context.addLowRank(block: index, weightOffset: o.fc2Weight, x: mlp, out: hidden, accumulate: true)
-        backend.linear(x: mlp, weight: parameters.floats(o.fc2Weight, c * f), bias: tensor(o.fc2Bias, c),
+        context.linear(block: index, weightOffset: o.fc1Weight, x: mlpInput,
+                       weight: parameters.floats(o.fc1Weight, f * c), bias: tensor(o.fc1Bias, f),
+                       out: mlp, m: rows, n: f, k: c, activation: .relu, accumulate: false)
+        context.linear(block: index, weightOffset: o.fc2Weight, x: mlp,
+                       weight: parameters.floats(o.fc2Weight, c * f), bias: tensor(o.fc2Bias, c),
                        out: hidden, m: rows, n: c, k: f, activation: .none, accumulate: true)
         if !preNorm {
             save(t?.residual2)

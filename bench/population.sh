@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Which estimator learns fastest: MeZO against population ZO (FZOO's one-sided rule with
+# N = 4, 8, 16 Rademacher perturbations, a small learning-rate sweep, two-sided, low-rank) on
+# SmolLM2-135M's sentiment task (held-out accuracy on the 1000 test examples) and an `lm`
+# task (held-out loss). Each run gets about the forward passes of MeZO's default run (200
+# steps × 2); one run at a time, so step times compare.
+#   bench/population.sh [OUT_DIR] [RUNS...]     (RUNS: names below; default all)
+# Writes OUT_DIR/<run>/metrics.jsonl and OUT_DIR/<run>.log; bench/population_report.py turns
+# them into a table and plots (accuracy against forward passes and against training time).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out=${1:-$root/bench/results/population-$(date +%Y%m%d)}
+shift || true
+mkdir -p "$out"
+
+"$root/scripts/setup.sh"
+swift build -c release --package-path "$root" >&2
+zotune="$out/zotune"
+cp "$root/.build/release/zotune" "$zotune"  # later rebuilds do not touch the running binary
+"$zotune" assets fetch smollm2-135m rotten-tomatoes >&2
+"$root/bench/lm_data.sh" "$out"
+{
+    echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
+    echo "# command: bench/population.sh $out $* ($(date -u +%FT%TZ), $(git -C "$root" rev-parse --short HEAD))"
+} >> "$out/machine.txt"
+
+s=(--task sentiment)
+lm=(--task lm --data "$out/lm-train.jsonl" --eval-data "$out/lm-dev.jsonl")
+declare -A runs=(
+    [sentiment-mezo]="${s[*]} --zo mezo --lr 3e-5 --steps 200 --eval-every 40"
+    [sentiment-n8-lr3e-3]="${s[*]} --zo population --queries 8 --lr 3e-3 --steps 50 --eval-every 10"
+    [sentiment-n8-lr6e-3]="${s[*]} --zo population --queries 8 --lr 6e-3 --steps 50 --eval-every 10"
+    [sentiment-n8-lr1.5e-3]="${s[*]} --zo population --queries 8 --lr 1.5e-3 --steps 50 --eval-every 10"
+    [sentiment-n4-lr2e-3]="${s[*]} --zo population --queries 4 --lr 2e-3 --steps 90 --eval-every 18"
+    [sentiment-n4-lr4e-3]="${s[*]} --zo population --queries 4 --lr 4e-3 --steps 90 --eval-every 18"
+    [sentiment-n16-lr4e-3]="${s[*]} --zo population --queries 16 --lr 4e-3 --steps 26 --eval-every 5"
+    [sentiment-n4-twosided-lr2e-3]="${s[*]} --zo population --queries 4 --no-one-sided --lr 2e-3 --steps 50 --eval-every 10"
+    [sentiment-n8-rank2-lr3e-3]="${s[*]} --zo population --queries 8 --rank 2 --lr 3e-3 --steps 50 --eval-every 10"
+    [sentiment-hybrid4-mezo]="${s[*]} --zo mezo --lr 3e-5 --fo-blocks 4 --fo-lr 1e-5 --steps 200 --eval-every 40"
+    [sentiment-hybrid4-n4-lr2e-3]="${s[*]} --zo population --queries 4 --lr 2e-3 --fo-blocks 4 --fo-lr 1e-5 --steps 90 --eval-every 18"
+    [sentiment-fo4]="${s[*]} --fo-blocks 4 --zo off --fo-lr 1e-5 --steps 200 --eval-every 40"
+    [lm-mezo]="${lm[*]} --zo mezo --lr 1e-5 --steps 100 --eval-every 25"
+    [lm-n4-lr2e-3]="${lm[*]} --zo population --queries 4 --lr 2e-3 --steps 40 --eval-every 10"
+)
+order=(sentiment-mezo sentiment-n8-lr3e-3 sentiment-n4-lr2e-3 sentiment-n4-lr4e-3 sentiment-hybrid4-n4-lr2e-3 sentiment-fo4
+       lm-mezo lm-n4-lr2e-3 sentiment-n8-lr6e-3 sentiment-n16-lr4e-3 sentiment-n8-lr1.5e-3 sentiment-n4-twosided-lr2e-3
+       sentiment-n8-rank2-lr3e-3 sentiment-hybrid4-mezo)
+names=("$@")
+[[ ${#names[@]} -gt 0 ]] || names=("${order[@]}")
+for name in "${names[@]}"; do
+    [[ -n "${runs[$name]:-}" ]] || { echo "unknown run $name (one of: ${order[*]})" >&2; exit 2; }
+    echo "== $name: ${runs[$name]}" >&2
+    # shellcheck disable=SC2086  # the run's options are words
+    "$zotune" train --model smollm2-135m --output "$out/$name" ${runs[$name]} > "$out/$name.log" 2>&1
+    rm -rf "$out/$name/model"  # 538 MB each; the metrics are what is measured
+    tail -2 "$out/$name.log" >&2
+done
+rm -f "$zotune"
+python3 "$root/bench/population_report.py" "$out" || echo "(no report: python3 bench/population_report.py $out needs matplotlib)" >&2

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Table and plots of bench/population.sh's runs: held-out accuracy (sentiment) or loss (lm)
+against forward passes of the batch and against training wall time (the sum of the step
+times metrics.jsonl records; evaluations excluded), and when each run first reached the
+accuracy thresholds.
+
+    python3 bench/population_report.py OUT_DIR
+Writes OUT_DIR/report.md and OUT_DIR/<task>.png. Needs matplotlib.
+"""
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+THRESHOLDS = [0.70, 0.75, 0.77]
+
+
+def load(path):
+    """[(step, forwards so far, training seconds so far, metrics)] at each evaluation, and the
+    mean step time and forwards per step."""
+    seconds, forwards, evaluations, steps, per_step = 0.0, 0, [], [], 2
+    with open(path) as f:
+        for line in f:
+            record = json.loads(line)
+            if "eval" in record:
+                evaluations.append((record["step"], forwards, seconds, record["eval"]))
+            elif "seconds" in record:
+                per_step = record.get("forwards", 2)
+                seconds += record["seconds"]
+                forwards += per_step
+                steps.append(record["seconds"])
+    return evaluations, sum(steps) / max(len(steps), 1), per_step
+
+
+def main():
+    out = sys.argv[1]
+    runs = sorted(d for d in os.listdir(out) if os.path.isfile(os.path.join(out, d, "metrics.jsonl")))
+    lines = ["# Estimators compared (bench/population.sh)", ""]
+    machine = os.path.join(out, "machine.txt")
+    if os.path.exists(machine):
+        lines += [l.rstrip() for l in open(machine)] + [""]
+    lines += ["Training time is the sum of the recorded step times (evaluations excluded); forwards count",
+              "passes of the whole batch (MeZO 2 per step, a one-sided population N + 1).", ""]
+    for task, metric, better in [("sentiment", "accuracy", max), ("lm", "eval_loss", min)]:
+        names = [r for r in runs if r.startswith(task + "-")]
+        if not names:
+            continue
+        data = {r[len(task) + 1:]: load(os.path.join(out, r, "metrics.jsonl")) for r in names}
+        header = "| run | forwards/step | s/step | s/forward | steps | start | best | final | training time |"
+        if metric == "accuracy":
+            header += "".join(f" s to {t:.0%} |" for t in THRESHOLDS)
+        lines += [f"## {task}: held-out {metric}", "", header, "|" + "---|" * (header.count("|") - 1)]
+        figure, (by_forwards, by_time) = plt.subplots(1, 2, figsize=(12, 4.5))
+        for run, (evaluations, step_seconds, per_step) in data.items():
+            values = [(s, n, t, m[metric]) for s, n, t, m in evaluations if metric in m]
+            if not values:
+                continue
+            ys = [v for _, _, _, v in values]
+            row = (f"| {run} | {per_step} | {step_seconds:.2f} | {step_seconds / per_step:.2f} | {values[-1][0]} | "
+                   f"{ys[0]:.4f} | {better(ys):.4f} | {ys[-1]:.4f} | {values[-1][2]:.0f} s |")
+            if metric == "accuracy":
+                for threshold in THRESHOLDS:
+                    reached = next((t for _, _, t, v in values if v >= threshold), None)
+                    row += f" {reached:.0f} |" if reached is not None else " – |"
+            lines.append(row)
+            by_forwards.plot([n for _, n, _, _ in values], ys, marker="o", label=run)
+            by_time.plot([t for _, _, t, _ in values], ys, marker="o", label=run)
+        for axis, xlabel in [(by_forwards, "forward passes of the batch"), (by_time, "training wall time (s)")]:
+            axis.set_xlabel(xlabel)
+            axis.set_ylabel(f"held-out {metric}")
+            axis.grid(alpha=0.3)
+        by_time.legend(fontsize=8)
+        figure.suptitle(f"SmolLM2-135M, {task}, batch 16")
+        figure.tight_layout()
+        figure.savefig(os.path.join(out, f"{task}.png"), dpi=110)
+        lines.append("")
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
