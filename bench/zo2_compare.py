@@ -83,7 +83,8 @@ class Planner:
     def plan(self, shape, batch, seq, codec, layers=None, by_tensor=False):
         key = (shape, batch, seq, codec, layers, by_tensor)
         if key not in self.cache:
-            command = [self.zotune, "plan", "--json", "--shape", shape, "--batch", str(batch), "--seq", str(seq), "--codec", codec]
+            command = [self.zotune, "plan", "--json", "--zo", "mezo", "--shape", shape, "--batch", str(batch), "--seq", str(seq),
+                       "--codec", codec]
             if layers is not None:
                 command += ["--layers", str(layers)]
             if by_tensor:

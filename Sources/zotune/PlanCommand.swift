@@ -54,7 +54,9 @@ struct PlanCommand: ParsableCommand {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
         _ = try budget()
         try hybrid.validate()
-        if table, hybrid.isFirstOrder || hybrid.zo != .mezo { throw ValidationError("--table covers MeZO steps only; drop --fo-blocks and --zo") }
+        if table, hybrid.isFirstOrder || hybrid.lowRank != nil {
+            throw ValidationError("--table covers full-rank ZO steps only; drop --fo-blocks and --rank")
+        }
         if table, layers != nil { throw ValidationError("--table covers the full shapes; drop --layers") }
         if let layers, layers < 1 { throw ValidationError("--layers must be at least 1") }
         if decodeByTensor, codec == .fp32 { throw ValidationError("--decode-by-tensor needs a low-bit --codec (bf16, fp16 or fp8)") }
@@ -196,10 +198,10 @@ struct PlanCommand: ParsableCommand {
         print("|---|---:|---:|---:|---:|---:|---:|")
         for (name, named) in NamedShape.all where seq <= named.maxPositions {
             let shape = named.shape
-            let offloaded = MemoryModel.offloadedStep(shape, plan: plan, batch: batch, tokens: seq)
+            let offloaded = MemoryModel.offloadedStep(shape, plan: plan, batch: batch, tokens: seq, streams: hybrid.streams)
             let cells = [name, billions(shape.parameterCount),
                          "\(ByteCount(MemoryModel.residentStep(shape, batch: batch, tokens: seq).devicePeakBytes))",
-                         "\(ByteCount(MemoryModel.offloadedStep(shape, plan: fp32, batch: batch, tokens: seq).devicePeakBytes))",
+                         "\(ByteCount(MemoryModel.offloadedStep(shape, plan: fp32, batch: batch, tokens: seq, streams: hybrid.streams).devicePeakBytes))",
                          "\(ByteCount(offloaded.devicePeakBytes))", "\(ByteCount(offloaded.hostBytes))", "\(ByteCount(offloaded.uploadBytesPerStep))"]
             print("| " + cells.joined(separator: " | ") + " |")
         }

@@ -80,6 +80,12 @@ import ZOFormats
         (["train", "--model", "smollm2-135m", "--task", "sentiment", "--offload", "--offload-format", "bf16", "--decode-by-tensor",
           "--zo", "low-rank"],
          "--decode-by-tensor does not combine with --zo low-rank"),
+        (["train", "--model", "smollm2-135m", "--task", "sentiment", "--q", "2"], "--q is MeZO's; a population takes --queries"),
+        (["train", "--model", "smollm2-135m", "--task", "sentiment", "--zo", "mezo", "--rank", "2"], "--rank needs --zo low-rank or --zo population"),
+        (["train", "--model", "smollm2-135m", "--task", "sentiment", "--queries", "0"], "--queries from 1 to 1024"),
+        (["train", "--model", "smollm2-135m", "--task", "sentiment", "--rank", "2", "--perturbation", "rademacher"],
+         "low-rank ZO draws Gaussian factors"),
+        (["plan", "--table", "--rank", "2"], "drop --fo-blocks and --rank"),
     ])
     func badPlanArgumentsExitWithAMessage(arguments: [String], message: String) throws {
         try badInputExitsWithAMessage(arguments: arguments, message: message)
