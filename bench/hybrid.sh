@@ -11,20 +11,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out=${1:-$root/bench/results/hybrid-$(date +%Y%m%d)} steps=${2:-200} lm_steps=${3:-100}
-mkdir -p "$out"
-
-"$root/scripts/setup.sh"
-swift build -c release --package-path "$root" >&2
+"$root/bench/convergence_setup.sh" "$out" "bench/hybrid.sh $out $steps $lm_steps"
 zotune="$out/zotune"
-cp "$root/.build/release/zotune" "$zotune"  # later rebuilds do not touch the running binary
-"$zotune" assets fetch smollm2-135m rotten-tomatoes >&2
-
-"$root/bench/lm_data.sh" "$out"
-
-{
-    echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
-    echo "# command: bench/hybrid.sh $out $steps $lm_steps ($(date -u +%FT%TZ), $(git -C "$root" rev-parse --short HEAD))"
-} > "$out/machine.txt"
 
 run() {  # NAME TASK-ARGS... -- RUN-ARGS...
     local name=$1; shift
@@ -34,19 +22,19 @@ run() {  # NAME TASK-ARGS... -- RUN-ARGS...
 }
 
 sentiment=(--task sentiment --steps "$steps" --eval-every 50)
-run sentiment-mezo "${sentiment[@]}" --lr 3e-5
+run sentiment-mezo "${sentiment[@]}" --lr 3e-5 --zo mezo
 run sentiment-lowrank "${sentiment[@]}" --lr 3e-5 --zo low-rank --rank 2 --resample-every 50
 run sentiment-hybrid-lowrank-2 "${sentiment[@]}" --lr 3e-5 --zo low-rank --rank 2 --resample-every 50 --fo-blocks 2 --fo-lr 1e-5
 for k in 1 2 4; do
-    run "sentiment-hybrid-$k" "${sentiment[@]}" --lr 3e-5 --fo-blocks "$k" --fo-lr 1e-5
+    run "sentiment-hybrid-$k" "${sentiment[@]}" --lr 3e-5 --fo-blocks "$k" --fo-lr 1e-5 --zo mezo
     run "sentiment-fo-$k" "${sentiment[@]}" --fo-blocks "$k" --zo off --fo-lr 1e-5
 done
 run sentiment-full-fo "${sentiment[@]}" --fo-blocks all --zo off --fo-lr 1e-5
 
 lm=(--task lm --data "$out/lm-train.jsonl" --eval-data "$out/lm-dev.jsonl" --steps "$lm_steps" --eval-every 25)
-run lm-mezo "${lm[@]}" --lr 1e-5
+run lm-mezo "${lm[@]}" --lr 1e-5 --zo mezo
 run lm-lowrank "${lm[@]}" --lr 1e-5 --zo low-rank --rank 2 --resample-every 50
-run lm-hybrid-2 "${lm[@]}" --lr 1e-5 --fo-blocks 2 --fo-lr 1e-5
+run lm-hybrid-2 "${lm[@]}" --lr 1e-5 --fo-blocks 2 --fo-lr 1e-5 --zo mezo
 run lm-fo-2 "${lm[@]}" --fo-blocks 2 --zo off --fo-lr 1e-5
 run lm-full-fo "${lm[@]}" --fo-blocks all --zo off --fo-lr 1e-5
 rm -f "$zotune"

@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from report_common import finish_figure, machine_lines, write_report
+
 LABELS = {"mezo": "MeZO", "lowrank": "low-rank ZO (r 2, ν 50)", "hybrid-lowrank-2": "hybrid k=2, low-rank ZO + AdamW",
           "full-fo": "full first-order"}
 
@@ -44,9 +46,7 @@ def main():
     out = sys.argv[1]
     runs = sorted(d for d in os.listdir(out) if os.path.isfile(os.path.join(out, d, "metrics.jsonl")))
     lines = ["# Hybrid ZO/FO convergence (bench/hybrid.sh)", ""]
-    machine = os.path.join(out, "machine.txt")
-    if os.path.exists(machine):
-        lines += [l.rstrip() for l in open(machine)] + [""]
+    lines += machine_lines(out)
     for task, metric in [("sentiment", "accuracy"), ("lm", "eval_loss")]:
         names = [r for r in runs if r.startswith(task + "-")]
         if not names:
@@ -66,18 +66,10 @@ def main():
             ys = [m[metric] for _, _, m in evaluations if metric in m]
             by_step.plot(xs, ys, marker="o", label=label(run))
             by_time.plot(ts, ys, marker="o", label=label(run))
-        for axis, xlabel in [(by_step, "step"), (by_time, "training wall time (s)")]:
-            axis.set_xlabel(xlabel)
-            axis.set_ylabel(f"held-out {metric}")
-            axis.grid(alpha=0.3)
-        by_time.legend(fontsize=8)
-        figure.suptitle(f"SmolLM2-135M, {task}")
-        figure.tight_layout()
-        figure.savefig(os.path.join(out, f"{task}.png"), dpi=110)
+        finish_figure(figure, [(by_step, "step"), (by_time, "training wall time (s)")], metric,
+                      f"SmolLM2-135M, {task}", os.path.join(out, f"{task}.png"))
         lines.append("")
-    with open(os.path.join(out, "report.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

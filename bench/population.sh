@@ -11,18 +11,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out=${1:-$root/bench/results/population-$(date +%Y%m%d)}
 shift || true
-mkdir -p "$out"
-
-"$root/scripts/setup.sh"
-swift build -c release --package-path "$root" >&2
+"$root/bench/convergence_setup.sh" "$out" "bench/population.sh $out $*"
 zotune="$out/zotune"
-cp "$root/.build/release/zotune" "$zotune"  # later rebuilds do not touch the running binary
-"$zotune" assets fetch smollm2-135m rotten-tomatoes >&2
-"$root/bench/lm_data.sh" "$out"
-{
-    echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
-    echo "# command: bench/population.sh $out $* ($(date -u +%FT%TZ), $(git -C "$root" rev-parse --short HEAD))"
-} >> "$out/machine.txt"
 
 s=(--task sentiment)
 lm=(--task lm --data "$out/lm-train.jsonl" --eval-data "$out/lm-dev.jsonl")

@@ -16,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from report_common import finish_figure, machine_lines, write_report
+
 THRESHOLDS = [0.70, 0.75, 0.77]
 
 
@@ -40,9 +42,7 @@ def main():
     out = sys.argv[1]
     runs = sorted(d for d in os.listdir(out) if os.path.isfile(os.path.join(out, d, "metrics.jsonl")))
     lines = ["# Estimators compared (bench/population.sh)", ""]
-    machine = os.path.join(out, "machine.txt")
-    if os.path.exists(machine):
-        lines += [l.rstrip() for l in open(machine)] + [""]
+    lines += machine_lines(out)
     lines += ["Training time is the sum of the recorded step times (evaluations excluded); forwards count",
               "passes of the whole batch (MeZO 2 per step, a one-sided population N + 1).", ""]
     for task, metric, better in [("sentiment", "accuracy", max), ("lm", "eval_loss", min)]:
@@ -69,18 +69,10 @@ def main():
             lines.append(row)
             by_forwards.plot([n for _, n, _, _ in values], ys, marker="o", label=run)
             by_time.plot([t for _, _, t, _ in values], ys, marker="o", label=run)
-        for axis, xlabel in [(by_forwards, "forward passes of the batch"), (by_time, "training wall time (s)")]:
-            axis.set_xlabel(xlabel)
-            axis.set_ylabel(f"held-out {metric}")
-            axis.grid(alpha=0.3)
-        by_time.legend(fontsize=8)
-        figure.suptitle(f"SmolLM2-135M, {task}, batch 16")
-        figure.tight_layout()
-        figure.savefig(os.path.join(out, f"{task}.png"), dpi=110)
+        finish_figure(figure, [(by_forwards, "forward passes of the batch"), (by_time, "training wall time (s)")], metric,
+                      f"SmolLM2-135M, {task}, batch 16", os.path.join(out, f"{task}.png"))
         lines.append("")
-    with open(os.path.join(out, "report.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(out, lines)
 
 
 if __name__ == "__main__":
