@@ -15,12 +15,17 @@ extension CUDABackend {
     public func gatherRows(table: DeviceBuffer, width: Int, indices: DeviceBuffer, count: Int,
                            out: DeviceBuffer, accumulate: Bool, perturbation: RowPerturbation?) {
         let terms = perturbation?.terms ?? []
-        guard terms.count <= KernelTerms.capacity else {
-            return record(.invalidArgument("gatherRows with \(terms.count) perturbation terms (at most \(KernelTerms.capacity))"))
+        guard terms.count <= KernelTerms.capacity || !accumulate else {
+            return record(.invalidArgument("gatherRows accumulating with \(terms.count) perturbation terms (at most \(KernelTerms.capacity))"))
         }
-        launch(ForwardKernels.gatherRows, grid: (count, 1, 1), block: 256,
-               In(table), Int32(width), In(indices), Int32(count), Out(out), Int32(accumulate ? 1 : 0), KernelTerms(terms[...]),
-               perturbation?.tensor ?? 0, Self.kindCode(perturbation?.kind ?? .gaussian))
+        // More terms than a launch carries: the rest in further launches over the gathered rows
+        // (each value stored as the float it is, so the result is the same bit for bit).
+        for start in stride(from: 0, through: max(0, terms.count - 1), by: KernelTerms.capacity) {
+            let chunk = terms[start..<min(terms.count, start + KernelTerms.capacity)]
+            launch(ForwardKernels.gatherRows, grid: (count, 1, 1), block: 256,
+                   In(table), Int32(width), In(indices), Int32(count), Out(out), Int32(accumulate ? 1 : 0), KernelTerms(chunk),
+                   perturbation?.tensor ?? 0, Self.kindCode(perturbation?.kind ?? .gaussian), Int32(start > 0 ? 1 : 0))
+        }
     }
 
     public func linear(x: DeviceBuffer, weight: DeviceBuffer, bias: DeviceBuffer?, out: DeviceBuffer,

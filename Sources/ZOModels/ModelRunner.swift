@@ -134,17 +134,6 @@ extension ModelRunner {
     /// Applies `pass` to every parameter.
     public func perturb(_ pass: PerturbationPass) throws { try perturb(pass, snapshot: nil) }
 
-    /// MeZO's two evaluations: applies `plus`, runs `requests`, applies `minus`, runs them
-    /// again (with a low-rank estimator, streams 0 and 1 of its prepared factors).
-    public func dualForward(_ requests: [ForwardRequest], plus: PerturbationPass, minus: PerturbationPass,
-                            snapshot: SnapshotRequest? = nil) throws -> (plus: [ForwardResult], minus: [ForwardResult]) {
-        let lowRank = self.lowRank != nil
-        let results = try forward(requests, streams: [PerturbedStream(pass: plus, lowRankStream: lowRank ? 0 : nil),
-                                                      PerturbedStream(pass: minus, lowRankStream: lowRank ? 1 : nil)],
-                                  snapshot: snapshot)
-        return (results[0], results[1])
-    }
-
     /// A forward pass without a cache.
     public func forward(_ batch: TokenBatch, outputs: ForwardOutputs = [], rows: [Int]? = nil) throws -> ForwardResult {
         try forward(batch, outputs: outputs, cache: nil, rows: rows)

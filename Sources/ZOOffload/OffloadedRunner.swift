@@ -21,15 +21,17 @@ public struct OffloadStatistics: Sendable, Equatable, Codable {
 /// block i computes; a block the sweep modified goes back on the offload stream; events
 /// order the three (a slot is refilled only after its block went back), so in the steady
 /// state the host never waits for a copy it does not need. A ZO step is one sweep
-/// (`dualForward`): each arriving block gets the pending update and the +εz perturbation in
-/// one pass, runs every request's + activations, gets −2εz, runs the − activations, and
-/// leaves. Nothing unmodified is written back.
+/// (`forward(_:streams:snapshot:)`) whatever its number of streams: each arriving block gets
+/// the first stream's pass (with the pending update), runs that stream's activations, gets the
+/// next stream's pass, runs its activations, and so on, and leaves. Nothing unmodified is
+/// written back.
 ///
 /// Results equal `ResidentRunner`'s bit for bit: every element sees the same perturbation
 /// passes and every activation the same operations. The one reordering is the tied token
-/// table, which the + head needs at θ + εz after the − embedding needed θ − εz: it stays at
-/// θ + εz until the heads, and the − embedding reads it through `gatherRows`' on-the-fly
-/// perturbation, which equals the perturbed table bit for bit.
+/// table, which each head needs at its stream's values after every embedding ran: it stays at
+/// the first stream's values until the heads, and later streams' embeddings read it through
+/// `gatherRows`' on-the-fly perturbation (the terms of every pass since, concatenated), which
+/// equals the perturbed table bit for bit; before each later head its pass is applied in place.
 public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     public let model: any CausalLM
     public let backend: any Backend

@@ -21,8 +21,8 @@ public protocol GradientEstimator: Sendable {
     var directions: Int { get }
     /// Every stream's offset from θ, in evaluation order (empty: θ itself).
     var streams: [[StreamOffset]] { get }
-    /// g_j per direction from the streams' losses (same order as `streams`); NaN when a
-    /// loss is not finite.
+    /// g_j per direction from the streams' losses (same order as `streams`); not finite when
+    /// a loss is not.
     func coefficients(losses: [Double], eps: Float) -> [Double]
     /// The losses a step reports: the mean over the streams perturbed "+" and over the others
     /// (the "−" streams, or the unperturbed one).
@@ -75,7 +75,7 @@ public struct PopulationOptions: Sendable, Codable, Equatable {
     public var normalize: Normalization
 
     public init(queries: Int, oneSided: Bool, normalize: Normalization) {
-        precondition(queries >= 1)
+        precondition(queries >= 1 && (queries >= 2 || !oneSided || normalize == .none), "a spread needs two perturbed losses")
         self.queries = queries
         self.oneSided = oneSided
         self.normalize = normalize
@@ -92,7 +92,8 @@ public struct PopulationOptions: Sendable, Codable, Equatable {
 ///   deviation of the L_i (FZOO), or (L_i − L0)/ε;
 /// - two-sided: L±_i = L(θ ± εu_i); g_i = (L+_i − L−_i)/2σ with σ over all 2N losses, or
 ///   (L+_i − L−_i)/2ε (MeZO with q = N).
-/// A spread of zero (every loss equal) gives g = 0.
+/// A spread of zero (every loss the spread is taken over equal) gives g = 0; one-sided std
+/// needs N ≥ 2.
 public struct PopulationEstimator: GradientEstimator {
     public let options: PopulationOptions
 

@@ -132,7 +132,7 @@ public final class MeZO {
         try observe?(results)
         let losses = results.map(plan.reduce)
         let gradients = estimator.coefficients(losses: losses, eps: options.eps)
-        let finite = losses.allSatisfy(\.isFinite)
+        let finite = losses.allSatisfy(\.isFinite) && gradients.allSatisfy { Float($0).isFinite }
         commit(lr: lr, seeds: seeds, gradients: gradients.map(Float.init), finite: finite)
         let reported = estimator.reportedLosses(losses)
         return MeZOStep(step: step, lossPlus: reported.plus, lossMinus: reported.minus,

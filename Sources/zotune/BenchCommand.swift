@@ -202,7 +202,7 @@ struct BenchZOStep: ParsableCommand {
 
     @Option(help: "mezo, or population (N perturbations per step, see --queries).") var zo = Estimator.mezo
 
-    @Option(help: "With --zo population: N.") var queries = 8
+    @Option(help: "With --zo population: N.") var queries = 4
 
     @Flag(inversion: .prefixedNo, help: "With --zo population: one-sided (N + 1 forwards) or two-sided (2N).") var oneSided = true
 

@@ -61,7 +61,7 @@ struct HybridOptions: ParsableArguments {
     }
 
     /// Forward passes of the batch per ZO step: MeZO's two (q 1), a population's N + 1 or 2N.
-    var streams: Int { MeZOOptions(population: population).streams }
+    var streams: Int { zo == .off ? 1 : MeZOOptions(population: population).streams }
 
     /// The population estimator's options with --zo population.
     var population: PopulationOptions? {
@@ -82,6 +82,9 @@ struct HybridOptions: ParsableArguments {
             throw ValidationError("--rank and --resample-every must be at least 1, --queries from 1 to 1024")
         }
         if rank != nil, zo != .lowRank, zo != .population { throw ValidationError("--rank needs --zo low-rank or --zo population") }
+        if zo == .population, oneSided, normalize == .std, queries < 2 {
+            throw ValidationError("--queries 1 has no spread to normalize by: take --queries 2 or more, --no-one-sided or --normalize none")
+        }
         guard foLR >= 0, foWeightDecay >= 0, (0..<1).contains(foMomentum) else {
             throw ValidationError("--fo-lr and --fo-weight-decay must be ≥ 0 and --fo-momentum in [0, 1)")
         }

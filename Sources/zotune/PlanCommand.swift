@@ -55,7 +55,7 @@ struct PlanCommand: ParsableCommand {
         _ = try budget()
         try hybrid.validate()
         if table, hybrid.isFirstOrder || hybrid.lowRank != nil {
-            throw ValidationError("--table covers full-rank ZO steps only; drop --fo-blocks and --rank")
+            throw ValidationError("--table covers full-rank ZO steps only; drop --fo-blocks, --rank and --zo low-rank")
         }
         if table, layers != nil { throw ValidationError("--table covers the full shapes; drop --layers") }
         if let layers, layers < 1 { throw ValidationError("--layers must be at least 1") }

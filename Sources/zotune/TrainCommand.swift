@@ -71,15 +71,17 @@ struct TrainCommand: ParsableCommand {
         if saveEvery > 0, output == nil, resume == nil { throw ValidationError("--save-every needs --output (checkpoints go to OUTPUT/checkpoints)") }
         try hybrid.validate()
         if hybrid.isFirstOrder || hybrid.lowRank != nil, saveEvery > 0 || resume != nil {
-            throw ValidationError("--save-every and --resume do not support --fo-blocks or --zo low-rank yet (the final model is saved with --output)")
+            throw ValidationError("--save-every and --resume do not support --fo-blocks or low-rank ZO (--zo low-rank, --rank) yet "
+                                  + "(the final model is saved with --output)")
         }
         if compute.decodeByTensor, hybrid.lowRank != nil {
-            throw ValidationError("--decode-by-tensor does not combine with --zo low-rank (whose factors leave streamed blocks untouched anyway)")
+            throw ValidationError("--decode-by-tensor does not combine with --zo low-rank or --rank (whose factors leave streamed blocks "
+                                  + "untouched anyway)")
         }
         if hybrid.lowRank != nil, weightDecay != 0 || (perturbation ?? .gaussian) != .gaussian {
             throw ValidationError("low-rank ZO draws Gaussian factors and applies no weight decay; drop --weight-decay and --perturbation")
         }
-        if q != 1, hybrid.zo != .mezo { throw ValidationError("--q is MeZO's; a population takes --queries") }
+        if q != 1, hybrid.population != nil { throw ValidationError("--q is MeZO's; a population takes --queries (or add --zo mezo)") }
     }
 
     /// --perturbation, or the estimator's default: Rademacher for a full-rank population (cheaper to

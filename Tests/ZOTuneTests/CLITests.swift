@@ -85,7 +85,8 @@ import ZOFormats
         (["train", "--model", "smollm2-135m", "--task", "sentiment", "--queries", "0"], "--queries from 1 to 1024"),
         (["train", "--model", "smollm2-135m", "--task", "sentiment", "--rank", "2", "--perturbation", "rademacher"],
          "low-rank ZO draws Gaussian factors"),
-        (["plan", "--table", "--rank", "2"], "drop --fo-blocks and --rank"),
+        (["plan", "--table", "--rank", "2"], "drop --fo-blocks, --rank and --zo low-rank"),
+        (["train", "--model", "smollm2-135m", "--task", "sentiment", "--queries", "1"], "--queries 1 has no spread"),
     ])
     func badPlanArgumentsExitWithAMessage(arguments: [String], message: String) throws {
         try badInputExitsWithAMessage(arguments: arguments, message: message)

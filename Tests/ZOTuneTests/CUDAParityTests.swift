@@ -110,6 +110,27 @@ enum GPU {
         }
     }
 
+    /// A gather reading a tied table perturbed on the fly with more terms than one launch
+    /// carries (a late stream of a large offloaded population): the CPU's rows bit for bit.
+    @Test(.enabled(if: GPU.present, "no CUDA (GPU or stand-in) in this process"))
+    func gatheringWithManyTermsIsTheCPUsBitForBit() throws {
+        let gpu = try #require(GPU.backend)
+        let cpu = try CPUBackend(budget: 64 << 20, threads: 2)
+        let terms = (0..<70).map { PerturbationTerm(seed: UInt64($0) * 7919 + 3, coefficient: Float($0 % 5 - 2) * 1e-3) }
+        let indices: [Int32] = [5, 0, 5, 9, 2]
+        var results: [[Float]] = []
+        for backend in [gpu, cpu] as [any Backend] {
+            let table = try backend.upload((0..<10 * 37).map { Float($0) * 0.01 - 1 }, label: "table")
+            let ids = try backend.upload(indices, label: "indices")
+            let out = try backend.allocate(5 * 37 * 4, label: "rows")
+            defer { [table, ids, out].forEach(backend.free) }
+            backend.gatherRows(table: table, width: 37, indices: ids, count: 5, out: out, accumulate: false,
+                               perturbation: RowPerturbation(tensor: 4, terms: terms, kind: .rademacher))
+            results.append(try backend.read(out, count: 5 * 37, as: Float.self))
+        }
+        #expect(results[0].map(\.bitPattern) == results[1].map(\.bitPattern))
+    }
+
     /// The scatter-adds of embedding backward (repeated rows, a skipped padding row) and of
     /// single elements, in the CPU's order: the same sums bit for bit.
     @Test(.enabled(if: GPU.present, "no CUDA (GPU or stand-in) in this process"))

@@ -41,13 +41,14 @@ extension KernelSource {
 
     // out[n] (+)= table[indices[n]] for n < count, rows of `width`; with terms, each gathered
     // element is perturbed first as the table would be (element index row·width + j of
-    // tensor `tensor`).
+    // tensor `tensor`). With `resume`, the element is read from out itself (gathered by an
+    // earlier launch with the terms before these) and written back there.
     \#(ForwardKernels.gatherRows.declaration) {
         int n = blockIdx.x;
         if (n >= count) return;
         u64 row = (u64)indices[n];
         for (int j = threadIdx.x; j < width; j += blockDim.x) {
-            float v = table[row * width + j];
+            float v = resume ? out[(u64)n * width + j] : table[row * width + j];
             for (int k = 0; k < terms.count; ++k)
                 v = __fadd_rn(v, __fmul_rn(terms.term[k].coefficient, zo_noise(kind, terms.term[k].seed, tensor, row * width + j)));
             float *target = out + (u64)n * width + j;
@@ -225,8 +226,8 @@ extension KernelSource {
 
 /// The forward source's kernels.
 enum ForwardKernels {
-    static let gatherRows = KernelSignature<In<Float>, Int32, In<Int32>, Int32, Out<Float>, Int32, KernelTerms, UInt32, Int32>(
-        "zo_gather_rows", "table", "width", "indices", "count", "out", "accumulate", "terms", "tensor", "kind")
+    static let gatherRows = KernelSignature<In<Float>, Int32, In<Int32>, Int32, Out<Float>, Int32, KernelTerms, UInt32, Int32, Int32>(
+        "zo_gather_rows", "table", "width", "indices", "count", "out", "accumulate", "terms", "tensor", "kind", "resume")
     static let biasActivation = KernelSignature<Out<Float>, In<Float>, UInt64, Int32, Int32>(
         "zo_bias_activation", "out", "bias", "m", "n", "relu")
     static let layerNorm = KernelSignature<In<Float>, In<Float>, In<Float>, Out<Float>, Int32, Float>(

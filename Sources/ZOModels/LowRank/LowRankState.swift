@@ -98,10 +98,8 @@ public final class LowRankState: @unchecked Sendable {
         let ids = model.perturbedTensors
         var allocated: [DeviceBuffer] = []
         func allocate(_ floats: Int, _ label: String) throws -> DeviceBuffer {
-            let buffer = try backend.allocate(floats * 4, label: label)
+            let buffer = try Self.zeros(floats, label: label, backend: backend)
             allocated.append(buffer)
-            backend.perturb(buffer, tensors: [PerturbedTensor(offset: 0, count: floats, id: 0, decays: true)], terms: [],
-                            decayFactor: 0, kind: .gaussian)  // 0·θ: zero the fresh memory
             return buffer
         }
         do {
@@ -133,6 +131,11 @@ public final class LowRankState: @unchecked Sendable {
             for buffer in [factors.vt, factors.v, factors.a, factors.compact] + factors.streams { backend.free(buffer) }
         }
         scratch.map(backend.free)
+    }
+
+    /// A device buffer of `floats` zeros (uploaded: the arena hands out memory as it was left).
+    private static func zeros(_ floats: Int, label: String, backend: any Backend) throws -> DeviceBuffer {
+        try backend.upload([Float](repeating: 0, count: floats), label: label)
     }
 
     /// The perturbation ids of every low-rank weight (full MeZO leaves them out).
@@ -174,7 +177,8 @@ public final class LowRankState: @unchecked Sendable {
         for factors in linears.joined() {
             let m = factors.parts.count, o = factors.linear.outputs
             while factors.streams.count < streams.count {
-                factors.streams.append(try backend.allocate(o * m * rank * 4, label: "low-rank B (stream \(factors.streams.count))"))
+                // Zeros: `prepare` writes only the diagonal blocks.
+                factors.streams.append(try Self.zeros(o * m * rank, label: "low-rank B (stream \(factors.streams.count))", backend: backend))
             }
             for (target, terms) in zip(factors.streams, streams) {
                 backend.copyRows(source: factors.a, sourceStride: 0, destination: factors.compact, destinationStride: 0, rows: 1, width: o * rank)

@@ -80,7 +80,9 @@ public struct CheckpointState: Codable, Sendable, Equatable {
         comparable.schedule.totalSteps = self.options.schedule.totalSteps
         guard comparable == self.options else {
             throw .mismatch(path: path, reason: "training options differ from the checkpoint's (\(self.options.summary)); "
-                            + "only --steps and --eval-every may change on resume")
+                            + "only --steps and --eval-every may change on resume"
+                            + (options.mezo.population != self.options.mezo.population
+                               ? " (a run from before population ZO became the default resumes with --zo mezo)" : ""))
         }
         guard options.schedule.shape == .constant || options.steps == self.options.steps else {
             throw .mismatch(path: path, reason: "the \(options.schedule.shape.rawValue) schedule depends on --steps, which was \(self.options.steps)")
