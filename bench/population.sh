@@ -31,9 +31,10 @@ declare -A runs=(
     [sentiment-fo4]="${s[*]} --fo-blocks 4 --zo off --fo-lr 1e-5 --steps 200 --eval-every 40"
     [lm-mezo]="${lm[*]} --zo mezo --lr 1e-5 --steps 100 --eval-every 25"
     [lm-n4-lr2e-3]="${lm[*]} --zo population --queries 4 --lr 2e-3 --steps 40 --eval-every 10"
+    [lm-n4-lr1e-3]="${lm[*]} --zo population --queries 4 --lr 1e-3 --steps 40 --eval-every 10"
 )
 order=(sentiment-mezo sentiment-n8-lr3e-3 sentiment-n4-lr2e-3 sentiment-n4-lr4e-3 sentiment-hybrid4-n4-lr2e-3 sentiment-fo4
-       lm-mezo lm-n4-lr2e-3 sentiment-n8-lr6e-3 sentiment-n16-lr4e-3 sentiment-n8-lr1.5e-3 sentiment-n4-twosided-lr2e-3
+       lm-mezo lm-n4-lr2e-3 lm-n4-lr1e-3 sentiment-n8-lr6e-3 sentiment-n16-lr4e-3 sentiment-n8-lr1.5e-3 sentiment-n4-twosided-lr2e-3
        sentiment-n8-rank2-lr3e-3 sentiment-hybrid4-mezo)
 names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=("${order[@]}")
