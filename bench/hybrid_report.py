@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from report_common import finish_figure, machine_lines, write_report
+from report_common import finish_figure, machine_lines, plot_run, write_report
 
 LABELS = {"mezo": "MeZO", "lowrank": "low-rank ZO (r 2, ν 50)", "hybrid-lowrank-2": "hybrid k=2, low-rank ZO + AdamW",
           "full-fo": "full first-order"}
@@ -64,8 +64,7 @@ def main():
             xs = [s for s, _, m in evaluations if metric in m]
             ts = [t for _, t, m in evaluations if metric in m]
             ys = [m[metric] for _, _, m in evaluations if metric in m]
-            by_step.plot(xs, ys, marker="o", label=label(run))
-            by_time.plot(ts, ys, marker="o", label=label(run))
+            plot_run(by_step, by_time, xs, ts, ys, label(run))
         finish_figure(figure, [(by_step, "step"), (by_time, "training wall time (s)")], metric,
                       f"SmolLM2-135M, {task}", os.path.join(out, f"{task}.png"))
         lines.append("")

@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from report_common import finish_figure, machine_lines, write_report
+from report_common import finish_figure, machine_lines, plot_run, write_report
 
 THRESHOLDS = [0.70, 0.75, 0.77]
 
@@ -67,8 +67,7 @@ def main():
                     reached = next((t for _, _, t, v in values if v >= threshold), None)
                     row += f" {reached:.0f} |" if reached is not None else " – |"
             lines.append(row)
-            by_forwards.plot([n for _, n, _, _ in values], ys, marker="o", label=run)
-            by_time.plot([t for _, _, t, _ in values], ys, marker="o", label=run)
+            plot_run(by_forwards, by_time, [n for _, n, _, _ in values], [t for _, _, t, _ in values], ys, run)
         finish_figure(figure, [(by_forwards, "forward passes of the batch"), (by_time, "training wall time (s)")], metric,
                       f"SmolLM2-135M, {task}, batch 16", os.path.join(out, f"{task}.png"))
         lines.append("")

@@ -9,6 +9,12 @@ def machine_lines(out):
     return [l.rstrip() for l in open(path)] + [""] if os.path.exists(path) else []
 
 
+def plot_run(by_x, by_time, xs, ts, ys, label):
+    """One run's curve against x (steps or forwards) and against training time."""
+    by_x.plot(xs, ys, marker="o", label=label)
+    by_time.plot(ts, ys, marker="o", label=label)
+
+
 def finish_figure(figure, axes, metric, title, path):
     """Labels the (axis, x label) pairs, puts the legend on the last axis and saves the figure."""
     for axis, xlabel in axes:
