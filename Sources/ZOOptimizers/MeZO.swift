@@ -32,7 +32,7 @@ public struct MeZOOptions: Sendable, Equatable, Codable {
     }
 
     /// D: directions per step (one coefficient each in a trajectory).
-    public var directions: Int { population?.queries ?? q }
+    public var directions: Int { estimator.directions }
 
     /// The estimator in a few words ("q 1", "population N 8 one-sided std").
     public var estimatorSummary: String {
@@ -41,7 +41,7 @@ public struct MeZOOptions: Sendable, Equatable, Codable {
     }
 
     /// Forward passes of the whole batch per step.
-    public var streams: Int { population.map { $0.oneSided ? $0.queries + 1 : 2 * $0.queries } ?? 2 * q }
+    public var streams: Int { estimator.streams.count }
 }
 
 /// What one ZO step measured.
