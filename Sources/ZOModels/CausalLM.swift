@@ -61,16 +61,6 @@ public final class KVCache: @unchecked Sendable {
     }
 }
 
-/// What a runner adds to the linear layers of a pass's blocks, beside their weights: an
-/// estimator's term (the low-rank perturbation of a stream). Models know nothing of it; they
-/// run each block linear through `StageContext.linear`.
-public protocol LinearHook: Sendable {
-    /// Writes (`accumulate` false) or adds its term for block `index`'s fused linear whose
-    /// weights start at `weightOffset`, for input x [R, in], into out [R, O]; returns whether it
-    /// did (false: nothing for this linear).
-    func apply(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, accumulate: Bool) -> Bool
-}
-
 /// Everything a stage function reads besides its parameters.
 public struct StageContext: Sendable {
     public let backend: any Backend

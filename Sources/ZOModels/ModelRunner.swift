@@ -81,15 +81,15 @@ public struct PerturbationPass: Sendable, Equatable {
 
 /// One of the evaluations of a ZO step: the pass that takes the parameters from the previous
 /// stream's values to this stream's (the first stream's pass also applies the previous
-/// step's pending update), and with a low-rank estimator the factors B_s its linears add.
+/// step's pending update), and whether the runner's `LinearAdapter` adds its stream term.
 public struct PerturbedStream: Sendable, Equatable {
     public var pass: PerturbationPass
-    /// s: the stream's factors (see `LowRankState.prepare(streams:)`); nil without a low-rank estimator.
-    public var lowRankStream: Int?
+    /// s: the adapter's stream (`LinearAdapter.hook(stream:)`); nil: the linears add nothing.
+    public var adapterStream: Int?
 
-    public init(pass: PerturbationPass, lowRankStream: Int? = nil) {
+    public init(pass: PerturbationPass, adapterStream: Int? = nil) {
         self.pass = pass
-        self.lowRankStream = lowRankStream
+        self.adapterStream = adapterStream
     }
 }
 
@@ -119,15 +119,16 @@ public protocol ModelRunner: AnyObject, Sendable {
     /// An offloading runner runs every stream in one sweep: each block arrives once per step.
     func forward(_ requests: [ForwardRequest], streams: [PerturbedStream], snapshot: SnapshotRequest?) throws -> [[ForwardResult]]
 
-    /// Brings the parameters' current values into the model's host groups (with a low-rank
-    /// estimator: after `foldLowRank`).
+    /// Brings the parameters' current values into the model's host groups (with an adapter:
+    /// after `foldAdapter`).
     func copyParametersToHost() throws
 
-    /// The low-rank estimator's factors, when the runner perturbs its blocks' weights that way.
-    var lowRank: LowRankState? { get }
+    /// What the runner's blocks' linears add per stream beside their weights (made by the
+    /// factory the runner was given: a low-rank estimator's factors), if anything.
+    var adapter: (any LinearAdapter)? { get }
 
-    /// W += A Vᵀ for every low-rank weight, and A = 0.
-    func foldLowRank() throws
+    /// Folds the adapter into every block's weights (`LinearAdapter.fold`).
+    func foldAdapter() throws
 }
 
 extension ModelRunner {

@@ -56,13 +56,14 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     /// The model's constant tables on the device.
     public let constants: DeviceBuffer
     public let tail: FirstOrderTail?
-    public let lowRank: LowRankState?
+    public let adapter: (any LinearAdapter)?
     private let tensors: [[PerturbedTensor]]
 
-    /// Uploads every parameter group (those before the tail's when there is one). With
-    /// `lowRank`, the blocks' fused linears are perturbed by the low-rank estimator (and
-    /// full perturbation passes leave their weights out).
-    public init(model: any CausalLM, backend: any Backend, tail: FirstOrderTail? = nil, lowRank options: LowRankOptions? = nil) throws {
+    /// Uploads every parameter group (those before the tail's when there is one). With an
+    /// `adapter` factory, the blocks' fused linears add its adapter's terms (and full
+    /// perturbation passes leave the weights it adapts out).
+    public init(model: any CausalLM, backend: any Backend, tail: FirstOrderTail? = nil, adapter factory: (any LinearAdapterFactory)? = nil)
+        throws {
         self.model = model
         self.backend = backend
         self.tail = tail
@@ -76,11 +77,8 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         constants = try backend.upload(model.constants.isEmpty ? [0] : model.constants, label: "model constants")
         try backend.synchronize(backend.computeStream)
         deviceGroups = buffers
-        lowRank = try options.map {
-            try LowRankState(model: model, blockCount: tail?.firstBlock ?? model.blocks.count, linears: model.blockLinears, options: $0,
-                             backend: backend)
-        }
-        tensors = model.perturbedTensors(leavingOut: tail?.firstOrderEmbeddingTensors ?? [], ids: lowRank?.lowRankTensorIDs ?? [])
+        adapter = try factory?.makeAdapter(model: model, blockCount: tail?.firstBlock ?? model.blocks.count, backend: backend)
+        tensors = model.perturbedTensors(leavingOut: tail?.firstOrderEmbeddingTensors ?? [], ids: adapter?.adaptedTensorIDs ?? [])
         tail?.attach(embedding: buffers[0])
     }
 
@@ -88,9 +86,12 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         for buffer in deviceGroups + [constants] { backend.free(buffer) }
     }
 
-    public func foldLowRank() throws {
-        guard let lowRank else { return }
-        for index in 0..<lowRank.blockCount { lowRank.fold(block: index, into: deviceGroups[1 + index]) }
+    /// Blocks before the tail's (all without one).
+    private var blockCount: Int { tail?.firstBlock ?? model.blocks.count }
+
+    public func foldAdapter() throws {
+        guard let adapter else { return }
+        for index in 0..<blockCount { adapter.fold(block: index, into: deviceGroups[1 + index]) }
         try backend.synchronize(backend.computeStream)
     }
 
@@ -104,11 +105,11 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     }
 
     public func forward(_ requests: [ForwardRequest], streams: [PerturbedStream], snapshot: SnapshotRequest?) throws -> [[ForwardResult]] {
-        try lowRank?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
+        try adapter?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
         return try streams.enumerated().map { s, stream in
             try perturb(stream.pass, snapshot: s == 0 ? snapshot : nil)
             return try requests.map { request in
-                try forward(request, hook: lowRank.flatMap { state in stream.lowRankStream.map { LowRankPass(state: state, stream: $0) } })
+                try forward(request, hook: stream.adapterStream.flatMap { adapter?.hook(stream: $0) })
             }
         }
     }
@@ -121,8 +122,8 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         try tail?.copyParametersToHost()
     }
 
-    /// The head runs on the selected `rows` alone when they are given. (A low-rank runner's
-    /// plain passes see W alone: fold first.)
+    /// The head runs on the selected `rows` alone when they are given. (With an adapter, plain
+    /// passes see the weights alone: fold first.)
     public func forward(_ batch: TokenBatch, outputs: ForwardOutputs, cache: KVCache?, rows: [Int]?) throws -> ForwardResult {
         try forward(ForwardRequest(batch, outputs: outputs, rows: rows), cache: cache, hook: nil)
     }
@@ -134,7 +135,6 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         let pass = try ForwardPass(request, model: model, backend: backend, constants: constants, workspace: workspace, cache: cache,
                                    linearHook: hook)
         pass.embed(deviceGroups[0])
-        let blockCount = tail?.firstBlock ?? model.blocks.count
         for (index, parameters) in deviceGroups[1..<1 + blockCount].enumerated() {
             pass.block(index, parameters)
         }

@@ -137,14 +137,14 @@ public enum MemoryModel {
         return step
     }
 
-    /// `step` with the low-rank estimator on the blocks the runner holds (those before
-    /// `firstOrderBlocks`): its device state added and, offloaded by `plan`, the write-back
-    /// traffic of one fold per ν steps instead of one sweep per step (amortized per step;
-    /// each fold sweep also uploads the blocks once more).
+    /// `step` with the low-rank estimator of rank r, V resampled every ν steps, on the blocks
+    /// the runner holds (those before `firstOrderBlocks`): its device state added and,
+    /// offloaded by `plan`, the write-back traffic of one fold per ν steps instead of one sweep
+    /// per step (amortized per step; each fold sweep also uploads the blocks once more).
     public static func withLowRank(_ step: StepMemory, _ shape: ModelShape, plan: ResidencyPlan?, firstOrderBlocks: Int = 0,
-                                   batch: Int, tokens: Int, options: LowRankOptions, streams: Int = 2) -> StepMemory {
+                                   batch: Int, tokens: Int, rank r: Int, resampleEvery: Int, streams: Int = 2) -> StepMemory {
         var step = step
-        let r = options.rank, runnerBlocks = shape.blocks.count - firstOrderBlocks
+        let runnerBlocks = shape.blocks.count - firstOrderBlocks
         var factorBytes = 0, widest = 0
         var lowRankCounts = [Int](repeating: 0, count: shape.blocks.count)
         for block in 0..<runnerBlocks {
@@ -163,8 +163,8 @@ public enum MemoryModel {
         step.lowRankBytes = factorBytes + scratch + extras
         if plan != nil {
             let sweep = step.uploadBytesPerStep
-            step.downloadBytesPerStep = sweep / options.resampleEvery
-            step.uploadBytesPerStep = sweep + sweep / options.resampleEvery
+            step.downloadBytesPerStep = sweep / resampleEvery
+            step.uploadBytesPerStep = sweep + sweep / resampleEvery
         }
         return step
     }

@@ -73,14 +73,14 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     private let tensors: [[PerturbedTensor]]
     /// The streamed masters, page-locked where the backend does that (released first).
     private var pins: [HostPin] = []
-    public let lowRank: LowRankState?
-    /// With the low-rank estimator, each streamed block's other tensors (biases, norms) stay on
+    public let adapter: (any LinearAdapter)?
+    /// With an adapter, each streamed block's other tensors (biases, norms) stay on
     /// the device, packed: their values are the masters, copied into the slot on arrival, so
     /// a block goes back to host memory only when A Vᵀ is folded in.
     private var extras: [Int: Extras] = [:]
     private var folds: UInt64 = 0
 
-    /// A streamed block's tensors outside the low-rank weights, packed on the device.
+    /// A streamed block's tensors outside the adapted weights, packed on the device.
     private struct Extras {
         let buffer: DeviceBuffer
         /// The tensors at their packed offsets (ids unchanged) …
@@ -95,10 +95,11 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     /// With a `tail` (whose first block must be the first of the plan's `firstOrderBlocks`),
     /// the runner holds neither those blocks nor the head.
     ///
-    /// With `lowRank`, the blocks' fused linears are perturbed by the low-rank estimator;
-    /// a ZO step then writes no streamed block back (see `foldLowRank`).
+    /// With an `adapter` factory, the blocks' fused linears add its adapter's terms and full
+    /// passes leave the weights it adapts alone, so a ZO step writes no streamed block back
+    /// (see `foldAdapter`).
     public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan, tail: FirstOrderTail? = nil,
-                lowRank lowRankOptions: LowRankOptions? = nil) throws {
+                adapter factory: (any LinearAdapterFactory)? = nil) throws {
         try plan.validate(for: model)
         blockCount = plan.runnerBlockCount(of: model.blocks.count)
         guard (tail?.firstBlock ?? model.blocks.count) == blockCount else {
@@ -120,13 +121,12 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         self.plan = plan
         self.tail = tail
         let excluded = tail?.firstOrderEmbeddingTensors ?? []
-        let lowRank = try lowRankOptions.map {
-            try LowRankState(model: model, blockCount: plan.runnerBlockCount(of: model.blocks.count), linears: model.blockLinears,
-                             options: $0, backend: backend)
+        if factory != nil, plan.isTensorwise {
+            throw OffloadError.invalidPlan("decoding by tensor does not combine with a linear adapter (the low-rank estimator)")
         }
-        self.lowRank = lowRank
-        if lowRank != nil, plan.isTensorwise { throw OffloadError.invalidPlan("decoding by tensor does not combine with the low-rank estimator") }
-        tensors = model.perturbedTensors(leavingOut: excluded, ids: lowRank?.lowRankTensorIDs ?? [])
+        let adapter = try factory?.makeAdapter(model: model, blockCount: blockCount, backend: backend)
+        self.adapter = adapter
+        tensors = model.perturbedTensors(leavingOut: excluded, ids: adapter?.adaptedTensorIDs ?? [])
         tiedTable = model.tiedTokenTable.flatMap { excluded.contains($0) ? nil : $0 }
         streamed = plan.streamedBlocks(of: model)
 
@@ -189,11 +189,11 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         computed = slots.map { _ in backend.makeEvent() }
         pins = streamed.compactMap { [encodedBlocks] index in backend.pin(encodedBlocks[index] ?? model.blocks[index].storage) }
         tail?.attach(embedding: embedding)
-        if lowRank != nil { try packExtras() }
+        if adapter != nil { try packExtras() }
     }
 
-    /// Packs each streamed block's non-low-rank tensors into a device buffer of their own,
-    /// from the block's master (decoded through slot 0).
+    /// Packs each streamed block's tensors outside the adapted weights into a device buffer of
+    /// their own, from the block's master (decoded through slot 0).
     private func packExtras() throws {
         for index in streamed {
             let blockTensors = tensors[index + 1]
@@ -233,7 +233,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
             block.apply(pass)
         case .buffer(let parameters):
             guard let extra = extras[index] else { return perturb(parameters, group: index + 1, pass, snapshot: snapshot) }
-            precondition(snapshot == nil, "snapshots are not taken with the low-rank estimator")
+            precondition(snapshot == nil, "snapshots are not taken with an adapter")
             perturbPacked(extra, pass)
             unpackExtras(index, into: parameters)
         }
@@ -245,13 +245,13 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         backend.perturb(extra.buffer, tensors: extra.tensors, terms: pass.terms, decayFactor: pass.decayFactor, kind: pass.kind)
     }
 
-    public func foldLowRank() throws {
-        guard let lowRank else { return }
+    public func foldAdapter() throws {
+        guard let adapter else { return }
         folds += 1
         var generator = SplitMix64(seed: 0xF01D ^ folds)
         try sweep(modifies: true, roundingSeed: generator.next()) { index, visited in
             unpackExtras(index, into: visited.buffer)
-            lowRank.fold(block: index, into: visited.buffer)
+            adapter.fold(block: index, into: visited.buffer)
         }
     }
 
@@ -378,11 +378,11 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     }
 
     private func passes(_ requests: [ForwardRequest], workspace: DeviceBuffer, cache: KVCache? = nil,
-                        tokenTablePerturbation: RowPerturbation? = nil, lowRankStream: Int? = nil) throws -> [ForwardPass] {
+                        tokenTablePerturbation: RowPerturbation? = nil, adapterStream: Int? = nil) throws -> [ForwardPass] {
         try requests.map {
             try ForwardPass($0, model: model, backend: backend, constants: constants, workspace: workspace, cache: cache,
                             tokenTablePerturbation: tokenTablePerturbation,
-                            linearHook: lowRankStream.flatMap { stream in lowRank.map { LowRankPass(state: $0, stream: stream) } })
+                            linearHook: adapterStream.flatMap { adapter?.hook(stream: $0) })
         }
     }
 
@@ -423,7 +423,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     public func perturb(_ pass: PerturbationPass, snapshot: SnapshotRequest?) throws {
         guard !pass.isIdentity || snapshot != nil else { return }
         perturb(embedding, group: 0, pass, snapshot: snapshot)
-        if lowRank != nil {
+        if adapter != nil {
             // The packed tensors are the masters; no block needs to move.
             for index in 0..<blockCount {
                 if let extra = extras[index] {
@@ -446,11 +446,11 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         let later = streams.dropFirst().map(\.pass)
         precondition(later.allSatisfy { $0.decayFactor == 1 && $0.kind == first.pass.kind && $0.terms.allSatisfy { $0.coefficient == $0.decayCoefficient } },
                      "only the first pass of a ZO step decays")
-        precondition(snapshot == nil || lowRank == nil, "snapshots are not taken with the low-rank estimator")
+        precondition(snapshot == nil || adapter == nil, "snapshots are not taken with an adapter")
         let workspace = try workspace(for: requests)
         defer { backend.free(workspace) }
         let tied = tiedTable
-        try lowRank?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
+        try adapter?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
 
         // The tied table stays at the first stream's values for its head; each later stream's
         // embedding reads it through the on-the-fly perturbation of every pass since (passes
@@ -463,12 +463,12 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
                 since += stream.pass.terms
             }
             let row = s == 0 ? nil : tied.map { RowPerturbation(tensor: tensors[0][$0].id, terms: since, kind: stream.pass.kind) }
-            let passes = try self.passes(requests, workspace: workspace, tokenTablePerturbation: row, lowRankStream: stream.lowRankStream)
+            let passes = try self.passes(requests, workspace: workspace, tokenTablePerturbation: row, adapterStream: stream.adapterStream)
             passes.forEach { $0.embed(embedding) }
             return passes
         }
 
-        let modifies = lowRank == nil && streams.contains { !$0.pass.isIdentity }
+        let modifies = adapter == nil && streams.contains { !$0.pass.isIdentity }
         try sweep(modifies: modifies, roundingSeed: Self.roundingSeed(first.pass)) { index, visited in
             for (s, stream) in streams.enumerated() {
                 perturbBlock(index, visited, stream.pass, snapshot: s == 0 ? snapshot : nil)

@@ -86,6 +86,8 @@ public final class MeZO {
     public let estimator: any GradientEstimator
     /// The run's seed; step t's perturbation j uses `seed(step: t, perturbation: j)`.
     public let runSeed: UInt64
+    /// The low-rank estimator's factors: the runner's adapter, with `options.lowRank`.
+    private let lowRank: LowRankState?
     private var pending: PerturbationPass
     public private(set) var stepsTaken: Int
 
@@ -93,7 +95,9 @@ public final class MeZO {
     /// starts at k, with the flushed weights of step k in the runner).
     public init(runner: any ModelRunner, options: MeZOOptions, seed: UInt64, startStep: Int = 0) {
         precondition(options.q >= 1 && startStep >= 0 && (options.population == nil || options.q == 1))
-        precondition((options.lowRank == nil) == (runner.lowRank == nil), "low-rank options and the runner's factors go together")
+        lowRank = runner.adapter as? LowRankState
+        precondition((options.lowRank == nil) == (lowRank == nil) && (runner.adapter == nil || lowRank != nil),
+                     "low-rank options and the runner's factors go together")
         precondition(options.lowRank == nil || (options.perturbation == .gaussian && options.weightDecay == 0 && startStep == 0),
                      "the low-rank estimator is Gaussian, without weight decay, from step 0")
         self.runner = runner
@@ -122,7 +126,7 @@ public final class MeZO {
         try beginLowRankStep(step)
         let request = snapshot.map { SnapshotRequest(target: $0, afterTerms: pending.terms.count) }
         let streams = perturbedStreams(seeds)
-        if let lowRank = runner.lowRank {
+        if let lowRank {
             let scale = options.eps / Float(lowRank.options.rank).squareRoot()
             try lowRank.prepare(streams: estimator.streams.map { offset in
                 offset.map { PerturbationTerm(seed: seeds[$0.direction], coefficient: $0.multiple * scale) }
@@ -161,7 +165,7 @@ public final class MeZO {
     /// parameters from the previous stream's offset to its own (terms along the same direction
     /// merged: MeZO's − pass is one term, −2εz).
     private func perturbedStreams(_ seeds: [UInt64]) -> [PerturbedStream] {
-        let eps = options.eps, kind = options.perturbation, lowRank = runner.lowRank != nil
+        let eps = options.eps, kind = options.perturbation, adapted = lowRank != nil
         var previous: [StreamOffset] = []
         defer { pending = PerturbationPass(terms: [], kind: kind) }
         return estimator.streams.enumerated().map { s, offset in
@@ -176,7 +180,7 @@ public final class MeZO {
             }
             pass.terms += moves.filter { $0.multiple != 0 }.map { PerturbationTerm(seed: seeds[$0.direction], coefficient: $0.multiple * eps) }
             previous = offset
-            return PerturbedStream(pass: pass, lowRankStream: lowRank ? s : nil)
+            return PerturbedStream(pass: pass, adapterStream: adapted ? s : nil)
         }
     }
 
@@ -189,8 +193,8 @@ public final class MeZO {
     /// At the start of every ν-th step: folds A Vᵀ into the weights (after the first epoch)
     /// and draws the epoch's V.
     private func beginLowRankStep(_ step: Int) throws {
-        guard let lowRank = runner.lowRank, step % lowRank.options.resampleEvery == 0 else { return }
-        if step > 0 { try runner.foldLowRank() }
+        guard let lowRank, step % lowRank.options.resampleEvery == 0 else { return }
+        if step > 0 { try runner.foldAdapter() }
         lowRank.resample(seed: lowRankSeed(epoch: step / lowRank.options.resampleEvery))
     }
 
@@ -200,7 +204,7 @@ public final class MeZO {
     /// once: A ← A − (lr/D)·Σ_j g_j U_j / √r.
     private func commit(lr: Float, seeds: [UInt64], gradients: [Float], finite: Bool) {
         let eps = options.eps, d = Float(estimator.directions), last = estimator.streams.last ?? []
-        if let lowRank = runner.lowRank, finite {
+        if let lowRank, finite {
             let scale = 1 / Float(lowRank.options.rank).squareRoot()
             lowRank.update(seeds.indices.map { PerturbationTerm(seed: seeds[$0], coefficient: -lr * gradients[$0] / d * scale) })
         }
@@ -223,7 +227,7 @@ public final class MeZO {
     public func flush(snapshot: ParameterSnapshot? = nil) throws {
         try runner.perturb(pending, snapshot: snapshot.map { SnapshotRequest(target: $0, afterTerms: pending.terms.count) })
         pending = PerturbationPass(terms: [], kind: options.perturbation)
-        try runner.foldLowRank()
+        try runner.foldAdapter()
     }
 
     /// Whether an update is waiting for `flush()`.

@@ -118,15 +118,16 @@ struct ComputeOptions: ParsableArguments {
     }
 
     /// A runner for `model`: resident, or offloaded with --offload; with a first-order `tail`,
-    /// for the blocks before it; with `lowRank`, holding the low-rank estimator's factors.
+    /// for the blocks before it; with an `adapter` factory (the low-rank estimator's options),
+    /// holding its adapter.
     func makeRunner(model: any CausalLM, backend: (any Backend)? = nil, tail: FirstOrderTail? = nil,
-                    lowRank: LowRankOptions? = nil) throws -> any ModelRunner {
+                    adapter: (any LinearAdapterFactory)? = nil) throws -> any ModelRunner {
         let backend = try backend ?? makeBackend()
         if offload {
             let plan = plan(firstOrderBlocks: tail.map { model.blocks.count - $0.firstBlock } ?? 0)
-            return try OffloadedRunner(model: model, backend: backend, plan: plan, tail: tail, lowRank: lowRank)
+            return try OffloadedRunner(model: model, backend: backend, plan: plan, tail: tail, adapter: adapter)
         }
-        return try ResidentRunner(model: model, backend: backend, tail: tail, lowRank: lowRank)
+        return try ResidentRunner(model: model, backend: backend, tail: tail, adapter: adapter)
     }
 }
 

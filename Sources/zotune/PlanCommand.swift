@@ -81,10 +81,11 @@ struct PlanCommand: ParsableCommand {
             ?? MemoryModel.residentStep(shape, batch: batch, tokens: seq)
         guard let lowRank = hybrid.lowRank else { return (offloaded, resident) }
         let k = firstOrder?.blocks ?? 0
-        return (MemoryModel.withLowRank(offloaded, shape, plan: offloadedPlan, firstOrderBlocks: k, batch: batch, tokens: seq, options: lowRank,
-                                        streams: streams),
-                MemoryModel.withLowRank(resident, shape, plan: nil, firstOrderBlocks: k, batch: batch, tokens: seq, options: lowRank,
-                                        streams: streams))
+        func adding(_ step: StepMemory, plan: ResidencyPlan?) -> StepMemory {
+            MemoryModel.withLowRank(step, shape, plan: plan, firstOrderBlocks: k, batch: batch, tokens: seq, rank: lowRank.rank,
+                                    resampleEvery: lowRank.resampleEvery, streams: streams)
+        }
+        return (adding(offloaded, plan: offloadedPlan), adding(resident, plan: nil))
     }
 
     func budget() throws -> Int? {

@@ -49,7 +49,7 @@ struct ReplayCommand: ParsableCommand {
         }
         if log.trailingBytes > 0 { print("note: \(log.trailingBytes) bytes after the last complete step are ignored") }
         let model = try ModelRegistry.load(path: basePath, blockStorage: try compute.hostStorage())
-        let runner = try compute.makeRunner(model: model, lowRank: log.header.mezo.lowRank)
+        let runner = try compute.makeRunner(model: model, adapter: log.header.mezo.lowRank)
         let count = min(steps ?? log.steps, log.steps)
         let replayStart = monotonicSeconds()
         let progress = Progress(total: count)

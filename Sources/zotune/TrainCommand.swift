@@ -140,7 +140,7 @@ struct TrainCommand: ParsableCommand {
         let tail = try options.firstOrder.map {
             try FirstOrderTail(model: model, backend: backend, firstBlock: model.blocks.count - $0.blocks(of: model.blocks.count), trainsEmbedding: $0.embedding)
         }
-        let runner = try compute.makeRunner(model: model, backend: backend, tail: tail, lowRank: hybrid.lowRank)
+        let runner = try compute.makeRunner(model: model, backend: backend, tail: tail, adapter: hybrid.lowRank)
         let firstOrder = try options.firstOrder.map { try FirstOrderOptimizer(tail: tail!, rule: $0.rule, placement: $0.statePlacement) }
         if let firstOrder { print("first-order: \(hybrid.describe(tail: firstOrder.tail))") }
         if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }

@@ -87,8 +87,8 @@ extension HybridTrainingTests {
         let embedding = k == model.blocks.count && !zeroOrder
         let tail = try FirstOrderTail(model: model, backend: backend, firstBlock: model.blocks.count - k, trainsEmbedding: embedding)
         let runner: any ModelRunner = offloaded
-            ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 1, firstOrderBlocks: k), tail: tail, lowRank: lowRank)
-            : try ResidentRunner(model: model, backend: backend, tail: tail, lowRank: lowRank)
+            ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 1, firstOrderBlocks: k), tail: tail, adapter: lowRank)
+            : try ResidentRunner(model: model, backend: backend, tail: tail, adapter: lowRank)
         let settings = FirstOrderOptions(blocks: k, embedding: embedding, zeroOrder: zeroOrder, rule: rule, learningRate: 1e-2,
                                          statePlacement: placement)
         let options = TrainingOptions(steps: steps, batchSize: 2, schedule: LearningRateSchedule(base: 1e-3, totalSteps: steps),
@@ -140,7 +140,7 @@ extension HybridTrainingTests {
         let lowRank = try LowRankState(model: model, blockCount: model.blocks.count, linears: model.blockLinears,
                                        options: LowRankOptions(rank: 2, resampleEvery: 5), backend: roomy)
         let stateBytes = optimizer.deviceStateBytes, factorBytes = roomy.arena.stats.inUse - tailBytes - stateBytes
-        #expect(stateBytes > 0 && factorBytes > 0 && lowRank.lowRankTensorIDs.count > 0)
+        #expect(stateBytes > 0 && factorBytes > 0 && lowRank.adaptedTensorIDs.count > 0)
 
         let tight = try CPUBackend(budget: tailBytes + stateBytes / 2, threads: 2)
         let tightTail = try FirstOrderTail(model: model, backend: tight, firstBlock: model.blocks.count - 1)

@@ -29,8 +29,8 @@ import ZOOptimizers
         let model = try OffloadTests.model(fixture, layers: 3)
         let backend = try CPUBackend(budget: 256 << 20, threads: 2)
         let runner: any ModelRunner = offloaded
-            ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 1, format: format), lowRank: options)
-            : try ResidentRunner(model: model, backend: backend, lowRank: options)
+            ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 1, format: format), adapter: options)
+            : try ResidentRunner(model: model, backend: backend, adapter: options)
         let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3, lowRank: options), seed: 11)
         var losses: [Double] = []
         for _ in 0..<steps {
@@ -80,14 +80,14 @@ import ZOOptimizers
         let model = try OffloadTests.model(fixture, layers: 2)
         let original = model.groups.map { Array(UnsafeBufferPointer(start: $0.storage.floats, count: $0.layout.count)) }
         let backend = try CPUBackend(budget: 256 << 20, threads: 2)
-        let runner = try ResidentRunner(model: model, backend: backend, lowRank: LowRankOptions(rank: r, resampleEvery: 10))
+        let runner = try ResidentRunner(model: model, backend: backend, adapter: LowRankOptions(rank: r, resampleEvery: 10))
         let mezo = MeZO(runner: runner, options: MeZOOptions(eps: eps, lowRank: LowRankOptions(rank: r, resampleEvery: 10)), seed: 11)
         let step = try mezo.step(lr: lr, batch: try Self.batch(model))
         try mezo.flush()
         try runner.copyParametersToHost()
 
         let seed = mezo.seed(step: 0, perturbation: 0), vSeed = mezo.lowRankSeed(epoch: 0)
-        let ids = model.perturbedTensors, lowRankIDs = runner.lowRank!.lowRankTensorIDs
+        let ids = model.perturbedTensors, lowRankIDs = runner.adapter!.adaptedTensorIDs
         /// θ + scale·(the step's direction) for every tensor.
         func moved(_ scale: Float, uScale: Float) -> [[Float]] {
             model.groups.enumerated().map { g, group in
@@ -138,14 +138,14 @@ extension LowRankTests {
         let options = LowRankOptions(rank: 2, resampleEvery: 3)
         let model = try OffloadTests.model("llama/llama-gqa-f32", layers: 3)
         let backend = try CPUBackend(budget: 256 << 20, threads: 2)
-        let trained = try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 1), lowRank: options)
+        let trained = try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 1), adapter: options)
         let mezo = MeZO(runner: trained, options: MeZOOptions(eps: 1e-3, lowRank: options), seed: 4)
         var record: [[Float]] = []
         for _ in 0..<7 { record.append(try mezo.step(lr: 1e-2, batch: try Self.batch(model)).projectedGradients.map(Float.init)) }
         try mezo.flush()
         try trained.copyParametersToHost()
         let replayedModel = try OffloadTests.model("llama/llama-gqa-f32", layers: 3)
-        let replayed = try ResidentRunner(model: replayedModel, backend: backend, lowRank: options)
+        let replayed = try ResidentRunner(model: replayedModel, backend: backend, adapter: options)
         let replay = MeZO(runner: replayed, options: MeZOOptions(eps: 1e-3, lowRank: options), seed: 4)
         for gradients in record { try replay.replay(lr: 1e-2, gradients: gradients) }
         try replay.flush()

@@ -128,15 +128,16 @@ extension MemoryModelTests {
         for plan in [nil, ResidencyPlan(slots: 1), ResidencyPlan(slots: 2, residentBlocks: [1], format: .bf16)] as [ResidencyPlan?] {
             let model = try OffloadTests.model(fixture, layers: 4)
             let backend = try CPUBackend(budget: 1 << 30, threads: 2)
-            let runner: any ModelRunner = try plan.map { try OffloadedRunner(model: model, backend: backend, plan: $0, lowRank: options) }
-                ?? ResidentRunner(model: model, backend: backend, lowRank: options)
+            let runner: any ModelRunner = try plan.map { try OffloadedRunner(model: model, backend: backend, plan: $0, adapter: options) }
+                ?? ResidentRunner(model: model, backend: backend, adapter: options)
             let mezo = MeZO(runner: runner, options: MeZOOptions(eps: 1e-3, lowRank: options), seed: 2)
             let tokens = try Self.batch(model, batch: b, tokens: t)
             (runner as? OffloadedRunner)?.resetStatistics()
             for _ in 0..<5 { _ = try mezo.step(lr: 1e-4, batch: tokens) }
             let base = plan.map { MemoryModel.offloadedStep(model.shape, plan: $0, batch: b, tokens: t) }
                 ?? MemoryModel.residentStep(model.shape, batch: b, tokens: t)
-            let predicted = MemoryModel.withLowRank(base, model.shape, plan: plan, batch: b, tokens: t, options: options)
+            let predicted = MemoryModel.withLowRank(base, model.shape, plan: plan, batch: b, tokens: t, rank: options.rank,
+                                                    resampleEvery: options.resampleEvery)
             #expect(backend.arena.stats.highWater == predicted.devicePeakBytes, "\(fixture) \(String(describing: plan))")
             if let offloader = runner as? OffloadedRunner {
                 // 5 steps with ν = 2: folds before steps 2 and 4, each a write-back sweep.

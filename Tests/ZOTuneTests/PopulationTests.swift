@@ -117,8 +117,8 @@ import ZOOptimizers
         func run(offloaded: Bool) throws -> [UInt64] {
             let model = try OffloadTests.model("llama/llama-gqa-f32", layers: 4), backend = try CPUBackend(budget: 64 << 20, threads: 2)
             let runner: any ModelRunner = offloaded
-                ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 2), lowRank: options.lowRank)
-                : try ResidentRunner(model: model, backend: backend, lowRank: options.lowRank)
+                ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 2), adapter: options.lowRank)
+                : try ResidentRunner(model: model, backend: backend, adapter: options.lowRank)
             return try Self.trajectory(runner, options: options, steps: 7)
         }
         let resident = try run(offloaded: false)
@@ -133,15 +133,15 @@ import ZOOptimizers
         for plan in [nil, ResidencyPlan(slots: 2), ResidencyPlan(slots: 1, residentBlocks: [1], format: .bf16)] as [ResidencyPlan?] {
             let model = try OffloadTests.model("llama/llama-gqa-f32", layers: 4)
             let backend = try CPUBackend(budget: 1 << 30, threads: 2)
-            let runner: any ModelRunner = try plan.map { try OffloadedRunner(model: model, backend: backend, plan: $0, lowRank: lowRank) }
-                ?? ResidentRunner(model: model, backend: backend, lowRank: lowRank)
+            let runner: any ModelRunner = try plan.map { try OffloadedRunner(model: model, backend: backend, plan: $0, adapter: lowRank) }
+                ?? ResidentRunner(model: model, backend: backend, adapter: lowRank)
             let optimizer = MeZO(runner: runner, options: options, seed: 2)
             for _ in 0..<3 { _ = try optimizer.step(lr: 1e-4, batch: try MemoryModelTests.batch(model, batch: b, tokens: t)) }
             var predicted = plan.map { MemoryModel.offloadedStep(model.shape, plan: $0, batch: b, tokens: t, streams: options.streams) }
                 ?? MemoryModel.residentStep(model.shape, batch: b, tokens: t)
             if let lowRank {
-                predicted = MemoryModel.withLowRank(predicted, model.shape, plan: plan, batch: b, tokens: t, options: lowRank,
-                                                    streams: options.streams)
+                predicted = MemoryModel.withLowRank(predicted, model.shape, plan: plan, batch: b, tokens: t, rank: lowRank.rank,
+                                                    resampleEvery: lowRank.resampleEvery, streams: options.streams)
             }
             #expect(backend.arena.stats.highWater == predicted.devicePeakBytes, "\(String(describing: lowRank)) \(String(describing: plan))")
         }

@@ -1,9 +1,10 @@
 import ZOCore
+import ZOModels
 
 /// The low-rank ZO estimator's settings (LOZO's lazy sampling, the second seed's "stable
 /// sampling"): every 2-D weight W [out, in] of a block is perturbed along z = U Vᵀ / √r,
 /// U [out, r] fresh every step, V [in, r] resampled every `resampleEvery` steps.
-public struct LowRankOptions: Sendable, Codable, Equatable {
+public struct LowRankOptions: Sendable, Codable, Equatable, LinearAdapterFactory {
     /// r.
     public var rank: Int
     /// ν: steps between resamplings of V (and foldings of the accumulated update into W).
@@ -14,30 +15,10 @@ public struct LowRankOptions: Sendable, Codable, Equatable {
         self.rank = rank
         self.resampleEvery = resampleEvery
     }
-}
 
-/// A fused linear layer of every block: consecutive 2-D weights [out_i, in] read by one
-/// `Backend.linear` (OPT's q|k|v, Llama's gate|up), as element offsets in the block's layout.
-public struct BlockLinear: Sendable, Equatable {
-    public let weightOffset: Int
-    /// Σ out_i and in.
-    public let outputs: Int
-    public let inputs: Int
-
-    public init(weightOffset: Int, outputs: Int, inputs: Int) {
-        self.weightOffset = weightOffset
-        self.outputs = outputs
-        self.inputs = inputs
-    }
-
-    /// Whether elements [start, start + count) of the block's layout lie in this linear's weights.
-    public func covers(_ start: Int, _ count: Int) -> Bool {
-        start >= weightOffset && start + count <= weightOffset + outputs * inputs
-    }
-
-    /// The indices of `specs` (a block's layout) that are this linear's weights, in order.
-    public func weightIndices(in specs: [ParameterSpec]) -> [Int] {
-        specs.indices.filter { specs[$0].kind == .matrix && covers(specs[$0].offset, specs[$0].count) }
+    /// Zeroed factors for the fused linears of blocks 0..<blockCount.
+    public func makeAdapter(model: any CausalLM, blockCount: Int, backend: any Backend) throws -> any LinearAdapter {
+        try LowRankState(model: model, blockCount: blockCount, linears: model.blockLinears, options: self, backend: backend)
     }
 }
 
@@ -54,7 +35,10 @@ public struct BlockLinear: Sendable, Equatable {
 /// have one term each, ±c); `fold` moves A Vᵀ into W. U_k,i is the Gaussian stream (seed k,
 /// tensor id) — the stream full MeZO would use for W_i, which the low-rank run never uses
 /// otherwise.
-public final class LowRankState: @unchecked Sendable {
+///
+/// A runner holds it as its `LinearAdapter`; `MeZO` draws V, builds each step's B_s and
+/// accumulates A.
+public final class LowRankState: LinearAdapter, @unchecked Sendable {
     public let options: LowRankOptions
     /// Blocks 0..<blockCount have factors.
     public let blockCount: Int
@@ -139,7 +123,7 @@ public final class LowRankState: @unchecked Sendable {
     }
 
     /// The perturbation ids of every low-rank weight (full MeZO leaves them out).
-    public var lowRankTensorIDs: Set<UInt32> { Set(linears.joined().flatMap { $0.parts.map(\.id) }) }
+    public var adaptedTensorIDs: Set<UInt32> { Set(linears.joined().flatMap { $0.parts.map(\.id) }) }
 
     private var rank: Int { options.rank }
 
@@ -215,8 +199,7 @@ public final class LowRankState: @unchecked Sendable {
         }
     }
 
-    /// Whether block `index` has factors.
-    public func covers(block index: Int) -> Bool { index < blockCount }
+    public func hook(stream s: Int) -> any LinearHook { LowRankPass(state: self, stream: s) }
 
     /// out [R, O] (+)= (x [R, in] · vtᵀ) · B_sᵀ for the fused linear at `weightOffset` of block
     /// `index` and stream s. Returns false (writing nothing) when the block or the linear has
@@ -237,16 +220,11 @@ public final class LowRankState: @unchecked Sendable {
 
 /// The low-rank perturbation of one stream, as its passes' linears add it: the state and the
 /// stream (whose B_s `prepare` built).
-public struct LowRankPass: LinearHook {
-    public let state: LowRankState
-    public let stream: Int
+struct LowRankPass: LinearHook {
+    let state: LowRankState
+    let stream: Int
 
-    public init(state: LowRankState, stream: Int) {
-        self.state = state
-        self.stream = stream
-    }
-
-    public func apply(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, accumulate: Bool) -> Bool {
+    func apply(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, accumulate: Bool) -> Bool {
         state.add(block: index, weightOffset: weightOffset, x: x, out: out, rows: rows, stream: stream, accumulate: accumulate)
     }
 }

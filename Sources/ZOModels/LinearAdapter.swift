@@ -1,0 +1,59 @@
+import ZOCore
+
+/// A fused linear layer of every block: consecutive 2-D weights [out_i, in] read by one
+/// `Backend.linear` (OPT's q|k|v, Llama's gate|up), as element offsets in the block's layout.
+public struct BlockLinear: Sendable, Equatable {
+    public let weightOffset: Int
+    /// Σ out_i and in.
+    public let outputs: Int
+    public let inputs: Int
+
+    public init(weightOffset: Int, outputs: Int, inputs: Int) {
+        self.weightOffset = weightOffset
+        self.outputs = outputs
+        self.inputs = inputs
+    }
+
+    /// Whether elements [start, start + count) of the block's layout lie in this linear's weights.
+    public func covers(_ start: Int, _ count: Int) -> Bool {
+        start >= weightOffset && start + count <= weightOffset + outputs * inputs
+    }
+
+    /// The indices of `specs` (a block's layout) that are this linear's weights, in order.
+    public func weightIndices(in specs: [ParameterSpec]) -> [Int] {
+        specs.indices.filter { specs[$0].kind == .matrix && covers(specs[$0].offset, specs[$0].count) }
+    }
+}
+
+/// What a runner adds to the linear layers of a pass's blocks, beside their weights: an
+/// estimator's term (the low-rank perturbation of a stream). Models know nothing of it; they
+/// run each block linear through `StageContext.linear`.
+public protocol LinearHook: Sendable {
+    /// Writes (`accumulate` false) or adds its term for block `index`'s fused linear whose
+    /// weights start at `weightOffset`, for input x [R, in], into out [R, O]; returns whether it
+    /// did (false: nothing for this linear).
+    func apply(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, accumulate: Bool) -> Bool
+}
+
+/// Device state beside a runner's blocks that changes what their fused linears compute in each
+/// stream of a ZO step (a low-rank estimator's factors). The runner makes it for the blocks it
+/// perturbs, gives each stream's passes its hook, leaves the weights it adapts out of full
+/// perturbation passes, and folds it into the weights when asked; what it holds and how it
+/// changes between steps is its owner's (an estimator's) business.
+public protocol LinearAdapter: AnyObject, Sendable {
+    /// The perturbation ids of the weights the adapter perturbs (full passes leave them out).
+    var adaptedTensorIDs: Set<UInt32> { get }
+    /// Makes room for passes of up to `rows` rows.
+    func reserve(rows: Int) throws
+    /// What stream `s`'s block linears add.
+    func hook(stream s: Int) -> any LinearHook
+    /// Moves what block `index`'s linears add into its weights in `parameters` (the block's
+    /// buffer); afterwards they add nothing until the owner changes the adapter again.
+    func fold(block index: Int, into parameters: DeviceBuffer)
+}
+
+/// How a runner makes its `LinearAdapter` for blocks 0..<blockCount of a model (an
+/// estimator's settings).
+public protocol LinearAdapterFactory: Sendable {
+    func makeAdapter(model: any CausalLM, blockCount: Int, backend: any Backend) throws -> any LinearAdapter
+}
