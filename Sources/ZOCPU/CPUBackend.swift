@@ -314,18 +314,18 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
         let copy = UncheckedSendable(snapshot.map { ($0.host.floats, $0.afterTerms) })
         profile.measure("perturb") {
-            // Work items are 32-element chunks of every tensor, numbered through `starts`.
+            // Work items are 128-element blocks (four chunks) of every tensor, numbered through `starts`.
             var starts = [0]
-            for tensor in tensors { starts.append(starts.last! + (tensor.count + 31) / 32) }
+            for tensor in tensors { starts.append(starts.last! + (tensor.count + 127) / 128) }
             let base = UncheckedSendable(pointer(parameters))
-            parallel.forRanges(starts.last!, grain: 64) { chunks in
-                var t = starts.lastIndex { $0 <= chunks.lowerBound }!
-                for chunk in chunks {
-                    while chunk >= starts[t + 1] { t += 1 }
+            parallel.forRanges(starts.last!, grain: 16) { blocks in
+                var t = starts.lastIndex { $0 <= blocks.lowerBound }!
+                for block in blocks {
+                    while block >= starts[t + 1] { t += 1 }
                     let tensor = tensors[t]
-                    let local = chunk - starts[t]
-                    let offset = tensor.offset + local * 32
-                    perturbChunk(base.value + offset, count: min(32, tensor.count - local * 32), chunk: local, tensor: tensor,
+                    let local = block - starts[t]
+                    let offset = tensor.offset + local * 128
+                    perturbBlock(base.value + offset, count: min(128, tensor.count - local * 128), block: local, tensor: tensor,
                                  terms: terms, decayFactor: decayFactor, kind: kind,
                                  snapshot: copy.value.map { ($0.0 + offset, $0.1) })
                 }

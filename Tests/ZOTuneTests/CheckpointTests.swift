@@ -3,6 +3,7 @@ import Testing
 import ZOCore
 import ZOFormats
 import ZOModels
+import ZOOptimizers
 import ZOTraining
 
 /// Checkpoints, resume and replay from the command line: resumed and replayed runs against
@@ -184,5 +185,25 @@ import ZOTraining
                 "\(otherOptions.stderr)")
         let nothing = try Self.train(directory, ["--steps", "4", "--resume", directory])
         #expect(nothing.status != 0 && nothing.stderr.contains("no checkpoint here"), "\(nothing.stderr)")
+    }
+
+    /// Version 1 logs used one Philox word per Rademacher element: they replay only when their
+    /// noise is another kind; the reader says why it refuses one.
+    @Test func aVersionOneTrajectoryReplaysOnlyWithUnchangedNoise() throws {
+        let directory = try Self.workspace()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for kind in [PerturbationKind.gaussian, .rademacher] {
+            let schedule = LearningRateSchedule(base: 1e-3, totalSteps: 4)
+            var header = TrajectoryHeader(seed: 1, mezo: MeZOOptions(perturbation: kind), schedule: schedule, baseModelSHA256: "0")
+            header.version = 1
+            let path = directory + "/\(kind).zotraj"
+            _ = try TrajectoryLog(path: path, header: header)
+            if kind == .rademacher {
+                #expect(throws: CheckpointError.self) { try Trajectory(path: path) }
+                do { _ = try Trajectory(path: path) } catch { #expect("\(error)".contains("version 1"), "\(error)") }
+            } else {
+                #expect(try Trajectory(path: path).header.version == 1)
+            }
+        }
     }
 }

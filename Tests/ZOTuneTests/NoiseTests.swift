@@ -46,6 +46,24 @@ import ZOCore
         #expect(abs(mean) < 0.01 && abs(variance - 1) < 0.01 && abs(fourth - 3) < 0.05, "mean \(mean), var \(variance), m4 \(fourth)")
     }
 
+    /// One bit per element, from the reference Philox (chunks past 2³⁴ exercise the counter's
+    /// high word), and balanced.
+    @Test func rademacherFollowsItsSpecification() {
+        let seed: UInt64 = 0xDEAD_BEEF_1234, tensor: UInt32 = 7
+        var chunk = [Float](repeating: 0, count: 32), sum = 0.0, count = 0
+        for c in Array(0..<4096) + [(1 << 34) + 5] {
+            chunk.withUnsafeMutableBufferPointer { Noise.chunk(.rademacher, seed: seed, tensor: tensor, chunk: c, into: $0.baseAddress!) }
+            let block = UInt64(c / 4)
+            let x = Philox.block(counter: SIMD4(UInt32(truncatingIfNeeded: block), UInt32(truncatingIfNeeded: block >> 32), tensor, 1),
+                                 key: SIMD2(UInt32(truncatingIfNeeded: seed), UInt32(truncatingIfNeeded: seed >> 32)))
+            let expected = (0..<32).map { j -> Float in (x[c % 4] >> UInt32(j)) & 1 == 1 ? 1 : -1 }
+            #expect(chunk == expected, "chunk \(c)")
+            sum += chunk.reduce(0.0) { $0 + Double($1) }
+            count += 32
+        }
+        #expect(abs(sum / Double(count)) < 0.01, "mean \(sum / Double(count))")
+    }
+
     @Test func streamsDifferBySeedAndTensorAndRepeatExactly() {
         func first(_ kind: PerturbationKind, _ seed: UInt64, _ tensor: UInt32) -> [Float] {
             var out = [Float](repeating: 0, count: 32)

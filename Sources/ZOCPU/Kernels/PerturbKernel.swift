@@ -1,11 +1,36 @@
 import ZOCore
 
+/// θ ← a·θ + Σ_k c_k·z_k over the elements 128·block ..< 128·block + count (count ≤ 128) of a
+/// tensor: the up to four chunks that share a Philox block of the Rademacher streams, whose
+/// words are generated once per term for all four.
+@inline(__always)
+func perturbBlock(_ theta: UnsafeMutablePointer<Float>, count: Int, block: Int, tensor: PerturbedTensor,
+                  terms: [PerturbationTerm], decayFactor: Float, kind: PerturbationKind,
+                  snapshot: (values: UnsafeMutablePointer<Float>, afterTerms: Int)? = nil) {
+    func chunks(_ words: UnsafePointer<SIMD4<UInt32>>?) {
+        for lane in 0..<(count + 31) / 32 {
+            perturbChunk(theta + lane * 32, count: min(32, count - lane * 32), chunk: block * 4 + lane, tensor: tensor, terms: terms,
+                         decayFactor: decayFactor, kind: kind, rademacher: words.map { ($0, lane) },
+                         snapshot: snapshot.map { ($0.values + lane * 32, $0.afterTerms) })
+        }
+    }
+    guard kind == .rademacher else { return chunks(nil) }
+    withUnsafeTemporaryAllocation(of: SIMD4<UInt32>.self, capacity: terms.count) { words in
+        for (k, term) in terms.enumerated() {
+            words[k] = Noise.rademacherWords(seed: term.seed, tensor: tensor.id, block: block)
+        }
+        chunks(UnsafePointer(words.baseAddress))
+    }
+}
+
 /// θ ← a·θ + Σ_k c_k·z_k over one 32-element chunk (the last of a tensor may be shorter);
 /// with a `snapshot`, the values after the decay and its first `afterTerms` terms also go to
-/// its pointer.
+/// its pointer. With `rademacher`, each term's z comes from word `lane` of its Philox block
+/// there (`Noise.signs`), else from `Noise.values`.
 @inline(__always)
 func perturbChunk(_ theta: UnsafeMutablePointer<Float>, count: Int, chunk: Int, tensor: PerturbedTensor,
                   terms: [PerturbationTerm], decayFactor: Float, kind: PerturbationKind,
+                  rademacher: (words: UnsafePointer<SIMD4<UInt32>>, lane: Int)? = nil,
                   snapshot: (values: UnsafeMutablePointer<Float>, afterTerms: Int)? = nil) {
     var v = (F8(), F8(), F8(), F8())
     if count == 32 {
@@ -25,7 +50,8 @@ func perturbChunk(_ theta: UnsafeMutablePointer<Float>, count: Int, chunk: Int, 
     for (index, term) in terms.enumerated() {
         if let snapshot, snapshot.afterTerms == index { storeChunk(v, snapshot.values, count: count) }
         let c = F8(repeating: tensor.decays ? term.decayCoefficient : term.coefficient)
-        let z = Noise.values(kind, seed: term.seed, tensor: tensor.id, chunk: chunk)
+        let z = rademacher.map { Noise.signs($0.words[index][$0.lane]) }
+            ?? Noise.values(kind, seed: term.seed, tensor: tensor.id, chunk: chunk)
         v = (v.0 + c * z.0, v.1 + c * z.1, v.2 + c * z.2, v.3 + c * z.3)
     }
     if let snapshot, snapshot.afterTerms == terms.count { storeChunk(v, snapshot.values, count: count) }

@@ -20,8 +20,8 @@ extension KernelSource {
         return x;
     }
 
-    // Word w of the Philox block that holds element `index` of stream (seed, tensor):
-    // block = (index / 32)·8 + index % 8, word = (index % 32) / 8.
+    // Word w of the Philox block that holds element `index` of a Gaussian stream (seed, tensor)
+    // or of the rounding uniforms: block = (index / 32)·8 + index % 8, word = (index % 32) / 8.
     __device__ __forceinline__ uint4 zo_block(u64 seed, u32 tensor, u64 index) {
         u64 block = (index / 32) * 8 + index % 8;
         return zo_philox(make_uint4((u32)block, (u32)(block >> 32), tensor, 0u), (u32)seed, (u32)(seed >> 32));
@@ -83,12 +83,16 @@ extension KernelSource {
     // z of element `index` of stream (seed, tensor); kind 0 Gaussian, 1 Rademacher, 2 ones.
     __device__ float zo_noise(int kind, u64 seed, u32 tensor, u64 index) {
         if (kind == 2) return 1.0f;
+        if (kind == 1) {
+            // One bit per element: bit index % 32 of word (index / 32) % 4 of block index / 128.
+            u64 block = index / 128;
+            uint4 b = zo_philox(make_uint4((u32)block, (u32)(block >> 32), tensor, 1u), (u32)seed, (u32)(seed >> 32));
+            u32 c = (u32)((index / 32) % 4);
+            u32 w = c == 0 ? b.x : c == 1 ? b.y : c == 2 ? b.z : b.w;
+            return bits_to_float(((~(w >> (index % 32)) & 1u) << 31) | 0x3F800000u);
+        }
         uint4 x = zo_block(seed, tensor, index);
         u32 word = (u32)((index % 32) / 8);
-        if (kind == 1) {
-            u32 w = word == 0 ? x.x : word == 1 ? x.y : word == 2 ? x.z : x.w;
-            return bits_to_float(((~w & 1u) << 31) | 0x3F800000u);
-        }
         float r = __fsqrt_rn(__fmul_rn(-2.0f, zo_log(zo_unit(word < 2 ? x.x : x.z))));
         float c, s;
         zo_sincos_2pi(zo_unit(word < 2 ? x.y : x.w), &c, &s);

@@ -13,14 +13,17 @@ public enum PerturbationKind: String, Sendable, Codable, CaseIterable {
 /// z as a pure function of (seed, tensor id, element index), specified operation by operation
 /// so that every backend produces the same bits.
 ///
-/// Elements come in chunks of 32: element i uses Philox4x32-10 with key (seed low 32 bits,
-/// seed high 32 bits) and counter (block low, block high, tensor id, 0), where
-/// block = (i / 32)·8 + i % 8, and output word w = (i % 32) / 8 of that block.
-/// - Gaussian: u_w = ((x_w >> 9) + 0.5) · 2⁻²³ ∈ (0, 1), exact in fp32;
+/// Elements come in chunks of 32, and Philox4x32-10 runs with key (seed low 32 bits, seed
+/// high 32 bits):
+/// - Gaussian: element i uses counter (block low, block high, tensor id, 0), where
+///   block = (i / 32)·8 + i % 8, and output word w = (i % 32) / 8 of that block;
+///   u_w = ((x_w >> 9) + 0.5) · 2⁻²³ ∈ (0, 1), exact in fp32;
 ///   r = sqrt(−2·log(u₀)), z₀ = r·cos(2πu₁), z₁ = r·sin(2πu₁); likewise z₂, z₃ from u₂, u₃;
 ///   `log`, `cos` and `sin` are the fixed polynomials below, with IEEE fp32 +, −, ×, sqrt
 ///   and no fused multiply-adds.
-/// - Rademacher: z_w = +1 if the low bit of x_w is 1, else −1.
+/// - Rademacher: one bit per element: chunk c = i / 32 takes word c % 4 of the block with
+///   counter (c / 4 low, c / 4 high, tensor id, 1), and z_i = +1 if bit i % 32 of that word is
+///   1, else −1 (a 32nd of the Gaussian's Philox work: the pass is then memory-bound).
 public enum Noise {
     /// Writes z for the 32 elements of chunk `chunk` of tensor `tensor` into `out`.
     @inline(__always)
@@ -38,14 +41,14 @@ public enum Noise {
             let one = SIMD8<Float>(repeating: 1)
             return (one, one, one, one)
         }
+        if kind == .rademacher {
+            return signs(rademacherWords(seed: seed, tensor: tensor, block: chunk / 4)[chunk % 4])
+        }
         let first = UInt64(chunk) &* 8
         let lanes = SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7) &+ first
         let x = Philox.blocks(SIMD8<UInt32>(truncatingIfNeeded: lanes), SIMD8<UInt32>(truncatingIfNeeded: lanes &>> 32),
                               SIMD8(repeating: tensor), SIMD8(repeating: 0),
                               key: SIMD2(UInt32(truncatingIfNeeded: seed), UInt32(truncatingIfNeeded: seed >> 32)))
-        if kind == .rademacher {
-            return (sign(x.0), sign(x.1), sign(x.2), sign(x.3))
-        }
         let (r0, r1) = (radius(unit(x.0)), radius(unit(x.2)))
         let (c0, s0) = sinCosTwoPi(unit(x.1))
         let (c1, s1) = sinCosTwoPi(unit(x.3))
@@ -65,12 +68,29 @@ public enum Noise {
         return (unit(x.0), unit(x.1), unit(x.2), unit(x.3))
     }
 
+    /// The sign bits of chunks 4·block ..< 4·block + 4 of a Rademacher stream, a word per chunk
+    /// (bit j of word w: element 32·(4·block + w) + j).
+    @inline(__always)
+    public static func rademacherWords(seed: UInt64, tensor: UInt32, block: Int) -> SIMD4<UInt32> {
+        let x = Philox.block(UInt32(truncatingIfNeeded: block), UInt32(truncatingIfNeeded: UInt64(block) >> 32), tensor, 1,
+                             key: (UInt32(truncatingIfNeeded: seed), UInt32(truncatingIfNeeded: seed >> 32)))
+        return SIMD4(x.0, x.1, x.2, x.3)
+    }
+
+    /// A Rademacher chunk's z from its word: ±1 by bit j for element j.
+    @inline(__always)
+    public static func signs(_ word: UInt32) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+        let w = SIMD8(repeating: word), lanes = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7)
+        return (sign(w &>> lanes), sign(w &>> (lanes &+ 8)), sign(w &>> (lanes &+ 16)), sign(w &>> (lanes &+ 24)))
+    }
+
     @inline(__always)
     static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
     }
 
-    /// +1 where the low bit is 1, −1 where it is 0 (the sign bit set from the inverted low bit).
+    /// Per lane, +1 where the low bit is 1, −1 where it is 0 (the sign bit set from the inverted
+    /// low bit).
     @inline(__always)
     static func sign(_ x: SIMD8<UInt32>) -> SIMD8<Float> {
         unsafeBitCast(((~x & 1) &<< 31) | 0x3F80_0000, to: SIMD8<Float>.self)

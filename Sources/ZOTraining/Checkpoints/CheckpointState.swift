@@ -7,7 +7,9 @@ import Foundation
 /// Everything besides the weights that a run needs to continue after step `step` exactly as
 /// if it had not stopped: `state.json` in a checkpoint folder.
 public struct CheckpointState: Codable, Sendable, Equatable {
-    public static let currentVersion = 1
+    /// 2: Rademacher noise takes one bit per element (`Noise`); a version-1 state continues
+    /// only a run with other noise.
+    public static let currentVersion = 2
 
     public var version = CheckpointState.currentVersion
     /// Steps completed; the weights are those after this step (pending update applied).
@@ -50,8 +52,9 @@ public struct CheckpointState: Codable, Sendable, Equatable {
         } catch {
             throw .invalid(path: path, reason: "not a valid checkpoint state (\(error))")
         }
-        guard state.version == currentVersion else {
-            throw .invalid(path: path, reason: "checkpoint format version \(state.version), this build reads \(currentVersion)")
+        guard state.version == currentVersion || (state.version == 1 && state.options.mezo.perturbation != .rademacher) else {
+            throw .invalid(path: path, reason: "checkpoint format version \(state.version), this build reads \(currentVersion)"
+                           + (state.version == 1 ? " (and version 1 without Rademacher noise, whose stream changed)" : ""))
         }
         return state
     }

@@ -15,7 +15,9 @@ import ZOOptimizers
 /// learning rate (from the schedule) and the projected gradients.
 public struct TrajectoryHeader: Codable, Sendable, Equatable {
     public var format = "zotune-trajectory"
-    public var version = 1
+    /// 2: Rademacher noise takes one bit per element (`Noise`); version 1 replays only with
+    /// other noise.
+    public var version = 2
     public var seed: UInt64
     public var mezo: MeZOOptions
     public var schedule: LearningRateSchedule
@@ -146,7 +148,8 @@ public struct Trajectory: Sendable {
         } catch {
             throw .invalid(path: path, reason: "malformed trajectory header (\(error))")
         }
-        guard header.format == "zotune-trajectory", header.version == 1, (1...1024).contains(header.mezo.directions) else {
+        let readable = header.version == 2 || (header.version == 1 && header.mezo.perturbation != .rademacher)
+        guard header.format == "zotune-trajectory", readable, (1...1024).contains(header.mezo.directions) else {
             throw .invalid(path: path, reason: "unsupported trajectory (format \(header.format) version \(header.version), "
                            + "\(header.mezo.directions) directions per step)")
         }
