@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch reference for `zotune bench forward`: Hugging Face's OPTForCausalLM forward pass
-(logits and loss, fp32, no grad) on a named shape with random weights.
+"""PyTorch reference for `zotune bench forward`: Hugging Face's OPTForCausalLM (or, for
+smollm2-135m, LlamaForCausalLM) forward pass (logits and loss, fp32, no grad) on a named shape
+with random weights.
 
     python3 bench/pytorch_forward.py --shape opt-125m --batch 4 --seq 128 --threads 2
 Prints one JSON line with the median seconds per forward and tokens/s.
@@ -11,7 +12,7 @@ import statistics
 import time
 
 import torch
-from transformers import OPTConfig, OPTForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
 SHAPES = {
     "opt-125m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12),
@@ -19,13 +20,19 @@ SHAPES = {
                      do_layer_norm_before=False),
     "opt-1.3b": dict(hidden_size=2048, num_hidden_layers=24, num_attention_heads=32),
 }
+# Llama-family shapes (their config.json), as ZOTune's LlamaConfig.namedShapes.
+LLAMA_SHAPES = {
+    "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         intermediate_size=1536, vocab_size=49152, max_position_embeddings=8192, rope_theta=100000.0,
+                         tie_word_embeddings=True, rms_norm_eps=1e-5),
+}
 
 
 def workload(iterations, extra=()):
     """Parses --shape/--batch/--seq/--threads/--iterations and the `extra` (flag, type, default)
     options; returns (args, random model, ids)."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--shape", default="opt-125m", choices=sorted(SHAPES))
+    parser.add_argument("--shape", default="opt-125m", choices=sorted(SHAPES) + sorted(LLAMA_SHAPES))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
@@ -35,8 +42,11 @@ def workload(iterations, extra=()):
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    overrides = SHAPES[args.shape]
-    model = OPTForCausalLM(OPTConfig(**overrides, ffn_dim=4 * overrides["hidden_size"], vocab_size=50272)).eval()
+    if args.shape in LLAMA_SHAPES:
+        model = LlamaForCausalLM(LlamaConfig(**LLAMA_SHAPES[args.shape])).eval()
+    else:
+        overrides = SHAPES[args.shape]
+        model = OPTForCausalLM(OPTConfig(**overrides, ffn_dim=4 * overrides["hidden_size"], vocab_size=50272)).eval()
     ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq))
     return args, model, ids
 

@@ -4,7 +4,7 @@
 +eps, -2 eps, +eps and the update; two forwards with the LM loss), or with `--queries N` one
 step of FZOO's rule (the unperturbed loss, then per perturbation u_i (Rademacher, seeded):
 +eps u_i, a forward, -eps u_i; then the update -lr * sum_i (L_i - L0) / (N std) u_i, each u_i
-drawn again), on a named OPT shape with random weights, fp32.
+drawn again), on a named shape (OPT, or SmolLM2's Llama) with random weights, fp32.
 
     python3 bench/pytorch_mezo_step.py --shape opt-125m --batch 4 --seq 128 --threads 2 [--queries 8]
 Prints one JSON line with the median seconds per step and tokens/s (B*T per step).
