@@ -21,13 +21,14 @@ struct HybridOptions: ParsableArguments {
 
     @Option(help: "With --zo low-rank (default 2) or population (default: full rank): the rank r of U Vᵀ.") var rank: Int?
 
-    @Option(help: "With --zo population: N, perturbations per step.") var queries = 4
+    @Option(help: "With --zo population: N, perturbations per step (default 4).") var queries: Int?
 
-    @Flag(inversion: .prefixedNo, help: "With --zo population: N one-sided perturbations and the unperturbed loss (N + 1 forwards), or two-sided (2N).")
-    var oneSided = true
+    @Flag(inversion: .prefixedNo,
+          help: "With --zo population: N one-sided perturbations and the unperturbed loss (N + 1 forwards; the default), or two-sided (2N).")
+    var oneSided: Bool?
 
-    @Option(help: "With --zo population: divide the loss differences by their spread (std, FZOO's rule) or by ε (none).")
-    var normalize = PopulationOptions.Normalization.std
+    @Option(help: "With --zo population: divide the loss differences by their spread (std, FZOO's rule; the default) or by ε (none).")
+    var normalize: PopulationOptions.Normalization?
 
     @Option(name: .customLong("resample-every"), help: "With --zo low-rank: steps ν between draws of V (and foldings of A Vᵀ into W).")
     var resampleEvery = 50
@@ -65,7 +66,7 @@ struct HybridOptions: ParsableArguments {
 
     /// The population estimator's options with --zo population.
     var population: PopulationOptions? {
-        zo == .population ? PopulationOptions(queries: queries, oneSided: oneSided, normalize: normalize) : nil
+        zo == .population ? PopulationOptions(queries: queries ?? 4, oneSided: oneSided ?? true, normalize: normalize ?? .std) : nil
     }
     enum FirstOrderChoice: String, ExpressibleByArgument { case adamw, sgd }
 
@@ -78,11 +79,14 @@ struct HybridOptions: ParsableArguments {
         }
         if foBlocks == nil, zo == .off { throw ValidationError("--zo off needs --fo-blocks (otherwise nothing would train)") }
         if foBlocks == "all", zo != .off { throw ValidationError("--fo-blocks all trains every parameter first-order; add --zo off") }
-        guard (rank ?? 1) >= 1, resampleEvery >= 1, (1...1024).contains(queries) else {
+        guard (rank ?? 1) >= 1, resampleEvery >= 1, (1...1024).contains(queries ?? 4) else {
             throw ValidationError("--rank and --resample-every must be at least 1, --queries from 1 to 1024")
         }
         if rank != nil, zo != .lowRank, zo != .population { throw ValidationError("--rank needs --zo low-rank or --zo population") }
-        if zo == .population, oneSided, normalize == .std, queries < 2 {
+        if zo != .population, queries != nil || oneSided != nil || normalize != nil {
+            throw ValidationError("--queries, --one-sided/--no-one-sided and --normalize set a population estimator: add --zo population")
+        }
+        if zo == .population, oneSided ?? true, (normalize ?? .std) == .std, (queries ?? 4) < 2 {
             throw ValidationError("--queries 1 has no spread to normalize by: take --queries 2 or more, --no-one-sided or --normalize none")
         }
         guard foLR >= 0, foWeightDecay >= 0, (0..<1).contains(foMomentum) else {
@@ -107,7 +111,7 @@ struct HybridOptions: ParsableArguments {
         let trained = tail.trainsEmbedding ? "every parameter" : "blocks \(first)–\(count - 1), the final norm and the head"
         let estimator = switch zo {
         case .lowRank: "low-rank ZO (r \(rank ?? 2), ν \(resampleEvery))"
-        case .population: "population ZO (N \(queries)\(rank.map { ", r \($0)" } ?? ""))"
+        case .population: "population ZO (N \(queries ?? 4)\(rank.map { ", r \($0)" } ?? ""))"
         case .mezo, .off: "MeZO"
         }
         let rest = first == 0 ? "" : zo != .off ? "; blocks 0–\(first - 1) and the embedding by \(estimator)" : "; blocks 0–\(first - 1) frozen"

@@ -87,6 +87,7 @@ import ZOFormats
          "low-rank ZO draws Gaussian factors"),
         (["plan", "--table", "--rank", "2"], "drop --fo-blocks, --rank and --zo low-rank"),
         (["train", "--model", "smollm2-135m", "--task", "sentiment", "--queries", "1"], "--queries 1 has no spread"),
+        (["train", "--model", "smollm2-135m", "--task", "sentiment", "--zo", "mezo", "--no-one-sided"], "add --zo population"),
     ])
     func badPlanArgumentsExitWithAMessage(arguments: [String], message: String) throws {
         try badInputExitsWithAMessage(arguments: arguments, message: message)
