@@ -45,8 +45,9 @@ public protocol LinearAdapter: AnyObject, Sendable {
     var adaptedTensorIDs: Set<UInt32> { get }
     /// Makes room for passes of up to `rows` rows.
     func reserve(rows: Int) throws
-    /// What stream `s`'s block linears add.
-    func hook(stream s: Int) -> any LinearHook
+    /// What the block linears of a pass add whose rows are those of `streams` in equal parts,
+    /// in order (one stream: all its rows).
+    func hook(streams: Range<Int>) -> any LinearHook
     /// Moves what block `index`'s linears add into its weights in `parameters` (the block's
     /// buffer); afterwards they add nothing until the owner changes the adapter again.
     func fold(block index: Int, into parameters: DeviceBuffer)

@@ -84,7 +84,7 @@ public struct PerturbationPass: Sendable, Equatable {
 /// step's pending update), and whether the runner's `LinearAdapter` adds its stream term.
 public struct PerturbedStream: Sendable, Equatable {
     public var pass: PerturbationPass
-    /// s: the adapter's stream (`LinearAdapter.hook(stream:)`); nil: the linears add nothing.
+    /// s: the adapter's stream (`LinearAdapter.hook(streams:)`); nil: the linears add nothing.
     public var adapterStream: Int?
 
     public init(pass: PerturbationPass, adapterStream: Int? = nil) {

@@ -57,6 +57,10 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     public let constants: DeviceBuffer
     public let tail: FirstOrderTail?
     public let adapter: (any LinearAdapter)?
+    /// Whether streams that differ only in the adapter's terms go through the model as one
+    /// stacked pass (`StreamStack`); off, each stream runs its own (the same numbers up to the
+    /// GEMMs' row blocking).
+    public var stacksStreams = true
     private let tensors: [[PerturbedTensor]]
 
     /// Uploads every parameter group (those before the tail's when there is one). With an
@@ -104,12 +108,18 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         if snapshot != nil { try backend.synchronize(backend.computeStream) }
     }
 
+    /// Streams that differ only in the adapter's terms run stacked (`StreamStack`) unless
+    /// `stacksStreams` is off.
     public func forward(_ requests: [ForwardRequest], streams: [PerturbedStream], snapshot: SnapshotRequest?) throws -> [[ForwardResult]] {
+        if stacksStreams, tail == nil, snapshot == nil, let adapter, let stack = StreamStack(requests, streams: streams) {
+            try adapter.reserve(rows: stack.requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
+            return stack.split(try stack.requests.map { try forward($0, hook: adapter.hook(streams: stack.streams)) })
+        }
         try adapter?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
         return try streams.enumerated().map { s, stream in
             try perturb(stream.pass, snapshot: s == 0 ? snapshot : nil)
             return try requests.map { request in
-                try forward(request, hook: stream.adapterStream.flatMap { adapter?.hook(stream: $0) })
+                try forward(request, hook: stream.adapterStream.flatMap { adapter?.hook(streams: $0..<$0 + 1) })
             }
         }
     }

@@ -49,4 +49,22 @@ public struct TokenBatch: Sendable, Equatable {
 
     /// Number of positions with a target (Σ (length − 1)).
     public var targetCount: Int { targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } }
+
+    /// The batch's sequences `times` times over, in order ([times·B, T]).
+    public func repeated(_ times: Int) -> TokenBatch {
+        TokenBatch(batchSize: batchSize * times, tokens: tokens,
+                   lengths: Array([[Int]](repeating: lengths, count: times).joined()),
+                   ids: Array([[Int32]](repeating: ids, count: times).joined()),
+                   mask: Array([[Int32]](repeating: mask, count: times).joined()),
+                   targets: Array([[Int32]](repeating: targets, count: times).joined()))
+    }
+
+    private init(batchSize: Int, tokens: Int, lengths: [Int], ids: [Int32], mask: [Int32], targets: [Int32]) {
+        self.batchSize = batchSize
+        self.tokens = tokens
+        self.lengths = lengths
+        self.ids = ids
+        self.mask = mask
+        self.targets = targets
+    }
 }

@@ -137,6 +137,19 @@ public enum MemoryModel {
         return step
     }
 
+    /// A ZO step whose `streams` evaluations differ only in the low-rank estimator's terms (it
+    /// trains the low-rank weights alone) and so run stacked (`StreamStack`): one pass over
+    /// streams·B sequences, offloaded by `plan` or resident when it is nil, with the estimator's
+    /// state (no first-order part).
+    public static func stackedLowRankStep(_ shape: ModelShape, plan: ResidencyPlan?, batch: Int, tokens: Int, rank: Int,
+                                          resampleEvery: Int, streams: Int) -> StepMemory {
+        let sequences = streams * batch
+        let step = plan.map { offloadedStep(shape, plan: $0, batch: sequences, tokens: tokens, streams: 1) }
+            ?? residentStep(shape, batch: sequences, tokens: tokens)
+        return withLowRank(step, shape, plan: plan, batch: sequences, tokens: tokens, rank: rank, resampleEvery: resampleEvery,
+                           streams: streams)
+    }
+
     /// `step` with the low-rank estimator of rank r, V resampled every ν steps, on the blocks
     /// the runner holds (those before `firstOrderBlocks`): its device state added and,
     /// offloaded by `plan`, the write-back traffic of one fold per ν steps instead of one sweep

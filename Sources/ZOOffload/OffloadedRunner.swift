@@ -74,6 +74,9 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     /// The streamed masters, page-locked where the backend does that (released first).
     private var pins: [HostPin] = []
     public let adapter: (any LinearAdapter)?
+    /// Whether streams that differ only in the adapter's terms go through the blocks as one
+    /// stacked pass (`StreamStack`); off, each stream runs its own.
+    public var stacksStreams = true
     /// With an adapter, each streamed block's other tensors (biases, norms) stay on
     /// the device, packed: their values are the masters, copied into the slot on arrival, so
     /// a block goes back to host memory only when A Vᵀ is folded in.
@@ -378,11 +381,11 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     }
 
     private func passes(_ requests: [ForwardRequest], workspace: DeviceBuffer, cache: KVCache? = nil,
-                        tokenTablePerturbation: RowPerturbation? = nil, adapterStream: Int? = nil) throws -> [ForwardPass] {
+                        tokenTablePerturbation: RowPerturbation? = nil, hook: (any LinearHook)? = nil) throws -> [ForwardPass] {
         try requests.map {
             try ForwardPass($0, model: model, backend: backend, constants: constants, workspace: workspace, cache: cache,
                             tokenTablePerturbation: tokenTablePerturbation,
-                            linearHook: adapterStream.flatMap { adapter?.hook(stream: $0) })
+                            linearHook: hook)
         }
     }
 
@@ -441,7 +444,21 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         if snapshot != nil { try backend.synchronize(backend.computeStream) }
     }
 
+    /// Streams that differ only in the adapter's terms run stacked (`StreamStack`) unless
+    /// `stacksStreams` is off.
     public func forward(_ requests: [ForwardRequest], streams: [PerturbedStream], snapshot: SnapshotRequest?) throws -> [[ForwardResult]] {
+        if stacksStreams, tail == nil, snapshot == nil, let adapter, let stack = StreamStack(requests, streams: streams) {
+            let results = try forward(stack.requests, streams: [PerturbedStream(pass: streams[0].pass)], snapshot: nil,
+                                      hooks: [adapter.hook(streams: stack.streams)])
+            return stack.split(results[0])
+        }
+        return try forward(requests, streams: streams, snapshot: snapshot,
+                           hooks: streams.map { stream in stream.adapterStream.flatMap { adapter?.hook(streams: $0..<$0 + 1) } })
+    }
+
+    /// The streams in one sweep, stream s's passes adding `hooks[s]` to the block linears.
+    private func forward(_ requests: [ForwardRequest], streams: [PerturbedStream], snapshot: SnapshotRequest?,
+                         hooks: [(any LinearHook)?]) throws -> [[ForwardResult]] {
         guard let first = streams.first else { return [] }
         let later = streams.dropFirst().map(\.pass)
         precondition(later.allSatisfy { $0.decayFactor == 1 && $0.kind == first.pass.kind && $0.terms.allSatisfy { $0.coefficient == $0.decayCoefficient } },
@@ -463,7 +480,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
                 since += stream.pass.terms
             }
             let row = s == 0 ? nil : tied.map { RowPerturbation(tensor: tensors[0][$0].id, terms: since, kind: stream.pass.kind) }
-            let passes = try self.passes(requests, workspace: workspace, tokenTablePerturbation: row, adapterStream: stream.adapterStream)
+            let passes = try self.passes(requests, workspace: workspace, tokenTablePerturbation: row, hook: hooks[s])
             passes.forEach { $0.embed(embedding) }
             return passes
         }

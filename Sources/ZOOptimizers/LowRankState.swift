@@ -1,27 +1,6 @@
 import ZOCore
 import ZOModels
 
-/// The low-rank ZO estimator's settings (LOZO's lazy sampling, the second seed's "stable
-/// sampling"): every 2-D weight W [out, in] of a block is perturbed along z = U Vᵀ / √r,
-/// U [out, r] fresh every step, V [in, r] resampled every `resampleEvery` steps.
-public struct LowRankOptions: Sendable, Codable, Equatable, LinearAdapterFactory {
-    /// r.
-    public var rank: Int
-    /// ν: steps between resamplings of V (and foldings of the accumulated update into W).
-    public var resampleEvery: Int
-
-    public init(rank: Int, resampleEvery: Int) {
-        precondition(rank >= 1 && resampleEvery >= 1)
-        self.rank = rank
-        self.resampleEvery = resampleEvery
-    }
-
-    /// Zeroed factors for the fused linears of blocks 0..<blockCount.
-    public func makeAdapter(model: any CausalLM, blockCount: Int, backend: any Backend) throws -> any LinearAdapter {
-        try LowRankState(model: model, blockCount: blockCount, linears: model.blockLinears, options: self, backend: backend)
-    }
-}
-
 /// The device state of the low-rank estimator for the blocks a runner holds.
 ///
 /// Per fused linear of each block (m weights W_i [out_i, in] stacked into [O, in]):
@@ -199,32 +178,38 @@ public final class LowRankState: LinearAdapter, @unchecked Sendable {
         }
     }
 
-    public func hook(stream s: Int) -> any LinearHook { LowRankPass(state: self, stream: s) }
+    public func hook(streams: Range<Int>) -> any LinearHook { LowRankPass(state: self, streams: streams) }
 
-    /// out [R, O] (+)= (x [R, in] · vtᵀ) · B_sᵀ for the fused linear at `weightOffset` of block
-    /// `index` and stream s. Returns false (writing nothing) when the block or the linear has
-    /// no factors.
-    func add(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, stream: Int, accumulate: Bool) -> Bool {
+    /// For the fused linear at `weightOffset` of block `index` and input x [R, in] whose rows are
+    /// the streams' in equal parts (R = S·R_s): t = x · vtᵀ [R, m·r] in one product, then for
+    /// each stream s, out[rows of s] (+)= t[rows of s] · B_sᵀ. Returns false (writing nothing)
+    /// when the block or the linear has no factors.
+    func add(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, streams: Range<Int>,
+             accumulate: Bool) -> Bool {
         guard index < blockCount, let factors = linears[index].first(where: { $0.linear.weightOffset == weightOffset }), let scratch else {
             return false
         }
         precondition(rows <= scratchRows, "reserve(rows:) first")
+        precondition(rows % streams.count == 0, "the streams' rows come in equal parts")
         let width = factors.parts.count * rank, t = scratch.floats(0, rows * width)
+        let o = factors.linear.outputs, part = rows / streams.count
         backend.linear(x: x, weight: factors.vt, bias: nil, out: t, m: rows, n: width, k: factors.linear.inputs, activation: .none,
                        accumulate: false)
-        backend.linear(x: t, weight: factors.streams[stream], bias: nil, out: out, m: rows, n: factors.linear.outputs,
-                       k: width, activation: .none, accumulate: accumulate)
+        for (i, s) in streams.enumerated() {
+            backend.linear(x: t.floats(i * part * width, part * width), weight: factors.streams[s], bias: nil,
+                           out: out.floats(i * part * o, part * o), m: part, n: o, k: width, activation: .none, accumulate: accumulate)
+        }
         return true
     }
 }
 
-/// The low-rank perturbation of one stream, as its passes' linears add it: the state and the
-/// stream (whose B_s `prepare` built).
+/// The low-rank perturbation of consecutive streams, as a pass whose rows are theirs in equal
+/// parts adds it: the state and the streams (whose B_s `prepare` built).
 struct LowRankPass: LinearHook {
     let state: LowRankState
-    let stream: Int
+    let streams: Range<Int>
 
     func apply(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, accumulate: Bool) -> Bool {
-        state.add(block: index, weightOffset: weightOffset, x: x, out: out, rows: rows, stream: stream, accumulate: accumulate)
+        state.add(block: index, weightOffset: weightOffset, x: x, out: out, rows: rows, streams: streams, accumulate: accumulate)
     }
 }

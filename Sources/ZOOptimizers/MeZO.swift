@@ -178,11 +178,17 @@ public final class MeZO {
                     moves.append((term.direction, term.multiple))
                 }
             }
-            pass.terms += moves.filter { $0.multiple != 0 }.map { PerturbationTerm(seed: seeds[$0.direction], coefficient: $0.multiple * eps) }
+            if !lowRankOnly {
+                pass.terms += moves.filter { $0.multiple != 0 }
+                    .map { PerturbationTerm(seed: seeds[$0.direction], coefficient: $0.multiple * eps) }
+            }
             previous = offset
             return PerturbedStream(pass: pass, adapterStream: adapted ? s : nil)
         }
     }
+
+    /// Whether only the low-rank weights train (no full perturbation passes).
+    private var lowRankOnly: Bool { options.lowRank?.lowRankOnly ?? false }
 
     /// The seed of V for the low-rank epoch containing `step` (steps e·ν..<(e+1)·ν).
     public func lowRankSeed(epoch: Int) -> UInt64 {
@@ -215,8 +221,8 @@ public final class MeZO {
             let restore = last.first { $0.direction == j }.map { -$0.multiple * eps } ?? 0
             terms.append(PerturbationTerm(seed: seed, coefficient: restore + update, decayCoefficient: decay * restore + update))
         }
-        pending = PerturbationPass(terms: terms.filter { $0.coefficient != 0 || $0.decayCoefficient != 0 }, decayFactor: decay,
-                                   kind: options.perturbation)
+        pending = PerturbationPass(terms: lowRankOnly ? [] : terms.filter { $0.coefficient != 0 || $0.decayCoefficient != 0 },
+                                   decayFactor: decay, kind: options.perturbation)
         stepsTaken += 1
     }
 

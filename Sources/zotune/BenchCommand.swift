@@ -168,6 +168,25 @@ struct BenchPerturb: ParsableCommand {
     }
 }
 
+extension BenchZOStep {
+    /// The memory model's prediction for the step `measure` runs.
+    func predictedStep(_ shape: ModelShape, plan: ResidencyPlan?, options: MeZOOptions) -> StepMemory {
+        let (b, t, streams) = (workload.batch, workload.seq, options.streams)
+        guard let lowRank = options.lowRank else {
+            return plan.map { MemoryModel.offloadedStep(shape, plan: $0, batch: b, tokens: t, streams: streams) }
+                ?? MemoryModel.residentStep(shape, batch: b, tokens: t)
+        }
+        if lowRank.lowRankOnly, stack {
+            return MemoryModel.stackedLowRankStep(shape, plan: plan, batch: b, tokens: t, rank: lowRank.rank,
+                                                  resampleEvery: lowRank.resampleEvery, streams: streams)
+        }
+        let base = plan.map { MemoryModel.offloadedStep(shape, plan: $0, batch: b, tokens: t, streams: streams) }
+            ?? MemoryModel.residentStep(shape, batch: b, tokens: t)
+        return MemoryModel.withLowRank(base, shape, plan: plan, batch: b, tokens: t, rank: lowRank.rank, resampleEvery: lowRank.resampleEvery,
+                                       streams: streams)
+    }
+}
+
 /// Runs `body` `iterations` times and returns the median and minimum wall time in seconds.
 func timed(_ iterations: Int, _ body: () throws -> Void) rethrows -> (median: Double, min: Double) {
     var times: [Double] = []
@@ -206,20 +225,32 @@ struct BenchZOStep: ParsableCommand {
 
     @Flag(inversion: .prefixedNo, help: "With --zo population: one-sided (N + 1 forwards) or two-sided (2N).") var oneSided = true
 
-    @Option(help: "gaussian, rademacher or ones (default: rademacher with --zo population, else gaussian).")
+    @Option(help: "gaussian, rademacher or ones (default: rademacher with a full-rank --zo population, else gaussian).")
     var perturbation: PerturbationKind?
+
+    @Option(help: "The low-rank estimator's rank r for the blocks' 2-D weights (V drawn once).") var rank: Int?
+
+    @Flag(name: .customLong("low-rank-only"), help: "With --rank: perturb only the low-rank weights (the streams then run stacked).")
+    var lowRankOnly = false
+
+    @Flag(inversion: .prefixedNo, help: "With --low-rank-only: run the streams stacked, one GEMM per linear for all (or one pass each).")
+    var stack = true
 
     enum Estimator: String, ExpressibleByArgument { case mezo, population }
 
     /// The estimator's options.
     var options: MeZOOptions {
         let population = zo == .population ? PopulationOptions(queries: queries, oneSided: oneSided, normalize: .std) : nil
-        return MeZOOptions(eps: 1e-3, perturbation: perturbation ?? (population == nil ? .gaussian : .rademacher), population: population)
+        let lowRank = rank.map { LowRankOptions(rank: $0, resampleEvery: 1_000_000, lowRankOnly: lowRankOnly) }
+        return MeZOOptions(eps: 1e-3, perturbation: perturbation ?? (population == nil || lowRank != nil ? .gaussian : .rademacher),
+                           lowRank: lowRank, population: population)
     }
 
     func validate() throws {
         guard iterations >= 1, (1...1024).contains(queries) else { throw ValidationError("--iterations must be positive, --queries from 1 to 1024") }
         if offloadedOnly, !compute.offload { throw ValidationError("--offloaded-only needs --offload") }
+        if (rank ?? 1) < 1 || (lowRankOnly && rank == nil) { throw ValidationError("--rank must be at least 1; --low-rank-only needs it") }
+        if rank != nil, (perturbation ?? .gaussian) != .gaussian { throw ValidationError("low-rank ZO draws Gaussian factors; drop --perturbation") }
     }
 
     struct Report: Encodable {
@@ -273,9 +304,17 @@ struct BenchZOStep: ParsableCommand {
     /// host groups (which the resident run leaves untouched).
     func measure(model: any CausalLM, tokens: TokenBatch, offloaded: Bool) throws -> Report {
         let backend = try compute.makeBackend()
-        let runner: any ModelRunner = offloaded ? try OffloadedRunner(model: model, backend: backend, plan: compute.plan())
-                                                : try ResidentRunner(model: model, backend: backend)
         let options = self.options
+        let runner: any ModelRunner
+        if offloaded {
+            let offloader = try OffloadedRunner(model: model, backend: backend, plan: compute.plan(), adapter: options.lowRank)
+            offloader.stacksStreams = stack
+            runner = offloader
+        } else {
+            let resident = try ResidentRunner(model: model, backend: backend, adapter: options.lowRank)
+            resident.stacksStreams = stack
+            runner = resident
+        }
         let mezo = MeZO(runner: runner, options: options, seed: 3)
         _ = try mezo.step(lr: 1e-6, batch: tokens)  // warm-up
         let offloader = runner as? OffloadedRunner
@@ -285,9 +324,7 @@ struct BenchZOStep: ParsableCommand {
         let times = try timed(iterations) { _ = try mezo.step(lr: 1e-6, batch: tokens) }
         let profile = cpu?.profile.take().mapValues { $0.seconds / Double(iterations) } ?? [:]
         let steps = Double(iterations)
-        let predicted = offloaded ? MemoryModel.offloadedStep(model.shape, plan: compute.plan(), batch: workload.batch, tokens: workload.seq,
-                                                              streams: options.streams)
-                                  : MemoryModel.residentStep(model.shape, batch: workload.batch, tokens: workload.seq)
+        let predicted = try predictedStep(model.shape, plan: offloaded ? compute.plan() : nil, options: options)
         return Report(mode: offloaded ? "offloaded" : "resident", estimator: options.estimatorSummary, forwards_per_step: options.streams,
                       shape: workload.shape, blocks: model.blocks.count,
                       backend: backend.name, threads: cpu?.threads ?? 0,

@@ -30,6 +30,11 @@ struct HybridOptions: ParsableArguments {
     @Option(help: "With --zo population: divide the loss differences by their spread (std, FZOO's rule; the default) or by ε (none).")
     var normalize: PopulationOptions.Normalization?
 
+    @Flag(name: .customLong("low-rank-only"), help: """
+        With --rank: train only the blocks' 2-D weights (low rank); embeddings, norms, biases and the head stay frozen,         so a step's streams differ only in their rank-r terms and go through the model stacked, one GEMM per linear for all.
+        """)
+    var lowRankOnly = false
+
     @Option(name: .customLong("resample-every"), help: "With --zo low-rank: steps ν between draws of V (and foldings of A Vᵀ into W).")
     var resampleEvery = 50
 
@@ -55,8 +60,8 @@ struct HybridOptions: ParsableArguments {
     /// The low-rank estimator's options with --zo low-rank, or --zo population with --rank.
     var lowRank: LowRankOptions? {
         switch zo {
-        case .lowRank: LowRankOptions(rank: rank ?? 2, resampleEvery: resampleEvery)
-        case .population: rank.map { LowRankOptions(rank: $0, resampleEvery: resampleEvery) }
+        case .lowRank: LowRankOptions(rank: rank ?? 2, resampleEvery: resampleEvery, lowRankOnly: lowRankOnly)
+        case .population: rank.map { LowRankOptions(rank: $0, resampleEvery: resampleEvery, lowRankOnly: lowRankOnly) }
         case .mezo, .off: nil
         }
     }
@@ -83,6 +88,7 @@ struct HybridOptions: ParsableArguments {
             throw ValidationError("--rank and --resample-every must be at least 1, --queries from 1 to 1024")
         }
         if rank != nil, zo != .lowRank, zo != .population { throw ValidationError("--rank needs --zo low-rank or --zo population") }
+        if lowRankOnly, zo != .lowRank, rank == nil { throw ValidationError("--low-rank-only needs --rank (or --zo low-rank)") }
         if zo != .population, queries != nil || oneSided != nil || normalize != nil {
             throw ValidationError("--queries, --one-sided/--no-one-sided and --normalize set a population estimator: add --zo population")
         }

@@ -80,6 +80,13 @@ struct PlanCommand: ParsableCommand {
         let resident = firstOrder.map { MemoryModel.firstOrderStep(shape, plan: nil, batch: batch, tokens: seq, firstOrder: $0, streams: streams) }
             ?? MemoryModel.residentStep(shape, batch: batch, tokens: seq)
         guard let lowRank = hybrid.lowRank else { return (offloaded, resident) }
+        if lowRank.lowRankOnly, firstOrder == nil {
+            func stacked(_ plan: ResidencyPlan?) -> StepMemory {
+                MemoryModel.stackedLowRankStep(shape, plan: plan, batch: batch, tokens: seq, rank: lowRank.rank,
+                                               resampleEvery: lowRank.resampleEvery, streams: streams)
+            }
+            return (stacked(offloadedPlan), stacked(nil))
+        }
         let k = firstOrder?.blocks ?? 0
         func adding(_ step: StepMemory, plan: ResidencyPlan?) -> StepMemory {
             MemoryModel.withLowRank(step, shape, plan: plan, firstOrderBlocks: k, batch: batch, tokens: seq, rank: lowRank.rank,

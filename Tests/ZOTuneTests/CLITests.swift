@@ -88,6 +88,7 @@ import ZOFormats
         (["plan", "--table", "--rank", "2"], "drop --fo-blocks, --rank and --zo low-rank"),
         (["train", "--model", "smollm2-135m", "--task", "sentiment", "--queries", "1"], "--queries 1 has no spread"),
         (["train", "--model", "smollm2-135m", "--task", "sentiment", "--zo", "mezo", "--no-one-sided"], "add --zo population"),
+        (["train", "--model", "smollm2-135m", "--task", "sentiment", "--low-rank-only"], "--low-rank-only needs --rank"),
     ])
     func badPlanArgumentsExitWithAMessage(arguments: [String], message: String) throws {
         try badInputExitsWithAMessage(arguments: arguments, message: message)
