@@ -10,9 +10,9 @@ import ZOTraining
 /// A backend against the CPU oracle: noise (CUDA), perturbation with snapshots and the link
 /// codecs bit for bit; for each model family (a small random OPT, and a Llama with grouped
 /// KV heads, RMSNorm, rotary embeddings, SwiGLU and a tied head) logits and 20 ZO steps,
-/// resident and offloaded (MeZO, and a population offloaded), 6 hybrid steps (the last block and the head first-order, by AdamW)
-/// and 6 first-order steps of the whole model (fewer of each with `steps`), within a
-/// tolerance; optionally a few steps of a real model. Each check passes with what it measured
+/// resident and offloaded (MeZO, and a population offloaded, full and low-rank-only stacked),
+/// 6 hybrid steps (the last block and the head first-order, by AdamW) and 6 first-order steps
+/// of the whole model (fewer of each with `steps`), within a tolerance; optionally a few steps of a real model. Each check passes with what it measured
 /// or fails saying what differed. `zotune selftest` runs them from the binary (a GPU machine
 /// has no Swift to run the tests), the test suite on the GPU or the CUDA stand-in.
 public enum BackendParity {
@@ -69,6 +69,13 @@ public enum BackendParity {
             let population = MeZOOptions(eps: 1e-3, perturbation: .rademacher, population: .fzoo(queries: 4))
             checks.append(("\(family.rawValue): \(zoSteps) population ZO steps (N 4) offloaded within \(tolerance)", {
                 try training(backend, oracle, plan: ResidencyPlan(slots: 2), options: population, tolerance: tolerance, steps: zoSteps) {
+                    try model(family)
+                }
+            }))
+            let stacked = MeZOOptions(eps: 1e-3, lowRank: LowRankOptions(rank: 2, resampleEvery: 4, lowRankOnly: true),
+                                      population: .fzoo(queries: 4))
+            checks.append(("\(family.rawValue): \(zoSteps) low-rank-only population ZO steps (N 4, stacked) offloaded within \(tolerance)", {
+                try training(backend, oracle, plan: ResidencyPlan(slots: 2), options: stacked, tolerance: tolerance, steps: zoSteps) {
                     try model(family)
                 }
             }))
@@ -233,8 +240,8 @@ public enum BackendParity {
         for target in [backend, oracle] as [any Backend] {
             let (model, batch) = try load()
             let offloaded = plan.flatMap { target === backend || $0.format != .fp32 ? $0 : nil }
-            let runner: any ModelRunner = try offloaded.map { try OffloadedRunner(model: model, backend: target, plan: $0) }
-                ?? ResidentRunner(model: model, backend: target)
+            let runner: any ModelRunner = try offloaded.map { try OffloadedRunner(model: model, backend: target, plan: $0, adapter: options.lowRank) }
+                ?? ResidentRunner(model: model, backend: target, adapter: options.lowRank)
             let mezo = MeZO(runner: runner, options: options, seed: 4)
             runs.append(try (0..<steps).map { _ in try mezo.step(lr: learningRate, batch: batch).lossPlus })
         }
