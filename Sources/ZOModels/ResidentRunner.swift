@@ -44,7 +44,7 @@ public struct ForwardResult: Sendable {
 /// Runs a model with every parameter group resident in device memory: the reference path
 /// that offloaded and other runs are checked against.
 ///
-/// With a `FirstOrderTail`, the runner holds the embedding and the blocks before the tail's
+/// With a tail (`RunnerTail`: a hybrid run's first-order part), the runner holds the embedding and the blocks before the tail's
 /// first block; the tail runs the rest of every pass, and the runner's perturbations leave
 /// out what the tail trains.
 public final class ResidentRunner: ModelRunner, @unchecked Sendable {
@@ -55,7 +55,7 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     public let deviceGroups: [DeviceBuffer]
     /// The model's constant tables on the device.
     public let constants: DeviceBuffer
-    public let tail: FirstOrderTail?
+    public let tail: (any RunnerTail)?
     public let adapter: (any LinearAdapter)?
     /// Whether streams that differ only in the adapter's terms go through the model as one
     /// stacked pass (`StreamStack`); off, each stream runs its own (the same numbers up to the
@@ -66,7 +66,7 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     /// Uploads every parameter group (those before the tail's when there is one). With an
     /// `adapter` factory, the blocks' fused linears add its adapter's terms (and full
     /// perturbation passes leave the weights it adapts out).
-    public init(model: any CausalLM, backend: any Backend, tail: FirstOrderTail? = nil, adapter factory: (any LinearAdapterFactory)? = nil)
+    public init(model: any CausalLM, backend: any Backend, tail: (any RunnerTail)? = nil, adapter factory: (any LinearAdapterFactory)? = nil)
         throws {
         self.model = model
         self.backend = backend

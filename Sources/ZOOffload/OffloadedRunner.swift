@@ -42,7 +42,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     /// The head group, unless the tail holds it.
     private let head: DeviceBuffer?
     /// The first-order part, which runs blocks from `blockCount` on and the head.
-    public let tail: FirstOrderTail?
+    public let tail: (any RunnerTail)?
     /// Blocks this runner runs (0..<blockCount).
     private let blockCount: Int
     /// The tied token table's index when ZO perturbs it (not when the tail trains it).
@@ -101,7 +101,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     /// With an `adapter` factory, the blocks' fused linears add its adapter's terms and full
     /// passes leave the weights it adapts alone, so a ZO step writes no streamed block back
     /// (see `foldAdapter`).
-    public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan, tail: FirstOrderTail? = nil,
+    public init(model: any CausalLM, backend: any Backend, plan: ResidencyPlan, tail: (any RunnerTail)? = nil,
                 adapter factory: (any LinearAdapterFactory)? = nil) throws {
         try plan.validate(for: model)
         blockCount = plan.runnerBlockCount(of: model.blocks.count)

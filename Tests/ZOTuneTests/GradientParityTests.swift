@@ -4,6 +4,7 @@ import ZOCPU
 import ZOCore
 import ZOFormats
 import ZOModels
+import ZOOptimizers
 import ZOTasks
 
 /// The backward pass against Hugging Face transformers' autograd (fixtures from

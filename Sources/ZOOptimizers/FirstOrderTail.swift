@@ -1,4 +1,5 @@
 import ZOCore
+import ZOModels
 
 /// The part of a model trained first-order: the deepest blocks (from `firstBlock` on), the
 /// final norm and the head, resident on the device with their gradients — and, in a full
@@ -11,7 +12,7 @@ import ZOCore
 /// from its loss gradient, accumulating into `gradients`. The hidden state entering block
 /// `firstBlock` is treated as a constant (detached): nothing before it gets a gradient
 /// except, through the head, a tied token table.
-public final class FirstOrderTail: @unchecked Sendable {
+public final class FirstOrderTail: RunnerTail, @unchecked Sendable {
     public let model: any TrainableLM
     public let backend: any GradientBackend
     public let firstBlock: Int
