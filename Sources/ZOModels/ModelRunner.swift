@@ -97,7 +97,8 @@ public struct PerturbedStream: Sendable, Equatable {
 /// block by block from host memory): forward passes, perturbation passes over every
 /// parameter, and the streams of forward passes a ZO step needs.
 ///
-/// Every implementation computes the same numbers as `ResidentRunner`, bit for bit.
+/// Every implementation computes the same numbers as `ResidentRunner`, bit for bit (with the
+/// same choice of stacking streams, `StreamStack`).
 public protocol ModelRunner: AnyObject, Sendable {
     var model: any CausalLM { get }
     var backend: any Backend { get }

@@ -31,7 +31,7 @@ public struct StreamStack: Sendable {
         (0..<count).map { s in
             zip(originals, results).map { request, result in
                 let n = result.tokenLosses.count / count
-                let v = result.logits.map { $0.count / result.tokenLosses.count } ?? 0
+                let v = result.logits.map { $0.count / max(1, result.tokenLosses.count) } ?? 0
                 return ForwardResult(batch: request.batch, rows: request.rows,
                                      tokenLosses: Array(result.tokenLosses[s * n..<(s + 1) * n]),
                                      logits: result.logits.map { Array($0[s * n * v..<(s + 1) * n * v]) },

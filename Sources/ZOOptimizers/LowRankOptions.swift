@@ -29,6 +29,10 @@ public struct LowRankOptions: Sendable, Codable, Equatable, LinearAdapterFactory
         rank = try container.decode(Int.self, forKey: .rank)
         resampleEvery = try container.decode(Int.self, forKey: .resampleEvery)
         lowRankOnly = try container.decodeIfPresent(Bool.self, forKey: .lowRankOnly) ?? false
+        guard rank >= 1, resampleEvery >= 1 else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "rank \(rank) and resampleEvery \(resampleEvery) must be at least 1"))
+        }
     }
 
     /// Zeroed factors for the fused linears of blocks 0..<blockCount.

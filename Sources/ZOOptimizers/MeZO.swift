@@ -96,7 +96,7 @@ public final class MeZO {
     public init(runner: any ModelRunner, options: MeZOOptions, seed: UInt64, startStep: Int = 0) {
         precondition(options.q >= 1 && startStep >= 0 && (options.population == nil || options.q == 1))
         lowRank = runner.adapter as? LowRankState
-        precondition((options.lowRank == nil) == (lowRank == nil) && (runner.adapter == nil || lowRank != nil),
+        precondition(lowRank?.options == options.lowRank && (runner.adapter == nil || lowRank != nil),
                      "low-rank options and the runner's factors go together")
         precondition(options.lowRank == nil || (options.perturbation == .gaussian && options.weightDecay == 0 && startStep == 0),
                      "the low-rank estimator is Gaussian, without weight decay, from step 0")

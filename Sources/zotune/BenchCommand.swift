@@ -251,6 +251,7 @@ struct BenchZOStep: ParsableCommand {
         if offloadedOnly, !compute.offload { throw ValidationError("--offloaded-only needs --offload") }
         if (rank ?? 1) < 1 || (lowRankOnly && rank == nil) { throw ValidationError("--rank must be at least 1; --low-rank-only needs it") }
         if rank != nil, (perturbation ?? .gaussian) != .gaussian { throw ValidationError("low-rank ZO draws Gaussian factors; drop --perturbation") }
+        if !stack, !lowRankOnly { throw ValidationError("--no-stack compares against stacked streams: add --rank r --low-rank-only") }
     }
 
     struct Report: Encodable {

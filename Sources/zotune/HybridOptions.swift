@@ -31,7 +31,9 @@ struct HybridOptions: ParsableArguments {
     var normalize: PopulationOptions.Normalization?
 
     @Flag(name: .customLong("low-rank-only"), help: """
-        With --rank: train only the blocks' 2-D weights (low rank); embeddings, norms, biases and the head stay frozen,         so a step's streams differ only in their rank-r terms and go through the model stacked, one GEMM per linear for all.
+        With --rank: train only the blocks' 2-D weights (low rank); embeddings, norms, biases and the head stay frozen, \
+        so a step's streams differ only in their rank-r terms and (without --fo-blocks) go through the model stacked, one \
+        GEMM per linear for all.
         """)
     var lowRankOnly = false
 
@@ -120,7 +122,8 @@ struct HybridOptions: ParsableArguments {
         case .population: "population ZO (N \(queries ?? 4)\(rank.map { ", r \($0)" } ?? ""))"
         case .mezo, .off: "MeZO"
         }
-        let rest = first == 0 ? "" : zo != .off ? "; blocks 0–\(first - 1) and the embedding by \(estimator)" : "; blocks 0–\(first - 1) frozen"
+        let zeroOrder = lowRankOnly ? "the 2-D weights of blocks 0–\(first - 1)" : "blocks 0–\(first - 1) and the embedding"
+        let rest = first == 0 ? "" : zo != .off ? "; \(zeroOrder) by \(estimator)" : "; blocks 0–\(first - 1) frozen"
         return "\(trained) by \(foOptimizer.rawValue) (state on the \(foState.rawValue))\(rest)"
     }
 }

@@ -206,4 +206,31 @@ import ZOTraining
             }
         }
     }
+
+    /// A checkpoint and trajectory written as version 1 resume when their noise is unchanged
+    /// (Gaussian), and are refused with the reason when it is Rademacher.
+    @Test func aVersionOneCheckpointResumesOnlyWithUnchangedNoise() throws {
+        let directory = try Self.workspace()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        /// Rewrites `from` as `to` in a file (the same length: the trajectory's header keeps its size).
+        func patch(_ path: String, _ from: String, _ to: String) throws {
+            var text = try Self.bytes(path)
+            let range = try #require(text.range(of: Data(from.utf8)), "\(from) in \(path)")
+            text.replaceSubrange(range, with: Data(to.utf8))
+            try text.write(to: URL(fileURLWithPath: path))
+        }
+        for (estimator, resumes) in [(Self.mezo, true), (["--zo", "mezo", "--perturbation", "rademacher"], false)] {
+            let run = directory + "/run-\(resumes)"
+            var outcome = try Self.train(directory, ["--steps", "2", "--save-every", "2", "--output", run], estimator: estimator)
+            #expect(outcome.status == 0, "\(outcome.stderr)")
+            try patch(run + "/checkpoints/step-00000002/state.json", "\"version\" : 2", "\"version\" : 1")
+            try patch(run + "/trajectory.zotraj", "\"version\":2", "\"version\":1")
+            outcome = try Self.train(directory, ["--steps", "4", "--resume", run], estimator: estimator)
+            if resumes {
+                #expect(outcome.status == 0 && outcome.stdout.contains("resuming after step 2"), "\(outcome.stderr)")
+            } else {
+                #expect(outcome.status != 0 && outcome.stderr.contains("version 1 without Rademacher noise"), "\(outcome.stderr)")
+            }
+        }
+    }
 }

@@ -23,7 +23,8 @@ public enum PerturbationKind: String, Sendable, Codable, CaseIterable {
 ///   and no fused multiply-adds.
 /// - Rademacher: one bit per element: chunk c = i / 32 takes word c % 4 of the block with
 ///   counter (c / 4 low, c / 4 high, tensor id, 1), and z_i = +1 if bit i % 32 of that word is
-///   1, else −1 (a 32nd of the Gaussian's Philox work: the pass is then memory-bound).
+///   1, else −1 (on the CPU, where a pass generates each block once for its 128 elements, a
+///   32nd of the Gaussian's Philox work: the pass is then memory-bound).
 public enum Noise {
     /// Writes z for the 32 elements of chunk `chunk` of tensor `tensor` into `out`.
     @inline(__always)

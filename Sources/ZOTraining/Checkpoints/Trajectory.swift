@@ -31,9 +31,10 @@ public struct TrajectoryHeader: Codable, Sendable, Equatable {
     }
 
     /// Whether records written under `other` continue these (the schedule's length matters
-    /// only when it decays).
+    /// only when it decays; a readable older version continues a newer one).
     func continues(_ other: TrajectoryHeader) -> Bool {
         var comparable = other
+        comparable.version = version
         if schedule.shape == .constant { comparable.schedule.totalSteps = schedule.totalSteps }
         return comparable == self
     }
