@@ -10,9 +10,11 @@ def machine_lines(out):
 
 
 def plot_run(by_x, by_time, xs, ts, ys, label):
-    """One run's curve against x (steps or forwards) and against training time."""
-    by_x.plot(xs, ys, marker="o", label=label)
-    by_time.plot(ts, ys, marker="o", label=label)
+    """One run's curve against x (steps or forwards) and against training time; past the
+    colour cycle's ten colours, curves take another line style and marker so none share a look."""
+    style = dict(marker="os^"[len(by_x.lines) // 10 % 3], linestyle=["-", "--", ":"][len(by_x.lines) // 10 % 3], label=label)
+    by_x.plot(xs, ys, **style)
+    by_time.plot(ts, ys, **style)
 
 
 def finish_figure(figure, axes, metric, title, path):
