@@ -31,6 +31,11 @@ declare -A runs=(
     [sentiment-n16-lr2e-3]="${s[*]} --zo population --queries 16 --lr 2e-3 --steps 26 --eval-every 5"
     [sentiment-n4-rank2-lr4e-3]="${s[*]} --zo population --queries 4 --rank 2 --lr 4e-3 --steps 90 --eval-every 18"
     [sentiment-n8-rank2-only-lr6e-3]="${s[*]} --zo population --queries 8 --rank 2 --low-rank-only --lr 6e-3 --steps 50 --eval-every 10"
+    [sentiment-n16-rank2-lr4e-3]="${s[*]} --zo population --queries 16 --rank 2 --lr 4e-3 --steps 26 --eval-every 5"
+    [sentiment-n8-rank2-lr1.5e-3]="${s[*]} --zo population --queries 8 --rank 2 --lr 1.5e-3 --steps 50 --eval-every 10"
+    [sentiment-n8-twosided-lr3e-3]="${s[*]} --zo population --queries 8 --no-one-sided --lr 3e-3 --steps 26 --eval-every 5"
+    [sentiment-n16-twosided-lr4e-3]="${s[*]} --zo population --queries 16 --no-one-sided --lr 4e-3 --steps 14 --eval-every 3"
+    [sentiment-n4-twosided-lr1e-3]="${s[*]} --zo population --queries 4 --no-one-sided --lr 1e-3 --steps 50 --eval-every 10"
     [sentiment-n8-rank2-only-lr3e-3]="${s[*]} --zo population --queries 8 --rank 2 --low-rank-only --lr 3e-3 --steps 50 --eval-every 10"
     [sentiment-hybrid4-mezo]="${s[*]} --zo mezo --lr 3e-5 --fo-blocks 4 --fo-lr 1e-5 --steps 200 --eval-every 40"
     [sentiment-hybrid4-n4-lr2e-3]="${s[*]} --zo population --queries 4 --lr 2e-3 --fo-blocks 4 --fo-lr 1e-5 --steps 90 --eval-every 18"
@@ -42,7 +47,9 @@ declare -A runs=(
 order=(sentiment-mezo sentiment-n8-lr3e-3 sentiment-n4-lr2e-3 sentiment-n4-lr4e-3 sentiment-hybrid4-n4-lr2e-3 sentiment-fo4
        lm-mezo lm-n4-lr2e-3 lm-n4-lr1e-3 sentiment-n8-lr6e-3 sentiment-n16-lr4e-3 sentiment-n8-lr1.5e-3 sentiment-n4-twosided-lr2e-3
        sentiment-n8-rank2-lr3e-3 sentiment-hybrid4-mezo sentiment-n4-rank2-lr2e-3 sentiment-n4-lr1e-3
-       sentiment-n8-rank2-only-lr3e-3 sentiment-n16-lr2e-3 sentiment-n4-rank2-lr4e-3 sentiment-n8-rank2-only-lr6e-3)
+       sentiment-n8-rank2-only-lr3e-3 sentiment-n16-lr2e-3 sentiment-n4-rank2-lr4e-3 sentiment-n8-rank2-only-lr6e-3
+       sentiment-n16-rank2-lr4e-3 sentiment-n8-rank2-lr1.5e-3 sentiment-n8-twosided-lr3e-3 sentiment-n16-twosided-lr4e-3
+       sentiment-n4-twosided-lr1e-3)
 names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=("${order[@]}")
 for name in "${names[@]}"; do
