@@ -44,9 +44,9 @@ public struct ForwardResult: Sendable {
 /// Runs a model with every parameter group resident in device memory: the reference path
 /// that offloaded and other runs are checked against.
 ///
-/// With a tail (`RunnerTail`: a hybrid run's first-order part), the runner holds the embedding and the blocks before the tail's
-/// first block; the tail runs the rest of every pass, and the runner's perturbations leave
-/// out what the tail trains.
+/// With a tail (`RunnerTail`: a hybrid run's first-order part), the runner holds the embedding
+/// and the blocks before the tail's first block; the tail runs the rest of every pass, and the
+/// runner's perturbations leave out what the tail trains.
 public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     public let model: any CausalLM
     public let backend: any Backend

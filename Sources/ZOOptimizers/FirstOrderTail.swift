@@ -12,6 +12,9 @@ import ZOModels
 /// from its loss gradient, accumulating into `gradients`. The hidden state entering block
 /// `firstBlock` is treated as a constant (detached): nothing before it gets a gradient
 /// except, through the head, a tied token table.
+// @unchecked Sendable: confined to the thread that drives training — the runner calls `finish`
+// and the trainer `backward`/the optimizer its buffers, one step after the other, never at once;
+// `RunnerTail` is Sendable only because the runners that hold it are.
 public final class FirstOrderTail: RunnerTail, @unchecked Sendable {
     public let model: any TrainableLM
     public let backend: any GradientBackend

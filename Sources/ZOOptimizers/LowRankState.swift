@@ -17,6 +17,9 @@ import ZOModels
 ///
 /// A runner holds it as its `LinearAdapter`; `MeZO` draws V, builds each step's B_s and
 /// accumulates A.
+// @unchecked Sendable: confined to the thread that drives training — `MeZO` prepares, updates
+// and resamples the factors between the runner's passes, and the runner's linears read them
+// during its passes, on that same thread; `LinearAdapter` is Sendable only because runners are.
 public final class LowRankState: LinearAdapter, @unchecked Sendable {
     public let options: LowRankOptions
     /// Blocks 0..<blockCount have factors.
