@@ -70,7 +70,7 @@ extension CUDABackend: GradientBackend {
         launch(BackwardKernels.attentionBackward, grid: (shape.kvHeads, shape.batch, 1), block: 256, sharedBytes: 8 * shape.keys,
                In(q), In(k), In(v), In(keyMask), In(gradOut), Out(gradQ), Out(gradK), Out(gradV), Int32(shape.keys),
                Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headSize), Int32(shape.queryStride), Int32(shape.kvStride),
-               shape.scale)
+               shape.scale, Int32(shape.window))
     }
 
     public func crossEntropyBackward(logits: DeviceBuffer, targets: DeviceBuffer, weights: DeviceBuffer, gradLogits: DeviceBuffer,

@@ -76,7 +76,7 @@ extension CUDABackend {
         launch(ForwardKernels.attention, grid: (shape.queries, shape.heads, shape.batch), block: 256,
                In(q), In(k), In(v), In(keyMask), Out(out), Int32(shape.queries), Int32(shape.keys), Int32(shape.capacity),
                Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headSize), Int32(shape.queryStride), Int32(shape.kvStride),
-               shape.scale)
+               shape.scale, Int32(shape.window))
     }
 
     public func crossEntropy(logits: DeviceBuffer, targets: DeviceBuffer, losses: DeviceBuffer, rows: Int, vocab: Int) {

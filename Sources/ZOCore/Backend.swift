@@ -38,9 +38,12 @@ public struct AttentionShape: Sendable, Equatable {
     public var kvStride: Int
     /// Score scale, usually 1/√HS.
     public var scale: Float
+    /// W of sliding-window attention: the query at position t sees keys s with t − W < s ≤ t
+    /// (itself and the W − 1 before it); 0 for no window.
+    public var window: Int
 
     public init(batch: Int, queries: Int, keys: Int, capacity: Int, heads: Int, kvHeads: Int, headSize: Int,
-                queryStride: Int, kvStride: Int, scale: Float) {
+                queryStride: Int, kvStride: Int, scale: Float, window: Int = 0) {
         self.batch = batch
         self.queries = queries
         self.keys = keys
@@ -51,14 +54,18 @@ public struct AttentionShape: Sendable, Equatable {
         self.queryStride = queryStride
         self.kvStride = kvStride
         self.scale = scale
+        self.window = window
     }
 
+    /// The first key the query at position `t` sees (0 without a window).
+    public func firstVisibleKey(_ t: Int) -> Int { window > 0 ? max(0, t - window + 1) : 0 }
+
     /// Self-attention over a fused [B, T, (NH + 2·NKV)·HS] q|k|v buffer, no earlier tokens.
-    public static func fused(batch: Int, tokens: Int, heads: Int, kvHeads: Int, headSize: Int) -> AttentionShape {
+    public static func fused(batch: Int, tokens: Int, heads: Int, kvHeads: Int, headSize: Int, window: Int = 0) -> AttentionShape {
         let stride = (heads + 2 * kvHeads) * headSize
         return AttentionShape(batch: batch, queries: tokens, keys: tokens, capacity: tokens, heads: heads, kvHeads: kvHeads,
                               headSize: headSize, queryStride: stride, kvStride: stride,
-                              scale: 1 / Float(headSize).squareRoot())
+                              scale: 1 / Float(headSize).squareRoot(), window: window)
     }
 }
 
@@ -248,8 +255,9 @@ public protocol Backend: AnyObject, Sendable {
     /// q [B, Tq, ·] holds head h at column h·HS of each row (rows `queryStride` apart);
     /// k, v [B, capacity, ·] hold kv head g at column g·HS (rows `kvStride` apart);
     /// keyMask Int32 [B, capacity] (1 = real token); out [B, Tq, NH·HS]. Query i sits at
-    /// position Tk − Tq + i and attends to keys s at or before it with keyMask[s] = 1; head h
-    /// reads kv head h / (NH / NKV). A query with no visible key gets zeros.
+    /// position Tk − Tq + i and attends to keys s at or before it (and within `shape.window`)
+    /// with keyMask[s] = 1; head h reads kv head h / (NH / NKV). A query with no visible key
+    /// gets zeros.
     func attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, keyMask: DeviceBuffer, out: DeviceBuffer,
                    shape: AttentionShape)
 

@@ -8,19 +8,26 @@ import ZOFormats
 
 /// Chooses the architecture of a model on disk: a GGUF file by `general.architecture`, a
 /// Hugging Face folder by `model_type` in its config.json. The one place architectures are
-/// registered.
+/// registered: a new family is one line here.
 public enum ModelRegistry {
-    /// Architectures by name, with their loaders.
-    private static let folders: [String: @Sendable (String, HostStorage) throws(ModelError) -> any CausalLM] = [
-        "opt": { directory, storage throws(ModelError) in try OPTModel.load(directory: directory, blockStorage: storage) },
-        "llama": { directory, storage throws(ModelError) in try LlamaModel.load(directory: directory, blockStorage: storage) },
-    ]
-    private static let ggufArchitectures: [String: @Sendable (GGUFFile, HostStorage) throws(ModelError) -> any CausalLM] = [
-        "llama": { file, storage throws(ModelError) in try LlamaModel.load(gguf: file, blockStorage: storage) },
+    /// Every supported architecture.
+    public static let families: [any ModelFamily.Type] = [OPTFamily.self, LlamaFamily.self, MistralFamily.self, Qwen2Family.self,
+                                                           Qwen3Family.self]
+
+    /// Hugging Face `model_type`s refused by name: variants of supported families that ZOTune does not run.
+    static let refused = [
+        "mixtral": "a mixture of experts", "qwen2_moe": "a mixture of experts", "qwen3_moe": "a mixture of experts",
+        "qwen2_vl": "multimodal", "qwen2_5_vl": "multimodal", "mistral3": "multimodal", "llava": "multimodal",
+        "mllama": "multimodal",
     ]
 
-    /// Names of the supported architectures.
-    public static var architectures: [String] { folders.keys.sorted() }
+    /// Names of the supported `model_type`s.
+    public static var architectures: [String] { families.flatMap { $0.modelTypes }.sorted() }
+
+    /// The family whose config.json says `model_type`.
+    public static func family(modelType: String) -> (any ModelFamily.Type)? {
+        families.first { $0.modelTypes.contains(modelType) }
+    }
 
     /// Loads the model at `path`: a `.gguf` file or a folder with config.json; the blocks'
     /// host copies go to `blockStorage`.
@@ -32,10 +39,11 @@ public enum ModelRegistry {
             let file: GGUFFile
             do { file = try GGUFFile(path: path) } catch { throw .gguf(error) }
             let architecture = file.metadata["general.architecture"]?.string ?? "(none)"
-            guard let load = ggufArchitectures[architecture] else {
-                throw .unsupported(path: path, reason: "general.architecture '\(architecture)' (supported: \(ggufArchitectures.keys.sorted().joined(separator: ", ")))")
+            guard let family = families.first(where: { $0.ggufArchitectures.contains(architecture) }) else {
+                let supported = families.flatMap { $0.ggufArchitectures }.sorted().joined(separator: ", ")
+                throw .unsupported(path: path, reason: "general.architecture '\(architecture)' (supported: \(supported))")
             }
-            return try load(file, blockStorage)
+            return try family.load(gguf: file, blockStorage: blockStorage)
         }
         let configPath = path + "/config.json"
         struct ModelType: Decodable { let model_type: String? }
@@ -45,9 +53,12 @@ public enum ModelRegistry {
         } catch {
             throw .config(path: configPath, reason: "cannot read a model_type from it")
         }
-        guard let load = folders[modelType] else {
+        if let kind = refused[modelType] {
+            throw .unsupported(path: configPath, reason: "model_type '\(modelType)' is \(kind) (supported: \(architectures.joined(separator: ", ")))")
+        }
+        guard let family = family(modelType: modelType) else {
             throw .unsupported(path: configPath, reason: "model_type '\(modelType)' (supported: \(architectures.joined(separator: ", ")))")
         }
-        return try load(path, blockStorage)
+        return try family.load(directory: path, blockStorage: blockStorage)
     }
 }

@@ -60,32 +60,30 @@ extension CausalLM {
 extension OPTConfig {
     /// The shape of an OPT model with this config.
     public var shape: ModelShape {
-        let layouts = OPTOffsets.layouts(self)
+        let (layouts, offsets) = OPTOffsets.layouts(self)
         return ModelShape(embedding: layouts.embedding, blocks: layouts.blocks, head: layouts.head, hiddenSize: hiddenSize,
                           vocabSize: vocabSize, workspacePerRow: workspacePerRow, constantCount: 0,
                           blockTapePerRow: OPTTape.count(rows: 1, config: self), headTapePerRow: OPTHeadTape.count(rows: 1, config: self),
                           tiedTokenTableIndex: tieWordEmbeddings ? 0 : nil,
-                          blockLinears: OPTOffsets(config: self, embedding: layouts.embedding, block: layouts.blocks[0], head: layouts.head)
-                            .blockLinears(self))
+                          blockLinears: offsets.blockLinears(self))
     }
 
-    /// Workspace floats per row: normed [C], qkv [3C], attention [C], mlp [F], projected [D].
-    var workspacePerRow: Int { 5 * hiddenSize + ffnDim + embedDim }
+    /// Workspace floats per row (`OPTModel.Scratch`).
+    var workspacePerRow: Int { OPTModel.Scratch.counts(rows: 1, config: self).reduce(0, +) }
 }
 
 extension LlamaConfig {
     /// The shape of a Llama-family model with this config.
     public var shape: ModelShape {
-        let layouts = LlamaOffsets.layouts(self)
-        let offsets = LlamaOffsets(config: self, block: layouts.blocks[0], head: layouts.head)
+        let (layouts, offsets) = LlamaOffsets.layouts(self)
         return ModelShape(embedding: layouts.embedding, blocks: layouts.blocks, head: layouts.head, hiddenSize: hiddenSize,
                           vocabSize: vocabSize, workspacePerRow: workspacePerRow, constantCount: maxPositionEmbeddings * headSize,
                           blockTapePerRow: LlamaTape.count(rows: 1, config: self), headTapePerRow: headTapePerRow,
                           tiedTokenTableIndex: tieWordEmbeddings ? 0 : nil, blockLinears: offsets.blockLinears(self))
     }
 
-    /// Workspace floats per row: normed [C], q|k|v [(NH + 2·NKV)·HS], attention [NH·HS], gate|up [2F], activated [F].
-    var workspacePerRow: Int { hiddenSize + (2 * numAttentionHeads + 2 * kvHeads) * headSize + 3 * intermediateSize }
+    /// Workspace floats per row (`LlamaModel.Scratch`).
+    var workspacePerRow: Int { LlamaModel.Scratch.counts(rows: 1, config: self).reduce(0, +) }
 
     /// Head tape floats per row: the final norm's input and output [C] each.
     var headTapePerRow: Int { 2 * hiddenSize }

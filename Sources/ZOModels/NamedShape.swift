@@ -2,14 +2,16 @@ import ZOCore
 
 /// A published model size by short name ("opt-1.3b", "llama-3.1-8b"): what `zotune plan` predicts
 /// for and `zotune bench` builds with random weights. Each family lists its own sizes
-/// (`OPTConfig.namedShapes`, `LlamaConfig.namedShapes`); this is the one place that joins them.
-public enum NamedShape: Sendable {
-    case opt(OPTConfig)
-    case llama(LlamaConfig)
+/// (`ModelFamily.namedShapes`); this joins the registry's.
+public struct NamedShape: Sendable {
+    /// The architecture and sizes.
+    public var config: any ArchitectureConfig
 
-    /// Every named shape, OPT's then the Llama family's.
+    public init(_ config: any ArchitectureConfig) { self.config = config }
+
+    /// Every named shape, family by family in the registry's order.
     public static var all: [(name: String, shape: NamedShape)] {
-        OPTConfig.namedShapes.map { ($0.name, .opt($0.config)) } + LlamaConfig.namedShapes.map { ($0.name, .llama($0.config)) }
+        ModelRegistry.families.flatMap { family in family.namedShapes.map { ($0.name, NamedShape($0.config)) } }
     }
 
     /// The shape called `name` (any case), or throws listing the known names.
@@ -22,35 +24,23 @@ public enum NamedShape: Sendable {
 
     /// The same architecture with only its first `layers` blocks.
     public func truncated(to layers: Int) -> NamedShape {
-        switch self {
-        case .opt(var config): config.numHiddenLayers = layers; return .opt(config)
-        case .llama(var config): config.numHiddenLayers = layers; return .llama(config)
-        }
+        var config = config
+        config.numHiddenLayers = layers
+        return NamedShape(config)
     }
 
-    public var layers: Int {
-        switch self { case .opt(let config): config.numHiddenLayers; case .llama(let config): config.numHiddenLayers }
-    }
+    public var layers: Int { config.numHiddenLayers }
 
     /// The longest sequence its positions allow.
-    public var maxPositions: Int {
-        switch self { case .opt(let config): config.maxPositionEmbeddings; case .llama(let config): config.maxPositionEmbeddings }
-    }
+    public var maxPositions: Int { config.maxPositionEmbeddings }
 
-    public var vocabSize: Int {
-        switch self { case .opt(let config): config.vocabSize; case .llama(let config): config.vocabSize }
-    }
+    public var vocabSize: Int { config.vocabSize }
 
-    public var shape: ModelShape {
-        switch self { case .opt(let config): config.shape; case .llama(let config): config.shape }
-    }
+    public var shape: ModelShape { config.shape }
 
     /// A model of this shape (parameters uninitialized), its blocks' host copies in `blockStorage`.
     public func makeModel(blockStorage: HostStorage = .memory) throws(ModelError) -> any CausalLM {
-        switch self {
-        case .opt(let config): try OPTModel(config: config, blockStorage: blockStorage)
-        case .llama(let config): try LlamaModel(config: config, blockStorage: blockStorage)
-        }
+        try config.makeModel(blockStorage: blockStorage)
     }
 }
 

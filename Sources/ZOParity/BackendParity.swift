@@ -8,8 +8,9 @@ import ZOTasks
 import ZOTraining
 
 /// A backend against the CPU oracle: noise (CUDA), perturbation with snapshots and the link
-/// codecs bit for bit; for each model family (a small random OPT, and a Llama with grouped
-/// KV heads, RMSNorm, rotary embeddings, SwiGLU and a tied head) logits and 20 ZO steps,
+/// codecs bit for bit; for each registered model family (a small random model of its
+/// `ModelFamily.parityConfig`: OPT; Llama with grouped KV heads, RMSNorm, rotary embeddings,
+/// SwiGLU and a tied head; Mistral and Qwen2 with sliding windows) logits and 20 ZO steps,
 /// resident and offloaded (MeZO, and a population offloaded, full and low-rank-only stacked),
 /// 6 hybrid steps (the last block and the head first-order, by AdamW) and 6 first-order steps
 /// of the whole model (fewer of each with `steps`), within a tolerance; optionally a few steps of a real model. Each check passes with what it measured
@@ -36,10 +37,14 @@ public enum BackendParity {
         static func identical(_ difference: String?) -> Outcome { difference.map { .failed($0) } ?? .passed("identical") }
     }
 
-    /// The architectures the checks cover.
-    public enum Family: String, CaseIterable, Sendable {
-        case opt = "OPT"
-        case llama = "Llama"
+    /// An architecture the checks cover: every family in the registry.
+    public struct Family: Sendable {
+        public let family: any ModelFamily.Type
+
+        /// The family's name.
+        public var rawValue: String { family.name }
+
+        public static var allCases: [Family] { ModelRegistry.families.map(Family.init) }
     }
 
     /// Every check for `backend`, by name, with its outcome (thrown errors are outcomes too);
@@ -94,23 +99,10 @@ public enum BackendParity {
         }
     }
 
-    /// A 3-block model of `family` with seeded random weights (fresh each call) and its batch
-    /// of three sequences of different lengths.
+    /// A 3-block model of `family` (its `parityConfig`) with seeded random weights (fresh each
+    /// call) and its batch of three sequences of different lengths.
     public static func model(_ family: Family) throws -> (any CausalLM, TokenBatch) {
-        let model: any CausalLM
-        switch family {
-        case .opt:
-            var config = OPTConfig()
-            (config.vocabSize, config.hiddenSize, config.numHiddenLayers, config.ffnDim, config.numAttentionHeads) = (512, 64, 3, 256, 4)
-            config.maxPositionEmbeddings = 64
-            model = try OPTModel(config: config)
-        case .llama:
-            var config = LlamaConfig()
-            (config.vocabSize, config.hiddenSize, config.intermediateSize, config.numHiddenLayers) = (512, 64, 160, 3)
-            (config.numAttentionHeads, config.numKeyValueHeads, config.maxPositionEmbeddings) = (4, 2, 64)
-            (config.tieWordEmbeddings, config.rmsNormEps, config.ropeTheta) = (true, 1e-5, 10_000)
-            model = try LlamaModel(config: config)
-        }
+        let model = try family.family.parityConfig.makeModel(blockStorage: .memory)
         model.initializeRandomly(seed: 8, std: 0.1)
         return (model, try model.makeBatch(sequences))
     }

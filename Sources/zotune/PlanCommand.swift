@@ -46,7 +46,7 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Print one JSON line instead of text.")
     var json = false
 
-    @Flag(help: "Print a Markdown table over every named OPT shape (with --batch, --seq, --codec, --slots).")
+    @Flag(help: "Print a Markdown table over every named shape of every family (with --batch, --seq, --codec, --slots).")
     var table = false
 
     func validate() throws {

@@ -3,6 +3,7 @@ import ZOCPU
 import ZOCore
 import ZOCUDA
 import ZOParity
+import ZOModels
 
 /// The CUDA backend of this process: on a GPU, or on the CUDA stand-in that scripts/test.sh
 /// loads through ZOTUNE_CUDA_LIBS (each buffer its own allocation, so the stand-in's guard
@@ -40,7 +41,9 @@ enum GPU {
     @Test func theCPUPassesAgainstItself() throws {
         let results = BackendParity.run(try CPUBackend(budget: 256 << 20, threads: 2), against: try CPUBackend(budget: 256 << 20, threads: 1),
                                         tolerance: 0, steps: Self.steps)
-        #expect(results.count == 22)
+        // Perturbation and three codecs, then nine checks for every registered family.
+        #expect(results.count == 4 + 9 * ModelRegistry.families.count)
+        #expect(Set(results.map(\.name)).count == results.count, "every check named once")
         for (name, outcome) in results { #expect(outcome.problem == nil, "\(name): \(outcome)") }
     }
 

@@ -34,7 +34,7 @@ import ZOTraining
     /// last block and head equals the central difference of the loss. (The tied token table is
     /// left out: its first-order gradient is the head's part only, the embedding lookup being
     /// on the detached side.)
-    @Test(arguments: ["opt/opt-tiny-f32", "llama/llama-gqa-f32"])
+    @Test(arguments: ["opt/opt-tiny-f32", "llama/llama-gqa-f32", "llama/qwen2-window-f32"])
     func taskLossGradientsMatchCentralDifferences(fixture: String) throws {
         for (label, task) in Self.tasks() {
             let model = try ModelRegistry.load(path: Fixtures.root + "/" + fixture)

@@ -31,7 +31,8 @@ import ZOTraining
         ResidencyPlan(slots: 2, format: .bf16, decodeByTensor: true), ResidencyPlan(slots: 1, residentBlocks: [1], format: .fp8, decodeByTensor: true),
     ]
 
-    @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/llama-untied-bf16"])
+    @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/llama-untied-bf16",
+                      "llama/qwen3-f32"])
     func predictionsMatchTheHighWaterMark(fixture: String) throws {
         for (b, t) in [(1, 5), (3, 11)] {
             let model = try OffloadTests.model(fixture, layers: 4)
@@ -46,23 +47,27 @@ import ZOTraining
         }
     }
 
-    /// A named shape's prediction comes from its config alone and equals the built model's.
+    /// A named shape's prediction comes from its config alone and equals the built model's, for
+    /// every family's shapes that stay small with 2 blocks (under 800 M parameters: the rest
+    /// differ in sizes only; Llama-like heads tied and untied), and the parameter counts are the
+    /// published models'.
     @Test func shapesFromConfigsEqualShapesOfModels() throws {
-        for name in ["opt-125m", "opt-350m"] {
-            guard case .opt(let config) = try NamedShape.named(name) else { Issue.record("\(name) is not OPT"); continue }
-            #expect(config.shape == (try OPTModel(config: config)).shape, "\(name)")
+        let small = NamedShape.all.map { ($0.name, $0.shape.truncated(to: 2)) }.filter { $0.1.shape.parameterCount < 800_000_000 }
+        let families = Set(small.map { ($0.1.config as? LlamaConfig)?.modelType ?? "opt" })
+        #expect(families == Set(ModelRegistry.architectures), "the small shapes cover every family: \(families)")
+        for (name, shape) in small {
+            #expect(shape.shape == (try shape.makeModel()).shape, "\(name)")
+            guard var config = shape.config as? LlamaConfig else { continue }
+            config.tieWordEmbeddings.toggle()
+            #expect(config.shape == (try LlamaModel(config: config)).shape, "\(name), tied \(config.tieWordEmbeddings)")
         }
-        let shape = try NamedShape.named("opt-175b").shape
-        #expect((174_000_000_000...176_000_000_000).contains(shape.parameterCount), "\(shape.parameterCount)")
-        // The Llama family (tied and untied heads), truncated to 2 blocks to keep the models small.
-        guard case .llama(var config) = try NamedShape.named("smollm2-135m").truncated(to: 2) else { Issue.record("not Llama"); return }
-        for tied in [true, false] {
-            config.tieWordEmbeddings = tied
-            #expect(config.shape == (try LlamaModel(config: config)).shape, "tied \(tied)")
-        }
-        // Parameter counts of the published models.
-        for (name, low, high) in [("smollm2-135m", 134_000_000, 135_000_000), ("llama-3.1-8b", 8_000_000_000, 8_050_000_000),
-                                  ("llama-3.1-70b", 70_500_000_000, 70_600_000_000)] {
+        // Parameter counts of the published models (their model cards, rounded as there).
+        for (name, low, high) in [("opt-175b", 174_000_000_000, 176_000_000_000), ("smollm2-135m", 134_000_000, 135_000_000),
+                                  ("llama-3.1-8b", 8_000_000_000, 8_050_000_000), ("llama-3.1-70b", 70_500_000_000, 70_600_000_000),
+                                  ("llama-3.1-405b", 405_000_000_000, 406_000_000_000),
+                                  ("qwen2.5-0.5b", 490_000_000, 500_000_000), ("qwen2.5-7b", 7_600_000_000, 7_620_000_000),
+                                  ("qwen3-0.6b", 590_000_000, 610_000_000), ("qwen3-8b", 8_150_000_000, 8_250_000_000),
+                                  ("qwen3-32b", 32_700_000_000, 32_850_000_000), ("mistral-7b-v0.1", 7_230_000_000, 7_250_000_000)] {
             let count = try NamedShape.named(name).shape.parameterCount
             #expect((low...high).contains(count), "\(name): \(count)")
         }

@@ -56,6 +56,45 @@ import ZOModels
         #expect(e3.description.contains("not divisible"))
     }
 
+    /// Mixture-of-experts and multimodal variants are refused naming their `model_type`, as is an
+    /// unknown one; a Llama-like config whose `layer_types` is short or names an unknown type too.
+    @Test func unsupportedModelTypesAndLayerTypesAreNamed() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for file in try FileManager.default.contentsOfDirectory(atPath: Fixtures.llama("qwen2-window-f32")) {
+            try FileManager.default.copyItem(atPath: Fixtures.llama("qwen2-window-f32") + "/" + file, toPath: directory + "/" + file)
+        }
+        let original = try Data(contentsOf: URL(fileURLWithPath: directory + "/config.json"))
+        for (change, expected) in [(["model_type": "mixtral"], ["mixtral", "mixture of experts"]),
+                                   (["model_type": "qwen2_vl"], ["qwen2_vl", "multimodal"]),
+                                   (["model_type": "falcon"], ["falcon", "supported: ", "qwen2"]),
+                                   (["layer_types": ["sliding_attention"]], ["layer_types has 1 entries for 2 layers"]),
+                                   (["layer_types": ["full_attention", "chunked_attention"]], ["chunked_attention"]),
+                                   (["sliding_window": 0], ["sliding_window = 0"])] as [([String: Any], [String])] {
+            try original.write(to: URL(fileURLWithPath: directory + "/config.json"))
+            try editConfig(directory) { config in config.merge(change) { $1 } }
+            do {
+                _ = try ModelRegistry.load(path: directory)
+                Issue.record("\(change) loaded")
+            } catch {
+                for text in expected { #expect(error.description.contains(text), "\(change): \(error)") }
+            }
+        }
+    }
+
+    /// A Qwen2, Qwen3 or Mistral config survives the trip through ZOTune's config.json (what a saved
+    /// model carries): the same windows per block, the same q/k/v biases.
+    @Test(arguments: ["qwen2-window-f32", "qwen2-untied-f32", "qwen3-f32", "mistral-window-bf16"])
+    func windowsAndBiasesSurviveTheSavedConfig(name: String) throws {
+        let model = try #require(try ModelRegistry.load(path: Fixtures.llama(name)) as? LlamaModel)
+        let saved = try JSONDecoder().decode(LlamaConfig.self, from: Data(try model.configJSON()))
+        #expect(saved.modelType == model.config.modelType && saved.shape == model.config.shape)
+        #expect((0..<model.config.numHiddenLayers).map(saved.window) == (0..<model.config.numHiddenLayers).map(model.config.window))
+        #expect(saved.qkvBias == model.config.qkvBias && saved.qkvBias == !name.hasPrefix("mistral"))  // qwen3-f32 has attention_bias
+        let expectedWindows = ["qwen2-window-f32": [0, 5], "qwen2-untied-f32": [0, 0], "qwen3-f32": [0, 0], "mistral-window-bf16": [6, 6]][name]
+        #expect((0..<2).map(model.config.window) == expectedWindows)
+    }
+
     @Test func wrongDtypeIsNamed() throws {
         // Rewrite the weights with one tensor stored as I32.
         let (directory, result) = try damaged { directory in

@@ -21,6 +21,7 @@ import ZOOptimizers
         } else {
             var config = try JSONDecoder().decode(LlamaConfig.self, from: data)
             config.numHiddenLayers = layers
+            config.layerTypes = config.layerTypes.map { types in (0..<layers).map { types[$0 % types.count] } }
             model = try LlamaModel(config: config)
         }
         model.initializeRandomly(seed: 5, std: 0.2)
@@ -63,7 +64,8 @@ import ZOOptimizers
         return bits
     }
 
-    @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/llama-untied-bf16"])
+    @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/llama-untied-bf16",
+                      "llama/qwen2-window-f32", "llama/mistral-window-bf16", "llama/qwen3-f32"])
     func offloadedTrainingEqualsResidentBitForBit(fixture: String) throws {
         let steps = 20, layers = 6
         let resident = try Self.trajectory(try ResidentRunner(model: try Self.model(fixture, layers: layers),

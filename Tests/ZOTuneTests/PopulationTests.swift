@@ -49,7 +49,7 @@ import ZOOptimizers
 
     /// Tied (OPT) and untied (Llama) tables, one-sided with weight decay and two-sided, several
     /// plans: every stream of a step in one sweep gives the resident runner's numbers.
-    @Test(arguments: ["opt/opt-tiny-f32", "llama/llama-gqa-f32", "llama/llama-untied-bf16"])
+    @Test(arguments: ["opt/opt-tiny-f32", "llama/llama-gqa-f32", "llama/llama-untied-bf16", "llama/qwen2-window-f32"])
     func offloadedPopulationsEqualResidentBitForBit(fixture: String) throws {
         for options in [Self.fzoo, Self.twoSided] {
             let resident = try Self.trajectory(try ResidentRunner(model: try OffloadTests.model(fixture, layers: 4),

@@ -75,10 +75,11 @@ func attentionHead(q queries: UnsafePointer<Float>, k: UnsafePointer<Float>, v: 
             block += 1
         }
 
-        // Mask future and padded keys, then softmax numerators (masked ones exactly 0).
+        // Mask future, padded and out-of-window keys, then softmax numerators (masked ones exactly 0).
         var best = -Float.infinity
+        let first = shape.firstVisibleKey(t)
         for s in 0..<blocks * 8 {
-            if s > t || keyMask[s] == 0 { scores[s] = -.infinity } else { best = max(best, scores[s]) }
+            if s > t || s < first || keyMask[s] == 0 { scores[s] = -.infinity } else { best = max(best, scores[s]) }
         }
         let o = out + i * outStride + head * headSize
         guard best > -.infinity else {

@@ -106,16 +106,17 @@ func attentionBackwardHead(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: 
     let outStride = shape.heads * hs
     for t in 0..<shape.queries {
         let query = q + t * shape.queryStride + qColumn
-        // Softmax over visible keys s ≤ t with keyMask[s] = 1 (as the forward).
+        // Softmax over visible keys first ≤ s ≤ t with keyMask[s] = 1 (as the forward).
         var best = -Float.infinity
-        for s in 0...t where keyMask[s] != 0 {
+        let first = shape.firstVisibleKey(t)
+        for s in first...t where keyMask[s] != 0 {
             probabilities[s] = dot(query, k + s * shape.kvStride + kvColumn, hs) * shape.scale
             best = max(best, probabilities[s])
         }
         guard best > -.infinity else { continue }  // no visible key: output 0, no gradient
         var total: Float = 0
         for s in 0...t {
-            probabilities[s] = keyMask[s] != 0 ? exp1(probabilities[s] - best) : 0
+            probabilities[s] = keyMask[s] != 0 && s >= first ? exp1(probabilities[s] - best) : 0
             total += probabilities[s]
         }
         let g = gradOut + t * outStride + qColumn

@@ -96,9 +96,10 @@ extension KernelSource {
                 const float *query = q + ((u64)b * tokens + t) * query_stride + head * head_size;
                 const float *g = grad_out + ((u64)b * tokens + t) * heads * head_size + head * head_size;
                 float best = -INFINITY;
+                int first = window > 0 ? max(0, t - window + 1) : 0;
                 for (int s = threadIdx.x; s <= t; s += ZO_THREADS) {
                     float score = -INFINITY;
-                    if (mask[s] != 0) {
+                    if (mask[s] != 0 && s >= first) {
                         float dot = 0.0f;
                         for (int d = 0; d < head_size; ++d) dot += query[d] * kb[(u64)s * kv_stride + d];
                         score = dot * scale;
@@ -110,7 +111,7 @@ extension KernelSource {
                 if (best == -INFINITY) continue;  // no visible key: output 0, no gradient
                 float total = 0.0f;
                 for (int s = threadIdx.x; s <= t; s += ZO_THREADS) {
-                    p[s] = mask[s] != 0 ? expf(p[s] - best) : 0.0f;
+                    p[s] = mask[s] != 0 && s >= first ? expf(p[s] - best) : 0.0f;
                     total += p[s];
                 }
                 total = zo_block_sum(total, shared);
@@ -214,9 +215,9 @@ enum BackwardKernels {
     static let swigluBackward = KernelSignature<In<Float>, In<Float>, Out<Float>, UInt64, Int32>(
         "zo_swiglu_backward", "gate_up", "grad_out", "grad_gate_up", "rows", "width")
     static let attentionBackward = KernelSignature<In<Float>, In<Float>, In<Float>, In<Int32>, In<Float>, Out<Float>, Out<Float>,
-                                                   Out<Float>, Int32, Int32, Int32, Int32, Int32, Int32, Float>(
+                                                   Out<Float>, Int32, Int32, Int32, Int32, Int32, Int32, Float, Int32>(
         "zo_attention_backward", "q", "k", "v", "key_mask", "grad_out", "grad_q", "grad_k", "grad_v", "tokens", "heads",
-        "kv_heads", "head_size", "query_stride", "kv_stride", "scale")
+        "kv_heads", "head_size", "query_stride", "kv_stride", "scale", "window")
     static let crossEntropyBackward = KernelSignature<In<Float>, In<Int32>, In<Float>, Out<Float>, Int32>(
         "zo_cross_entropy_backward", "logits", "targets", "weights", "grad_logits", "vocab")
     static let scatterAddRows = KernelSignature<In<Float>, Int32, In<Int32>, Int32, Out<Float>, Int32, Int32>(

@@ -128,8 +128,8 @@ extension KernelSource {
     }
 
     // Causal, key-masked attention; one block per (query i, head h, sequence b). The query at
-    // position t = keys − queries + i sees keys s ≤ t with key_mask[s] ≠ 0; a query with
-    // none gives zeros. Keys go by tiles of ZO_KEY_TILE with an online softmax (running
+    // position t = keys − queries + i sees keys first ≤ s ≤ t with key_mask[s] ≠ 0 (first =
+    // t − window + 1 with a sliding window, else 0); a query with none gives zeros. Keys go by tiles of ZO_KEY_TILE with an online softmax (running
     // maximum m, sum l, and each output channel rescaled by exp(m_old − m_new)), so any number
     // of keys fits the block's shared memory; with one tile this is the plain softmax. Thread
     // j owns output channels j and j + 256 (HS ≤ 512).
@@ -145,7 +145,8 @@ extension KernelSource {
         const float *value_base = v + (u64)b * capacity * kv_stride + kv_column;
         const int *mask = key_mask + (u64)b * capacity;
         float m = -INFINITY, l = 0.0f, acc[2] = {0.0f, 0.0f};
-        for (int start = 0; start <= t; start += ZO_KEY_TILE) {
+        int first = window > 0 ? max(0, t - window + 1) : 0;
+        for (int start = first; start <= t; start += ZO_KEY_TILE) {
             int end = min(t + 1, start + ZO_KEY_TILE);
             float best = -INFINITY;
             for (int s = start + threadIdx.x; s < end; s += ZO_THREADS) {
@@ -241,9 +242,9 @@ enum ForwardKernels {
     static let copyRows = KernelSignature<In<Float>, Int32, Out<Float>, Int32, Int32, Int32>(
         "zo_copy_rows", "source", "source_stride", "destination", "destination_stride", "rows", "width")
     static let attention = KernelSignature<In<Float>, In<Float>, In<Float>, In<Int32>, Out<Float>, Int32, Int32, Int32, Int32, Int32,
-                                           Int32, Int32, Int32, Float>(
+                                           Int32, Int32, Int32, Float, Int32>(
         "zo_attention", "q", "k", "v", "key_mask", "out", "queries", "keys", "capacity", "heads", "kv_heads", "head_size",
-        "query_stride", "kv_stride", "scale")
+        "query_stride", "kv_stride", "scale", "window")
     static let crossEntropy = KernelSignature<In<Float>, In<Int32>, Out<Float>, Int32>(
         "zo_cross_entropy", "logits", "targets", "losses", "vocab")
     static let argmax = KernelSignature<In<Float>, Out<Int32>, Int32>(

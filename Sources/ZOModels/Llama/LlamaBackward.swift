@@ -2,26 +2,25 @@ import ZOCore
 
 /// What a Llama block's forward records for its backward, per row (R rows each): input [C],
 /// normed1 [C], qkv [(NH + 2·NKV)·HS] after the rotary embedding, attention [NH·HS],
-/// residual1 [C] (input + attention output), normed2 [C], gateUp [2F], activated [F].
+/// residual1 [C] (input + attention output), normed2 [C], gateUp [2F], activated [F]; with a
+/// q/k norm, the heads it normed ([R·NH, HS] of q then [R·NKV, HS] of k).
 struct LlamaTape {
-    let input, normed1, qkv, attention, residual1, normed2, gateUp, activated: DeviceBuffer
+    let input, normed1, qkv, attention, residual1, normed2, gateUp, activated, queryKeyInput: DeviceBuffer
 
-    static func count(rows: Int, config: LlamaConfig) -> Int {
-        let qkv = (config.numAttentionHeads + 2 * config.kvHeads) * config.headSize
-        return rows * (4 * config.hiddenSize + qkv + config.numAttentionHeads * config.headSize + 3 * config.intermediateSize)
+    /// The regions' sizes for R rows, in order.
+    static func counts(rows: Int, config: LlamaConfig) -> [Int] {
+        let c = rows * config.hiddenSize, f = rows * config.intermediateSize, hs = config.headSize
+        let queryKey = config.variant.queryKeyNorm ? rows * (config.numAttentionHeads + config.kvHeads) * hs : 0
+        return [c, c, rows * (config.numAttentionHeads + 2 * config.kvHeads) * hs, rows * config.numAttentionHeads * hs, c, c, 2 * f, f,
+                queryKey]
     }
 
+    static func count(rows: Int, config: LlamaConfig) -> Int { counts(rows: rows, config: config).reduce(0, +) }
+
     init(_ tape: DeviceBuffer, rows: Int, config: LlamaConfig) {
-        let c = rows * config.hiddenSize, f = rows * config.intermediateSize
-        var offset = 0
-        func take(_ count: Int) -> DeviceBuffer {
-            defer { offset += count }
-            return tape.floats(offset, count)
-        }
-        (input, normed1) = (take(c), take(c))
-        qkv = take(rows * (config.numAttentionHeads + 2 * config.kvHeads) * config.headSize)
-        attention = take(rows * config.numAttentionHeads * config.headSize)
-        (residual1, normed2, gateUp, activated) = (take(c), take(c), take(2 * f), take(f))
+        let r = tape.regions(Self.counts(rows: rows, config: config))
+        (input, normed1, qkv, attention) = (r[0], r[1], r[2], r[3])
+        (residual1, normed2, gateUp, activated, queryKeyInput) = (r[4], r[5], r[6], r[7], r[8])
     }
 }
 
@@ -57,12 +56,17 @@ extension LlamaModel: TrainableLM {
                                accumulateInput: false, gradWeight: gradients.floats(o.outWeight, c * heads * hs),
                                gradBias: o.outBias.map { gradients.floats($0, c) }, m: rows, n: c, k: heads * hs)
         backend.zero(s.qkv, count: rows * qkvWidth)
-        let inputs = context.attentionInputs(block: index, qkv: t.qkv, heads: heads, kvHeads: kvHeads, headSize: hs)
-        let gradInputs = context.attentionInputs(block: index, qkv: s.qkv, heads: heads, kvHeads: kvHeads, headSize: hs)
+        let window = config.window(block: index)
+        let inputs = context.attentionInputs(block: index, qkv: t.qkv, heads: heads, kvHeads: kvHeads, headSize: hs, window: window)
+        let gradInputs = context.attentionInputs(block: index, qkv: s.qkv, heads: heads, kvHeads: kvHeads, headSize: hs, window: window)
         backend.attentionBackward(q: t.qkv, k: inputs.k, v: inputs.v, keyMask: inputs.mask, gradOut: s.attention,
                                   gradQ: s.qkv, gradK: gradInputs.k, gradV: gradInputs.v, shape: inputs.shape)
         backend.rotaryBackward(x: s.qkv, positions: context.batch.positions, table: rotaryTable(context),
                                rows: rows, heads: heads + kvHeads, headSize: hs, rowStride: qkvWidth)
+        if let norms = o.queryKeyNorm {
+            normalizeQueryKeyHeadsBackward(s.qkv, norms: parameters.floats(norms, 2 * hs), gradNorms: gradients.floats(norms, 2 * hs),
+                                           saved: t.queryKeyInput, rows: rows, scratch: (s.attention, s.heads), backend: backend)
+        }
         backend.linearBackward(x: t.normed1, weight: parameters.floats(o.qkvWeight, qkvWidth * c), gradY: s.qkv, gradX: s.normed,
                                accumulateInput: false, gradWeight: gradients.floats(o.qkvWeight, qkvWidth * c),
                                gradBias: o.qkvBias.map { gradients.floats($0, qkvWidth) }, m: rows, n: qkvWidth, k: c)

@@ -5,7 +5,9 @@ import Foundation
 #endif
 import ZOFormats
 
-/// Llama's `config.json` (`LlamaConfig` in Hugging Face), also built from GGUF `llama.*` keys.
+/// The `config.json` of a Llama-like decoder (Hugging Face's `LlamaConfig`, and the
+/// `model_type`s whose `LlamaVariant` says how they differ: Mistral, Qwen2), also built from
+/// GGUF `<arch>.*` keys.
 public struct LlamaConfig: Codable, Sendable, Equatable {
     /// `rope_scaling`: the types ZOTune implements ("linear", "llama3").
     public struct RopeScaling: Codable, Sendable, Equatable {
@@ -67,6 +69,11 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
     public var ropeScaling: RopeScaling?
     public var attentionBias = false
     public var mlpBias = false
+    /// W of sliding-window attention in the blocks `layerTypes` marks "sliding_attention" (every
+    /// block when `layerTypes` is nil); nil for none.
+    public var slidingWindow: Int?
+    /// "full_attention" or "sliding_attention" per block (Hugging Face's `layer_types`).
+    public var layerTypes: [String]?
     public var hiddenAct = "silu"
     public var tieWordEmbeddings = false
     public var bosTokenId: Int? = 1
@@ -82,7 +89,8 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         case maxPositionEmbeddings = "max_position_embeddings", rmsNormEps = "rms_norm_eps", ropeTheta = "rope_theta"
         case ropeScaling = "rope_scaling", ropeParameters = "rope_parameters", attentionBias = "attention_bias", mlpBias = "mlp_bias", hiddenAct = "hidden_act"
         case tieWordEmbeddings = "tie_word_embeddings", bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
-        case padTokenId = "pad_token_id"
+        case padTokenId = "pad_token_id", slidingWindow = "sliding_window", layerTypes = "layer_types"
+        case useSlidingWindow = "use_sliding_window", maxWindowLayers = "max_window_layers"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -111,6 +119,18 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId) ?? d.bosTokenId
         eosTokenId = try c.decodeIfPresent(Int.self, forKey: .eosTokenId) ?? d.eosTokenId
         padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId)
+        // Sliding windows as Hugging Face reads them: an absent `sliding_window` is the variant's
+        // default; Qwen2's `use_sliding_window` false turns it off, and without `layer_types` the
+        // blocks from `max_window_layers` on slide.
+        slidingWindow = try c.contains(.slidingWindow) ? c.decodeIfPresent(Int.self, forKey: .slidingWindow)
+                                                       : variant.defaultSlidingWindow
+        layerTypes = try c.decodeIfPresent([String].self, forKey: .layerTypes)
+        if let use = try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) {
+            if !use { slidingWindow = nil }
+            if use, layerTypes == nil, let first = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) {
+                layerTypes = (0..<numHiddenLayers).map { $0 >= first ? "sliding_attention" : "full_attention" }
+            }
+        }
     }
 
     /// Writes Hugging Face's field names (`rope_theta` and `rope_scaling`, which every
@@ -136,6 +156,24 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
         try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
         try c.encodeIfPresent(padTokenId, forKey: .padTokenId)
+        if variant.defaultSlidingWindow != nil || slidingWindow != nil {
+            try c.encode(slidingWindow, forKey: .slidingWindow)  // null too: the variant's default is not ours
+            try c.encode(slidingWindow != nil, forKey: .useSlidingWindow)
+        }
+        try c.encodeIfPresent(layerTypes, forKey: .layerTypes)
+    }
+
+    /// How this `model_type` differs from Llama.
+    public var variant: LlamaVariant { LlamaVariant.named(modelType) }
+
+    /// Whether q, k and v have biases (Llama's `attention_bias`, always for Qwen2).
+    public var qkvBias: Bool { attentionBias || variant.qkvBias }
+
+    /// W of block `index`'s sliding window, 0 for full attention.
+    public func window(block index: Int) -> Int {
+        guard let slidingWindow else { return 0 }
+        let type = layerTypes.map { index < $0.count ? $0[index] : "full_attention" } ?? "sliding_attention"
+        return type == "sliding_attention" ? slidingWindow : 0
     }
 
     /// NKV.
@@ -158,6 +196,13 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
                     "num_attention_heads \(numAttentionHeads) is not a multiple of num_key_value_heads \(kvHeads)")
         try require(headSize % 2 == 0, "head size \(headSize) must be even for rotary embeddings")
         try require(ropeTheta > 0 && rmsNormEps > 0, "rope_theta and rms_norm_eps must be positive")
+        try require((slidingWindow ?? 1) > 0, "sliding_window = \(slidingWindow ?? 0) must be positive")
+        if let layerTypes {
+            try require(layerTypes.count >= numHiddenLayers, "layer_types has \(layerTypes.count) entries for \(numHiddenLayers) layers")
+            if let bad = layerTypes.first(where: { !["full_attention", "sliding_attention"].contains($0) }) {
+                throw .unsupported(path: path, reason: "layer type '\(bad)' (full_attention and sliding_attention are)")
+            }
+        }
         guard hiddenAct == "silu" else { throw .unsupported(path: path, reason: "hidden_act '\(hiddenAct)' (only silu)") }
         if let scaling = ropeScaling, !["default", "linear", "llama3"].contains(scaling.ropeType) {
             throw .unsupported(path: path, reason: "rope_scaling type '\(scaling.ropeType)' (default, linear and llama3 are)")
@@ -182,6 +227,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         do {
             let arch = try file.string("general.architecture")
             var config = LlamaConfig()
+            config.modelType = LlamaVariant.all.first { $0.ggufArchitecture == arch }?.modelType ?? config.modelType
             config.numHiddenLayers = try file.int(arch + ".block_count")
             config.hiddenSize = try file.int(arch + ".embedding_length")
             config.intermediateSize = try file.int(arch + ".feed_forward_length")
@@ -197,6 +243,9 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
                                                  originalMaxPositionEmbeddings: file.metadata[arch + ".rope.scaling.original_context_length"]?.int)
             }
             config.tieWordEmbeddings = file.info("output.weight") == nil
+            // Biases are tensors there, not keys: o_proj's means `attention_bias` (all four projections).
+            config.attentionBias = file.info("blk.0.attn_output.bias") != nil
+            config.mlpBias = file.info("blk.0.ffn_up.bias") != nil
             config.bosTokenId = file.metadata["tokenizer.ggml.bos_token_id"]?.int
             config.eosTokenId = file.metadata["tokenizer.ggml.eos_token_id"]?.int
             config.padTokenId = file.metadata["tokenizer.ggml.padding_token_id"]?.int

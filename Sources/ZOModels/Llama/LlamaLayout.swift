@@ -7,6 +7,8 @@ struct LlamaOffsets: Sendable {
         let inputNorm: Int, postNorm: Int
         let qkvWeight: Int, qkvBias: Int?
         let outWeight: Int, outBias: Int?
+        /// q_norm [HS] then k_norm [HS] (Qwen3).
+        let queryKeyNorm: Int?
         let gateUpWeight: Int, gateUpBias: Int?
         let downWeight: Int, downBias: Int?
     }
@@ -19,54 +21,48 @@ struct LlamaOffsets: Sendable {
     let block: Block
     let head: Head
 
-    static func layouts(_ config: LlamaConfig) -> (embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout) {
-        let c = config.hiddenSize, hs = config.headSize, f = config.intermediateSize
-        let qRows = config.numAttentionHeads * hs, kvRows = config.kvHeads * hs
+    /// The layouts of the embedding stage, every block and the head, with the offsets they
+    /// declare (block 0's stand for every block: their layouts differ only in names).
+    static func layouts(_ config: LlamaConfig)
+        -> (layouts: (embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout), offsets: LlamaOffsets) {
         var embedding = ParameterLayout()
-        embedding.add("model.embed_tokens.weight", [config.vocabSize, c], .embedding)
-
-        let blocks = (0..<config.numHiddenLayers).map { i in
-            let p = "model.layers.\(i)."
-            var layout = ParameterLayout()
-            layout.add(p + "self_attn.q_proj.weight", [qRows, c], .matrix)
-            layout.add(p + "self_attn.k_proj.weight", [kvRows, c], .matrix)
-            layout.add(p + "self_attn.v_proj.weight", [kvRows, c], .matrix)
-            if config.attentionBias {
-                layout.add(p + "self_attn.q_proj.bias", [qRows], .bias)
-                layout.add(p + "self_attn.k_proj.bias", [kvRows], .bias)
-                layout.add(p + "self_attn.v_proj.bias", [kvRows], .bias)
-            }
-            layout.add(p + "self_attn.o_proj.weight", [c, qRows], .matrix)
-            if config.attentionBias { layout.add(p + "self_attn.o_proj.bias", [c], .bias) }
-            layout.add(p + "input_layernorm.weight", [c], .norm)
-            layout.add(p + "post_attention_layernorm.weight", [c], .norm)
-            layout.add(p + "mlp.gate_proj.weight", [f, c], .matrix)
-            layout.add(p + "mlp.up_proj.weight", [f, c], .matrix)
-            if config.mlpBias {
-                layout.add(p + "mlp.gate_proj.bias", [f], .bias)
-                layout.add(p + "mlp.up_proj.bias", [f], .bias)
-            }
-            layout.add(p + "mlp.down_proj.weight", [c, f], .matrix)
-            if config.mlpBias { layout.add(p + "mlp.down_proj.bias", [c], .bias) }
-            return layout
-        }
-
+        embedding.add("model.embed_tokens.weight", [config.vocabSize, config.hiddenSize], .embedding)
+        let blocks = (0..<config.numHiddenLayers).map { blockLayout($0, config) }
         var head = ParameterLayout()
-        head.add("model.norm.weight", [c], .norm)
-        if !config.tieWordEmbeddings { head.add("lm_head.weight", [config.vocabSize, c], .matrix) }
-        return (embedding, blocks, head)
+        let norm = head.add("model.norm.weight", [config.hiddenSize], .norm)
+        let untiedHead = config.tieWordEmbeddings ? nil : head.add("lm_head.weight", [config.vocabSize, config.hiddenSize], .matrix)
+        let block = blocks.first?.offsets ?? blockLayout(0, config).offsets
+        return ((embedding, blocks.map(\.layout), head), LlamaOffsets(block: block, head: Head(norm: norm, untiedHead: untiedHead)))
     }
 
-    init(config: LlamaConfig, block: ParameterLayout, head: ParameterLayout) {
-        func find(_ layout: ParameterLayout, _ suffix: String) -> Int? {
-            layout.specs.first { $0.name.hasSuffix(suffix) }?.offset
+    /// Block `i`'s tensors in buffer order, and where they start.
+    private static func blockLayout(_ i: Int, _ config: LlamaConfig) -> (layout: ParameterLayout, offsets: Block) {
+        let c = config.hiddenSize, hs = config.headSize, f = config.intermediateSize
+        let qRows = config.numAttentionHeads * hs, kvRows = config.kvHeads * hs
+        let p = "model.layers.\(i)."
+        var layout = ParameterLayout()
+        /// Adds tensors back to back and returns the first one's offset.
+        func add(_ tensors: [(String, [Int])], _ kind: ParameterKind) -> Int {
+            let first = layout.count
+            for (name, shape) in tensors { layout.add(p + name, shape, kind) }
+            return first
         }
-        self.block = Block(inputNorm: find(block, "input_layernorm.weight")!, postNorm: find(block, "post_attention_layernorm.weight")!,
-                           qkvWeight: find(block, "q_proj.weight")!, qkvBias: find(block, "q_proj.bias"),
-                           outWeight: find(block, "o_proj.weight")!, outBias: find(block, "o_proj.bias"),
-                           gateUpWeight: find(block, "gate_proj.weight")!, gateUpBias: find(block, "gate_proj.bias"),
-                           downWeight: find(block, "down_proj.weight")!, downBias: find(block, "down_proj.bias"))
-        self.head = Head(norm: find(head, "model.norm.weight")!, untiedHead: find(head, "lm_head.weight"))
+        let qkvWeight = add([("self_attn.q_proj.weight", [qRows, c]), ("self_attn.k_proj.weight", [kvRows, c]),
+                             ("self_attn.v_proj.weight", [kvRows, c])], .matrix)
+        let qkvBias = config.qkvBias
+            ? add([("self_attn.q_proj.bias", [qRows]), ("self_attn.k_proj.bias", [kvRows]), ("self_attn.v_proj.bias", [kvRows])], .bias) : nil
+        let outWeight = add([("self_attn.o_proj.weight", [c, qRows])], .matrix)
+        let outBias = config.attentionBias ? add([("self_attn.o_proj.bias", [c])], .bias) : nil
+        let queryKeyNorm = config.variant.queryKeyNorm ? add([("self_attn.q_norm.weight", [hs]), ("self_attn.k_norm.weight", [hs])], .norm) : nil
+        let inputNorm = add([("input_layernorm.weight", [c])], .norm)
+        let postNorm = add([("post_attention_layernorm.weight", [c])], .norm)
+        let gateUpWeight = add([("mlp.gate_proj.weight", [f, c]), ("mlp.up_proj.weight", [f, c])], .matrix)
+        let gateUpBias = config.mlpBias ? add([("mlp.gate_proj.bias", [f]), ("mlp.up_proj.bias", [f])], .bias) : nil
+        let downWeight = add([("mlp.down_proj.weight", [c, f])], .matrix)
+        let downBias = config.mlpBias ? add([("mlp.down_proj.bias", [c])], .bias) : nil
+        return (layout, Block(inputNorm: inputNorm, postNorm: postNorm, qkvWeight: qkvWeight, qkvBias: qkvBias, outWeight: outWeight,
+                              outBias: outBias, queryKeyNorm: queryKeyNorm, gateUpWeight: gateUpWeight, gateUpBias: gateUpBias, downWeight: downWeight,
+                              downBias: downBias))
     }
 
     /// The fused linears of a block: q|k|v, o_proj, gate|up, down_proj.
@@ -99,6 +95,7 @@ struct LlamaOffsets: Sendable {
             "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
             "mlp.down_proj.weight": "ffn_down.weight", "mlp.gate_proj.bias": "ffn_gate.bias",
             "mlp.up_proj.bias": "ffn_up.bias", "mlp.down_proj.bias": "ffn_down.bias",
+            "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
         ]
         return "blk.\(parts[2])." + (renames[String(parts[3])] ?? String(parts[3]))
     }

@@ -18,8 +18,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     public init(config: LlamaConfig, blockStorage: HostStorage = .memory) throws(ModelError) {
         try config.validate(path: "config")
         self.config = config
-        let layouts = LlamaOffsets.layouts(config)
-        offsets = LlamaOffsets(config: config, block: layouts.blocks[0], head: layouts.head)
+        let (layouts, offsets) = LlamaOffsets.layouts(config)
+        self.offsets = offsets
         (embedding, blocks, head) = try ParameterGroup.allocate(layouts, blockStorage: blockStorage)
     }
 
@@ -61,6 +61,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
                     let name = LlamaOffsets.ggufName(spec.name)
                     let target = group.values(spec).baseAddress!
                     try file.readFloats(name, expectedShape: spec.shape, into: target)
+                    guard config.variant.permutesQueryKey else { continue }
                     if name.hasSuffix("attn_q.weight") || name.hasSuffix("attn_q.bias") {
                         unpermuteRows(target, shape: spec.shape, heads: config.numAttentionHeads)
                     } else if name.hasSuffix("attn_k.weight") || name.hasSuffix("attn_k.bias") {
@@ -145,20 +146,19 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
 
     /// Regions of the workspace for R rows.
     struct Scratch {
-        let normed, qkv, attention, gateUp, activated: DeviceBuffer  // [R,C] [R,(NH+2NKV)HS] [R,NH·HS] [R,2F] [R,F]
+        let normed, qkv, attention, gateUp, activated, heads: DeviceBuffer
+
+        /// normed [R, C], qkv [R, (NH + 2·NKV)·HS], attention [R, NH·HS], gateUp [R, 2F], activated [R, F],
+        /// and with a q/k norm, heads [R, NH·HS] (its backward's second buffer of heads).
+        static func counts(rows: Int, config: LlamaConfig) -> [Int] {
+            let hs = config.headSize, f = config.intermediateSize, attention = rows * config.numAttentionHeads * hs
+            return [rows * config.hiddenSize, rows * (config.numAttentionHeads + 2 * config.kvHeads) * hs, attention, rows * 2 * f,
+                    rows * f, config.variant.queryKeyNorm ? attention : 0]
+        }
+
         init(_ workspace: DeviceBuffer, rows: Int, config: LlamaConfig) {
-            let c = config.hiddenSize, hs = config.headSize, f = config.intermediateSize
-            let qkvWidth = (config.numAttentionHeads + 2 * config.kvHeads) * hs
-            var offset = 0
-            func take(_ count: Int) -> DeviceBuffer {
-                defer { offset += count }
-                return workspace.floats(offset, count)
-            }
-            normed = take(rows * c)
-            qkv = take(rows * qkvWidth)
-            attention = take(rows * config.numAttentionHeads * hs)
-            gateUp = take(rows * 2 * f)
-            activated = take(rows * f)
+            let r = workspace.regions(Self.counts(rows: rows, config: config))
+            (normed, qkv, attention, gateUp, activated, heads) = (r[0], r[1], r[2], r[3], r[4], r[5])
         }
     }
 
@@ -197,9 +197,14 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         context.linear(block: index, weightOffset: o.qkvWeight, x: normed1,
                        weight: parameters.floats(o.qkvWeight, qkvWidth * c), bias: o.qkvBias.map { parameters.floats($0, qkvWidth) },
                        out: qkv, m: rows, n: qkvWidth, k: c, activation: .none, accumulate: false)
+        if let norms = o.queryKeyNorm {
+            normalizeQueryKeyHeads(qkv, norms: parameters.floats(norms, 2 * hs), rows: rows, scratch: s.attention, saved: t?.queryKeyInput,
+                                   backend: backend)
+        }
         backend.rotary(x: qkv, positions: context.batch.positions, table: rotaryTable(context),
                        rows: rows, heads: heads + kvHeads, headSize: hs, rowStride: qkvWidth)
-        let inputs = context.attentionInputs(block: index, qkv: qkv, heads: heads, kvHeads: kvHeads, headSize: hs)
+        let inputs = context.attentionInputs(block: index, qkv: qkv, heads: heads, kvHeads: kvHeads, headSize: hs,
+                                             window: config.window(block: index))
         backend.attention(q: qkv, k: inputs.k, v: inputs.v, keyMask: inputs.mask, out: attention, shape: inputs.shape)
         context.linear(block: index, weightOffset: o.outWeight, x: attention,
                        weight: parameters.floats(o.outWeight, c * heads * hs), bias: o.outBias.map { parameters.floats($0, c) },

@@ -8,17 +8,18 @@ import ZOCore
 struct OPTTape {
     let input, normed1, qkv, attention, residual1, normed2, mlp, residual2: DeviceBuffer
 
-    static func count(rows: Int, config: OPTConfig) -> Int { rows * (9 * config.hiddenSize + config.ffnDim) }
+    /// The regions' sizes for R rows, in order.
+    static func counts(rows: Int, config: OPTConfig) -> [Int] {
+        let c = rows * config.hiddenSize
+        return [c, c, 3 * c, c, c, c, rows * config.ffnDim, c]
+    }
+
+    static func count(rows: Int, config: OPTConfig) -> Int { counts(rows: rows, config: config).reduce(0, +) }
 
     init(_ tape: DeviceBuffer, rows: Int, config: OPTConfig) {
-        let c = rows * config.hiddenSize
-        var offset = 0
-        func take(_ count: Int) -> DeviceBuffer {
-            defer { offset += count }
-            return tape.floats(offset, count)
-        }
-        (input, normed1, qkv, attention) = (take(c), take(c), take(3 * c), take(c))
-        (residual1, normed2, mlp, residual2) = (take(c), take(c), take(rows * config.ffnDim), take(c))
+        let r = tape.regions(Self.counts(rows: rows, config: config))
+        (input, normed1, qkv, attention) = (r[0], r[1], r[2], r[3])
+        (residual1, normed2, mlp, residual2) = (r[4], r[5], r[6], r[7])
     }
 }
 
@@ -27,13 +28,16 @@ struct OPTTape {
 struct OPTHeadTape {
     let input, normed, features: DeviceBuffer
 
-    static func count(rows: Int, config: OPTConfig) -> Int { rows * (2 * config.hiddenSize + config.embedDim) }
+    /// The regions' sizes for R rows, in order.
+    static func counts(rows: Int, config: OPTConfig) -> [Int] {
+        [rows * config.hiddenSize, rows * config.hiddenSize, rows * config.embedDim]
+    }
+
+    static func count(rows: Int, config: OPTConfig) -> Int { counts(rows: rows, config: config).reduce(0, +) }
 
     init(_ tape: DeviceBuffer, rows: Int, config: OPTConfig) {
-        let c = rows * config.hiddenSize
-        input = tape.floats(0, c)
-        normed = tape.floats(c, c)
-        features = tape.floats(2 * c, rows * config.embedDim)
+        let r = tape.regions(Self.counts(rows: rows, config: config))
+        (input, normed, features) = (r[0], r[1], r[2])
     }
 }
 

@@ -31,63 +31,58 @@ struct OPTOffsets: Sendable {
 
     static let decoder = "model.decoder."
 
-    /// The layouts of the embedding stage, every block and the head.
-    static func layouts(_ config: OPTConfig) -> (embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout) {
-        let c = config.hiddenSize, d = config.embedDim, f = config.ffnDim
+    /// The layouts of the embedding stage, every block and the head, with the offsets they
+    /// declare (block 0's stand for every block: their layouts differ only in names).
+    static func layouts(_ config: OPTConfig)
+        -> (layouts: (embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout), offsets: OPTOffsets) {
+        let c = config.hiddenSize, d = config.embedDim
         var embedding = ParameterLayout()
-        embedding.add(decoder + "embed_tokens.weight", [config.vocabSize, d], .embedding)
-        embedding.add(decoder + "embed_positions.weight", [config.maxPositionEmbeddings + OPTConfig.positionOffset, c], .embedding)
-        if d != c { embedding.add(decoder + "project_in.weight", [c, d], .matrix) }
+        let tokens = embedding.add(decoder + "embed_tokens.weight", [config.vocabSize, d], .embedding)
+        let positions = embedding.add(decoder + "embed_positions.weight", [config.maxPositionEmbeddings + OPTConfig.positionOffset, c],
+                                      .embedding)
+        let projectIn = d != c ? embedding.add(decoder + "project_in.weight", [c, d], .matrix) : nil
 
-        let blocks = (0..<config.numHiddenLayers).map { i in
-            let p = decoder + "layers.\(i)."
-            var layout = ParameterLayout()
-            for name in ["q_proj", "k_proj", "v_proj"] { layout.add(p + "self_attn.\(name).weight", [c, c], .matrix) }
-            if config.enableBias {
-                for name in ["q_proj", "k_proj", "v_proj"] { layout.add(p + "self_attn.\(name).bias", [c], .bias) }
-            }
-            layout.add(p + "self_attn.out_proj.weight", [c, c], .matrix)
-            if config.enableBias { layout.add(p + "self_attn.out_proj.bias", [c], .bias) }
-            addNorm(&layout, p + "self_attn_layer_norm", c, config)
-            layout.add(p + "fc1.weight", [f, c], .matrix)
-            if config.enableBias { layout.add(p + "fc1.bias", [f], .bias) }
-            layout.add(p + "fc2.weight", [c, f], .matrix)
-            if config.enableBias { layout.add(p + "fc2.bias", [c], .bias) }
-            addNorm(&layout, p + "final_layer_norm", c, config)
-            return layout
-        }
+        let blocks = (0..<config.numHiddenLayers).map { blockLayout($0, config) }
 
         var head = ParameterLayout()
-        if config.hasFinalLayerNorm { addNorm(&head, decoder + "final_layer_norm", c, config) }
-        if d != c { head.add(decoder + "project_out.weight", [d, c], .matrix) }
-        if !config.tieWordEmbeddings { head.add("lm_head.weight", [config.vocabSize, d], .matrix) }
-        return (embedding, blocks, head)
+        let norm = config.hasFinalLayerNorm ? addNorm(&head, decoder + "final_layer_norm", c, config) : nil
+        let projectOut = d != c ? head.add(decoder + "project_out.weight", [d, c], .matrix) : nil
+        let untiedHead = config.tieWordEmbeddings ? nil : head.add("lm_head.weight", [config.vocabSize, d], .matrix)
+        let offsets = OPTOffsets(embedding: Embedding(tokens: tokens, positions: positions, projectIn: projectIn),
+                                 block: blocks.first?.offsets ?? blockLayout(0, config).offsets,
+                                 head: Head(hasFinalNorm: config.hasFinalLayerNorm, normWeight: norm?.weight, normBias: norm?.bias,
+                                            projectOut: projectOut, untiedHead: untiedHead))
+        return ((embedding, blocks.map(\.layout), head), offsets)
     }
 
-    private static func addNorm(_ layout: inout ParameterLayout, _ name: String, _ c: Int, _ config: OPTConfig) {
-        guard config.layerNormElementwiseAffine else { return }
-        layout.add(name + ".weight", [c], .norm)
-        layout.add(name + ".bias", [c], .norm)
+    /// Block `i`'s tensors in buffer order, and where they start.
+    private static func blockLayout(_ i: Int, _ config: OPTConfig) -> (layout: ParameterLayout, offsets: Block) {
+        let c = config.hiddenSize, f = config.ffnDim, bias = config.enableBias
+        let p = decoder + "layers.\(i)."
+        var layout = ParameterLayout()
+        let projections = ["q_proj", "k_proj", "v_proj"]
+        let qkvWeight = layout.count
+        for name in projections { layout.add(p + "self_attn.\(name).weight", [c, c], .matrix) }
+        let qkvBias = bias ? layout.count : nil
+        if bias { for name in projections { layout.add(p + "self_attn.\(name).bias", [c], .bias) } }
+        let outWeight = layout.add(p + "self_attn.out_proj.weight", [c, c], .matrix)
+        let outBias = bias ? layout.add(p + "self_attn.out_proj.bias", [c], .bias) : nil
+        let norm1 = addNorm(&layout, p + "self_attn_layer_norm", c, config)
+        let fc1Weight = layout.add(p + "fc1.weight", [f, c], .matrix)
+        let fc1Bias = bias ? layout.add(p + "fc1.bias", [f], .bias) : nil
+        let fc2Weight = layout.add(p + "fc2.weight", [c, f], .matrix)
+        let fc2Bias = bias ? layout.add(p + "fc2.bias", [c], .bias) : nil
+        let norm2 = addNorm(&layout, p + "final_layer_norm", c, config)
+        return (layout, Block(qkvWeight: qkvWeight, qkvBias: qkvBias, outWeight: outWeight, outBias: outBias,
+                              norm1Weight: norm1?.weight, norm1Bias: norm1?.bias, fc1Weight: fc1Weight, fc1Bias: fc1Bias,
+                              fc2Weight: fc2Weight, fc2Bias: fc2Bias, norm2Weight: norm2?.weight, norm2Bias: norm2?.bias))
     }
 
-    /// Offsets read from the layouts (block 0 stands for all blocks: their layouts differ
-    /// only in names).
-    init(config: OPTConfig, embedding: ParameterLayout, block: ParameterLayout, head: ParameterLayout) {
-        func find(_ layout: ParameterLayout, _ suffix: String) -> Int? {
-            layout.specs.first { $0.name.hasSuffix(suffix) }?.offset
-        }
-        self.embedding = Embedding(tokens: find(embedding, "embed_tokens.weight")!,
-                                   positions: find(embedding, "embed_positions.weight")!,
-                                   projectIn: find(embedding, "project_in.weight"))
-        self.block = Block(qkvWeight: find(block, "q_proj.weight")!, qkvBias: find(block, "q_proj.bias"),
-                           outWeight: find(block, "out_proj.weight")!, outBias: find(block, "out_proj.bias"),
-                           norm1Weight: find(block, "self_attn_layer_norm.weight"), norm1Bias: find(block, "self_attn_layer_norm.bias"),
-                           fc1Weight: find(block, "fc1.weight")!, fc1Bias: find(block, "fc1.bias"),
-                           fc2Weight: find(block, "fc2.weight")!, fc2Bias: find(block, "fc2.bias"),
-                           norm2Weight: find(block, "final_layer_norm.weight"), norm2Bias: find(block, "final_layer_norm.bias"))
-        self.head = Head(hasFinalNorm: config.hasFinalLayerNorm,
-                         normWeight: find(head, "final_layer_norm.weight"), normBias: find(head, "final_layer_norm.bias"),
-                         projectOut: find(head, "project_out.weight"), untiedHead: find(head, "lm_head.weight"))
+    /// A LayerNorm's weight and bias, when the config gives norms parameters.
+    private static func addNorm(_ layout: inout ParameterLayout, _ name: String, _ c: Int,
+                                _ config: OPTConfig) -> (weight: Int, bias: Int)? {
+        guard config.layerNormElementwiseAffine else { return nil }
+        return (layout.add(name + ".weight", [c], .norm), layout.add(name + ".bias", [c], .norm))
     }
 
     /// The fused linears of a block: q|k|v, out_proj, fc1, fc2.

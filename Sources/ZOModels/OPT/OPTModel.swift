@@ -16,8 +16,8 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
     public init(config: OPTConfig, blockStorage: HostStorage = .memory) throws(ModelError) {
         try config.validate(path: "config")
         self.config = config
-        let layouts = OPTOffsets.layouts(config)
-        offsets = OPTOffsets(config: config, embedding: layouts.embedding, block: layouts.blocks[0], head: layouts.head)
+        let (layouts, offsets) = OPTOffsets.layouts(config)
+        self.offsets = offsets
         (embedding, blocks, head) = try ParameterGroup.allocate(layouts, blockStorage: blockStorage)
     }
 
@@ -75,14 +75,17 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
 
     /// Regions of the workspace for R rows.
     struct Scratch {
-        let normed, qkv, attention, mlp, projected: DeviceBuffer  // [R,C] [R,3C] [R,C] [R,F] [R,D]
-        init(_ workspace: DeviceBuffer, rows: Int, config: OPTConfig) {
+        let normed, qkv, attention, mlp, projected: DeviceBuffer
+
+        /// normed [R, C], qkv [R, 3C], attention [R, C], mlp [R, F], projected [R, D].
+        static func counts(rows: Int, config: OPTConfig) -> [Int] {
             let c = rows * config.hiddenSize
-            normed = workspace.floats(0, c)
-            qkv = workspace.floats(c, 3 * c)
-            attention = workspace.floats(4 * c, c)
-            mlp = workspace.floats(5 * c, rows * config.ffnDim)
-            projected = workspace.floats(5 * c + rows * config.ffnDim, rows * config.embedDim)
+            return [c, 3 * c, c, rows * config.ffnDim, rows * config.embedDim]
+        }
+
+        init(_ workspace: DeviceBuffer, rows: Int, config: OPTConfig) {
+            let r = workspace.regions(Self.counts(rows: rows, config: config))
+            (normed, qkv, attention, mlp, projected) = (r[0], r[1], r[2], r[3], r[4])
         }
     }
 

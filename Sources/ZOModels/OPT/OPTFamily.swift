@@ -1,4 +1,29 @@
-extension OPTConfig {
+import ZOCore
+
+/// OPT (Zhang et al., 2022) in the registry: `model_type` opt, safetensors only.
+public enum OPTFamily: ModelFamily {
+    public static let name = "OPT"
+    public static let modelTypes = ["opt"]
+
+    public static func load(directory: String, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
+        try OPTModel.load(directory: directory, blockStorage: blockStorage)
+    }
+
+    public static var namedShapes: [(name: String, config: any ArchitectureConfig)] { OPTConfig.namedShapes.map { ($0.name, $0.config) } }
+
+    public static var parityConfig: any ArchitectureConfig {
+        var config = OPTConfig()
+        (config.vocabSize, config.hiddenSize, config.numHiddenLayers, config.ffnDim, config.numAttentionHeads) = (512, 64, 3, 256, 4)
+        config.maxPositionEmbeddings = 64
+        return config
+    }
+}
+
+extension OPTConfig: ArchitectureConfig {
+    public func makeModel(blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
+        try OPTModel(config: self, blockStorage: blockStorage)
+    }
+
     /// The published OPT sizes (Zhang et al., 2022, Table 1), by short name.
     public static let namedShapes: [(name: String, config: OPTConfig)] = [
         ("opt-125m", shape(hidden: 768, layers: 12, heads: 12)),

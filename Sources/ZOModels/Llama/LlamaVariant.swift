@@ -1,0 +1,25 @@
+/// How a Llama-like `model_type` differs from Llama itself: what its config.json leaves
+/// implicit and how llama.cpp writes it. Each variant's family declares one (`Qwen2Family`,
+/// `MistralFamily`); `all` lists them.
+public struct LlamaVariant: Sendable {
+    /// Hugging Face's `model_type`.
+    public var modelType: String
+    /// q, k and v have biases whatever `attention_bias` says, o_proj none (Qwen2).
+    public var qkvBias = false
+    /// An RMSNorm over each head of q and of k [HS] before the rotary embedding (Qwen3).
+    public var queryKeyNorm = false
+    /// The sliding window when config.json has no `sliding_window` key (Hugging Face's default).
+    public var defaultSlidingWindow: Int?
+    /// GGUF `general.architecture` of its llama.cpp conversion.
+    public var ggufArchitecture: String?
+    /// Whether llama.cpp's converter interleaves the rotary halves of q/k rows (Llama, Mistral).
+    public var permutesQueryKey = true
+
+    /// Every Llama-like variant.
+    public static let all = [LlamaFamily.variant, MistralFamily.variant, Qwen2Family.variant, Qwen3Family.variant]
+
+    /// The variant of `modelType` (Llama's when unknown: the registry refuses unknown types first).
+    public static func named(_ modelType: String) -> LlamaVariant {
+        all.first { $0.modelType == modelType } ?? LlamaFamily.variant
+    }
+}
