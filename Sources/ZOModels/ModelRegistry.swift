@@ -12,13 +12,13 @@ import ZOFormats
 public enum ModelRegistry {
     /// Every supported architecture.
     public static let families: [any ModelFamily.Type] = [OPTFamily.self, LlamaFamily.self, MistralFamily.self, Qwen2Family.self,
-                                                           Qwen3Family.self]
+                                                           Qwen3Family.self, Phi3Family.self]
 
     /// Hugging Face `model_type`s refused by name: variants of supported families that ZOTune does not run.
     static let refused = [
         "mixtral": "a mixture of experts", "qwen2_moe": "a mixture of experts", "qwen3_moe": "a mixture of experts",
         "qwen2_vl": "multimodal", "qwen2_5_vl": "multimodal", "mistral3": "multimodal", "llava": "multimodal",
-        "mllama": "multimodal",
+        "mllama": "multimodal", "phimoe": "a mixture of experts", "phi3_v": "multimodal", "phi4mm": "multimodal",
     ]
 
     /// Names of the supported `model_type`s.

@@ -77,7 +77,8 @@ extension LlamaConfig {
     public var shape: ModelShape {
         let (layouts, offsets) = LlamaOffsets.layouts(self)
         return ModelShape(embedding: layouts.embedding, blocks: layouts.blocks, head: layouts.head, hiddenSize: hiddenSize,
-                          vocabSize: vocabSize, workspacePerRow: workspacePerRow, constantCount: maxPositionEmbeddings * headSize,
+                          vocabSize: vocabSize, workspacePerRow: workspacePerRow,
+                          constantCount: (ropeScaling?.isLongRoPE == true ? 2 : 1) * maxPositionEmbeddings * headSize,
                           blockTapePerRow: LlamaTape.count(rows: 1, config: self), headTapePerRow: headTapePerRow,
                           tiedTokenTableIndex: tieWordEmbeddings ? 0 : nil, blockLinears: offsets.blockLinears(self))
     }

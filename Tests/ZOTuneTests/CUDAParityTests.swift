@@ -2,8 +2,8 @@ import Testing
 import ZOCPU
 import ZOCore
 import ZOCUDA
-import ZOParity
 import ZOModels
+import ZOParity
 
 /// The CUDA backend of this process: on a GPU, or on the CUDA stand-in that scripts/test.sh
 /// loads through ZOTUNE_CUDA_LIBS (each buffer its own allocation, so the stand-in's guard

@@ -4,7 +4,7 @@ import ZOCPU
 import ZOFormats
 import ZOModels
 
-/// The forward pass of the Llama-like families (Llama, Qwen2, Qwen3, Mistral) against Hugging Face
+/// The forward pass of the Llama-like families (Llama, Qwen2, Qwen3, Mistral, Phi-3) against Hugging Face
 /// transformers (fixtures from scripts/fixtures/make_llama_fixtures.py): loss within 1e-5
 /// relative, logits within 1e-4 absolute, from safetensors and from GGUF.
 @Suite struct LlamaParityTests {
@@ -41,8 +41,9 @@ import ZOModels
         try Self.check(model, fixture: Fixtures.llama(name), label: name)
     }
 
-    /// llama.cpp's layout: Llama's q/k rows permuted, Qwen2's and Qwen3's as they are.
-    @Test(arguments: ["llama-gqa-f32", "qwen2-untied-f32", "qwen3-f32"])
+    /// llama.cpp's layout: Llama's q/k rows permuted, Qwen2's, Qwen3's and Phi-3's as they are
+    /// (Phi-3's fused, its LongRoPE factors as tensors).
+    @Test(arguments: ["llama-gqa-f32", "qwen2-untied-f32", "qwen3-f32", "phi3-longrope-f32"])
     func ggufMatchesTransformers(name: String) throws {
         let directory = Fixtures.llama(name)
         let model = try ModelRegistry.load(path: directory + "/model.gguf")

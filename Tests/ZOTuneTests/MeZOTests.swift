@@ -31,7 +31,7 @@ import ZOOptimizers
     }
 
     @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/qwen2-window-f32",
-                      "llama/mistral-window-bf16", "llama/qwen3-f32"])
+                      "llama/mistral-window-bf16", "llama/qwen3-f32", "llama/phi3-longrope-f32"])
     func onesPerturbationMatchesPyTorchMeZO(fixture: String) throws {
         let reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.root + "/mezo/reference.json")))
         let run = try #require(reference.runs[String(fixture.split(separator: "/")[1])])

@@ -82,16 +82,18 @@ import ZOModels
         }
     }
 
-    /// A Qwen2, Qwen3 or Mistral config survives the trip through ZOTune's config.json (what a saved
+    /// A Qwen2, Qwen3, Mistral or Phi-3 config survives the trip through ZOTune's config.json (what a saved
     /// model carries): the same windows per block, the same q/k/v biases.
-    @Test(arguments: ["qwen2-window-f32", "qwen2-untied-f32", "qwen3-f32", "mistral-window-bf16"])
+    @Test(arguments: ["qwen2-window-f32", "qwen2-untied-f32", "qwen3-f32", "mistral-window-bf16", "phi3-longrope-f32"])
     func windowsAndBiasesSurviveTheSavedConfig(name: String) throws {
         let model = try #require(try ModelRegistry.load(path: Fixtures.llama(name)) as? LlamaModel)
         let saved = try JSONDecoder().decode(LlamaConfig.self, from: Data(try model.configJSON()))
         #expect(saved.modelType == model.config.modelType && saved.shape == model.config.shape)
         #expect((0..<model.config.numHiddenLayers).map(saved.window) == (0..<model.config.numHiddenLayers).map(model.config.window))
-        #expect(saved.qkvBias == model.config.qkvBias && saved.qkvBias == !name.hasPrefix("mistral"))  // qwen3-f32 has attention_bias
-        let expectedWindows = ["qwen2-window-f32": [0, 5], "qwen2-untied-f32": [0, 0], "qwen3-f32": [0, 0], "mistral-window-bf16": [6, 6]][name]
+        #expect(saved.qkvBias == model.config.qkvBias && saved.qkvBias == name.hasPrefix("qwen"))  // qwen3-f32 has attention_bias
+        #expect(saved.ropeScaling == model.config.ropeScaling)
+        let expectedWindows = ["qwen2-window-f32": [0, 5], "qwen2-untied-f32": [0, 0], "qwen3-f32": [0, 0], "mistral-window-bf16": [6, 6],
+                               "phi3-longrope-f32": [0, 0]][name]
         #expect((0..<2).map(model.config.window) == expectedWindows)
     }
 

@@ -9,7 +9,8 @@ import ZOFormats
 /// `model_type`s whose `LlamaVariant` says how they differ: Mistral, Qwen2), also built from
 /// GGUF `<arch>.*` keys.
 public struct LlamaConfig: Codable, Sendable, Equatable {
-    /// `rope_scaling`: the types ZOTune implements ("linear", "llama3").
+    /// `rope_scaling`: the types ZOTune implements ("linear", "llama3", and Phi-3's "longrope",
+    /// also called "su").
     public struct RopeScaling: Codable, Sendable, Equatable {
         public var ropeType: String
         public var factor: Double
@@ -18,12 +19,25 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         public var originalMaxPositionEmbeddings: Int?
         /// Transformers 5 keeps the base here too (`rope_parameters.rope_theta`).
         public var ropeTheta: Double?
+        /// LongRoPE's divisors of the inverse frequencies [HS/2] for batches within
+        /// `originalMaxPositionEmbeddings` positions and for longer ones, and the factor its
+        /// cos and sin are scaled by (nil: derived from the context extension, as Hugging Face does).
+        public var shortFactor: [Double]?
+        public var longFactor: [Double]?
+        public var attentionFactor: Double?
+        /// Partial rotary embeddings (refused unless 1).
+        public var partialRotaryFactor: Double?
 
         enum CodingKeys: String, CodingKey {
             case ropeType = "rope_type", type, factor, ropeTheta = "rope_theta"
             case lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
             case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+            case shortFactor = "short_factor", longFactor = "long_factor", attentionFactor = "attention_factor"
+            case partialRotaryFactor = "partial_rotary_factor"
         }
+
+        /// Whether this is LongRoPE (two rotary tables, chosen per batch by its length).
+        public var isLongRoPE: Bool { ropeType == "longrope" || ropeType == "su" }
 
         public init(ropeType: String, factor: Double, lowFreqFactor: Double? = nil, highFreqFactor: Double? = nil,
                     originalMaxPositionEmbeddings: Int? = nil) {
@@ -42,6 +56,10 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
             highFreqFactor = try c.decodeIfPresent(Double.self, forKey: .highFreqFactor)
             originalMaxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .originalMaxPositionEmbeddings)
             ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
+            shortFactor = try c.decodeIfPresent([Double].self, forKey: .shortFactor)
+            longFactor = try c.decodeIfPresent([Double].self, forKey: .longFactor)
+            attentionFactor = try c.decodeIfPresent(Double.self, forKey: .attentionFactor)
+            partialRotaryFactor = try c.decodeIfPresent(Double.self, forKey: .partialRotaryFactor)
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -52,6 +70,10 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
             try c.encodeIfPresent(highFreqFactor, forKey: .highFreqFactor)
             try c.encodeIfPresent(originalMaxPositionEmbeddings, forKey: .originalMaxPositionEmbeddings)
             try c.encodeIfPresent(ropeTheta, forKey: .ropeTheta)
+            try c.encodeIfPresent(shortFactor, forKey: .shortFactor)
+            try c.encodeIfPresent(longFactor, forKey: .longFactor)
+            try c.encodeIfPresent(attentionFactor, forKey: .attentionFactor)
+            try c.encodeIfPresent(partialRotaryFactor, forKey: .partialRotaryFactor)
         }
     }
 
@@ -91,6 +113,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         case tieWordEmbeddings = "tie_word_embeddings", bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
         case padTokenId = "pad_token_id", slidingWindow = "sliding_window", layerTypes = "layer_types"
         case useSlidingWindow = "use_sliding_window", maxWindowLayers = "max_window_layers"
+        case originalMaxPositionEmbeddings = "original_max_position_embeddings", partialRotaryFactor = "partial_rotary_factor"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -110,8 +133,20 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         // configs have `rope_theta` and `rope_scaling`.
         let parameters = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeParameters)
         ropeTheta = try parameters?.ropeTheta ?? c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? d.ropeTheta
-        ropeScaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling) ?? parameters
-        if ropeScaling?.ropeType == "default" { ropeScaling = nil }
+        var scaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling) ?? parameters
+        // The rotary fraction may sit beside `rope_scaling` (and is kept, to be refused, when not 1).
+        let partial = try scaling?.partialRotaryFactor ?? c.decodeIfPresent(Double.self, forKey: .partialRotaryFactor)
+        if scaling?.ropeType == "default", (partial ?? 1) == 1 { scaling = nil }
+        if let partial, partial != 1 {
+            scaling = scaling ?? RopeScaling(ropeType: "default", factor: 1)
+            scaling?.partialRotaryFactor = partial
+        }
+        // Phi-3 keeps LongRoPE's pretraining context beside `rope_scaling`.
+        if scaling?.isLongRoPE == true, scaling?.originalMaxPositionEmbeddings == nil {
+            scaling?.originalMaxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .originalMaxPositionEmbeddings)
+                ?? LlamaVariant.named(modelType).defaultOriginalMaxPositionEmbeddings
+        }
+        ropeScaling = scaling
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? d.attentionBias
         mlpBias = try c.decodeIfPresent(Bool.self, forKey: .mlpBias) ?? d.mlpBias
         hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
@@ -149,6 +184,9 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         try c.encode(rmsNormEps, forKey: .rmsNormEps)
         try c.encode(ropeTheta, forKey: .ropeTheta)
         try c.encodeIfPresent(ropeScaling, forKey: .ropeScaling)
+        if ropeScaling?.isLongRoPE == true {
+            try c.encodeIfPresent(ropeScaling?.originalMaxPositionEmbeddings, forKey: .originalMaxPositionEmbeddings)
+        }
         try c.encode(attentionBias, forKey: .attentionBias)
         try c.encode(mlpBias, forKey: .mlpBias)
         try c.encode(hiddenAct, forKey: .hiddenAct)
@@ -204,8 +242,17 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
             }
         }
         guard hiddenAct == "silu" else { throw .unsupported(path: path, reason: "hidden_act '\(hiddenAct)' (only silu)") }
-        if let scaling = ropeScaling, !["default", "linear", "llama3"].contains(scaling.ropeType) {
-            throw .unsupported(path: path, reason: "rope_scaling type '\(scaling.ropeType)' (default, linear and llama3 are)")
+        if let scaling = ropeScaling, !["default", "linear", "llama3", "longrope", "su"].contains(scaling.ropeType) {
+            throw .unsupported(path: path, reason: "rope_scaling type '\(scaling.ropeType)' (default, linear, llama3 and longrope are)")
+        }
+        if let partial = ropeScaling?.partialRotaryFactor, partial != 1 {
+            throw .unsupported(path: path, reason: "partial_rotary_factor \(partial) (rotary embeddings over the whole head only)")
+        }
+        if let scaling = ropeScaling, scaling.isLongRoPE {
+            for (name, factors) in [("short_factor", scaling.shortFactor), ("long_factor", scaling.longFactor)] {
+                try require(factors?.count == headSize / 2, "rope_scaling.\(name) needs \(headSize / 2) values (head size / 2)")
+            }
+            try require((scaling.originalMaxPositionEmbeddings ?? 0) > 0, "longrope needs original_max_position_embeddings")
         }
     }
 
@@ -220,6 +267,22 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         }
         try config.validate(path: path)
         return config
+    }
+
+    /// LongRoPE as llama.cpp writes it for Phi-3: the factors as tensors [HS/2], the pretraining
+    /// context and the attention factor as keys.
+    private static func longRoPE(_ file: GGUFFile, arch: String, headSize: Int) throws -> RopeScaling {
+        func factors(_ name: String) throws -> [Double] {
+            var values = [Float](repeating: 0, count: headSize / 2)
+            try values.withUnsafeMutableBufferPointer { try file.readFloats(name, expectedShape: [headSize / 2], into: $0.baseAddress!) }
+            return values.map(Double.init)
+        }
+        var scaling = RopeScaling(ropeType: "longrope", factor: 1,
+                                  originalMaxPositionEmbeddings: try file.int(arch + ".rope.scaling.original_context_length"))
+        scaling.shortFactor = try factors("rope_factors_short.weight")
+        scaling.longFactor = try factors("rope_factors_long.weight")
+        scaling.attentionFactor = file.metadata[arch + ".rope.scaling.attn_factor"]?.double
+        return scaling
     }
 
     /// The configuration a GGUF file's `llama.*` (or `<arch>.*`) keys describe.
@@ -243,6 +306,10 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
                                                  originalMaxPositionEmbeddings: file.metadata[arch + ".rope.scaling.original_context_length"]?.int)
             }
             config.tieWordEmbeddings = file.info("output.weight") == nil
+            if let window = file.metadata[arch + ".attention.sliding_window"]?.int, window > 0 { config.slidingWindow = window }
+            if file.info("rope_factors_long.weight") != nil {
+                config.ropeScaling = try longRoPE(file, arch: arch, headSize: config.headSize)
+            }
             // Biases are tensors there, not keys: o_proj's means `attention_bias` (all four projections).
             config.attentionBias = file.info("blk.0.attn_output.bias") != nil
             config.mlpBias = file.info("blk.0.ffn_up.bias") != nil

@@ -37,6 +37,13 @@ extension LlamaConfig: ArchitectureConfig {
         return config
     }
 
+    /// This config with a sliding window of `size` tokens in every block (or in those `layerTypes` marks).
+    func windowed(_ size: Int) -> LlamaConfig {
+        var config = self
+        config.slidingWindow = size
+        return config
+    }
+
     /// Published Llama-family sizes (their config.json files), by short name.
     public static let namedShapes: [(name: String, config: LlamaConfig)] = [
         ("smollm2-135m", shape(hidden: 576, layers: 30, heads: 9, kvHeads: 3, intermediate: 1536, vocab: 49_152, positions: 8192,

@@ -47,17 +47,21 @@ struct LlamaOffsets: Sendable {
             for (name, shape) in tensors { layout.add(p + name, shape, kind) }
             return first
         }
-        let qkvWeight = add([("self_attn.q_proj.weight", [qRows, c]), ("self_attn.k_proj.weight", [kvRows, c]),
-                             ("self_attn.v_proj.weight", [kvRows, c])], .matrix)
-        let qkvBias = config.qkvBias
-            ? add([("self_attn.q_proj.bias", [qRows]), ("self_attn.k_proj.bias", [kvRows]), ("self_attn.v_proj.bias", [kvRows])], .bias) : nil
+        let fused = config.variant.fusedProjections
+        let qkvWeight = fused ? add([("self_attn.qkv_proj.weight", [qRows + 2 * kvRows, c])], .matrix)
+            : add([("self_attn.q_proj.weight", [qRows, c]), ("self_attn.k_proj.weight", [kvRows, c]),
+                   ("self_attn.v_proj.weight", [kvRows, c])], .matrix)
+        let qkvBias = !config.qkvBias ? nil : fused ? add([("self_attn.qkv_proj.bias", [qRows + 2 * kvRows])], .bias)
+            : add([("self_attn.q_proj.bias", [qRows]), ("self_attn.k_proj.bias", [kvRows]), ("self_attn.v_proj.bias", [kvRows])], .bias)
         let outWeight = add([("self_attn.o_proj.weight", [c, qRows])], .matrix)
         let outBias = config.attentionBias ? add([("self_attn.o_proj.bias", [c])], .bias) : nil
         let queryKeyNorm = config.variant.queryKeyNorm ? add([("self_attn.q_norm.weight", [hs]), ("self_attn.k_norm.weight", [hs])], .norm) : nil
         let inputNorm = add([("input_layernorm.weight", [c])], .norm)
         let postNorm = add([("post_attention_layernorm.weight", [c])], .norm)
-        let gateUpWeight = add([("mlp.gate_proj.weight", [f, c]), ("mlp.up_proj.weight", [f, c])], .matrix)
-        let gateUpBias = config.mlpBias ? add([("mlp.gate_proj.bias", [f]), ("mlp.up_proj.bias", [f])], .bias) : nil
+        let gateUpWeight = fused ? add([("mlp.gate_up_proj.weight", [2 * f, c])], .matrix)
+            : add([("mlp.gate_proj.weight", [f, c]), ("mlp.up_proj.weight", [f, c])], .matrix)
+        let gateUpBias = !config.mlpBias ? nil : fused ? add([("mlp.gate_up_proj.bias", [2 * f])], .bias)
+            : add([("mlp.gate_proj.bias", [f]), ("mlp.up_proj.bias", [f])], .bias)
         let downWeight = add([("mlp.down_proj.weight", [c, f])], .matrix)
         let downBias = config.mlpBias ? add([("mlp.down_proj.bias", [c])], .bias) : nil
         return (layout, Block(inputNorm: inputNorm, postNorm: postNorm, qkvWeight: qkvWeight, qkvBias: qkvBias, outWeight: outWeight,
@@ -96,6 +100,7 @@ struct LlamaOffsets: Sendable {
             "mlp.down_proj.weight": "ffn_down.weight", "mlp.gate_proj.bias": "ffn_gate.bias",
             "mlp.up_proj.bias": "ffn_up.bias", "mlp.down_proj.bias": "ffn_down.bias",
             "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
+            "self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight",
         ]
         return "blk.\(parts[2])." + (renames[String(parts[3])] ?? String(parts[3]))
     }

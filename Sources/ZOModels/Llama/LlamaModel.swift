@@ -94,24 +94,54 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     // MARK: Rotary table
 
     /// cos and sin of position · inverse frequency, [maxPositions, HS] (HS/2 cosines then HS/2
-    /// sines per position), computed in fp32 the way Hugging Face's rotary embedding does.
+    /// sines per position), computed in fp32 the way Hugging Face's rotary embedding does. With
+    /// LongRoPE, two such tables: the short factors' then the long factors' (scaled by the
+    /// attention factor), and `positions(for:past:)` picks one per batch.
     public var constants: [Float] {
         let half = config.headSize / 2
         let inverseFrequencies = (0..<half).map { i -> Float in
             let exponent = Float(2 * i) / Float(config.headSize)
             return 1 / Float(pow(config.ropeTheta, Double(exponent)))
         }
-        let scaled = Self.scale(inverseFrequencies, config.ropeScaling)
-        var table = [Float](repeating: 0, count: config.maxPositionEmbeddings * config.headSize)
-        for position in 0..<config.maxPositionEmbeddings {
+        guard let scaling = config.ropeScaling, scaling.isLongRoPE,
+              let short = scaling.shortFactor, let long = scaling.longFactor else {
+            return Self.rotaryTable(Self.scale(inverseFrequencies, config.ropeScaling), positions: config.maxPositionEmbeddings)
+        }
+        let factor = Float(longRoPEAttentionFactor(scaling))
+        return [short, long].flatMap { divisors in
+            let frequencies = (0..<half).map { i -> Float in
+                let exponent = Float(2 * i) / Float(config.headSize)
+                return 1 / (Float(divisors[i]) * Float(pow(config.ropeTheta, Double(exponent))))
+            }
+            return Self.rotaryTable(frequencies, positions: config.maxPositionEmbeddings).map { $0 * factor }
+        }
+    }
+
+    /// [positions, HS]: per position, cos of position · frequency for the HS/2 frequencies, then sin.
+    private static func rotaryTable(_ frequencies: [Float], positions: Int) -> [Float] {
+        let half = frequencies.count, width = 2 * half
+        var table = [Float](repeating: 0, count: positions * width)
+        for position in 0..<positions {
             for i in 0..<half {
-                let angle = Float(position) * scaled[i]
-                table[position * config.headSize + i] = Float(cos(Double(angle)))
-                table[position * config.headSize + half + i] = Float(sin(Double(angle)))
+                let angle = Float(position) * frequencies[i]
+                table[position * width + i] = Float(cos(Double(angle)))
+                table[position * width + half + i] = Float(sin(Double(angle)))
             }
         }
         return table
     }
+
+    /// LongRoPE's scale of cos and sin: given, or √(1 + ln s / ln L₀) for the context extension
+    /// s = positions / L₀ (1 when s ≤ 1), as Hugging Face computes it.
+    private func longRoPEAttentionFactor(_ scaling: LlamaConfig.RopeScaling) -> Double {
+        if let given = scaling.attentionFactor { return given }
+        let original = Double(scaling.originalMaxPositionEmbeddings ?? config.maxPositionEmbeddings)
+        let extension_ = Double(config.maxPositionEmbeddings) / original
+        return extension_ <= 1 ? 1 : (1 + log(extension_) / log(original)).squareRoot()
+    }
+
+    /// Rotary tables among the constants: 2 with LongRoPE (short, long), else 1.
+    var rotaryTables: Int { config.ropeScaling?.isLongRoPE == true ? 2 : 1 }
 
     /// Applies `rope_scaling` to the inverse frequencies (linear and llama3 as in Hugging Face).
     private static func scale(_ frequencies: [Float], _ scaling: LlamaConfig.RopeScaling?) -> [Float] {
@@ -138,8 +168,14 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
 
     // MARK: Stages
 
+    /// Positions past + t, as rows of the rotary table; with LongRoPE, rows of the long table
+    /// (after the short one) when the batch reaches past the pretraining context.
     public func positions(for batch: TokenBatch, past: Int) -> [Int32] {
-        (0..<batch.batchSize * batch.tokens).map { Int32(past + $0 % batch.tokens) }
+        var table = 0
+        if let scaling = config.ropeScaling, scaling.isLongRoPE, past + batch.tokens > scaling.originalMaxPositionEmbeddings ?? .max {
+            table = config.maxPositionEmbeddings
+        }
+        return (0..<batch.batchSize * batch.tokens).map { Int32(table + past + $0 % batch.tokens) }
     }
 
     public func workspaceCount(rows: Int) -> Int { rows * config.workspacePerRow }
@@ -222,9 +258,9 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
                        out: hidden, m: rows, n: c, k: f, activation: .none, accumulate: true)
     }
 
-    /// The rotary cos/sin table [positions, HS] among the constants.
+    /// The rotary cos/sin tables [tables · positions, HS] among the constants.
     func rotaryTable(_ context: StageContext) -> DeviceBuffer {
-        context.constants.floats(0, config.maxPositionEmbeddings * config.headSize)
+        context.constants.floats(0, rotaryTables * config.maxPositionEmbeddings * config.headSize)
     }
 
     public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,

@@ -14,9 +14,14 @@ public struct LlamaVariant: Sendable {
     public var ggufArchitecture: String?
     /// Whether llama.cpp's converter interleaves the rotary halves of q/k rows (Llama, Mistral).
     public var permutesQueryKey = true
+    /// q|k|v and gate|up stored as one tensor each (`qkv_proj`, `gate_up_proj`: Phi-3).
+    public var fusedProjections = false
+    /// LongRoPE's pretraining context when config.json does not say (Phi-3: 4096).
+    public var defaultOriginalMaxPositionEmbeddings: Int?
 
     /// Every Llama-like variant.
-    public static let all = [LlamaFamily.variant, MistralFamily.variant, Qwen2Family.variant, Qwen3Family.variant]
+    public static let all = [LlamaFamily.variant, MistralFamily.variant, Qwen2Family.variant, Qwen3Family.variant,
+                             Phi3Family.variant]
 
     /// The variant of `modelType` (Llama's when unknown: the registry refuses unknown types first).
     public static func named(_ modelType: String) -> LlamaVariant {

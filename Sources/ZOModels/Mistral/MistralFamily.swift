@@ -15,18 +15,11 @@ public enum MistralFamily: ModelFamily {
 
     /// Mistral-7B v0.1 (window 4096) and v0.3 (no window, 32768 tokens of vocabulary).
     public static let namedShapes: [(name: String, config: any ArchitectureConfig)] = [
-        ("mistral-7b-v0.1", window(4096, LlamaConfig.shape("mistral", hidden: 4096, layers: 32, heads: 32, kvHeads: 8,
-                                                           intermediate: 14_336, vocab: 32_000, positions: 32_768, theta: 10_000,
-                                                           tied: false))),
-        ("mistral-7b", window(nil, LlamaConfig.shape("mistral", hidden: 4096, layers: 32, heads: 32, kvHeads: 8, intermediate: 14_336,
-                                                     vocab: 32_768, positions: 32_768, theta: 1_000_000, tied: false))),
+        ("mistral-7b-v0.1", LlamaConfig.shape("mistral", hidden: 4096, layers: 32, heads: 32, kvHeads: 8, intermediate: 14_336,
+                                              vocab: 32_000, positions: 32_768, theta: 10_000, tied: false).windowed(4096)),
+        ("mistral-7b", LlamaConfig.shape("mistral", hidden: 4096, layers: 32, heads: 32, kvHeads: 8, intermediate: 14_336,
+                                         vocab: 32_768, positions: 32_768, theta: 1_000_000, tied: false)),
     ]
 
-    public static var parityConfig: any ArchitectureConfig { window(6, LlamaConfig.parityConfig(modelType: "mistral")) }
-
-    private static func window(_ size: Int?, _ config: LlamaConfig) -> LlamaConfig {
-        var config = config
-        config.slidingWindow = size
-        return config
-    }
+    public static var parityConfig: any ArchitectureConfig { LlamaConfig.parityConfig(modelType: "mistral").windowed(6) }
 }

@@ -33,8 +33,8 @@ public enum Qwen2Family: ModelFamily {
     ]
 
     public static var parityConfig: any ArchitectureConfig {
-        var config = LlamaConfig.parityConfig(modelType: "qwen2")
-        (config.slidingWindow, config.layerTypes) = (5, ["full_attention", "sliding_attention", "sliding_attention"])
+        var config = LlamaConfig.parityConfig(modelType: "qwen2").windowed(5)
+        config.layerTypes = ["full_attention", "sliding_attention", "sliding_attention"]
         return config
     }
 }
