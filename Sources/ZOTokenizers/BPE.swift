@@ -6,38 +6,81 @@ struct SymbolPair: Hashable, Sendable {
     let right: String
 }
 
-/// Byte-level BPE over one pre-tokenized piece: start from one symbol per byte, repeatedly
-/// merge the adjacent pair with the lowest merge rank, then look the symbols up. Results are
-/// cached per piece.
-final class BPEModel: Sendable {
-    let vocabulary: [String: Int]
-    let ranks: [SymbolPair: Int]
-    let unknownId: Int?
-    private let cache = Mutex<[String: [Int]]>([:])
+/// How a vocabulary spells text.
+enum SymbolAlphabet: Sendable, Equatable {
+    /// GPT-2's byte-level characters, one symbol per byte.
+    case byteLevel
+    /// Unicode scalars as they are (SentencePiece-style vocabularies); a symbol the vocabulary
+    /// lacks becomes its bytes' `<0xXX>` tokens with `byteFallback`, else the unknown token.
+    case characters(byteFallback: Bool)
+}
 
-    init(vocabulary: [String: Int], merges: [SymbolPair], unknownId: Int?) {
-        self.vocabulary = vocabulary
-        var ranks: [SymbolPair: Int] = [:]
-        for (rank, pair) in merges.enumerated() where ranks[pair] == nil { ranks[pair] = rank }
-        self.ranks = ranks
-        self.unknownId = unknownId
+/// BPE over one pre-tokenized piece: start from one symbol per byte (or per character),
+/// repeatedly merge the adjacent pair of lowest rank, then look the symbols up. A pair's rank
+/// is its merge's position, or for vocabularies without merges (llama.cpp's SentencePiece
+/// files) the merged token's position by descending score. Results are cached per piece.
+///
+/// Symbols are compared as UTF-8 bytes: Swift's String equality is canonical ("e" + U+0301
+/// equals "é"), a tokenizer's is not.
+final class BPEModel: Sendable {
+    /// A symbol's UTF-8 bytes.
+    typealias Symbol = [UInt8]
+
+    struct Pair: Hashable {
+        let left: Symbol
+        let right: Symbol
     }
 
-    /// Token ids of one piece of raw text.
+    let vocabulary: [Symbol: Int]
+    let ranks: [Pair: Int]
+    /// Rank by merged token, when the vocabulary has scores instead of merges.
+    let tokenRanks: [Symbol: Int]
+    let unknownId: Int?
+    let alphabet: SymbolAlphabet
+    /// A piece that is a token is that token, merges or not (Llama 3's `ignore_merges`).
+    let ignoresMerges: Bool
+    /// Consecutive unknown tokens become one (SentencePiece's `fuse_unk`).
+    let fusesUnknown: Bool
+    private let cache = Mutex<[String: [Int]]>([:])
+
+    /// `tokens` by id (the first of equal spellings keeps it).
+    init(tokens: [String], merges: [SymbolPair], unknownId: Int?, alphabet: SymbolAlphabet = .byteLevel,
+         tokenRanks: [String: Int] = [:], ignoresMerges: Bool = false, fusesUnknown: Bool = false) {
+        var vocabulary: [Symbol: Int] = [:]
+        for (id, token) in tokens.enumerated() where vocabulary[Array(token.utf8)] == nil { vocabulary[Array(token.utf8)] = id }
+        self.vocabulary = vocabulary
+        var ranks: [Pair: Int] = [:]
+        for (rank, pair) in merges.enumerated() {
+            let key = Pair(left: Array(pair.left.utf8), right: Array(pair.right.utf8))
+            if ranks[key] == nil { ranks[key] = rank }
+        }
+        self.ranks = ranks
+        var byToken: [Symbol: Int] = [:]
+        for (token, rank) in tokenRanks { byToken[Array(token.utf8)] = rank }
+        self.tokenRanks = byToken
+        self.unknownId = unknownId
+        self.alphabet = alphabet
+        self.ignoresMerges = ignoresMerges
+        self.fusesUnknown = fusesUnknown
+    }
+
+    /// Token ids of one piece of text.
     func encode(_ piece: Substring) -> [Int] {
         let key = String(piece)
         if let cached = cache.withLock({ $0[key] }) { return cached }
-        var symbols = ByteLevel.symbols(piece)
+        var symbols: [Symbol] = alphabet == .byteLevel ? ByteLevel.symbols(piece).map { Array($0.utf8) }
+                                                       : piece.unicodeScalars.map { Array(String($0).utf8) }
+        if ignoresMerges, let id = vocabulary[Array(symbols.joined())] {
+            return [id]
+        }
         while symbols.count > 1 {
             var best: (rank: Int, index: Int)?
             for i in 0..<symbols.count - 1 {
-                if let rank = ranks[SymbolPair(left: symbols[i], right: symbols[i + 1])], rank < best?.rank ?? .max {
-                    best = (rank, i)
-                }
+                if let rank = rank(symbols[i], symbols[i + 1]), rank < best?.rank ?? .max { best = (rank, i) }
             }
             guard let best else { break }
             let pair = (symbols[best.index], symbols[best.index + 1])
-            var merged: [String] = []
+            var merged: [Symbol] = []
             merged.reserveCapacity(symbols.count)
             var i = 0
             while i < symbols.count {
@@ -51,11 +94,54 @@ final class BPEModel: Sendable {
             }
             symbols = merged
         }
-        let ids = symbols.compactMap { vocabulary[$0] ?? unknownId }
+        let ids = lookUp(symbols)
         cache.withLock { cache in
             if cache.count > 100_000 { cache.removeAll() }
             cache[key] = ids
         }
         return ids
+    }
+
+    private func rank(_ left: Symbol, _ right: Symbol) -> Int? {
+        ranks[Pair(left: left, right: right)] ?? (tokenRanks.isEmpty ? nil : tokenRanks[left + right])
+    }
+
+    /// The ids of the final symbols, with byte fallback and fused unknowns.
+    private func lookUp(_ symbols: [Symbol]) -> [Int] {
+        var ids: [Int] = []
+        var lastWasUnknown = false
+        for symbol in symbols {
+            if let id = vocabulary[symbol] {
+                ids.append(id)
+                lastWasUnknown = false
+                continue
+            }
+            if case .characters(byteFallback: true) = alphabet {
+                let bytes = symbol.map { vocabulary[Array(ByteFallback.token($0).utf8)] }
+                if bytes.allSatisfy({ $0 != nil }) {
+                    ids += bytes.compactMap { $0 }
+                    lastWasUnknown = false
+                    continue
+                }
+            }
+            guard let unknownId else { continue }
+            if !(fusesUnknown && lastWasUnknown) { ids.append(unknownId) }
+            lastWasUnknown = true
+        }
+        return ids
+    }
+}
+
+/// SentencePiece's byte tokens `<0x00>`…`<0xFF>`.
+enum ByteFallback {
+    static func token(_ byte: UInt8) -> String {
+        let hex = String(byte, radix: 16, uppercase: true)
+        return "<0x" + (hex.count == 1 ? "0" + hex : hex) + ">"
+    }
+
+    /// The byte a `<0xXX>` token stands for, or nil.
+    static func byte(_ token: String) -> UInt8? {
+        guard token.utf8.count == 6, token.hasPrefix("<0x"), token.hasSuffix(">") else { return nil }
+        return UInt8(token.dropFirst(3).dropLast(), radix: 16)
     }
 }

@@ -1,6 +1,12 @@
 /// Splits text into the pieces BPE runs on separately.
 public protocol PreTokenizer: Sendable {
     func split(_ text: Substring) -> [Substring]
+    /// `split` for a segment between special tokens; `atStart` when it opens the text.
+    func split(_ text: Substring, atStart: Bool) -> [Substring]
+}
+
+extension PreTokenizer {
+    public func split(_ text: Substring, atStart: Bool) -> [Substring] { split(text) }
 }
 
 /// GPT-2's pattern, written out instead of as a regular expression:

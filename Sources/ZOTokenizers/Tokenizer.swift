@@ -1,6 +1,8 @@
-/// A byte-level BPE tokenizer (GPT-2, OPT, SmolLM2): special tokens matched first in the raw
-/// text, a pre-tokenizer, byte-level BPE per piece; decoding maps token strings back to bytes.
-/// Encode-then-decode returns the input exactly.
+/// A BPE tokenizer in stages: special tokens matched first in the raw text, then for each
+/// stretch between them a normalizer (optional), a pre-tokenizer and BPE per piece —
+/// byte-level (GPT-2, OPT, SmolLM2, Qwen, Llama 3: encode-then-decode returns the input
+/// exactly) or over characters with byte fallback (SentencePiece's: Llama 2, Mistral, Phi-3);
+/// decoding maps token strings back to bytes.
 public final class Tokenizer: Sendable {
     /// Id -> token string (byte-level characters, or a special token's text).
     public let tokens: [String]
@@ -14,15 +16,29 @@ public final class Tokenizer: Sendable {
     /// The model's chat template (Jinja source), if it has one.
     public let chatTemplate: String?
     let model: BPEModel
+    let normalizer: (any Normalizer)?
     let preTokenizer: any PreTokenizer
+    /// SentencePiece decoding drops the space its "▁" prefix added at the start.
+    let stripsLeadingSpace: Bool
     private let specialsByLength: [String]
 
-    init(tokens: [String], merges: [SymbolPair], specialTokens: [String: Int], preTokenizer: any PreTokenizer,
-         bos: Int?, eos: Int?, pad: Int?, unknown: Int?, addsBOS: Bool, chatTemplate: String?) {
+    /// How a tokenizer's vocabulary is used beyond GPT-2's byte-level BPE.
+    struct Spelling {
+        var alphabet = SymbolAlphabet.byteLevel
+        var tokenRanks: [String: Int] = [:]
+        var ignoresMerges = false
+        var fusesUnknown = false
+        var stripsLeadingSpace = false
+    }
+
+    init(tokens: [String], merges: [SymbolPair], specialTokens: [String: Int], normalizer: (any Normalizer)? = nil,
+         preTokenizer: any PreTokenizer, spelling: Spelling = Spelling(), bos: Int?, eos: Int?, pad: Int?, unknown: Int?,
+         addsBOS: Bool, chatTemplate: String?) {
         self.tokens = tokens
-        var vocabulary: [String: Int] = [:]
-        for (id, token) in tokens.enumerated() where vocabulary[token] == nil { vocabulary[token] = id }
-        model = BPEModel(vocabulary: vocabulary, merges: merges, unknownId: unknown)
+        model = BPEModel(tokens: tokens, merges: merges, unknownId: unknown, alphabet: spelling.alphabet,
+                         tokenRanks: spelling.tokenRanks, ignoresMerges: spelling.ignoresMerges, fusesUnknown: spelling.fusesUnknown)
+        self.normalizer = normalizer
+        stripsLeadingSpace = spelling.stripsLeadingSpace
         self.specialTokens = specialTokens
         specialsByLength = specialTokens.keys.sorted { ($0.utf8.count, $0) > ($1.utf8.count, $1) }
         self.preTokenizer = preTokenizer
@@ -50,7 +66,9 @@ public final class Tokenizer: Sendable {
                 }
             }
             let plain = rest[rest.startIndex..<(found?.range.lowerBound ?? rest.endIndex)]
-            for piece in preTokenizer.split(plain) { ids += model.encode(piece) }
+            let atStart = plain.startIndex == text.startIndex
+            let normalized = normalizer.map { $0.normalize(String(plain))[...] } ?? plain
+            for piece in preTokenizer.split(normalized, atStart: atStart) { ids += model.encode(piece) }
             guard let found else { break }
             ids.append(found.id)
             rest = rest[found.range.upperBound...]
@@ -65,10 +83,15 @@ public final class Tokenizer: Sendable {
         for id in ids where tokens.indices.contains(id) {
             if specialIds.contains(id) {
                 if !skipSpecialTokens { bytes += Array(tokens[id].utf8) }
-            } else {
+            } else if model.alphabet == .byteLevel {
                 bytes += ByteLevel.bytes(tokens[id])
+            } else if let byte = ByteFallback.byte(tokens[id]) {
+                bytes.append(byte)
+            } else {
+                bytes += Array(tokens[id].replacingScalars("▁", with: " ").utf8)
             }
         }
+        if stripsLeadingSpace, bytes.first == UInt8(ascii: " ") { bytes.removeFirst() }
         return String(decoding: bytes, as: UTF8.self)
     }
 }

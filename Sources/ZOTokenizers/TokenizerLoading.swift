@@ -108,6 +108,9 @@ extension Tokenizer {
             let vocab: [String: Int]
             let merges: Merges
             let unk_token: String?
+            let byte_fallback: Bool?
+            let fuse_unk: Bool?
+            let ignore_merges: Bool?
         }
         enum Merges: Decodable {
             case strings([String]), pairs([[String]])
@@ -121,18 +124,39 @@ extension Tokenizer {
             let content: String
             let special: Bool?
         }
-        struct PreTokenizerConfig: Decodable {
+        /// A `Split`'s or `Replace`'s pattern: a literal or a regular expression.
+        struct Pattern: Decodable {
+            let String: String?
+            let Regex: String?
+        }
+        /// Any stage (normalizer, pre-tokenizer, decoder): its type and the fields ZOTune reads.
+        struct Stage: Decodable {
             let type: String
             let individual_digits: Bool?
-            let pretokenizers: [PreTokenizerConfig]?
+            let pretokenizers: [Stage]?
+            let normalizers: [Stage]?
+            let decoders: [Stage]?
+            let pattern: Pattern?
+            let content: String?
+            let prepend: String?
+            let replacement: String?
+            let prepend_scheme: String?
+            let add_prefix_space: Bool?
+            let split: Bool?
+            let use_regex: Bool?
+            let start: Int?
         }
         let model: Model
         let added_tokens: [Added]?
-        let pre_tokenizer: PreTokenizerConfig?
+        let normalizer: Stage?
+        let pre_tokenizer: Stage?
+        let decoder: Stage?
     }
 
-    /// A Hugging Face tokenizer.json with a BPE model and a ByteLevel pre-tokenizer,
-    /// optionally preceded by Digits(individual_digits).
+    /// A Hugging Face tokenizer.json with a BPE model: byte-level (a ByteLevel pre-tokenizer,
+    /// alone, after Digits(individual_digits) or after Qwen2's or Llama 3's Split) or over
+    /// characters with byte fallback (SentencePiece's: a Metaspace pre-tokenizer or none), behind
+    /// NFC, Prepend and Replace normalizers.
     public static func load(tokenizerJSON path: String) throws(TokenizerError) -> Tokenizer {
         let json: TokenizerJSON
         do { json = try JSONDecoder().decode(TokenizerJSON.self, from: read(path)) } catch let error as TokenizerError {
@@ -163,52 +187,115 @@ extension Tokenizer {
             }
         }
         try checkMerges(merges, tokens, path: path)
-        let preTokenizer = try makePreTokenizer(json.pre_tokenizer, path: path)
-        return Tokenizer(tokens: tokens, merges: merges, specialTokens: specials, preTokenizer: preTokenizer,
-                         bos: nil, eos: specials["<|endoftext|>"], pad: nil, unknown: json.model.unk_token.flatMap { vocabulary[$0] },
-                         addsBOS: false, chatTemplate: nil)
+        let (preTokenizer, byteLevel) = try makePreTokenizer(json.pre_tokenizer, path: path)
+        var spelling = Tokenizer.Spelling(ignoresMerges: json.model.ignore_merges ?? false, fusesUnknown: json.model.fuse_unk ?? false)
+        if !byteLevel {
+            spelling.alphabet = .characters(byteFallback: json.model.byte_fallback ?? false)
+            spelling.stripsLeadingSpace = stripsLeadingSpace(json.decoder)
+        }
+        return Tokenizer(tokens: tokens, merges: merges, specialTokens: specials, normalizer: try makeNormalizer(json.normalizer, path: path),
+                         preTokenizer: preTokenizer, spelling: spelling, bos: nil, eos: specials["<|endoftext|>"], pad: nil,
+                         unknown: json.model.unk_token.flatMap { vocabulary[$0] }, addsBOS: false, chatTemplate: nil)
     }
 
-    private static func makePreTokenizer(_ config: TokenizerJSON.PreTokenizerConfig?, path: String) throws(TokenizerError) -> any PreTokenizer {
-        guard let config else { throw .unsupported(path: path, reason: "no pre_tokenizer (expected ByteLevel)") }
+    /// Qwen2's and Llama 3's Split patterns, by the digits a number piece takes.
+    static let splitPatterns = [
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#: 1,
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#: 3,
+    ]
+
+    /// The pre-tokenizer, and whether it ends in ByteLevel (a byte-level vocabulary).
+    private static func makePreTokenizer(_ config: TokenizerJSON.Stage?, path: String)
+        throws(TokenizerError) -> (any PreTokenizer, byteLevel: Bool) {
+        guard let config else { return (WholeTextPreTokenizer(), false) }
         let steps = config.type == "Sequence" ? config.pretokenizers ?? [] : [config]
         switch steps.map(\.type) {
-        case ["ByteLevel"]: return GPT2PreTokenizer()
+        case ["ByteLevel"]: return (GPT2PreTokenizer(), true)
         case ["Digits", "ByteLevel"] where steps[0].individual_digits == true:
-            return IndividualDigitsPreTokenizer(then: GPT2PreTokenizer())
+            return (IndividualDigitsPreTokenizer(then: GPT2PreTokenizer()), true)
+        case ["Split", "ByteLevel"] where steps[1].use_regex == false:
+            guard let regex = steps[0].pattern?.Regex, let digits = splitPatterns[regex] else {
+                throw .unsupported(path: path, reason: "Split pattern \(steps[0].pattern?.Regex ?? steps[0].pattern?.String ?? "?") (Qwen2's and Llama 3's are)")
+            }
+            return (QwenPreTokenizer(maxDigits: digits), true)
+        case ["Metaspace"]:
+            let scheme = steps[0].prepend_scheme.flatMap(MetaspacePreTokenizer.PrependScheme.init(rawValue:))
+                ?? (steps[0].add_prefix_space == false ? .never : .always)
+            return (MetaspacePreTokenizer(replacement: steps[0].replacement ?? "▁", prependScheme: scheme, split: steps[0].split ?? true), false)
         default:
-            throw .unsupported(path: path, reason: "pre_tokenizer \(steps.map(\.type)) (ByteLevel, optionally after Digits, is)")
+            throw .unsupported(path: path, reason: "pre_tokenizer \(steps.map(\.type)) (ByteLevel, alone or after Digits or Qwen2's or Llama 3's Split, Metaspace, or none are)")
         }
     }
 
-    /// A GGUF file's `tokenizer.ggml.*` metadata (model "gpt2": byte-level BPE).
+    private static func makeNormalizer(_ config: TokenizerJSON.Stage?, path: String) throws(TokenizerError) -> (any Normalizer)? {
+        guard let config else { return nil }
+        switch config.type {
+        case "NFC": return NFCNormalizer()
+        case "Prepend": return PrependNormalizer(config.prepend ?? "")
+        case "Replace":
+            guard let pattern = config.pattern?.String, let content = config.content else {
+                throw .unsupported(path: path, reason: "Replace normalizer with a regular expression (literal patterns are supported)")
+            }
+            return ReplaceNormalizer(pattern, with: content)
+        case "Sequence":
+            var steps: [any Normalizer] = []
+            for step in config.normalizers ?? [] { try makeNormalizer(step, path: path).map { steps.append($0) } }
+            return NormalizerSequence(steps)
+        default:
+            throw .unsupported(path: path, reason: "normalizer \(config.type) (NFC, Prepend, Replace and Sequence are)")
+        }
+    }
+
+    /// Whether the decoder drops the "▁" a SentencePiece pipeline put in front: Strip of one
+    /// leading space, or Metaspace with a prepend scheme.
+    private static func stripsLeadingSpace(_ config: TokenizerJSON.Stage?) -> Bool {
+        guard let config else { return false }
+        switch config.type {
+        case "Sequence": return (config.decoders ?? []).contains { stripsLeadingSpace($0) }
+        case "Strip": return (config.start ?? 0) > 0
+        case "Metaspace": return config.prepend_scheme.map { $0 != "never" } ?? (config.add_prefix_space ?? true)
+        default: return false
+        }
+    }
+
+    /// A GGUF file's `tokenizer.ggml.*` metadata: model "gpt2" (byte-level BPE with merges; the
+    /// pre-tokenizer by `tokenizer.ggml.pre`) or "llama" (SentencePiece: characters ranked by
+    /// their tokens' scores, byte fallback; read as transformers' GGUF converter reads it, with a
+    /// "▁" in front of the text unless `tokenizer.ggml.add_space_prefix` is false).
     public static func load(gguf file: GGUFFile) throws(TokenizerError) -> Tokenizer {
         let path = file.path
         do {
             let model = try file.string("tokenizer.ggml.model")
-            guard model == "gpt2" else { throw TokenizerError.unsupported(path: path, reason: "tokenizer.ggml.model '\(model)' (only gpt2 BPE)") }
+            guard model == "gpt2" || model == "llama" else {
+                throw TokenizerError.unsupported(path: path, reason: "tokenizer.ggml.model '\(model)' (gpt2 and llama are)")
+            }
             let tokens = try file.strings("tokenizer.ggml.tokens")
-            let merges = try parseMerges(try file.strings("tokenizer.ggml.merges"), path: path)
-            try checkMerges(merges, tokens, path: path)
             let types = file.metadata["tokenizer.ggml.token_type"] != nil ? try file.ints("tokenizer.ggml.token_type") : []
             guard types.isEmpty || types.count == tokens.count else {
                 throw TokenizerError.inconsistent(path: path, reason: "\(types.count) token types for \(tokens.count) tokens")
             }
             var specials: [String: Int] = [:]
-            for (id, type) in types.enumerated() where type == 3 || type == 4 { specials[tokens[id]] = id }  // control, user-defined
-            let pre = file.metadata["tokenizer.ggml.pre"]?.string ?? "gpt2"
-            let preTokenizer: any PreTokenizer
-            switch pre {
-            case "gpt2", "default": preTokenizer = GPT2PreTokenizer()
-            case "smollm": preTokenizer = IndividualDigitsPreTokenizer(then: GPT2PreTokenizer())
-            default: throw TokenizerError.unsupported(path: path, reason: "tokenizer.ggml.pre '\(pre)' (gpt2 and smollm are)")
+            // Control and user-defined tokens (and SentencePiece's unknown token) are matched whole.
+            for (id, type) in types.enumerated() where type == 3 || type == 4 || (model == "llama" && type == 2) {
+                specials[tokens[id]] = id
             }
             func id(_ key: String) throws(TokenizerError) -> Int? {
                 guard let value = file.metadata[key]?.int else { return nil }
                 guard tokens.indices.contains(value) else { throw .inconsistent(path: path, reason: "\(key) \(value) is not a token id") }
                 return value
             }
-            return Tokenizer(tokens: tokens, merges: merges, specialTokens: specials, preTokenizer: preTokenizer,
+            let merges: [SymbolPair], preTokenizer: any PreTokenizer
+            var spelling = Tokenizer.Spelling()
+            if model == "llama" {
+                merges = []
+                spelling = try sentencePieceSpelling(file, tokens: tokens, types: types)
+                preTokenizer = MetaspacePreTokenizer(prependScheme: spelling.stripsLeadingSpace ? .first : .never, split: false)
+            } else {
+                merges = try parseMerges(try file.strings("tokenizer.ggml.merges"), path: path)
+                try checkMerges(merges, tokens, path: path)
+                preTokenizer = try ggufPreTokenizer(file.metadata["tokenizer.ggml.pre"]?.string ?? "gpt2", path: path)
+            }
+            return Tokenizer(tokens: tokens, merges: merges, specialTokens: specials, preTokenizer: preTokenizer, spelling: spelling,
                              bos: try id("tokenizer.ggml.bos_token_id"), eos: try id("tokenizer.ggml.eos_token_id"),
                              pad: try id("tokenizer.ggml.padding_token_id"), unknown: try id("tokenizer.ggml.unknown_token_id"),
                              addsBOS: file.metadata["tokenizer.ggml.add_bos_token"]?.bool ?? false,
@@ -218,5 +305,30 @@ extension Tokenizer {
         } catch {
             throw .malformed(path: path, reason: "\(error)")
         }
+    }
+
+    /// llama.cpp's names of byte-level pre-tokenizers.
+    private static func ggufPreTokenizer(_ pre: String, path: String) throws(TokenizerError) -> any PreTokenizer {
+        switch pre {
+        case "gpt2", "default": GPT2PreTokenizer()
+        case "smollm": IndividualDigitsPreTokenizer(then: GPT2PreTokenizer())
+        case "qwen2": QwenPreTokenizer(maxDigits: 1)
+        case "llama3", "llama-bpe": QwenPreTokenizer(maxDigits: 3)
+        default: throw .unsupported(path: path, reason: "tokenizer.ggml.pre '\(pre)' (gpt2, smollm, qwen2 and llama-bpe are)")
+        }
+    }
+
+    /// A SentencePiece vocabulary's ranks: its normal tokens (type 1, or every token without
+    /// types) by descending `tokenizer.ggml.scores`, ties in id order.
+    private static func sentencePieceSpelling(_ file: GGUFFile, tokens: [String], types: [Int]) throws -> Tokenizer.Spelling {
+        guard let values = file.metadata["tokenizer.ggml.scores"]?.array, values.count == tokens.count else {
+            throw TokenizerError.inconsistent(path: file.path, reason: "tokenizer.ggml.scores must give one score per token")
+        }
+        let scores = values.map { $0.double ?? 0 }
+        let ranked = tokens.indices.filter { types.isEmpty || types[$0] == 1 }.sorted { (scores[$0], -$0) > (scores[$1], -$1) }
+        var ranks: [String: Int] = [:]
+        for (rank, id) in ranked.enumerated() where ranks[tokens[id]] == nil { ranks[tokens[id]] = rank }
+        return Tokenizer.Spelling(alphabet: .characters(byteFallback: true), tokenRanks: ranks, fusesUnknown: true,
+                                  stripsLeadingSpace: file.metadata["tokenizer.ggml.add_space_prefix"]?.bool ?? true)
     }
 }

@@ -49,6 +49,43 @@ import ZOTokenizers
         #expect(tokenizer.chatTemplate?.contains("<|im_start|>") == true)
     }
 
+    struct DecodedGolden: Decodable {
+        let text: String
+        let ids: [Int]
+        let decoded: String
+    }
+
+    /// scripts/fixtures/make_family_tokenizers.py's ids and decoded texts.
+    static let familyGoldens: [String: [DecodedGolden]] = {
+        let url = URL(fileURLWithPath: Fixtures.root + "/tokenizers/family-goldens.json")
+        return (try? JSONDecoder().decode([String: [DecodedGolden]].self, from: Data(contentsOf: url))) ?? [:]
+    }()
+
+    /// Qwen2's and Llama 3's byte-level pipelines (NFC, their Split patterns, Llama 3's
+    /// ignore_merges), SentencePiece's BPE over characters with byte fallback behind Llama 2's
+    /// normalizers or Mistral v0.3's Metaspace, and llama.cpp's SentencePiece GGUF vocabulary:
+    /// the ids Hugging Face `tokenizers` (transformers' converter for the GGUF) gives, and the
+    /// text it decodes them to.
+    @Test(arguments: [("qwen2", "qwen2-tokenizer.json"), ("llama3", "llama3-tokenizer.json"),
+                      ("sentencepiece", "sentencepiece-tokenizer.json"), ("metaspace", "metaspace-tokenizer.json"),
+                      ("sentencepiece-gguf", "sentencepiece.gguf")])
+    func familyTokenizersMatchTheReference(name: String, file: String) throws {
+        let tokenizer = try Tokenizer.load(path: Fixtures.root + "/tokenizers/" + file)
+        let cases = Self.familyGoldens[name] ?? []
+        #expect(cases.count >= 29)
+        for golden in cases {
+            #expect(tokenizer.encode(golden.text) == golden.ids, "\(name): \(golden.text.debugDescription)")
+            #expect(tokenizer.decode(golden.ids) == golden.decoded, "\(name) decoding: \(golden.text.debugDescription)")
+        }
+    }
+
+    @Test func splitsFollowQwen2sAndLlama3sPattern() {
+        let qwen = { (text: String) in QwenPreTokenizer(maxDigits: 1).split(text[...]).map(String.init) }
+        #expect(qwen("I'M here (hi) 123") == ["I", "'M", " here", " (", "hi", ")", " ", "1", "2", "3"])
+        #expect(qwen("a\n\n  b") == ["a", "\n\n", " ", " b"])
+        #expect(QwenPreTokenizer(maxDigits: 3).split("12345"[...]).map(String.init) == ["123", "45"])
+    }
+
     @Test func splitsFollowGPT2sPattern() {
         let split = { (text: String) in GPT2PreTokenizer().split(text[...]).map(String.init) }
         #expect(split("I'm here  now") == ["I", "'m", " here", " ", " now"])

@@ -2,19 +2,9 @@ import ZOCore
 import ZOFormats
 
 /// Llama 2/3 and SmolLM2 in the registry: `model_type` llama, safetensors and GGUF.
-public enum LlamaFamily: ModelFamily {
+public enum LlamaFamily: LlamaVariantFamily {
     public static let name = "Llama"
-    public static let modelTypes = ["llama"]
-    public static let ggufArchitectures = ["llama"]
     public static let variant = LlamaVariant(modelType: "llama", ggufArchitecture: "llama")
-
-    public static func load(directory: String, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
-        try LlamaModel.load(directory: directory, blockStorage: blockStorage)
-    }
-
-    public static func load(gguf file: GGUFFile, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
-        try LlamaModel.load(gguf: file, blockStorage: blockStorage)
-    }
 
     public static var namedShapes: [(name: String, config: any ArchitectureConfig)] { LlamaConfig.namedShapes.map { ($0.name, $0.config) } }
 

@@ -1,6 +1,9 @@
+import ZOCore
+import ZOFormats
+
 /// How a Llama-like `model_type` differs from Llama itself: what its config.json leaves
 /// implicit and how llama.cpp writes it. Each variant's family declares one (`Qwen2Family`,
-/// `MistralFamily`); `all` lists them.
+/// `MistralFamily`, …).
 public struct LlamaVariant: Sendable {
     /// Hugging Face's `model_type`.
     public var modelType: String
@@ -19,12 +22,30 @@ public struct LlamaVariant: Sendable {
     /// LongRoPE's pretraining context when config.json does not say (Phi-3: 4096).
     public var defaultOriginalMaxPositionEmbeddings: Int?
 
-    /// Every Llama-like variant.
-    public static let all = [LlamaFamily.variant, MistralFamily.variant, Qwen2Family.variant, Qwen3Family.variant,
-                             Phi3Family.variant]
+    /// Every Llama-like variant: those of the registry's families.
+    public static let all = ModelRegistry.families.compactMap { ($0 as? any LlamaVariantFamily.Type)?.variant }
 
     /// The variant of `modelType` (Llama's when unknown: the registry refuses unknown types first).
     public static func named(_ modelType: String) -> LlamaVariant {
         all.first { $0.modelType == modelType } ?? LlamaFamily.variant
+    }
+}
+
+/// A family that runs on `LlamaModel`: its `model_type` and GGUF architecture are its
+/// variant's, and it loads as `LlamaModel` does.
+public protocol LlamaVariantFamily: ModelFamily {
+    static var variant: LlamaVariant { get }
+}
+
+extension LlamaVariantFamily {
+    public static var modelTypes: [String] { [variant.modelType] }
+    public static var ggufArchitectures: [String] { variant.ggufArchitecture.map { [$0] } ?? [] }
+
+    public static func load(directory: String, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
+        try LlamaModel.load(directory: directory, blockStorage: blockStorage)
+    }
+
+    public static func load(gguf file: GGUFFile, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
+        try LlamaModel.load(gguf: file, blockStorage: blockStorage)
     }
 }

@@ -4,14 +4,9 @@ import ZOCore
 /// `sliding_window` tokens (4096 when config.json omits it; null for none, as from v0.2 on).
 /// llama.cpp converts Mistral checkpoints to the `llama` architecture, so Mistral GGUF files
 /// load as Llama.
-public enum MistralFamily: ModelFamily {
+public enum MistralFamily: LlamaVariantFamily {
     public static let name = "Mistral"
-    public static let modelTypes = ["mistral"]
     public static let variant = LlamaVariant(modelType: "mistral", defaultSlidingWindow: 4096)
-
-    public static func load(directory: String, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
-        try LlamaModel.load(directory: directory, blockStorage: blockStorage)
-    }
 
     /// Mistral-7B v0.1 (window 4096) and v0.3 (no window, 32768 tokens of vocabulary).
     public static let namedShapes: [(name: String, config: any ArchitectureConfig)] = [

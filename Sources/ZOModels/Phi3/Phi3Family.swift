@@ -1,25 +1,14 @@
 import ZOCore
-import ZOFormats
 
 /// Phi-3: a Llama-like decoder whose q|k|v and gate|up projections are stored fused
 /// (`qkv_proj`, `gate_up_proj`: ZOTune's own layout, so only the names differ), with LongRoPE
 /// (`rope_scaling` type longrope or su: per-frequency divisors for short and long batches, and
 /// scaled cos/sin) in its long-context versions and an optional sliding window. From
 /// safetensors and from GGUF (`phi3`, LongRoPE's factors as tensors).
-public enum Phi3Family: ModelFamily {
+public enum Phi3Family: LlamaVariantFamily {
     public static let name = "Phi-3"
-    public static let modelTypes = ["phi3"]
-    public static let ggufArchitectures = ["phi3"]
     public static let variant = LlamaVariant(modelType: "phi3", ggufArchitecture: "phi3", permutesQueryKey: false,
                                              fusedProjections: true, defaultOriginalMaxPositionEmbeddings: 4096)
-
-    public static func load(directory: String, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
-        try LlamaModel.load(directory: directory, blockStorage: blockStorage)
-    }
-
-    public static func load(gguf file: GGUFFile, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
-        try LlamaModel.load(gguf: file, blockStorage: blockStorage)
-    }
 
     /// Phi-3-mini (4k context, sliding window 2047) and Phi-3-medium (4k), from their config.json files.
     public static let namedShapes: [(name: String, config: any ArchitectureConfig)] = [

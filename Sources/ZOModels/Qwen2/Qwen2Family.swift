@@ -1,24 +1,13 @@
 import ZOCore
-import ZOFormats
 
 /// Qwen2 and Qwen2.5: a Llama-like decoder with biases on q, k and v (none on o_proj), rope θ
 /// 1e6, tied head in the small sizes, and sliding-window attention from `max_window_layers` on
 /// when `use_sliding_window` is set. From safetensors and from GGUF (`qwen2`, q/k rows as
 /// Hugging Face has them).
-public enum Qwen2Family: ModelFamily {
+public enum Qwen2Family: LlamaVariantFamily {
     public static let name = "Qwen2"
-    public static let modelTypes = ["qwen2"]
-    public static let ggufArchitectures = ["qwen2"]
     public static let variant = LlamaVariant(modelType: "qwen2", qkvBias: true, defaultSlidingWindow: 4096, ggufArchitecture: "qwen2",
                                              permutesQueryKey: false)
-
-    public static func load(directory: String, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
-        try LlamaModel.load(directory: directory, blockStorage: blockStorage)
-    }
-
-    public static func load(gguf file: GGUFFile, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
-        try LlamaModel.load(gguf: file, blockStorage: blockStorage)
-    }
 
     /// Qwen2.5's published sizes (their config.json files).
     public static let namedShapes: [(name: String, config: any ArchitectureConfig)] = [

@@ -1,24 +1,13 @@
 import ZOCore
-import ZOFormats
 
 /// Qwen3 (dense): a Llama-like decoder with an RMSNorm over each head of q and of k before the
 /// rotary embedding, no q/k/v biases (`attention_bias`), `head_dim` independent of hidden size
 /// over heads, and Qwen2's optional sliding windows. From safetensors and from GGUF (`qwen3`,
 /// q/k rows as Hugging Face has them).
-public enum Qwen3Family: ModelFamily {
+public enum Qwen3Family: LlamaVariantFamily {
     public static let name = "Qwen3"
-    public static let modelTypes = ["qwen3"]
-    public static let ggufArchitectures = ["qwen3"]
     public static let variant = LlamaVariant(modelType: "qwen3", queryKeyNorm: true, defaultSlidingWindow: 4096,
                                              ggufArchitecture: "qwen3", permutesQueryKey: false)
-
-    public static func load(directory: String, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
-        try LlamaModel.load(directory: directory, blockStorage: blockStorage)
-    }
-
-    public static func load(gguf file: GGUFFile, blockStorage: HostStorage) throws(ModelError) -> any CausalLM {
-        try LlamaModel.load(gguf: file, blockStorage: blockStorage)
-    }
 
     /// Qwen3's published dense sizes (their config.json files: head_dim 128, 8 kv heads, V 151936).
     public static let namedShapes: [(name: String, config: any ArchitectureConfig)] = [
