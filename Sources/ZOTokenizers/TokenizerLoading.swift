@@ -193,8 +193,9 @@ extension Tokenizer {
             spelling.alphabet = .characters(byteFallback: json.model.byte_fallback ?? false)
             spelling.stripsLeadingSpace = stripsLeadingSpace(json.decoder)
         }
-        return Tokenizer(tokens: tokens, merges: merges, specialTokens: specials, normalizer: try makeNormalizer(json.normalizer, path: path),
-                         preTokenizer: preTokenizer, spelling: spelling, bos: nil, eos: specials["<|endoftext|>"], pad: nil,
+        let normalizer = try makeNormalizer(json.normalizer, path: path)
+        return Tokenizer(tokens: tokens, merges: merges, specialTokens: specials, normalizer: normalizer, preTokenizer: preTokenizer,
+                         spelling: spelling, bos: nil, eos: specials["<|endoftext|>"], pad: nil,
                          unknown: json.model.unk_token.flatMap { vocabulary[$0] }, addsBOS: false, chatTemplate: nil)
     }
 
@@ -215,15 +216,19 @@ extension Tokenizer {
             return (IndividualDigitsPreTokenizer(then: GPT2PreTokenizer()), true)
         case ["Split", "ByteLevel"] where steps[1].use_regex == false:
             guard let regex = steps[0].pattern?.Regex, let digits = splitPatterns[regex] else {
-                throw .unsupported(path: path, reason: "Split pattern \(steps[0].pattern?.Regex ?? steps[0].pattern?.String ?? "?") (Qwen2's and Llama 3's are)")
+                let pattern = steps[0].pattern?.Regex ?? steps[0].pattern?.String ?? "?"
+                throw .unsupported(path: path, reason: "Split pattern \(pattern) (Qwen2's and Llama 3's are)")
             }
             return (QwenPreTokenizer(maxDigits: digits), true)
         case ["Metaspace"]:
             let scheme = steps[0].prepend_scheme.flatMap(MetaspacePreTokenizer.PrependScheme.init(rawValue:))
                 ?? (steps[0].add_prefix_space == false ? .never : .always)
-            return (MetaspacePreTokenizer(replacement: steps[0].replacement ?? "▁", prependScheme: scheme, split: steps[0].split ?? true), false)
+            let metaspace = MetaspacePreTokenizer(replacement: steps[0].replacement ?? "▁", prependScheme: scheme,
+                                                  split: steps[0].split ?? true)
+            return (metaspace, false)
         default:
-            throw .unsupported(path: path, reason: "pre_tokenizer \(steps.map(\.type)) (ByteLevel, alone or after Digits or Qwen2's or Llama 3's Split, Metaspace, or none are)")
+            throw .unsupported(path: path, reason: "pre_tokenizer \(steps.map(\.type)) (supported: ByteLevel, alone or after Digits "
+                                                   + "or Qwen2's or Llama 3's Split; Metaspace; none)")
         }
     }
 

@@ -20,8 +20,8 @@ import ZOOptimizers
         zip(buffers, model.groups).map { Array(UnsafeBufferPointer(start: $0.baseAddress.assumingMemoryBound(to: UInt32.self), count: $1.layout.count)) }
     }
 
-    static func runner(offloaded: Bool) throws -> any ModelRunner {
-        let model = try OffloadTests.model("opt/opt-tiny-f32", layers: 4)
+    static func runner(offloaded: Bool, fixture: String = "opt/opt-tiny-f32") throws -> any ModelRunner {
+        let model = try OffloadTests.model(fixture, layers: 4)
         let backend = try CPUBackend(budget: 64 << 20, threads: 2)
         return offloaded ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 2))
                          : try ResidentRunner(model: model, backend: backend)
@@ -64,8 +64,10 @@ import ZOOptimizers
         #expect(Self.bits(final.groups, runner.model) == (try Self.weights(runner)), "snapshot while flushing = flushed weights")
     }
 
-    @Test func replayingRecordedGradientsRebuildsTheWeights() throws {
-        let trained = try Self.runner(offloaded: false)
+    /// On OPT and on one of the newer families (Qwen3: q/k norms, head_dim apart from C / NH).
+    @Test(arguments: ["opt/opt-tiny-f32", "llama/qwen3-f32"])
+    func replayingRecordedGradientsRebuildsTheWeights(fixture: String) throws {
+        let trained = try Self.runner(offloaded: false, fixture: fixture)
         let plan = try OffloadTests.plan(trained.model)
         let mezo = MeZO(runner: trained, options: Self.options, seed: 5)
         var record: [(Float, [Float])] = []
@@ -76,7 +78,7 @@ import ZOOptimizers
         }
         try mezo.flush()
         #expect(record.contains { $0.1.contains(where: \.isNaN) }, "the blown-up steps were skipped")
-        let replayed = try Self.runner(offloaded: false)
+        let replayed = try Self.runner(offloaded: false, fixture: fixture)
         let replay = MeZO(runner: replayed, options: Self.options, seed: 5)
         for (lr, gradients) in record { try replay.replay(lr: lr, gradients: gradients) }
         try replay.flush()

@@ -129,7 +129,8 @@ extension KernelSource {
 
     // Causal, key-masked attention; one block per (query i, head h, sequence b). The query at
     // position t = keys − queries + i sees keys first ≤ s ≤ t with key_mask[s] ≠ 0 (first =
-    // t − window + 1 with a sliding window, else 0); a query with none gives zeros. Keys go by tiles of ZO_KEY_TILE with an online softmax (running
+    // t − window + 1 with a sliding window, else 0); a query with none gives zeros. Keys go by
+    // tiles of ZO_KEY_TILE from the first visible one with an online softmax (running
     // maximum m, sum l, and each output channel rescaled by exp(m_old − m_new)), so any number
     // of keys fits the block's shared memory; with one tile this is the plain softmax. Thread
     // j owns output channels j and j + 256 (HS ≤ 512).

@@ -6,7 +6,9 @@ public enum LlamaFamily: LlamaVariantFamily {
     public static let name = "Llama"
     public static let variant = LlamaVariant(modelType: "llama", ggufArchitecture: "llama")
 
-    public static var namedShapes: [(name: String, config: any ArchitectureConfig)] { LlamaConfig.namedShapes.map { ($0.name, $0.config) } }
+    public static var namedShapes: [(name: String, config: any ArchitectureConfig)] {
+        LlamaConfig.namedShapes.map { ($0.name, $0.config) }
+    }
 
     public static var parityConfig: any ArchitectureConfig { LlamaConfig.parityConfig(modelType: "llama") }
 }

@@ -55,7 +55,8 @@ struct LlamaOffsets: Sendable {
             : add([("self_attn.q_proj.bias", [qRows]), ("self_attn.k_proj.bias", [kvRows]), ("self_attn.v_proj.bias", [kvRows])], .bias)
         let outWeight = add([("self_attn.o_proj.weight", [c, qRows])], .matrix)
         let outBias = config.attentionBias ? add([("self_attn.o_proj.bias", [c])], .bias) : nil
-        let queryKeyNorm = config.variant.queryKeyNorm ? add([("self_attn.q_norm.weight", [hs]), ("self_attn.k_norm.weight", [hs])], .norm) : nil
+        let queryKeyNorm = config.variant.queryKeyNorm
+            ? add([("self_attn.q_norm.weight", [hs]), ("self_attn.k_norm.weight", [hs])], .norm) : nil
         let inputNorm = add([("input_layernorm.weight", [c])], .norm)
         let postNorm = add([("post_attention_layernorm.weight", [c])], .norm)
         let gateUpWeight = fused ? add([("mlp.gate_up_proj.weight", [2 * f, c])], .matrix)
@@ -64,9 +65,9 @@ struct LlamaOffsets: Sendable {
             : add([("mlp.gate_proj.bias", [f]), ("mlp.up_proj.bias", [f])], .bias)
         let downWeight = add([("mlp.down_proj.weight", [c, f])], .matrix)
         let downBias = config.mlpBias ? add([("mlp.down_proj.bias", [c])], .bias) : nil
-        return (layout, Block(inputNorm: inputNorm, postNorm: postNorm, qkvWeight: qkvWeight, qkvBias: qkvBias, outWeight: outWeight,
-                              outBias: outBias, queryKeyNorm: queryKeyNorm, gateUpWeight: gateUpWeight, gateUpBias: gateUpBias, downWeight: downWeight,
-                              downBias: downBias))
+        return (layout, Block(inputNorm: inputNorm, postNorm: postNorm, qkvWeight: qkvWeight, qkvBias: qkvBias,
+                              outWeight: outWeight, outBias: outBias, queryKeyNorm: queryKeyNorm, gateUpWeight: gateUpWeight,
+                              gateUpBias: gateUpBias, downWeight: downWeight, downBias: downBias))
     }
 
     /// The fused linears of a block: q|k|v, o_proj, gate|up, down_proj.

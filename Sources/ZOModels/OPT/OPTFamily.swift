@@ -9,7 +9,9 @@ public enum OPTFamily: ModelFamily {
         try OPTModel.load(directory: directory, blockStorage: blockStorage)
     }
 
-    public static var namedShapes: [(name: String, config: any ArchitectureConfig)] { OPTConfig.namedShapes.map { ($0.name, $0.config) } }
+    public static var namedShapes: [(name: String, config: any ArchitectureConfig)] {
+        OPTConfig.namedShapes.map { ($0.name, $0.config) }
+    }
 
     public static var parityConfig: any ArchitectureConfig {
         var config = OPTConfig()
