@@ -41,7 +41,8 @@ final class BPEModel: Sendable {
     let ignoresMerges: Bool
     /// Consecutive unknown tokens become one (SentencePiece's `fuse_unk`).
     let fusesUnknown: Bool
-    private let cache = Mutex<[String: [Int]]>([:])
+    /// Ids by piece, keyed by its UTF-8 bytes (not by String: "é" and "e" + U+0301 are equal Strings).
+    private let cache = Mutex<[[UInt8]: [Int]]>([:])
 
     /// `tokens` by id (the first of equal spellings keeps it).
     init(tokens: [String], merges: [SymbolPair], unknownId: Int?, alphabet: SymbolAlphabet = .byteLevel,
@@ -66,7 +67,7 @@ final class BPEModel: Sendable {
 
     /// Token ids of one piece of text.
     func encode(_ piece: Substring) -> [Int] {
-        let key = String(piece)
+        let key = Array(piece.utf8)
         if let cached = cache.withLock({ $0[key] }) { return cached }
         var symbols: [Symbol] = alphabet == .byteLevel ? ByteLevel.symbols(piece).map { Array($0.utf8) }
                                                        : piece.unicodeScalars.map { Array(String($0).utf8) }

@@ -303,7 +303,7 @@ extension Tokenizer {
             return Tokenizer(tokens: tokens, merges: merges, specialTokens: specials, preTokenizer: preTokenizer, spelling: spelling,
                              bos: try id("tokenizer.ggml.bos_token_id"), eos: try id("tokenizer.ggml.eos_token_id"),
                              pad: try id("tokenizer.ggml.padding_token_id"), unknown: try id("tokenizer.ggml.unknown_token_id"),
-                             addsBOS: file.metadata["tokenizer.ggml.add_bos_token"]?.bool ?? false,
+                             addsBOS: file.metadata["tokenizer.ggml.add_bos_token"]?.bool ?? (model == "llama"),
                              chatTemplate: file.metadata["tokenizer.chat_template"]?.string)
         } catch let error as TokenizerError {
             throw error

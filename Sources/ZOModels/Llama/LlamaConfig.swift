@@ -65,7 +65,8 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         public func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(ropeType, forKey: .ropeType)
-            try c.encode(factor, forKey: .factor)
+            // LongRoPE's factor is the context extension, which transformers derives when it is absent.
+            if !isLongRoPE { try c.encode(factor, forKey: .factor) }
             try c.encodeIfPresent(lowFreqFactor, forKey: .lowFreqFactor)
             try c.encodeIfPresent(highFreqFactor, forKey: .highFreqFactor)
             try c.encodeIfPresent(originalMaxPositionEmbeddings, forKey: .originalMaxPositionEmbeddings)
@@ -126,7 +127,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
         numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
         numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads)
-        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
+        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim) ?? variant.defaultHeadDim
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? d.maxPositionEmbeddings
         rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? d.rmsNormEps
         // Transformers ≥ 5 writes `rope_parameters` (theta and scaling together); older
@@ -155,16 +156,16 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         eosTokenId = try c.decodeIfPresent(Int.self, forKey: .eosTokenId) ?? d.eosTokenId
         padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId)
         // Sliding windows as Hugging Face reads them: an absent `sliding_window` is the variant's
-        // default; Qwen2's `use_sliding_window` false turns it off, and without `layer_types` the
-        // blocks from `max_window_layers` on slide.
+        // default; `use_sliding_window` false turns it off (for Qwen2 and Qwen3 it is off unless
+        // set), and there, without `layer_types`, the blocks from `max_window_layers` (28) on slide.
         slidingWindow = try c.contains(.slidingWindow) ? c.decodeIfPresent(Int.self, forKey: .slidingWindow)
                                                        : variant.defaultSlidingWindow
         layerTypes = try c.decodeIfPresent([String].self, forKey: .layerTypes)
-        if let use = try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) {
-            if !use { slidingWindow = nil }
-            if use, layerTypes == nil, let first = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) {
-                layerTypes = (0..<numHiddenLayers).map { $0 >= first ? "sliding_attention" : "full_attention" }
-            }
+        let flagged = variant.windowNeedsFlag
+        if !(try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) ?? !flagged) { slidingWindow = nil }
+        if flagged, slidingWindow != nil, layerTypes == nil {
+            let first = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28
+            layerTypes = (0..<numHiddenLayers).map { $0 >= first ? "sliding_attention" : "full_attention" }
         }
     }
 
@@ -198,7 +199,10 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
             try c.encode(slidingWindow, forKey: .slidingWindow)  // null too: the variant's default is not ours
             try c.encode(slidingWindow != nil, forKey: .useSlidingWindow)
         }
-        try c.encodeIfPresent(layerTypes, forKey: .layerTypes)
+        // Qwen2 and Qwen3 would read a window without `layer_types` as from block 28 on.
+        let types = layerTypes ?? (variant.windowNeedsFlag && slidingWindow != nil
+            ? (0..<numHiddenLayers).map { window(block: $0) > 0 ? "sliding_attention" : "full_attention" } : nil)
+        try c.encodeIfPresent(types, forKey: .layerTypes)
     }
 
     /// How this `model_type` differs from Llama.

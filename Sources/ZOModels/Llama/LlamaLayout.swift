@@ -102,6 +102,7 @@ struct LlamaOffsets: Sendable {
             "mlp.up_proj.bias": "ffn_up.bias", "mlp.down_proj.bias": "ffn_down.bias",
             "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
             "self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight",
+            "self_attn.qkv_proj.bias": "attn_qkv.bias", "mlp.gate_up_proj.bias": "ffn_up.bias",
         ]
         return "blk.\(parts[2])." + (renames[String(parts[3])] ?? String(parts[3]))
     }

@@ -13,6 +13,10 @@ public struct LlamaVariant: Sendable {
     public var queryKeyNorm = false
     /// The sliding window when config.json has no `sliding_window` key (Hugging Face's default).
     public var defaultSlidingWindow: Int?
+    /// Windows only with `use_sliding_window` (default off), from `max_window_layers` on (Qwen2, Qwen3).
+    public var windowNeedsFlag = false
+    /// `head_dim` when config.json has none (Qwen3: 128), else C / NH.
+    public var defaultHeadDim: Int?
     /// GGUF `general.architecture` of its llama.cpp conversion.
     public var ggufArchitecture: String?
     /// Whether llama.cpp's converter interleaves the rotary halves of q/k rows (Llama, Mistral).

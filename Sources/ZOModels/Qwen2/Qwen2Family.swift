@@ -6,8 +6,8 @@ import ZOCore
 /// Hugging Face has them).
 public enum Qwen2Family: LlamaVariantFamily {
     public static let name = "Qwen2"
-    public static let variant = LlamaVariant(modelType: "qwen2", qkvBias: true, defaultSlidingWindow: 4096, ggufArchitecture: "qwen2",
-                                             permutesQueryKey: false)
+    public static let variant = LlamaVariant(modelType: "qwen2", qkvBias: true, defaultSlidingWindow: 4096, windowNeedsFlag: true,
+                                             ggufArchitecture: "qwen2", permutesQueryKey: false)
 
     /// Qwen2.5's published sizes (their config.json files).
     public static let namedShapes: [(name: String, config: any ArchitectureConfig)] = [

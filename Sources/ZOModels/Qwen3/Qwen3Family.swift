@@ -6,8 +6,8 @@ import ZOCore
 /// q/k rows as Hugging Face has them).
 public enum Qwen3Family: LlamaVariantFamily {
     public static let name = "Qwen3"
-    public static let variant = LlamaVariant(modelType: "qwen3", queryKeyNorm: true, defaultSlidingWindow: 4096,
-                                             ggufArchitecture: "qwen3", permutesQueryKey: false)
+    public static let variant = LlamaVariant(modelType: "qwen3", queryKeyNorm: true, defaultSlidingWindow: 4096, windowNeedsFlag: true,
+                                             defaultHeadDim: 128, ggufArchitecture: "qwen3", permutesQueryKey: false)
 
     /// Qwen3's published dense sizes (their config.json files: head_dim 128, 8 kv heads, V 151936).
     public static let namedShapes: [(name: String, config: any ArchitectureConfig)] = [
