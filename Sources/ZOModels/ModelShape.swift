@@ -78,7 +78,7 @@ extension LlamaConfig {
         let (layouts, offsets) = LlamaOffsets.layouts(self)
         return ModelShape(embedding: layouts.embedding, blocks: layouts.blocks, head: layouts.head, hiddenSize: hiddenSize,
                           vocabSize: vocabSize, workspacePerRow: workspacePerRow,
-                          constantCount: (ropeScaling?.isLongRoPE == true ? 2 : 1) * maxPositionEmbeddings * headSize,
+                          constantCount: rotaryTables * maxPositionEmbeddings * headSize,
                           blockTapePerRow: LlamaTape.count(rows: 1, config: self), headTapePerRow: headTapePerRow,
                           tiedTokenTableIndex: tieWordEmbeddings ? 0 : nil, blockLinears: offsets.blockLinears(self))
     }

@@ -69,8 +69,7 @@ final class BPEModel: Sendable {
     func encode(_ piece: Substring) -> [Int] {
         let key = Array(piece.utf8)
         if let cached = cache.withLock({ $0[key] }) { return cached }
-        var symbols: [Symbol] = alphabet == .byteLevel ? ByteLevel.symbols(piece).map { Array($0.utf8) }
-                                                       : piece.unicodeScalars.map { Array(String($0).utf8) }
+        var symbols: [Symbol] = alphabet == .byteLevel ? ByteLevel.symbols(piece) : piece.unicodeScalars.map { Array(String($0).utf8) }
         if ignoresMerges, let id = vocabulary[Array(symbols.joined())] {
             return [id]
         }

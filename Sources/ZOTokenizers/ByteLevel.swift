@@ -25,9 +25,12 @@ enum ByteLevel {
         return inverse
     }()
 
-    /// The mapped characters of `text`'s UTF-8 bytes, one String per byte.
-    static func symbols(_ text: Substring) -> [String] {
-        text.utf8.map { String(byteToCharacter[Int($0)]) }
+    /// The UTF-8 bytes of each byte's mapped character.
+    private static let byteToSymbol: [[UInt8]] = byteToCharacter.map { Array(String($0).utf8) }
+
+    /// The mapped characters of `text`'s UTF-8 bytes, one symbol (its UTF-8 bytes) per byte.
+    static func symbols(_ text: Substring) -> [[UInt8]] {
+        text.utf8.map { byteToSymbol[Int($0)] }
     }
 
     /// Bytes of a vocabulary string: mapped characters become their byte; anything else

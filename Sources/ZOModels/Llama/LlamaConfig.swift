@@ -211,6 +211,9 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
     /// Whether q, k and v have biases (Llama's `attention_bias`, always for Qwen2).
     public var qkvBias: Bool { attentionBias || variant.qkvBias }
 
+    /// Rotary tables among the model's constants: 2 with LongRoPE (short, long), else 1.
+    var rotaryTables: Int { ropeScaling?.isLongRoPE == true ? 2 : 1 }
+
     /// W of block `index`'s sliding window, 0 for full attention.
     public func window(block index: Int) -> Int {
         guard let slidingWindow else { return 0 }

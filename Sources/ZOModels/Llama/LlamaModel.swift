@@ -140,8 +140,6 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         return extension_ <= 1 ? 1 : (1 + log(extension_) / log(original)).squareRoot()
     }
 
-    /// Rotary tables among the constants: 2 with LongRoPE (short, long), else 1.
-    var rotaryTables: Int { config.ropeScaling?.isLongRoPE == true ? 2 : 1 }
 
     /// Applies `rope_scaling` to the inverse frequencies (linear and llama3 as in Hugging Face).
     private static func scale(_ frequencies: [Float], _ scaling: LlamaConfig.RopeScaling?) -> [Float] {
@@ -260,7 +258,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
 
     /// The rotary cos/sin tables [tables · positions, HS] among the constants.
     func rotaryTable(_ context: StageContext) -> DeviceBuffer {
-        context.constants.floats(0, rotaryTables * config.maxPositionEmbeddings * config.headSize)
+        context.constants.floats(0, config.rotaryTables * config.maxPositionEmbeddings * config.headSize)
     }
 
     public func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
