@@ -60,14 +60,14 @@ extension CPUBackend: GradientBackend {
         }
     }
 
-    public func rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, gradOut: DeviceBuffer, gradX: DeviceBuffer,
+    public func rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, weightOffset: Float, gradOut: DeviceBuffer, gradX: DeviceBuffer,
                                 gradWeight: DeviceBuffer, rows: Int, channels: Int, eps: Float) {
         profile.measure("rmsNormBackward") {
             let x = pointer(x), g = pointer(gradOut), gradX = pointer(gradX)
             let weight = UnsafePointer(pointer(weight)), gradWeight = pointer(gradWeight)
             for row in 0..<rows {
                 let offset = row * channels
-                rmsNormBackwardRow(x + offset, weight, g + offset, gradX + offset, gradWeight, channels, eps)
+                rmsNormBackwardRow(x + offset, weight, weightOffset, g + offset, gradX + offset, gradWeight, channels, eps)
             }
         }
     }
@@ -85,13 +85,27 @@ extension CPUBackend: GradientBackend {
         }
     }
 
-    public func swigluBackward(gateUp: DeviceBuffer, gradOut: DeviceBuffer, gradGateUp: DeviceBuffer, rows: Int, width: Int) {
-        profile.measure("swigluBackward") {
+    public func gatedActivationBackward(_ function: GateFunction, gateUp: DeviceBuffer, gradOut: DeviceBuffer, gradGateUp: DeviceBuffer,
+                                        rows: Int, width: Int) {
+        profile.measure(function == .silu ? "swigluBackward" : "gegluBackward") {
             let gateUp = UncheckedSendable(UnsafePointer(pointer(gateUp))), g = UncheckedSendable(UnsafePointer(pointer(gradOut)))
             let out = UncheckedSendable(pointer(gradGateUp))
+            let backward = function == .silu ? swigluBackwardRow : gegluTanhBackwardRow
             parallel.forRanges(rows, grain: max(1, 16_384 / max(width, 1))) { range in
                 for row in range {
-                    swigluBackwardRow(gateUp.value + row * 2 * width, g.value + row * width, out.value + row * 2 * width, width)
+                    backward(gateUp.value + row * 2 * width, g.value + row * width, out.value + row * 2 * width, width)
+                }
+            }
+        }
+    }
+
+    public func softcapBackward(gradient: DeviceBuffer, output: DeviceBuffer, count: Int, cap: Float) {
+        profile.measure("softcapBackward") {
+            let gradient = UncheckedSendable(pointer(gradient)), output = UncheckedSendable(UnsafePointer(pointer(output)))
+            parallel.forRanges(count, grain: 16_384) { range in
+                for i in range {
+                    let t = output.value[i] / cap
+                    gradient.value[i] *= 1 - t * t
                 }
             }
         }
@@ -109,7 +123,7 @@ extension CPUBackend: GradientBackend {
             let t = shape.keys, group = shape.heads / shape.kvHeads
             // One work item per (b, kv head): its query heads write its dK, dV and their own dQ.
             parallel.forRanges(shape.batch * shape.kvHeads) { pairs in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(t, 1)) { scratch in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * max(t, 1)) { scratch in
                     for pair in pairs {
                         let (b, kvHead) = pair.quotientAndRemainder(dividingBy: shape.kvHeads)
                         let qOffset = b * t * shape.queryStride, kvOffset = b * t * shape.kvStride
@@ -118,7 +132,7 @@ extension CPUBackend: GradientBackend {
                                                   keyMask: mask.value + b * t, gradOut: g.value + b * t * shape.heads * shape.headSize,
                                                   gradQ: gradQ.value + qOffset, gradK: gradK.value + kvOffset, gradV: gradV.value + kvOffset,
                                                   probabilities: scratch.baseAddress!, gradScores: scratch.baseAddress! + t,
-                                                  head: head, shape: shape)
+                                                  capSlopes: scratch.baseAddress! + 2 * t, head: head, shape: shape)
                         }
                     }
                 }

@@ -212,14 +212,15 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
     }
 
-    public func rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, out: DeviceBuffer, rows: Int, channels: Int, eps: Float) {
+    public func rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, weightOffset: Float, out: DeviceBuffer, rows: Int, channels: Int,
+                        eps: Float) {
         profile.measure("rmsNorm") {
             let x = UncheckedSendable(UnsafePointer(pointer(x)))
             let weight = UncheckedSendable(UnsafePointer(pointer(weight)))
             let out = UncheckedSendable(pointer(out))
             parallel.forRanges(rows, grain: max(1, 16_384 / max(channels, 1))) { range in
                 for row in range {
-                    rmsNormRow(x.value + row * channels, weight.value, out.value + row * channels, channels, eps)
+                    rmsNormRow(x.value + row * channels, weight.value, weightOffset, out.value + row * channels, channels, eps)
                 }
             }
         }
@@ -243,14 +244,33 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
     }
 
-    public func swiglu(gateUp: DeviceBuffer, out: DeviceBuffer, rows: Int, width: Int) {
-        profile.measure("swiglu") {
+    public func gatedActivation(_ function: GateFunction, gateUp: DeviceBuffer, out: DeviceBuffer, rows: Int, width: Int) {
+        profile.measure(function == .silu ? "swiglu" : "geglu") {
             let gateUp = UncheckedSendable(UnsafePointer(pointer(gateUp)))
             let out = UncheckedSendable(pointer(out))
+            let row = function == .silu ? swigluRow : gegluTanhRow
             parallel.forRanges(rows, grain: max(1, 16_384 / max(width, 1))) { range in
-                for row in range {
-                    swigluRow(gateUp.value + row * 2 * width, out.value + row * width, width)
-                }
+                for r in range { row(gateUp.value + r * 2 * width, out.value + r * width, width) }
+            }
+        }
+    }
+
+    public func scale(_ buffer: DeviceBuffer, count: Int, by factor: Float) {
+        profile.measure("scale") {
+            let values = pointer(buffer)
+            for i in 0..<count { values[i] *= factor }
+        }
+    }
+
+    public func add(_ source: DeviceBuffer, to destination: DeviceBuffer, count: Int) {
+        profile.measure("add") { axpy(1, pointer(source), pointer(destination), count) }
+    }
+
+    public func softcap(_ buffer: DeviceBuffer, count: Int, cap: Float) {
+        profile.measure("softcap") {
+            let values = UncheckedSendable(pointer(buffer))
+            parallel.forRanges(count, grain: 16_384) { range in
+                for i in range { values.value[i] = softcapped(values.value[i], cap) }
             }
         }
     }

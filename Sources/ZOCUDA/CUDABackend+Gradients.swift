@@ -32,16 +32,16 @@ extension CUDABackend: GradientBackend {
     public func layerNormBackward(x: DeviceBuffer, weight: DeviceBuffer?, gradOut: DeviceBuffer, gradX: DeviceBuffer,
                                   gradWeight: DeviceBuffer?, gradBias: DeviceBuffer?, rows: Int, channels: Int, eps: Float) {
         launch(BackwardKernels.normBackward, grid: (rows, 1, 1), block: 256,
-               In(x), In(weight), In(gradOut), Out(gradX), Int32(channels), eps, Int32(0))
+               In(x), In(weight), Float(0), In(gradOut), Out(gradX), Int32(channels), eps, Int32(0))
         guard gradWeight != nil || gradBias != nil else { return }
         launch(BackwardKernels.normWeightBackward, grid: (1, 1, 1), block: 256,
                In(x), In(gradOut), Out(gradWeight), Out(gradBias), Int32(rows), Int32(channels), eps, Int32(0))
     }
 
-    public func rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, gradOut: DeviceBuffer, gradX: DeviceBuffer,
+    public func rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, weightOffset: Float, gradOut: DeviceBuffer, gradX: DeviceBuffer,
                                 gradWeight: DeviceBuffer, rows: Int, channels: Int, eps: Float) {
         launch(BackwardKernels.normBackward, grid: (rows, 1, 1), block: 256,
-               In(x), In(weight), In(gradOut), Out(gradX), Int32(channels), eps, Int32(1))
+               In(x), In(weight), weightOffset, In(gradOut), Out(gradX), Int32(channels), eps, Int32(1))
         launch(BackwardKernels.normWeightBackward, grid: (1, 1, 1), block: 256,
                In(x), In(gradOut), Out(gradWeight), Out(nil), Int32(rows), Int32(channels), eps, Int32(1))
     }
@@ -52,25 +52,32 @@ extension CUDABackend: GradientBackend {
                Out(x), In(positions), In(table), Int32(heads), Int32(headSize), Int32(rowStride), Int32(1))
     }
 
-    public func swigluBackward(gateUp: DeviceBuffer, gradOut: DeviceBuffer, gradGateUp: DeviceBuffer, rows: Int, width: Int) {
-        launch(BackwardKernels.swigluBackward, grid: (blocks(rows * width), 1, 1), block: 256,
-               In(gateUp), In(gradOut), Out(gradGateUp), UInt64(rows), Int32(width))
+    public func gatedActivationBackward(_ function: GateFunction, gateUp: DeviceBuffer, gradOut: DeviceBuffer, gradGateUp: DeviceBuffer,
+                                        rows: Int, width: Int) {
+        launch(BackwardKernels.gatedBackward, grid: (blocks(rows * width), 1, 1), block: 256,
+               In(gateUp), In(gradOut), Out(gradGateUp), UInt64(rows), Int32(width), Self.functionCode(function))
     }
 
-    /// The most tokens `attentionBackward` takes: two floats a token of shared memory beside
-    /// the kernel's 1 KiB of static shared memory, within the default 48 KiB.
-    public static let attentionBackwardTokenLimit = (48 * 1024 - 1024) / 8
+    public func softcapBackward(gradient: DeviceBuffer, output: DeviceBuffer, count: Int, cap: Float) {
+        launch(BackwardKernels.softcapBackward, grid: (blocks(count), 1, 1), block: 256, Out(gradient), In(output), UInt64(count), cap)
+    }
+
+    /// The most tokens `attentionBackward` takes: two floats a token of shared memory (three
+    /// with a soft cap) beside the kernel's 1 KiB of static shared memory, within the default 48 KiB.
+    public static func attentionBackwardTokenLimit(softcapped: Bool) -> Int { (48 * 1024 - 1024) / (softcapped ? 12 : 8) }
 
     public func attentionBackward(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, keyMask: DeviceBuffer, gradOut: DeviceBuffer,
                                   gradQ: DeviceBuffer, gradK: DeviceBuffer, gradV: DeviceBuffer, shape: AttentionShape) {
         precondition(shape.queries == shape.keys && shape.capacity == shape.keys, "attention backward runs without a cache")
-        guard shape.keys <= Self.attentionBackwardTokenLimit else {
-            return record(.invalidArgument("attention backward over \(shape.keys) tokens (at most \(Self.attentionBackwardTokenLimit))"))
+        let limit = Self.attentionBackwardTokenLimit(softcapped: shape.softcap > 0)
+        guard shape.keys <= limit else {
+            return record(.invalidArgument("attention backward over \(shape.keys) tokens (at most \(limit))"))
         }
-        launch(BackwardKernels.attentionBackward, grid: (shape.kvHeads, shape.batch, 1), block: 256, sharedBytes: 8 * shape.keys,
+        launch(BackwardKernels.attentionBackward, grid: (shape.kvHeads, shape.batch, 1), block: 256,
+               sharedBytes: (shape.softcap > 0 ? 12 : 8) * shape.keys,
                In(q), In(k), In(v), In(keyMask), In(gradOut), Out(gradQ), Out(gradK), Out(gradV), Int32(shape.keys),
                Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headSize), Int32(shape.queryStride), Int32(shape.kvStride),
-               shape.scale, Int32(shape.window))
+               shape.scale, Int32(shape.window), shape.softcap)
     }
 
     public func crossEntropyBackward(logits: DeviceBuffer, targets: DeviceBuffer, weights: DeviceBuffer, gradLogits: DeviceBuffer,

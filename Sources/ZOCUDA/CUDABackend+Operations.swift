@@ -48,8 +48,9 @@ extension CUDABackend {
         launch(ForwardKernels.layerNorm, grid: (rows, 1, 1), block: 256, In(x), In(weight), In(bias), Out(out), Int32(channels), eps)
     }
 
-    public func rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, out: DeviceBuffer, rows: Int, channels: Int, eps: Float) {
-        launch(ForwardKernels.rmsNorm, grid: (rows, 1, 1), block: 256, In(x), In(weight), Out(out), Int32(channels), eps)
+    public func rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, weightOffset: Float, out: DeviceBuffer, rows: Int, channels: Int,
+                        eps: Float) {
+        launch(ForwardKernels.rmsNorm, grid: (rows, 1, 1), block: 256, In(x), In(weight), weightOffset, Out(out), Int32(channels), eps)
     }
 
     public func rotary(x: DeviceBuffer, positions: DeviceBuffer, table: DeviceBuffer, rows: Int, heads: Int, headSize: Int,
@@ -58,8 +59,25 @@ extension CUDABackend {
                Out(x), In(positions), In(table), Int32(heads), Int32(headSize), Int32(rowStride), Int32(0))
     }
 
-    public func swiglu(gateUp: DeviceBuffer, out: DeviceBuffer, rows: Int, width: Int) {
-        launch(ForwardKernels.swiglu, grid: (blocks(rows * width), 1, 1), block: 256, In(gateUp), Out(out), UInt64(rows), Int32(width))
+    public func gatedActivation(_ function: GateFunction, gateUp: DeviceBuffer, out: DeviceBuffer, rows: Int, width: Int) {
+        launch(ForwardKernels.gated, grid: (blocks(rows * width), 1, 1), block: 256, In(gateUp), Out(out), UInt64(rows), Int32(width),
+               Self.functionCode(function))
+    }
+
+    static func functionCode(_ function: GateFunction) -> Int32 {
+        switch function { case .silu: 0; case .geluTanh: 1 }
+    }
+
+    public func scale(_ buffer: DeviceBuffer, count: Int, by factor: Float) {
+        launch(ForwardKernels.scale, grid: (blocks(count), 1, 1), block: 256, Out(buffer), UInt64(count), factor)
+    }
+
+    public func add(_ source: DeviceBuffer, to destination: DeviceBuffer, count: Int) {
+        launch(ForwardKernels.add, grid: (blocks(count), 1, 1), block: 256, In(source), Out(destination), UInt64(count))
+    }
+
+    public func softcap(_ buffer: DeviceBuffer, count: Int, cap: Float) {
+        launch(ForwardKernels.softcap, grid: (blocks(count), 1, 1), block: 256, Out(buffer), UInt64(count), cap)
     }
 
     public func copyRows(source: DeviceBuffer, sourceStride: Int, destination: DeviceBuffer, destinationStride: Int,
@@ -76,7 +94,7 @@ extension CUDABackend {
         launch(ForwardKernels.attention, grid: (shape.queries, shape.heads, shape.batch), block: 256,
                In(q), In(k), In(v), In(keyMask), Out(out), Int32(shape.queries), Int32(shape.keys), Int32(shape.capacity),
                Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headSize), Int32(shape.queryStride), Int32(shape.kvStride),
-               shape.scale, Int32(shape.window))
+               shape.scale, Int32(shape.window), shape.softcap)
     }
 
     public func crossEntropy(logits: DeviceBuffer, targets: DeviceBuffer, losses: DeviceBuffer, rows: Int, vocab: Int) {

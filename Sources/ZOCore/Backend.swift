@@ -18,6 +18,14 @@ public enum Activation: String, Sendable, Codable {
     case relu
 }
 
+/// The gate's function in a gated MLP unit: act(gate) · up.
+public enum GateFunction: String, Sendable, Codable {
+    /// silu(x) = x·σ(x) (SwiGLU: Llama, Qwen, Mistral, Phi-3).
+    case silu
+    /// PyTorch's tanh approximation of GELU, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (GeGLU: Gemma).
+    case geluTanh
+}
+
 /// The geometry of an `attention` call (see `Backend.attention`).
 public struct AttentionShape: Sendable, Equatable {
     /// B.
@@ -38,6 +46,8 @@ public struct AttentionShape: Sendable, Equatable {
     public var kvStride: Int
     /// Score scale, usually 1/√HS.
     public var scale: Float
+    /// Soft cap c of the scaled scores, s → c·tanh(s/c) before the mask (Gemma 2); 0 for none.
+    public var softcap: Float = 0
     /// W of sliding-window attention: the query at position t sees keys s with t − W < s ≤ t
     /// (itself and the W − 1 before it); 0 for no window.
     public var window: Int
@@ -231,9 +241,10 @@ public protocol Backend: AnyObject, Sendable {
     func layerNorm(x: DeviceBuffer, weight: DeviceBuffer?, bias: DeviceBuffer?, out: DeviceBuffer,
                    rows: Int, channels: Int, eps: Float)
 
-    /// out [rows, C] = x / sqrt(mean(x²) + eps) · weight, per row (Llama's RMSNorm).
+    /// out [rows, C] = x / sqrt(mean(x²) + eps) · (weightOffset + weight), per row (Llama's
+    /// RMSNorm with offset 0; Gemma's, whose weights are stored around 0, with offset 1).
     /// `out` may equal `x`.
-    func rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, out: DeviceBuffer, rows: Int, channels: Int, eps: Float)
+    func rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, weightOffset: Float, out: DeviceBuffer, rows: Int, channels: Int, eps: Float)
 
     /// Rotary position embedding (the "rotate half" form), in place on the first `heads`
     /// heads of each row of x [rows, ·] (rows `rowStride` floats apart): for i < HS/2,
@@ -243,8 +254,17 @@ public protocol Backend: AnyObject, Sendable {
     func rotary(x: DeviceBuffer, positions: DeviceBuffer, table: DeviceBuffer, rows: Int, heads: Int, headSize: Int,
                 rowStride: Int)
 
-    /// out [rows, F] = silu(gate) · up with gateUp [rows, 2F] holding gate then up per row.
-    func swiglu(gateUp: DeviceBuffer, out: DeviceBuffer, rows: Int, width: Int)
+    /// out [rows, F] = function(gate) · up with gateUp [rows, 2F] holding gate then up per row.
+    func gatedActivation(_ function: GateFunction, gateUp: DeviceBuffer, out: DeviceBuffer, rows: Int, width: Int)
+
+    /// buffer [count] ·= factor, in place (Gemma's embeddings times √C).
+    func scale(_ buffer: DeviceBuffer, count: Int, by factor: Float)
+
+    /// destination [count] += source [count] (a residual added after a post-norm).
+    func add(_ source: DeviceBuffer, to destination: DeviceBuffer, count: Int)
+
+    /// buffer [count] = cap · tanh(buffer / cap), in place (Gemma 2's soft-capped logits).
+    func softcap(_ buffer: DeviceBuffer, count: Int, cap: Float)
 
     /// Copies `rows` rows of `width` floats: row r of `source` (rows `sourceStride` apart)
     /// to row r of `destination` (rows `destinationStride` apart).
@@ -293,14 +313,19 @@ extension Backend {
         gatherRows(table: table, width: width, indices: indices, count: count, out: out, accumulate: accumulate, perturbation: nil)
     }
 
-    /// Allocates a device buffer and uploads `values` into it on `stream` (the compute
-    /// stream by default), keeping a host copy alive until the copy has run.
+    /// Llama's RMSNorm: `rmsNorm` with weight offset 0.
+    public func rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, out: DeviceBuffer, rows: Int, channels: Int, eps: Float) {
+        rmsNorm(x: x, weight: weight, weightOffset: 0, out: out, rows: rows, channels: channels, eps: eps)
+    }
+
     /// `perturb` without a snapshot.
     public func perturb(_ parameters: DeviceBuffer, tensors: [PerturbedTensor], terms: [PerturbationTerm], decayFactor: Float,
                         kind: PerturbationKind) {
         perturb(parameters, tensors: tensors, terms: terms, decayFactor: decayFactor, kind: kind, snapshot: nil)
     }
 
+    /// Allocates a device buffer and uploads `values` into it on `stream` (the compute
+    /// stream by default), keeping a host copy alive until the copy has run.
     public func upload<T: BitwiseCopyable>(_ values: [T], label: String, on stream: StreamID? = nil) throws -> DeviceBuffer {
         let bytes = values.count * MemoryLayout<T>.stride
         let host = try HostBuffer(byteCount: bytes)

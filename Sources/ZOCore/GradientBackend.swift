@@ -25,16 +25,20 @@ public protocol GradientBackend: Backend {
                            gradWeight: DeviceBuffer?, gradBias: DeviceBuffer?, rows: Int, channels: Int, eps: Float)
 
     /// Backward of `Backend.rmsNorm` for x [rows, C]: gradX += dL/dx; gradWeight [C] += its gradient.
-    func rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, gradOut: DeviceBuffer, gradX: DeviceBuffer,
+    func rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, weightOffset: Float, gradOut: DeviceBuffer, gradX: DeviceBuffer,
                          gradWeight: DeviceBuffer, rows: Int, channels: Int, eps: Float)
 
     /// Backward of `Backend.rotary` (same arguments): rotates the gradient rows back, in place.
     func rotaryBackward(x: DeviceBuffer, positions: DeviceBuffer, table: DeviceBuffer, rows: Int, heads: Int, headSize: Int,
                         rowStride: Int)
 
-    /// Backward of `Backend.swiglu`: gradGateUp [rows, 2F] = dL/d(gate | up) from gateUp [rows, 2F]
-    /// and gradOut [rows, F].
-    func swigluBackward(gateUp: DeviceBuffer, gradOut: DeviceBuffer, gradGateUp: DeviceBuffer, rows: Int, width: Int)
+    /// Backward of `Backend.gatedActivation`: gradGateUp [rows, 2F] = dL/d(gate | up) from
+    /// gateUp [rows, 2F] and gradOut [rows, F].
+    func gatedActivationBackward(_ function: GateFunction, gateUp: DeviceBuffer, gradOut: DeviceBuffer, gradGateUp: DeviceBuffer,
+                                 rows: Int, width: Int)
+
+    /// Backward of `Backend.softcap` from its output: gradient [count] ·= 1 − (output / cap)².
+    func softcapBackward(gradient: DeviceBuffer, output: DeviceBuffer, count: Int, cap: Float)
 
     /// Backward of `Backend.attention` without a cache (Tq = Tk): gradQ, gradK, gradV have the
     /// layouts (and strides) of q, k, v and are accumulated into; gradOut [B, T, NH·HS].
@@ -103,6 +107,15 @@ public enum FirstOrderRule: Sendable, Equatable, Codable {
             if decays { theta -= lr * weightDecay * theta }
             theta -= lr * (m / correction1) / ((v / correction2).squareRoot() + epsilon)
         }
+    }
+}
+
+extension GradientBackend {
+    /// Backward of Llama's RMSNorm (weight offset 0).
+    public func rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, gradOut: DeviceBuffer, gradX: DeviceBuffer,
+                                gradWeight: DeviceBuffer, rows: Int, channels: Int, eps: Float) {
+        rmsNormBackward(x: x, weight: weight, weightOffset: 0, gradOut: gradOut, gradX: gradX, gradWeight: gradWeight, rows: rows,
+                        channels: channels, eps: eps)
     }
 }
 

@@ -165,6 +165,10 @@ public protocol CausalLM: AnyObject, Sendable {
     /// low-rank ZO estimator.
     var blockLinears: [BlockLinear] { get }
 
+    /// The stored value of a norm weight that scales by 1: 1, or 0 where the norm multiplies by
+    /// 1 + w (Gemma).
+    var unitNormWeight: Float { get }
+
     /// The Hugging Face config.json describing this model.
     func configJSON() throws -> [UInt8]
 
@@ -191,6 +195,8 @@ public protocol CausalLM: AnyObject, Sendable {
 }
 
 extension CausalLM {
+    public var unitNormWeight: Float { 1 }
+
     /// Every group in execution order: embedding, blocks, head.
     public var groups: [ParameterGroup] { [embedding] + blocks + [head] }
 

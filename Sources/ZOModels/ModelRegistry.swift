@@ -12,13 +12,14 @@ import ZOFormats
 public enum ModelRegistry {
     /// Every supported architecture.
     public static let families: [any ModelFamily.Type] = [OPTFamily.self, LlamaFamily.self, MistralFamily.self, Qwen2Family.self,
-                                                           Qwen3Family.self, Phi3Family.self]
+                                                           Qwen3Family.self, Phi3Family.self, Gemma2Family.self, Gemma3Family.self]
 
     /// Hugging Face `model_type`s refused by name: variants of supported families that ZOTune does not run.
     static let refused = [
         "mixtral": "a mixture of experts", "qwen2_moe": "a mixture of experts", "qwen3_moe": "a mixture of experts",
         "qwen2_vl": "multimodal", "qwen2_5_vl": "multimodal", "mistral3": "multimodal", "llava": "multimodal",
         "mllama": "multimodal", "phimoe": "a mixture of experts", "phi3_v": "multimodal", "phi4mm": "multimodal",
+        "gemma3": "multimodal (its language model is gemma3_text)", "gemma3n": "multimodal", "paligemma": "multimodal",
     ]
 
     /// Names of the supported `model_type`s.

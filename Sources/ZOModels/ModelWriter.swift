@@ -6,11 +6,25 @@ import Foundation
 import ZOCore
 import ZOFormats
 
-/// Pretty JSON with sorted keys for a config.
-func encodeConfig<C: Encodable>(_ config: C) throws -> [UInt8] {
+/// Pretty JSON with sorted keys for a config. The values of `floatKeys` that are whole numbers
+/// keep a ".0" (JSONEncoder writes 30.0 as 30, which transformers' typed configs refuse where
+/// they expect a float).
+func encodeConfig<C: Encodable>(_ config: C, floatKeys: Set<String> = []) throws -> [UInt8] {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    return Array(try encoder.encode(config))
+    let json = String(decoding: try encoder.encode(config), as: UTF8.self)
+    guard !floatKeys.isEmpty else { return Array(json.utf8) }
+    let lines = json.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+        guard let colon = line.firstIndex(of: ":"), floatKeys.contains(String(line[..<colon].filter { $0 != " " && $0 != "\"" })) else {
+            return String(line)
+        }
+        let value = line[line.index(after: colon)...].drop { $0 == " " }
+        let comma = value.hasSuffix(",")
+        let number = comma ? value.dropLast() : value
+        guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "-") }) else { return String(line) }
+        return line[...colon] + " " + number + ".0" + (comma ? "," : "")
+    }
+    return Array(lines.joined(separator: "\n").utf8)
 }
 
 extension CausalLM {

@@ -3,11 +3,11 @@ import ZOCore
 
 extension CausalLM {
     /// Fills every parameter for benchmarks and tests: matrices and embeddings uniform with
-    /// standard deviation `std`, biases 0, norm weights 1 and norm biases 0. Deterministic in
-    /// `seed` (SplitMix64 per tensor).
+    /// standard deviation `std`, biases 0, norm weights `unitNormWeight` (a norm that scales by 1)
+    /// and norm biases 0. Deterministic in `seed` (SplitMix64 per tensor).
     public func initializeRandomly(seed: UInt64, std: Float = 0.02) {
         let tensors = groups.flatMap { group in group.layout.specs.map { (group, $0) } }
-        let box = UnsafeSendableTensors(tensors)
+        let box = UnsafeSendableTensors(tensors), unit = unitNormWeight
         DispatchQueue.concurrentPerform(iterations: tensors.count) { index in
             let (group, spec) = box.tensors[index]
             let values = group.values(spec)
@@ -21,7 +21,7 @@ extension CausalLM {
             case .bias:
                 values.update(repeating: 0)
             case .norm:
-                values.update(repeating: spec.name.hasSuffix(".bias") ? 0 : 1)
+                values.update(repeating: spec.name.hasSuffix(".bias") ? 0 : unit)
             }
         }
     }

@@ -154,7 +154,8 @@ public final class FirstOrderTail: RunnerTail, @unchecked Sendable {
             let gradHeadInput = head.selectedRows == nil ? gradHidden : keep(try backend.allocate(rows * c * 4, label: "selected rows' gradient [R, C]"))
             model.headBackward(self.head, embedding: embedding, gradHead: headGradient,
                                gradTokenTable: trainsEmbedding ? model.tiedTokenTable.map { tokenTableView(embeddingGradient!, $0) } : embeddingGradient,
-                               tape: head.tape!, gradLogits: gradLogits, gradHidden: gradHeadInput, rows: rows, context: context,
+                               tape: head.tape!, logits: head.logits!, gradLogits: gradLogits, gradHidden: gradHeadInput, rows: rows,
+                               context: context,
                                backend: backend)
             if let selected = head.selectedRows {
                 backend.zero(gradHidden, count: total * c)

@@ -10,7 +10,8 @@ import ZOTraining
 /// A backend against the CPU oracle: noise (CUDA), perturbation with snapshots and the link
 /// codecs bit for bit; for each registered model family (a small random model of its
 /// `ModelFamily.parityConfig`: OPT; Llama with grouped KV heads, RMSNorm, rotary embeddings,
-/// SwiGLU and a tied head; Mistral and Qwen2 with sliding windows) logits and 20 ZO steps,
+/// SwiGLU and a tied head; Mistral, Qwen2/3, Phi-3; Gemma 2/3 with GeGLU, sandwich norms, soft
+/// caps and two rotary bases) logits and 20 ZO steps,
 /// resident and offloaded (MeZO, and a population offloaded, full and low-rank-only stacked),
 /// 6 hybrid steps (the last block and the head first-order, by AdamW) and 6 first-order steps
 /// of the whole model (fewer of each with `steps`), within a tolerance; optionally a few steps of a real model. Each check passes with what it measured

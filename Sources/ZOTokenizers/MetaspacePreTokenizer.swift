@@ -49,3 +49,23 @@ public struct WholeTextPreTokenizer: PreTokenizer {
 
     public func split(_ text: Substring) -> [Substring] { text.isEmpty ? [] : [text] }
 }
+
+/// `tokenizers`' Split on a literal string with behavior MergedWithPrevious: each occurrence of
+/// the separator ends a piece (Gemma's tokenizer.json splits after every " "; after its
+/// normalizer has turned spaces into "▁" there are none left, so the text stays whole).
+public struct LiteralSplitPreTokenizer: PreTokenizer {
+    public let separator: String
+
+    public init(separator: String) { self.separator = separator }
+
+    public func split(_ text: Substring) -> [Substring] {
+        var pieces: [Substring] = []
+        var start = text.startIndex
+        while !separator.isEmpty, let match = text[start...].firstRange(of: separator) {
+            pieces.append(text[start..<match.upperBound])
+            start = match.upperBound
+        }
+        if start < text.endIndex { pieces.append(text[start...]) }
+        return pieces
+    }
+}

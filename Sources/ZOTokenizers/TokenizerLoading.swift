@@ -145,6 +145,8 @@ extension Tokenizer {
             let split: Bool?
             let use_regex: Bool?
             let start: Int?
+            let behavior: String?
+            let invert: Bool?
         }
         let model: Model
         let added_tokens: [Added]?
@@ -220,6 +222,8 @@ extension Tokenizer {
                 throw .unsupported(path: path, reason: "Split pattern \(pattern) (Qwen2's and Llama 3's are)")
             }
             return (QwenPreTokenizer(maxDigits: digits), true)
+        case ["Split"] where steps[0].behavior == "MergedWithPrevious" && steps[0].invert != true && steps[0].pattern?.String != nil:
+            return (LiteralSplitPreTokenizer(separator: steps[0].pattern?.String ?? ""), false)
         case ["Metaspace"]:
             let scheme = steps[0].prepend_scheme.flatMap(MetaspacePreTokenizer.PrependScheme.init(rawValue:))
                 ?? (steps[0].add_prefix_space == false ? .never : .always)
@@ -228,7 +232,7 @@ extension Tokenizer {
             return (metaspace, false)
         default:
             throw .unsupported(path: path, reason: "pre_tokenizer \(steps.map(\.type)) (supported: ByteLevel, alone or after Digits "
-                                                   + "or Qwen2's or Llama 3's Split; Metaspace; none)")
+                                                   + "or Qwen2's or Llama 3's Split; a literal Split merged with the previous piece; Metaspace; none)")
         }
     }
 

@@ -34,7 +34,7 @@ import ZOTraining
     /// last block and head equals the central difference of the loss. (The tied token table is
     /// left out: its first-order gradient is the head's part only, the embedding lookup being
     /// on the detached side.)
-    @Test(arguments: ["opt/opt-tiny-f32", "llama/llama-gqa-f32", "llama/qwen2-window-f32"])
+    @Test(arguments: ["opt/opt-tiny-f32", "llama/llama-gqa-f32", "llama/qwen2-window-f32", "llama/gemma2-f32"])
     func taskLossGradientsMatchCentralDifferences(fixture: String) throws {
         for (label, task) in Self.tasks() {
             let model = try ModelRegistry.load(path: Fixtures.root + "/" + fixture)
@@ -107,7 +107,7 @@ extension HybridTrainingTests {
     /// Offloaded hybrid training (ZO blocks streamed through one slot, the tail resident)
     /// reproduces resident hybrid training bit for bit, with and without the ZO part, and
     /// with the low-rank estimator for the ZO part.
-    @Test(arguments: ["opt/opt-odd-heads-f16", "llama/llama-gqa-f32"])
+    @Test(arguments: ["opt/opt-odd-heads-f16", "llama/llama-gqa-f32", "llama/gemma2-f32"])
     func offloadedHybridEqualsResident(fixture: String) throws {
         let before = try Self.train(fixture: fixture, k: 1, zeroOrder: true, offloaded: false, steps: 0).parameters
         for zeroOrder in [true, false] {

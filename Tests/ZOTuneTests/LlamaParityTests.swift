@@ -41,9 +41,9 @@ import ZOModels
         try Self.check(model, fixture: Fixtures.llama(name), label: name)
     }
 
-    /// llama.cpp's layout: Llama's q/k rows permuted, Qwen2's, Qwen3's and Phi-3's as they are
-    /// (Phi-3's fused, its LongRoPE factors as tensors).
-    @Test(arguments: ["llama-gqa-f32", "qwen2-untied-f32", "qwen3-f32", "phi3-longrope-f32"])
+    /// llama.cpp's layout: Llama's q/k rows permuted, Qwen2's, Qwen3's, Phi-3's and Gemma 3's as
+    /// they are (Phi-3's fused, its LongRoPE factors as tensors; Gemma's norms stored as 1 + w).
+    @Test(arguments: ["llama-gqa-f32", "qwen2-untied-f32", "qwen3-f32", "phi3-longrope-f32", "gemma3-f32"])
     func ggufMatchesTransformers(name: String) throws {
         let directory = Fixtures.llama(name)
         let model = try ModelRegistry.load(path: directory + "/model.gguf")

@@ -74,7 +74,7 @@ import ZOOptimizers
 
     /// One step by hand: L+ is the loss at W + (ε/√r)·U Vᵀ (and the other tensors at θ + εz),
     /// and after the flush W moved by −(lr·g/√r)·U Vᵀ.
-    @Test(arguments: ["opt/opt-tiny-f32", "llama/llama-untied-bf16", "llama/mistral-window-bf16"])
+    @Test(arguments: ["opt/opt-tiny-f32", "llama/llama-untied-bf16", "llama/mistral-window-bf16", "llama/gemma3-f32"])
     func theStepIsTheLowRankEstimator(fixture: String) throws {
         let r = 3, eps: Float = 1e-3, lr: Float = 1e-2
         let model = try OffloadTests.model(fixture, layers: 2)

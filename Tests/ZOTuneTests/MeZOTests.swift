@@ -31,7 +31,8 @@ import ZOOptimizers
     }
 
     @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/qwen2-window-f32",
-                      "llama/mistral-window-bf16", "llama/qwen3-f32", "llama/phi3-longrope-f32"])
+                      "llama/mistral-window-bf16", "llama/qwen3-f32", "llama/phi3-longrope-f32", "llama/gemma2-f32",
+                      "llama/gemma3-f32"])
     func onesPerturbationMatchesPyTorchMeZO(fixture: String) throws {
         let reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.root + "/mezo/reference.json")))
         let run = try #require(reference.runs[String(fixture.split(separator: "/")[1])])
@@ -42,7 +43,10 @@ import ZOOptimizers
             let step = try mezo.step(lr: reference.lr, batch: batch)
             #expect(abs(step.lossPlus - expected.loss_plus) <= 1e-5 * expected.loss_plus, "\(fixture) step \(step.step) L+")
             #expect(abs(step.lossMinus - expected.loss_minus) <= 1e-5 * expected.loss_minus, "\(fixture) step \(step.step) L-")
-            #expect(abs(step.projectedGradient - expected.projected_grad) <= 2e-3 * abs(expected.projected_grad),
+            // g = (L+ − L−)/2ε on both sides: 0.2% of g, plus what fp32 roundoff in the two losses
+            // (a couple of ulps, 2e-7 relative) makes of it when g is small (Gemma 2's soft caps).
+            let roundoff = 2 * 2e-7 * expected.loss_plus / (2 * Double(reference.eps))
+            #expect(abs(step.projectedGradient - expected.projected_grad) <= 2e-3 * abs(expected.projected_grad) + roundoff,
                     "\(fixture) step \(step.step): g \(step.projectedGradient) vs \(expected.projected_grad)")
         }
         #expect(mezo.hasPendingUpdate)

@@ -82,9 +82,10 @@ import ZOModels
         }
     }
 
-    /// A Qwen2, Qwen3, Mistral or Phi-3 config survives the trip through ZOTune's config.json (what a saved
-    /// model carries): the same windows per block, the same q/k/v biases.
-    @Test(arguments: ["qwen2-window-f32", "qwen2-untied-f32", "qwen3-f32", "mistral-window-bf16", "phi3-longrope-f32"])
+    /// A Qwen2, Qwen3, Mistral, Phi-3 or Gemma config survives the trip through ZOTune's config.json (what a
+    /// saved model carries): the same windows per block, the same q/k/v biases, scale, caps and rotary bases.
+    @Test(arguments: ["qwen2-window-f32", "qwen2-untied-f32", "qwen3-f32", "mistral-window-bf16", "phi3-longrope-f32", "gemma2-f32",
+                      "gemma3-f32"])
     func windowsAndBiasesSurviveTheSavedConfig(name: String) throws {
         let model = try #require(try ModelRegistry.load(path: Fixtures.llama(name)) as? LlamaModel)
         let saved = try JSONDecoder().decode(LlamaConfig.self, from: Data(try model.configJSON()))
@@ -92,9 +93,43 @@ import ZOModels
         #expect((0..<model.config.numHiddenLayers).map(saved.window) == (0..<model.config.numHiddenLayers).map(model.config.window))
         #expect(saved.qkvBias == model.config.qkvBias && saved.qkvBias == name.hasPrefix("qwen"))  // qwen3-f32 has attention_bias
         #expect(saved.ropeScaling == model.config.ropeScaling)
+        #expect(saved.attentionScale == model.config.attentionScale && saved.hiddenAct == model.config.hiddenAct)
+        #expect(saved.attnLogitSoftcapping == model.config.attnLogitSoftcapping)
+        #expect(saved.finalLogitSoftcapping == model.config.finalLogitSoftcapping)
+        #expect(saved.ropeTheta == model.config.ropeTheta && saved.ropeLocalBaseFreq == model.config.ropeLocalBaseFreq)
         let expectedWindows = ["qwen2-window-f32": [0, 5], "qwen2-untied-f32": [0, 0], "qwen3-f32": [0, 0], "mistral-window-bf16": [6, 6],
-                               "phi3-longrope-f32": [0, 0]][name]
-        #expect((0..<2).map(model.config.window) == expectedWindows)
+                               "phi3-longrope-f32": [0, 0], "gemma2-f32": [6, 0], "gemma3-f32": [5, 5, 5, 5, 5, 0]][name]
+        #expect((0..<model.config.numHiddenLayers).map(model.config.window) == expectedWindows)
+        if name == "gemma2-f32" {  // transformers' typed config wants floats there
+            #expect(String(decoding: try model.configJSON(), as: UTF8.self).contains(#""final_logit_softcapping" : 3.0,"#))
+        }
+    }
+
+    /// Gemma configs as the Hub has them (old-style keys, defaults left out, a list of end
+    /// tokens) read with transformers' defaults; a malformed per-layer-type rope is an error.
+    @Test func gemmaConfigsReadAsTransformersDoes() throws {
+        func decode(_ json: String) throws -> LlamaConfig { try JSONDecoder().decode(LlamaConfig.self, from: Data(json.utf8)) }
+        let gemma2 = try decode(#"{"model_type": "gemma2", "num_hidden_layers": 4, "eos_token_id": [1, 107]}"#)
+        #expect(gemma2.eosTokenId == 1 && gemma2.headSize == 256 && gemma2.hiddenAct == "gelu_pytorch_tanh")
+        #expect(gemma2.finalLogitSoftcapping == 30 && gemma2.attnLogitSoftcapping == 50 && gemma2.attentionScale == 1 / 16)
+        #expect((0..<4).map(gemma2.window) == [4096, 0, 4096, 0])
+        let uncapped = try decode(#"{"model_type": "gemma2", "final_logit_softcapping": null}"#)
+        #expect(uncapped.finalLogitSoftcapping == nil && uncapped.attnLogitSoftcapping == 50)
+        let gemma3 = try decode(#"{"model_type": "gemma3_text", "num_hidden_layers": 7, "sliding_window": 512, "rope_theta": 1e6,"#
+                                + #" "rope_local_base_freq": 1e4, "rope_scaling": {"rope_type": "linear", "factor": 8.0},"#
+                                + #" "attn_logit_softcapping": 50.0}"#)
+        #expect((0..<7).map(gemma3.window) == [512, 512, 512, 512, 512, 0, 512])
+        #expect(gemma3.ropeScaling?.factor == 8 && gemma3.ropeLocalBaseFreq == 1e4 && gemma3.attnLogitSoftcapping == nil)
+        let nested = try decode(#"{"model_type": "gemma3_text", "rope_parameters": {"full_attention": {"rope_type": "linear","#
+                                + #" "factor": 8.0, "rope_theta": 1e6}, "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}"#)
+        #expect(nested.ropeScaling?.ropeType == "linear" && nested.ropeScaling?.factor == 8)
+        #expect(nested.ropeTheta == 1e6 && nested.ropeLocalBaseFreq == 1e4)
+        #expect(throws: DecodingError.self) {
+            try decode(#"{"model_type": "gemma3_text", "rope_parameters": {"full_attention": {"factor": "eight"}}}"#)
+        }
+        #expect(throws: DecodingError.self) {
+            try decode(#"{"model_type": "gemma3_text", "rope_parameters": {"sliding_attention": {"rope_type": "linear"}}}"#)
+        }
     }
 
     @Test func wrongDtypeIsNamed() throws {

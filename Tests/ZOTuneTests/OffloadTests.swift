@@ -65,7 +65,8 @@ import ZOOptimizers
     }
 
     @Test(arguments: ["opt/opt-tiny-f32", "opt/opt-350m-style-bf16", "llama/llama-gqa-f32", "llama/llama-untied-bf16",
-                      "llama/qwen2-window-f32", "llama/mistral-window-bf16", "llama/qwen3-f32"])
+                      "llama/qwen2-window-f32", "llama/mistral-window-bf16", "llama/qwen3-f32", "llama/phi3-longrope-f32",
+                      "llama/gemma2-f32", "llama/gemma3-f32"])
     func offloadedTrainingEqualsResidentBitForBit(fixture: String) throws {
         let steps = 20, layers = 6
         let resident = try Self.trajectory(try ResidentRunner(model: try Self.model(fixture, layers: layers),

@@ -64,15 +64,16 @@ import ZOOptimizers
         #expect(Self.bits(final.groups, runner.model) == (try Self.weights(runner)), "snapshot while flushing = flushed weights")
     }
 
-    /// On OPT and on one of the newer families (Qwen3: q/k norms, head_dim apart from C / NH).
-    @Test(arguments: ["opt/opt-tiny-f32", "llama/qwen3-f32"])
+    /// On OPT and on two of the newer families (Qwen3: q/k norms, head_dim apart from C / NH;
+    /// Gemma 3: norms on the block outputs, two rotary bases).
+    @Test(arguments: ["opt/opt-tiny-f32", "llama/qwen3-f32", "llama/gemma3-f32"])
     func replayingRecordedGradientsRebuildsTheWeights(fixture: String) throws {
         let trained = try Self.runner(offloaded: false, fixture: fixture)
         let plan = try OffloadTests.plan(trained.model)
         let mezo = MeZO(runner: trained, options: Self.options, seed: 5)
         var record: [(Float, [Float])] = []
         for step in 0..<8 {
-            let lr: Float = step == 5 ? 1e30 : 1e-2  // step 5 blows up: later steps see a non-finite loss and skip
+            let lr: Float = step == 5 ? .infinity : 1e-2  // step 5 blows up: later steps see a non-finite loss and skip
             let result = try mezo.step(lr: lr, loss: plan)
             record.append((lr, result.skipped ? result.projectedGradients.map { _ in .nan } : result.projectedGradients.map(Float.init)))
         }

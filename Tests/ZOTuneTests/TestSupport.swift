@@ -14,10 +14,10 @@ enum Fixtures {
 
     static func opt(_ name: String) -> String { root + "/opt/" + name }
 
-    /// The parity fixtures of the Llama-like families (Llama, Qwen2, Qwen3, Mistral, Phi-3)
+    /// The parity fixtures of the Llama-like families (Llama, Qwen2, Qwen3, Mistral, Phi-3, Gemma 2/3)
     /// written by scripts/fixtures/make_llama_fixtures.py.
     static let llamaNames = ["llama-gqa-f32", "llama-untied-bf16", "qwen2-window-f32", "qwen2-untied-f32", "qwen3-f32",
-                             "mistral-window-bf16", "phi3-longrope-f32"]
+                             "mistral-window-bf16", "phi3-longrope-f32", "gemma2-f32", "gemma3-f32"]
 
     static func llama(_ name: String) -> String { root + "/llama/" + name }
 

@@ -63,12 +63,13 @@ import ZOTokenizers
 
     /// Qwen2's and Llama 3's byte-level pipelines (NFC, their Split patterns, Llama 3's
     /// ignore_merges), SentencePiece's BPE over characters with byte fallback behind Llama 2's
-    /// normalizers or Mistral v0.3's Metaspace, and llama.cpp's SentencePiece GGUF vocabulary:
+    /// normalizers, Mistral v0.3's Metaspace or Gemma's Replace without a prefix (and its literal
+    /// Split), and llama.cpp's SentencePiece GGUF vocabulary:
     /// the ids Hugging Face `tokenizers` (transformers' converter for the GGUF) gives, and the
     /// text it decodes them to.
     @Test(arguments: [("qwen2", "qwen2-tokenizer.json"), ("llama3", "llama3-tokenizer.json"),
                       ("sentencepiece", "sentencepiece-tokenizer.json"), ("metaspace", "metaspace-tokenizer.json"),
-                      ("sentencepiece-gguf", "sentencepiece.gguf")])
+                      ("gemma", "gemma-tokenizer.json"), ("sentencepiece-gguf", "sentencepiece.gguf")])
     func familyTokenizersMatchTheReference(name: String, file: String) throws {
         let tokenizer = try Tokenizer.load(path: Fixtures.root + "/tokenizers/" + file)
         let cases = Self.familyGoldens[name] ?? []
@@ -84,6 +85,13 @@ import ZOTokenizers
         #expect(qwen("I'M here (hi) 123") == ["I", "'M", " here", " (", "hi", ")", " ", "1", "2", "3"])
         #expect(qwen("a\n\n  b") == ["a", "\n\n", " ", " b"])
         #expect(QwenPreTokenizer(maxDigits: 3).split("12345"[...]).map(String.init) == ["123", "45"])
+    }
+
+    @Test func literalSplitsEndAfterTheSeparator() {
+        let split = { (text: String) in LiteralSplitPreTokenizer(separator: " ").split(text[...]).map(String.init) }
+        #expect(split("a b  c ") == ["a ", "b ", " ", "c "])
+        #expect(split("▁no▁spaces") == ["▁no▁spaces"])
+        #expect(split("") == [])
     }
 
     @Test func splitsFollowGPT2sPattern() {

@@ -75,11 +75,16 @@ func attentionHead(q queries: UnsafePointer<Float>, k: UnsafePointer<Float>, v: 
             block += 1
         }
 
-        // Mask future, padded and out-of-window keys, then softmax numerators (masked ones exactly 0).
+        // Soft-cap, mask future, padded and out-of-window keys, then softmax numerators (masked ones exactly 0).
         var best = -Float.infinity
-        let first = shape.firstVisibleKey(t)
+        let first = shape.firstVisibleKey(t), cap = shape.softcap
         for s in 0..<blocks * 8 {
-            if s > t || s < first || keyMask[s] == 0 { scores[s] = -.infinity } else { best = max(best, scores[s]) }
+            if s > t || s < first || keyMask[s] == 0 {
+                scores[s] = -.infinity
+            } else {
+                if cap > 0 { scores[s] = softcapped(scores[s], cap) }
+                best = max(best, scores[s])
+            }
         }
         let o = out + i * outStride + head * headSize
         guard best > -.infinity else {

@@ -32,10 +32,10 @@ func layerNormBackwardRow(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Flo
     }
 }
 
-/// RMSNorm backward for one row: with r = 1/sqrt(mean(x²) + eps) and x̂ = x·r,
-/// gradX += r·(g·w − x̂·mean(g·w·x̂)), gradWeight += g·x̂.
+/// RMSNorm backward for one row: with r = 1/sqrt(mean(x²) + eps), x̂ = x·r and w the weight
+/// plus its offset, gradX += r·(g·w − x̂·mean(g·w·x̂)), gradWeight += g·x̂.
 @inline(__always)
-func rmsNormBackwardRow(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
+func rmsNormBackwardRow(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ offset: Float, _ g: UnsafePointer<Float>,
                         _ gradX: UnsafeMutablePointer<Float>, _ gradWeight: UnsafeMutablePointer<Float>, _ channels: Int, _ eps: Float) {
     var sum: Float = 0
     for i in 0..<channels { sum += x[i] * x[i] }
@@ -43,12 +43,12 @@ func rmsNormBackwardRow(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float
     var meanGX: Float = 0
     for i in 0..<channels {
         let normalized = x[i] * scale
-        meanGX += g[i] * weight[i] * normalized
+        meanGX += g[i] * (offset + weight[i]) * normalized
         gradWeight[i] += g[i] * normalized
     }
     meanGX /= Float(channels)
     for i in 0..<channels {
-        gradX[i] += scale * (g[i] * weight[i] - x[i] * scale * meanGX)
+        gradX[i] += scale * (g[i] * (offset + weight[i]) - x[i] * scale * meanGX)
     }
 }
 
@@ -64,7 +64,6 @@ func rotateHalfBack(_ x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>,
 
 /// SwiGLU backward for one row: with s = σ(gate), out = gate·s·up,
 /// d gate = g·up·s·(1 + gate·(1 − s)), d up = g·gate·s.
-@inline(__always)
 func swigluBackwardRow(_ gateUp: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ gradGateUp: UnsafeMutablePointer<Float>,
                        _ width: Int) {
     for j in 0..<width {
@@ -96,11 +95,13 @@ func crossEntropyBackwardRow(_ logits: UnsafePointer<Float>, _ vocab: Int, _ tar
 }
 
 /// Attention backward for one (b, head) pair, accumulating into dq, dk, dv (see
-/// `GradientBackend.attentionBackward`); `probabilities` and `gradScores` hold T floats.
+/// `GradientBackend.attentionBackward`); `probabilities`, `gradScores` and `capSlopes` hold T
+/// floats (the last the soft cap's derivative 1 − tanh² per key, when the shape has a cap).
 func attentionBackwardHead(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, keyMask: UnsafePointer<Int32>,
                            gradOut: UnsafePointer<Float>, gradQ: UnsafeMutablePointer<Float>, gradK: UnsafeMutablePointer<Float>,
                            gradV: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>,
-                           gradScores: UnsafeMutablePointer<Float>, head: Int, shape: AttentionShape) {
+                           gradScores: UnsafeMutablePointer<Float>, capSlopes: UnsafeMutablePointer<Float>, head: Int,
+                           shape: AttentionShape) {
     let hs = shape.headSize
     let qColumn = head * hs, kvColumn = (head / (shape.heads / shape.kvHeads)) * hs
     let outStride = shape.heads * hs
@@ -108,9 +109,14 @@ func attentionBackwardHead(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: 
         let query = q + t * shape.queryStride + qColumn
         // Softmax over visible keys first ≤ s ≤ t with keyMask[s] = 1 (as the forward).
         var best = -Float.infinity
-        let first = shape.firstVisibleKey(t)
+        let first = shape.firstVisibleKey(t), cap = shape.softcap
         for s in first...t where keyMask[s] != 0 {
             probabilities[s] = dot(query, k + s * shape.kvStride + kvColumn, hs) * shape.scale
+            if cap > 0 {
+                probabilities[s] = softcapped(probabilities[s], cap)
+                let slope = probabilities[s] / cap
+                capSlopes[s] = 1 - slope * slope
+            }
             best = max(best, probabilities[s])
         }
         guard best > -.infinity else { continue }  // no visible key: output 0, no gradient
@@ -129,7 +135,9 @@ func attentionBackwardHead(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: 
         }
         let dq = gradQ + t * shape.queryStride + qColumn
         for s in 0...t where probabilities[s] != 0 {
-            let dScore = probabilities[s] * (gradScores[s] - weighted) * shape.scale
+            var dScore = probabilities[s] * (gradScores[s] - weighted)
+            if cap > 0 { dScore *= capSlopes[s] }
+            dScore *= shape.scale
             axpy(dScore, k + s * shape.kvStride + kvColumn, dq, hs)
             axpy(dScore, query, gradK + s * shape.kvStride + kvColumn, hs)
             axpy(probabilities[s], g, gradV + s * shape.kvStride + kvColumn, hs)

@@ -1,9 +1,10 @@
 /// Kernels of the Llama family: RMSNorm, rotary embeddings, SwiGLU.
 
-/// out = weight · (x / sqrt(mean(x²) + eps)) over one row of C (as Hugging Face's
-/// LlamaRMSNorm: the normalized value is rounded before the weight multiplies it).
+/// out = (offset + weight) · (x / sqrt(mean(x²) + eps)) over one row of C (as Hugging Face's
+/// LlamaRMSNorm, offset 0, and GemmaRMSNorm, offset 1: the normalized value is rounded before
+/// the weight multiplies it).
 @inline(__always)
-func rmsNormRow(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+func rmsNormRow(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ offset: Float, _ out: UnsafeMutablePointer<Float>,
                 _ channels: Int, _ eps: Float) {
     var acc = F8()
     var i = 0
@@ -11,10 +12,10 @@ func rmsNormRow(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ out
     var sum = acc.sum()
     while i < channels { sum += x[i] * x[i]; i += 1 }
     let scale = 1 / (sum / Float(channels) + eps).squareRoot()
-    let vscale = F8(repeating: scale)
+    let vscale = F8(repeating: scale), voffset = F8(repeating: offset)
     i = 0
-    while i + 8 <= channels { store8(load8(weight + i) * (load8(x + i) * vscale), out + i); i += 8 }
-    while i < channels { out[i] = weight[i] * (x[i] * scale); i += 1 }
+    while i + 8 <= channels { store8((voffset + load8(weight + i)) * (load8(x + i) * vscale), out + i); i += 8 }
+    while i < channels { out[i] = (offset + weight[i]) * (x[i] * scale); i += 1 }
 }
 
 /// (a, b) = (x[i], x[i + half]) -> (a·cos[i] − b·sin[i], b·cos[i] + a·sin[i]) for i < half.

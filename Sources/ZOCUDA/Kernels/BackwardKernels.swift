@@ -34,7 +34,7 @@ extension KernelSource {
     }
 
     // One row per block: gradX += rstd·(g·w − mean(g·w) − x̂·mean(g·w·x̂)) (layer norm), or with
-    // `rms` gradX += r·(g·w − x̂·mean(g·w·x̂)) (RMSNorm, x̂ = x·r).
+    // `rms` gradX += r·(g·w − x̂·mean(g·w·x̂)) (RMSNorm, x̂ = x·r); w is weight_offset + weight.
     \#(BackwardKernels.normBackward.declaration) {
         __shared__ float shared[ZO_THREADS];
         const float *row = x + (u64)blockIdx.x * channels, *g = grad_out + (u64)blockIdx.x * channels;
@@ -43,7 +43,7 @@ extension KernelSource {
         zo_row_statistics(row, channels, eps, rms, shared, &mean, &rstd);
         float sumG = 0.0f, sumGX = 0.0f;
         for (int i = threadIdx.x; i < channels; i += ZO_THREADS) {
-            float gw = g[i] * (weight ? weight[i] : 1.0f);
+            float gw = g[i] * (weight ? weight_offset + weight[i] : 1.0f);
             sumG += gw;
             sumGX += gw * ((row[i] - mean) * rstd);
         }
@@ -51,7 +51,7 @@ extension KernelSource {
         float meanGX = zo_block_sum(sumGX, shared) / channels;
         for (int i = threadIdx.x; i < channels; i += ZO_THREADS) {
             float normalized = (row[i] - mean) * rstd;
-            gx[i] += rstd * (g[i] * (weight ? weight[i] : 1.0f) - meanG - normalized * meanGX);
+            gx[i] += rstd * (g[i] * (weight ? weight_offset + weight[i] : 1.0f) - meanG - normalized * meanGX);
         }
     }
 
@@ -69,23 +69,43 @@ extension KernelSource {
         }
     }
 
-    // d gate = g·up·s·(1 + gate·(1 − s)), d up = g·gate·s with s = σ(gate).
-    \#(BackwardKernels.swigluBackward.declaration) {
+    // silu (function 0): d gate = g·up·s·(1 + gate·(1 − s)), d up = g·gate·s with s = σ(gate).
+    // GELU-tanh (1): with t = tanh(β·(x + κ·x³)), d gate = g·up·(0.5·(1 + t) + 0.5·x·(1 − t²)·β·(1 + 3κ·x²)),
+    // d up = g·0.5·x·(1 + t).
+    \#(BackwardKernels.gatedBackward.declaration) {
         for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < rows * width; i += (u64)gridDim.x * blockDim.x) {
             u64 r = i / width; int j = (int)(i % width);
             float gate = gate_up[r * 2 * width + j], up = gate_up[r * 2 * width + width + j], g = grad_out[i];
-            float s = 1.0f / (1.0f + expf(-gate));
-            grad_gate_up[r * 2 * width + j] = g * up * s * (1.0f + gate * (1.0f - s));
-            grad_gate_up[r * 2 * width + width + j] = g * gate * s;
+            if (function == 0) {
+                float s = 1.0f / (1.0f + expf(-gate));
+                grad_gate_up[r * 2 * width + j] = g * up * s * (1.0f + gate * (1.0f - s));
+                grad_gate_up[r * 2 * width + width + j] = g * gate * s;
+            } else {
+                float square = gate * gate;
+                float t = tanhf(ZO_GELU_BETA * (gate + ZO_GELU_KAPPA * (square * gate)));
+                float left = 0.5f * gate, right = 1.0f + t;
+                float derivative = 0.5f * right + left * (1.0f - t * t) * (ZO_GELU_BETA * (1.0f + 3.0f * ZO_GELU_KAPPA * square));
+                grad_gate_up[r * 2 * width + j] = g * up * derivative;
+                grad_gate_up[r * 2 * width + width + j] = g * (left * right);
+            }
+        }
+    }
+
+    // gradient[i] ·= 1 − (output[i] / cap)² (the soft cap's derivative from its output).
+    \#(BackwardKernels.softcapBackward.declaration) {
+        for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (u64)gridDim.x * blockDim.x) {
+            float t = output[i] / cap;
+            gradient[i] = gradient[i] * (1.0f - t * t);
         }
     }
 
     // One block per (kv head, sequence); queries t of each query head in order. Scratch in
-    // dynamic shared memory: probabilities [T] then score gradients [T].
+    // dynamic shared memory: probabilities [T], score gradients [T], and with a soft cap c the
+    // cap's derivatives 1 − tanh² [T].
     \#(BackwardKernels.attentionBackward.declaration) {
         extern __shared__ float scratch[];
         __shared__ float shared[ZO_THREADS];
-        float *p = scratch, *dp = scratch + tokens;
+        float *p = scratch, *dp = scratch + tokens, *slope = scratch + 2 * tokens;
         int kv_head = blockIdx.x, b = blockIdx.y, group = heads / kv_heads;
         int kv_column = kv_head * head_size;
         const float *kb = k + (u64)b * tokens * kv_stride + kv_column, *vb = v + (u64)b * tokens * kv_stride + kv_column;
@@ -103,6 +123,11 @@ extension KernelSource {
                         float dot = 0.0f;
                         for (int d = 0; d < head_size; ++d) dot += query[d] * kb[(u64)s * kv_stride + d];
                         score = dot * scale;
+                        if (softcap > 0.0f) {
+                            score = tanhf(score / softcap) * softcap;
+                            float ratio = score / softcap;
+                            slope[s] = 1.0f - ratio * ratio;
+                        }
                     }
                     p[s] = score;
                     best = fmaxf(best, score);
@@ -130,7 +155,9 @@ extension KernelSource {
                     float acc = dq[d];
                     for (int s = 0; s <= t; ++s) {
                         if (p[s] == 0.0f) continue;
-                        float d_score = p[s] * (dp[s] - weighted) * scale;
+                        float d_score = p[s] * (dp[s] - weighted);
+                        if (softcap > 0.0f) d_score = d_score * slope[s];
+                        d_score = d_score * scale;
                         acc += d_score * kb[(u64)s * kv_stride + d];
                         dk[(u64)s * kv_stride + d] += d_score * query[d];
                         dv[(u64)s * kv_stride + d] += p[s] * g[d];
@@ -208,16 +235,18 @@ extension KernelSource {
 enum BackwardKernels {
     static let columnSums = KernelSignature<In<Float>, Out<Float>, Int32, Int32>("zo_column_sums", "x", "out", "rows", "width")
     static let reluBackward = KernelSignature<Out<Float>, In<Float>, UInt64>("zo_relu_backward", "gradient", "output", "count")
-    static let normBackward = KernelSignature<In<Float>, In<Float>, In<Float>, Out<Float>, Int32, Float, Int32>(
-        "zo_norm_backward", "x", "weight", "grad_out", "grad_x", "channels", "eps", "rms")
+    static let normBackward = KernelSignature<In<Float>, In<Float>, Float, In<Float>, Out<Float>, Int32, Float, Int32>(
+        "zo_norm_backward", "x", "weight", "weight_offset", "grad_out", "grad_x", "channels", "eps", "rms")
     static let normWeightBackward = KernelSignature<In<Float>, In<Float>, Out<Float>, Out<Float>, Int32, Int32, Float, Int32>(
         "zo_norm_weight_backward", "x", "grad_out", "grad_weight", "grad_bias", "rows", "channels", "eps", "rms")
-    static let swigluBackward = KernelSignature<In<Float>, In<Float>, Out<Float>, UInt64, Int32>(
-        "zo_swiglu_backward", "gate_up", "grad_out", "grad_gate_up", "rows", "width")
+    static let gatedBackward = KernelSignature<In<Float>, In<Float>, Out<Float>, UInt64, Int32, Int32>(
+        "zo_gated_backward", "gate_up", "grad_out", "grad_gate_up", "rows", "width", "function")
+    static let softcapBackward = KernelSignature<Out<Float>, In<Float>, UInt64, Float>(
+        "zo_softcap_backward", "gradient", "output", "count", "cap")
     static let attentionBackward = KernelSignature<In<Float>, In<Float>, In<Float>, In<Int32>, In<Float>, Out<Float>, Out<Float>,
-                                                   Out<Float>, Int32, Int32, Int32, Int32, Int32, Int32, Float, Int32>(
+                                                   Out<Float>, Int32, Int32, Int32, Int32, Int32, Int32, Float, Int32, Float>(
         "zo_attention_backward", "q", "k", "v", "key_mask", "grad_out", "grad_q", "grad_k", "grad_v", "tokens", "heads",
-        "kv_heads", "head_size", "query_stride", "kv_stride", "scale", "window")
+        "kv_heads", "head_size", "query_stride", "kv_stride", "scale", "window", "softcap")
     static let crossEntropyBackward = KernelSignature<In<Float>, In<Int32>, In<Float>, Out<Float>, Int32>(
         "zo_cross_entropy_backward", "logits", "targets", "weights", "grad_logits", "vocab")
     static let scatterAddRows = KernelSignature<In<Float>, Int32, In<Int32>, Int32, Out<Float>, Int32, Int32>(
@@ -228,6 +257,6 @@ enum BackwardKernels {
         "zo_optimizer_step", "parameters", "gradients", "first", "second", "count", "rule", "decays", "learning_rate", "decay",
         "beta1", "beta2", "epsilon", "correction1", "correction2")
 
-    static let names = [columnSums.name, reluBackward.name, normBackward.name, normWeightBackward.name, swigluBackward.name,
+    static let names = [columnSums.name, reluBackward.name, normBackward.name, normWeightBackward.name, gatedBackward.name, softcapBackward.name,
                         attentionBackward.name, crossEntropyBackward.name, scatterAddRows.name, scatterAdd.name, optimizerStep.name]
 }

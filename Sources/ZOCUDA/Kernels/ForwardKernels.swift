@@ -1,10 +1,13 @@
 extension KernelSource {
-    /// Block-wide sums and maxima for kernels run with 256 threads a block (ZO_THREADS), and
-    /// INFINITY (NVRTC has no math.h). No entry points.
+    /// Block-wide sums and maxima for kernels run with 256 threads a block (ZO_THREADS),
+    /// INFINITY (NVRTC has no math.h) and GELU's constants. No entry points.
     static let reductionFunctions = #"""
 
     #define ZO_THREADS 256
     #define INFINITY __int_as_float(0x7F800000)
+    // √(2/π) and the cubic coefficient of PyTorch's tanh approximation of GELU.
+    #define ZO_GELU_BETA 0.7978845608028654f
+    #define ZO_GELU_KAPPA 0.044715f
 
     // Block-wide sum / max of one value per thread (256 threads); every thread gets the result.
     __device__ float zo_block_sum(float v, float *shared) {
@@ -85,7 +88,7 @@ extension KernelSource {
         }
     }
 
-    // One row per block: weight · x / sqrt(mean(x²) + eps).
+    // One row per block: (weight_offset + weight) · x / sqrt(mean(x²) + eps).
     \#(ForwardKernels.rmsNorm.declaration) {
         __shared__ float shared[ZO_THREADS];
         const float *row = x + (u64)blockIdx.x * channels;
@@ -93,7 +96,7 @@ extension KernelSource {
         for (int i = threadIdx.x; i < channels; i += ZO_THREADS) squares += row[i] * row[i];
         float scale = 1.0f / sqrtf(zo_block_sum(squares, shared) / channels + eps);
         for (int i = threadIdx.x; i < channels; i += ZO_THREADS)
-            out[(u64)blockIdx.x * channels + i] = weight[i] * (row[i] * scale);
+            out[(u64)blockIdx.x * channels + i] = (weight_offset + weight[i]) * (row[i] * scale);
     }
 
     // Rotates halves of each head in place: (a, b) → (a·cos − b·sin, b·cos + a·sin), the
@@ -111,13 +114,33 @@ extension KernelSource {
         }
     }
 
-    // out[r, j] = silu(gate) · up with gate = gate_up[r, j], up = gate_up[r, F + j].
-    \#(ForwardKernels.swiglu.declaration) {
+    // out[r, j] = act(gate) · up with gate = gate_up[r, j], up = gate_up[r, F + j]; act is silu
+    // (function 0) or PyTorch's tanh-approximated GELU 0.5·x·(1 + tanh(β·(x + κ·x³))) (1).
+    \#(ForwardKernels.gated.declaration) {
         for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < rows * width; i += (u64)gridDim.x * blockDim.x) {
             u64 r = i / width; int j = (int)(i % width);
-            float g = gate_up[r * 2 * width + j];
-            out[i] = g / (1.0f + expf(-g)) * gate_up[r * 2 * width + width + j];
+            float g = gate_up[r * 2 * width + j], up = gate_up[r * 2 * width + width + j];
+            out[i] = function == 0 ? g / (1.0f + expf(-g)) * up
+                                   : 0.5f * g * (1.0f + tanhf(ZO_GELU_BETA * (g + ZO_GELU_KAPPA * (g * g * g)))) * up;
         }
+    }
+
+    // buffer[i] ·= factor.
+    \#(ForwardKernels.scale.declaration) {
+        for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (u64)gridDim.x * blockDim.x)
+            buffer[i] = buffer[i] * factor;
+    }
+
+    // destination[i] += source[i].
+    \#(ForwardKernels.add.declaration) {
+        for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (u64)gridDim.x * blockDim.x)
+            destination[i] = destination[i] + source[i];
+    }
+
+    // buffer[i] = tanh(buffer[i] / cap) · cap.
+    \#(ForwardKernels.softcap.declaration) {
+        for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (u64)gridDim.x * blockDim.x)
+            buffer[i] = tanhf(buffer[i] / cap) * cap;
     }
 
     \#(ForwardKernels.copyRows.declaration) {
@@ -129,7 +152,8 @@ extension KernelSource {
 
     // Causal, key-masked attention; one block per (query i, head h, sequence b). The query at
     // position t = keys − queries + i sees keys first ≤ s ≤ t with key_mask[s] ≠ 0 (first =
-    // t − window + 1 with a sliding window, else 0); a query with none gives zeros. Keys go by
+    // t − window + 1 with a sliding window, else 0); a query with none gives zeros. With
+    // softcap c > 0, each scaled score s becomes tanh(s / c) · c. Keys go by
     // tiles of ZO_KEY_TILE from the first visible one with an online softmax (running
     // maximum m, sum l, and each output channel rescaled by exp(m_old − m_new)), so any number
     // of keys fits the block's shared memory; with one tile this is the plain softmax. Thread
@@ -155,7 +179,7 @@ extension KernelSource {
                 if (mask[s] != 0) {
                     float dot = 0.0f;
                     for (int d = 0; d < head_size; ++d) dot += (query[d] * scale) * key_base[(u64)s * kv_stride + d];
-                    score = dot;
+                    score = softcap > 0.0f ? tanhf(dot / softcap) * softcap : dot;
                 }
                 scores[s - start] = score;
                 best = fmaxf(best, score);
@@ -234,23 +258,26 @@ enum ForwardKernels {
         "zo_bias_activation", "out", "bias", "m", "n", "relu")
     static let layerNorm = KernelSignature<In<Float>, In<Float>, In<Float>, Out<Float>, Int32, Float>(
         "zo_layer_norm", "x", "weight", "bias", "out", "channels", "eps")
-    static let rmsNorm = KernelSignature<In<Float>, In<Float>, Out<Float>, Int32, Float>(
-        "zo_rms_norm", "x", "weight", "out", "channels", "eps")
+    static let rmsNorm = KernelSignature<In<Float>, In<Float>, Float, Out<Float>, Int32, Float>(
+        "zo_rms_norm", "x", "weight", "weight_offset", "out", "channels", "eps")
     static let rotary = KernelSignature<Out<Float>, In<Int32>, In<Float>, Int32, Int32, Int32, Int32>(
         "zo_rotary", "x", "positions", "table", "heads", "head_size", "row_stride", "inverse")
-    static let swiglu = KernelSignature<In<Float>, Out<Float>, UInt64, Int32>(
-        "zo_swiglu", "gate_up", "out", "rows", "width")
+    static let gated = KernelSignature<In<Float>, Out<Float>, UInt64, Int32, Int32>(
+        "zo_gated", "gate_up", "out", "rows", "width", "function")
+    static let scale = KernelSignature<Out<Float>, UInt64, Float>("zo_scale", "buffer", "count", "factor")
+    static let add = KernelSignature<In<Float>, Out<Float>, UInt64>("zo_add", "source", "destination", "count")
+    static let softcap = KernelSignature<Out<Float>, UInt64, Float>("zo_softcap", "buffer", "count", "cap")
     static let copyRows = KernelSignature<In<Float>, Int32, Out<Float>, Int32, Int32, Int32>(
         "zo_copy_rows", "source", "source_stride", "destination", "destination_stride", "rows", "width")
     static let attention = KernelSignature<In<Float>, In<Float>, In<Float>, In<Int32>, Out<Float>, Int32, Int32, Int32, Int32, Int32,
-                                           Int32, Int32, Int32, Float, Int32>(
+                                           Int32, Int32, Int32, Float, Int32, Float>(
         "zo_attention", "q", "k", "v", "key_mask", "out", "queries", "keys", "capacity", "heads", "kv_heads", "head_size",
-        "query_stride", "kv_stride", "scale", "window")
+        "query_stride", "kv_stride", "scale", "window", "softcap")
     static let crossEntropy = KernelSignature<In<Float>, In<Int32>, Out<Float>, Int32>(
         "zo_cross_entropy", "logits", "targets", "losses", "vocab")
     static let argmax = KernelSignature<In<Float>, Out<Int32>, Int32>(
         "zo_argmax", "logits", "out", "vocab")
 
-    static let names = [gatherRows.name, biasActivation.name, layerNorm.name, rmsNorm.name, rotary.name, swiglu.name, copyRows.name,
-                        attention.name, crossEntropy.name, argmax.name]
+    static let names = [gatherRows.name, biasActivation.name, layerNorm.name, rmsNorm.name, rotary.name, gated.name, scale.name, add.name,
+                        softcap.name, copyRows.name, attention.name, crossEntropy.name, argmax.name]
 }

@@ -29,15 +29,16 @@ public protocol TrainableLM: CausalLM {
     func head(_ head: DeviceBuffer, embedding: DeviceBuffer, hidden: DeviceBuffer, logits: DeviceBuffer, rows: Int,
               context: StageContext, tape: DeviceBuffer?)
 
-    /// Backpropagates through the head from gradLogits [R, V]: `gradHead` (the head's layout)
-    /// += dL/dθ, `gradTokenTable` [V, D] += the tied token table's gradient through the head
-    /// (nil when the head is untied), and `gradHidden` [R, C] = dL/d(head input).
+    /// Backpropagates through the head from gradLogits [R, V] (which it may overwrite), given the
+    /// logits [R, V] the head computed: `gradHead` (the head's layout) += dL/dθ, `gradTokenTable`
+    /// [V, D] += the tied token table's gradient through the head (nil when the head is untied),
+    /// and `gradHidden` [R, C] = dL/d(head input).
     func headBackward(_ head: DeviceBuffer, embedding: DeviceBuffer, gradHead: DeviceBuffer, gradTokenTable: DeviceBuffer?,
-                      tape: DeviceBuffer, gradLogits: DeviceBuffer, gradHidden: DeviceBuffer, rows: Int, context: StageContext,
-                      backend: any GradientBackend)
+                      tape: DeviceBuffer, logits: DeviceBuffer, gradLogits: DeviceBuffer, gradHidden: DeviceBuffer, rows: Int,
+                      context: StageContext, backend: any GradientBackend)
 
-    /// Backpropagates gradHidden [B, T, C] into the embedding stage: `gradients` (the
-    /// embedding group's layout) += the gradients of the rows the batch gathered.
+    /// Backpropagates gradHidden [B, T, C] (which it may overwrite) into the embedding stage:
+    /// `gradients` (the embedding group's layout) += the gradients of the rows the batch gathered.
     func embedBackward(_ embedding: DeviceBuffer, gradients: DeviceBuffer, gradHidden: DeviceBuffer, context: StageContext,
                        backend: any GradientBackend) throws
 }

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import ZOCore
 import ZOFormats
 
 /// The `config.json` of a Llama-like decoder (Hugging Face's `LlamaConfig`, and the
@@ -98,6 +99,14 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
     /// "full_attention" or "sliding_attention" per block (Hugging Face's `layer_types`).
     public var layerTypes: [String]?
     public var hiddenAct = "silu"
+    /// The attention scores' scale is this to the power −½ (Gemma's `query_pre_attn_scalar`); nil: HS.
+    public var queryPreAttnScalar: Double?
+    /// Soft caps c of the attention scores and of the logits, x → c·tanh(x/c) (Gemma 2); nil for none.
+    public var attnLogitSoftcapping: Double?
+    public var finalLogitSoftcapping: Double?
+    /// The rotary base of the sliding-window blocks, whose rotary embedding is unscaled (Gemma 3:
+    /// `rope_local_base_freq`); nil: every block uses `ropeTheta` and `ropeScaling`.
+    public var ropeLocalBaseFreq: Double?
     public var tieWordEmbeddings = false
     public var bosTokenId: Int? = 1
     public var eosTokenId: Int? = 2
@@ -115,7 +124,14 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         case padTokenId = "pad_token_id", slidingWindow = "sliding_window", layerTypes = "layer_types"
         case useSlidingWindow = "use_sliding_window", maxWindowLayers = "max_window_layers"
         case originalMaxPositionEmbeddings = "original_max_position_embeddings", partialRotaryFactor = "partial_rotary_factor"
+        case hiddenActivation = "hidden_activation", queryPreAttnScalar = "query_pre_attn_scalar"
+        case attnLogitSoftcapping = "attn_logit_softcapping", finalLogitSoftcapping = "final_logit_softcapping"
+        case ropeLocalBaseFreq = "rope_local_base_freq", slidingWindowPattern = "sliding_window_pattern"
+        case useBidirectionalAttention = "use_bidirectional_attention"
     }
+
+    /// Gemma 3's `rope_parameters` in transformers ≥ 5: one set per layer type.
+    private enum LayerTypeKeys: String, CodingKey { case full = "full_attention", sliding = "sliding_attention" }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -132,8 +148,21 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? d.rmsNormEps
         // Transformers ≥ 5 writes `rope_parameters` (theta and scaling together); older
         // configs have `rope_theta` and `rope_scaling`.
-        let parameters = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeParameters)
-        ropeTheta = try parameters?.ropeTheta ?? c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? d.ropeTheta
+        // Gemma 3 keeps a set per layer type there (the sliding blocks' unscaled, with their own base).
+        let perLayerType = c.contains(.ropeParameters)
+            ? try? c.nestedContainer(keyedBy: LayerTypeKeys.self, forKey: .ropeParameters) : nil
+        let byLayerType = perLayerType.map { $0.contains(.full) || $0.contains(.sliding) } ?? false
+        let full = try byLayerType ? perLayerType?.decodeIfPresent(RopeScaling.self, forKey: .full) : nil
+        let sliding = try byLayerType ? perLayerType?.decodeIfPresent(RopeScaling.self, forKey: .sliding) : nil
+        let parameters = try byLayerType ? full : c.decodeIfPresent(RopeScaling.self, forKey: .ropeParameters)
+        if let sliding, sliding.ropeType != "default" {
+            throw DecodingError.dataCorruptedError(forKey: .ropeParameters, in: c, debugDescription:
+                "rope_parameters.sliding_attention of type '\(sliding.ropeType)' is not supported (default is)")
+        }
+        ropeLocalBaseFreq = try sliding?.ropeTheta ?? c.decodeIfPresent(Double.self, forKey: .ropeLocalBaseFreq)
+            ?? variant.defaultLocalRopeTheta
+        ropeTheta = try parameters?.ropeTheta ?? c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? variant.defaultRopeTheta
+            ?? d.ropeTheta
         var scaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling) ?? parameters
         // The rotary fraction may sit beside `rope_scaling` (and is kept, to be refused, when not 1).
         let partial = try scaling?.partialRotaryFactor ?? c.decodeIfPresent(Double.self, forKey: .partialRotaryFactor)
@@ -150,10 +179,24 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         ropeScaling = scaling
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? d.attentionBias
         mlpBias = try c.decodeIfPresent(Bool.self, forKey: .mlpBias) ?? d.mlpBias
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenActivation) ?? c.decodeIfPresent(String.self, forKey: .hiddenAct)
+            ?? variant.defaultHiddenAct
+        queryPreAttnScalar = try c.decodeIfPresent(Double.self, forKey: .queryPreAttnScalar) ?? variant.defaultQueryPreAttnScalar
+        // An absent cap is the variant's default, an explicit null none (as Hugging Face reads them).
+        finalLogitSoftcapping = try c.contains(.finalLogitSoftcapping)
+            ? c.decodeIfPresent(Double.self, forKey: .finalLogitSoftcapping) : variant.defaultFinalLogitSoftcap
+        attnLogitSoftcapping = try c.contains(.attnLogitSoftcapping)
+            ? c.decodeIfPresent(Double.self, forKey: .attnLogitSoftcapping) : variant.defaultAttentionSoftcap
+        if variant.ignoresAttentionSoftcap { attnLogitSoftcapping = nil }
+        if try c.decodeIfPresent(Bool.self, forKey: .useBidirectionalAttention) == true {
+            throw DecodingError.dataCorruptedError(forKey: .useBidirectionalAttention, in: c, debugDescription:
+                "use_bidirectional_attention is not supported (ZOTune trains causal language models)")
+        }
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? d.tieWordEmbeddings
         bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId) ?? d.bosTokenId
-        eosTokenId = try c.decodeIfPresent(Int.self, forKey: .eosTokenId) ?? d.eosTokenId
+        // Instruct models list several end tokens; the first is the one generation pads with.
+        eosTokenId = try (try? c.decodeIfPresent(Int.self, forKey: .eosTokenId))
+            ?? c.decodeIfPresent([Int].self, forKey: .eosTokenId)?.first ?? d.eosTokenId
         padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId)
         // Sliding windows as Hugging Face reads them: an absent `sliding_window` is the variant's
         // default; `use_sliding_window` false turns it off (for Qwen2 and Qwen3 it is off unless
@@ -166,6 +209,11 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         if flagged, slidingWindow != nil, layerTypes == nil {
             let first = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28
             layerTypes = (0..<numHiddenLayers).map { $0 >= first ? "sliding_attention" : "full_attention" }
+        }
+        // Gemma: every p-th block global, the others sliding, without `layer_types`.
+        if layerTypes == nil,
+           let pattern = try c.decodeIfPresent(Int.self, forKey: .slidingWindowPattern) ?? variant.defaultSlidingPattern {
+            layerTypes = Self.layerTypes(blocks: numHiddenLayers, globalEvery: pattern)
         }
     }
 
@@ -190,7 +238,15 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         }
         try c.encode(attentionBias, forKey: .attentionBias)
         try c.encode(mlpBias, forKey: .mlpBias)
-        try c.encode(hiddenAct, forKey: .hiddenAct)
+        try c.encode(hiddenAct, forKey: variant.defaultHiddenAct == "silu" ? .hiddenAct : .hiddenActivation)
+        try c.encodeIfPresent(queryPreAttnScalar, forKey: .queryPreAttnScalar)
+        try c.encodeIfPresent(ropeLocalBaseFreq, forKey: .ropeLocalBaseFreq)
+        if variant.defaultFinalLogitSoftcap != nil || finalLogitSoftcapping != nil {
+            try c.encode(finalLogitSoftcapping, forKey: .finalLogitSoftcapping)  // null too: the variant's default is not ours
+        }
+        if variant.defaultAttentionSoftcap != nil || attnLogitSoftcapping != nil {
+            try c.encode(attnLogitSoftcapping, forKey: .attnLogitSoftcapping)
+        }
         try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
         try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
         try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
@@ -211,14 +267,32 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
     /// Whether q, k and v have biases (Llama's `attention_bias`, always for Qwen2).
     public var qkvBias: Bool { attentionBias || variant.qkvBias }
 
-    /// Rotary tables among the model's constants: 2 with LongRoPE (short, long), else 1.
-    var rotaryTables: Int { ropeScaling?.isLongRoPE == true ? 2 : 1 }
+    /// Rotary tables among the model's constants: 2 with LongRoPE (short, long) or a local base
+    /// (global, local), else 1.
+    var rotaryTables: Int { ropeScaling?.isLongRoPE == true || ropeLocalBaseFreq != nil ? 2 : 1 }
+
+    /// The gated MLP's function (`hidden_act`).
+    var gateFunction: GateFunction { hiddenAct == "silu" ? .silu : .geluTanh }
+
+    /// The attention scores' scale: `query_pre_attn_scalar`^−½, else 1/√HS.
+    public var attentionScale: Float {
+        queryPreAttnScalar.map { Float(1 / $0.squareRoot()) } ?? 1 / Float(headSize).squareRoot()
+    }
 
     /// W of block `index`'s sliding window, 0 for full attention.
     public func window(block index: Int) -> Int {
-        guard let slidingWindow else { return 0 }
-        let type = layerTypes.map { index < $0.count ? $0[index] : "full_attention" } ?? "sliding_attention"
-        return type == "sliding_attention" ? slidingWindow : 0
+        guard let slidingWindow, isSliding(block: index) else { return 0 }
+        return slidingWindow
+    }
+
+    /// Whether `layer_types` marks block `index` "sliding_attention" (every block without it).
+    func isSliding(block index: Int) -> Bool {
+        layerTypes.map { index < $0.count && $0[index] == "sliding_attention" } ?? true
+    }
+
+    /// Gemma's `layer_types` without the key: every p-th block global, the others sliding.
+    static func layerTypes(blocks: Int, globalEvery pattern: Int) -> [String] {
+        (0..<blocks).map { ($0 + 1) % pattern == 0 ? "full_attention" : "sliding_attention" }
     }
 
     /// NKV.
@@ -248,7 +322,16 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
                 throw .unsupported(path: path, reason: "layer type '\(bad)' (full_attention and sliding_attention are)")
             }
         }
-        guard hiddenAct == "silu" else { throw .unsupported(path: path, reason: "hidden_act '\(hiddenAct)' (only silu)") }
+        guard ["silu", "gelu_pytorch_tanh"].contains(hiddenAct) else {
+            throw .unsupported(path: path, reason: "hidden_act '\(hiddenAct)' (silu and gelu_pytorch_tanh are)")
+        }
+        for (name, value) in [("query_pre_attn_scalar", queryPreAttnScalar), ("attn_logit_softcapping", attnLogitSoftcapping),
+                              ("final_logit_softcapping", finalLogitSoftcapping), ("rope_local_base_freq", ropeLocalBaseFreq)] {
+            try require((value ?? 1) > 0, "\(name) = \(value ?? 0) must be positive")
+        }
+        if ropeLocalBaseFreq != nil, ropeScaling?.isLongRoPE == true {
+            throw .unsupported(path: path, reason: "LongRoPE with a local rotary base")
+        }
         if let scaling = ropeScaling, !["default", "linear", "llama3", "longrope", "su"].contains(scaling.ropeType) {
             throw .unsupported(path: path, reason: "rope_scaling type '\(scaling.ropeType)' (default, linear, llama3 and longrope are)")
         }
@@ -323,6 +406,22 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
             config.bosTokenId = file.metadata["tokenizer.ggml.bos_token_id"]?.int
             config.eosTokenId = file.metadata["tokenizer.ggml.eos_token_id"]?.int
             config.padTokenId = file.metadata["tokenizer.ggml.padding_token_id"]?.int
+            let variant = config.variant
+            if variant.normWeightOffset != 0 {  // Gemma: what llama.cpp's runtime assumes
+                config.hiddenAct = variant.defaultHiddenAct
+                // Missing keys (early Gemma 2 files) mean llama.cpp's defaults, which are Hugging Face's.
+                config.finalLogitSoftcapping = file.metadata[arch + ".final_logit_softcapping"]?.double
+                    ?? variant.defaultFinalLogitSoftcap
+                config.attnLogitSoftcapping = variant.ignoresAttentionSoftcap ? nil
+                    : file.metadata[arch + ".attn_logit_softcapping"]?.double ?? variant.defaultAttentionSoftcap
+                config.slidingWindow = config.slidingWindow ?? variant.defaultSlidingWindow
+                let wide = config.numHiddenLayers == variant.ggufWideQueryScaleBlocks
+                config.queryPreAttnScalar = Double(wide ? config.hiddenSize / config.numAttentionHeads : config.headSize)
+                config.ropeLocalBaseFreq = file.metadata[arch + ".rope.freq_base_swa"]?.double ?? variant.defaultLocalRopeTheta
+                config.layerTypes = variant.defaultSlidingPattern.map {
+                    Self.layerTypes(blocks: config.numHiddenLayers, globalEvery: $0)
+                }
+            }
             if let dims = file.metadata[arch + ".rope.dimension_count"]?.int, dims != config.headSize {
                 throw ModelError.unsupported(path: file.path, reason: "partial rotary embeddings (\(dims) of \(config.headSize) dimensions)")
             }

@@ -4,7 +4,10 @@
 /// up ([2F, C]), so each pair of projections runs as one GEMM.
 struct LlamaOffsets: Sendable {
     struct Block: Sendable {
-        let inputNorm: Int, postNorm: Int
+        /// The RMSNorms on the attention's input and the MLP's input, and with sandwich norms
+        /// (Gemma) on their outputs.
+        let attentionNorm: Int, mlpNorm: Int
+        let attentionOutputNorm: Int?, mlpOutputNorm: Int?
         let qkvWeight: Int, qkvBias: Int?
         let outWeight: Int, outBias: Int?
         /// q_norm [HS] then k_norm [HS] (Qwen3).
@@ -57,15 +60,19 @@ struct LlamaOffsets: Sendable {
         let outBias = config.attentionBias ? add([("self_attn.o_proj.bias", [c])], .bias) : nil
         let queryKeyNorm = config.variant.queryKeyNorm
             ? add([("self_attn.q_norm.weight", [hs]), ("self_attn.k_norm.weight", [hs])], .norm) : nil
-        let inputNorm = add([("input_layernorm.weight", [c])], .norm)
-        let postNorm = add([("post_attention_layernorm.weight", [c])], .norm)
+        let attentionNorm = add([("input_layernorm.weight", [c])], .norm)
+        let sandwich = config.variant.sandwichNorms
+        let attentionOutputNorm = sandwich ? add([("post_attention_layernorm.weight", [c])], .norm) : nil
+        let mlpNorm = add([(sandwich ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight", [c])], .norm)
+        let mlpOutputNorm = sandwich ? add([("post_feedforward_layernorm.weight", [c])], .norm) : nil
         let gateUpWeight = fused ? add([("mlp.gate_up_proj.weight", [2 * f, c])], .matrix)
             : add([("mlp.gate_proj.weight", [f, c]), ("mlp.up_proj.weight", [f, c])], .matrix)
         let gateUpBias = !config.mlpBias ? nil : fused ? add([("mlp.gate_up_proj.bias", [2 * f])], .bias)
             : add([("mlp.gate_proj.bias", [f]), ("mlp.up_proj.bias", [f])], .bias)
         let downWeight = add([("mlp.down_proj.weight", [c, f])], .matrix)
         let downBias = config.mlpBias ? add([("mlp.down_proj.bias", [c])], .bias) : nil
-        return (layout, Block(inputNorm: inputNorm, postNorm: postNorm, qkvWeight: qkvWeight, qkvBias: qkvBias,
+        return (layout, Block(attentionNorm: attentionNorm, mlpNorm: mlpNorm, attentionOutputNorm: attentionOutputNorm,
+                              mlpOutputNorm: mlpOutputNorm, qkvWeight: qkvWeight, qkvBias: qkvBias,
                               outWeight: outWeight, outBias: outBias, queryKeyNorm: queryKeyNorm, gateUpWeight: gateUpWeight,
                               gateUpBias: gateUpBias, downWeight: downWeight, downBias: downBias))
     }
@@ -81,8 +88,9 @@ struct LlamaOffsets: Sendable {
                 BlockLinear(weightOffset: o.downWeight, outputs: c, inputs: f)]
     }
 
-    /// The GGUF (llama.cpp) name of a Hugging Face parameter name.
-    static func ggufName(_ name: String) -> String {
+    /// The GGUF (llama.cpp) name of a Hugging Face parameter name; with sandwich norms (Gemma),
+    /// post_attention_layernorm is the attention's output norm, not the MLP's input norm.
+    static func ggufName(_ name: String, sandwichNorms: Bool) -> String {
         switch name {
         case "model.embed_tokens.weight": return "token_embd.weight"
         case "model.norm.weight": return "output_norm.weight"
@@ -91,6 +99,11 @@ struct LlamaOffsets: Sendable {
         }
         let parts = name.split(separator: ".", maxSplits: 3)  // model, layers, i, rest
         guard parts.count == 4 else { return name }
+        if sandwichNorms, let gemma = ["post_attention_layernorm.weight": "post_attention_norm.weight",
+                                        "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+                                        "post_feedforward_layernorm.weight": "post_ffw_norm.weight"][String(parts[3])] {
+            return "blk.\(parts[2])." + gemma
+        }
         let renames = [
             "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
             "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",

@@ -26,6 +26,35 @@ public struct LlamaVariant: Sendable {
     /// LongRoPE's pretraining context when config.json does not say (Phi-3: 4096).
     public var defaultOriginalMaxPositionEmbeddings: Int?
 
+    // Gemma's differences, all off for the others.
+    /// Added to every RMSNorm weight, whose values are stored around 0 (Gemma: 1); llama.cpp's
+    /// converter stores the sums.
+    public var normWeightOffset: Float = 0
+    /// Embeddings multiplied by √C (Gemma).
+    public var scalesEmbeddings = false
+    /// An RMSNorm on the attention's and on the MLP's output before each residual add, beside
+    /// the ones on their inputs (Gemma 2/3: post_attention_layernorm is the attention's output norm,
+    /// pre_feedforward_layernorm the MLP's input norm).
+    public var sandwichNorms = false
+    /// `hidden_act` (Gemma: `hidden_activation`) when config.json has none.
+    public var defaultHiddenAct = "silu"
+    /// `rope_theta` when config.json has none (else 10000).
+    public var defaultRopeTheta: Double?
+    /// `query_pre_attn_scalar`, `final_logit_softcapping`, `attn_logit_softcapping`,
+    /// `rope_local_base_freq` when config.json has none.
+    public var defaultQueryPreAttnScalar: Double?
+    public var defaultFinalLogitSoftcap: Double?
+    public var defaultAttentionSoftcap: Double?
+    public var defaultLocalRopeTheta: Double?
+    /// Hugging Face's model never applies `attn_logit_softcapping` (Gemma 3).
+    public var ignoresAttentionSoftcap = false
+    /// Every p-th block global, the others sliding, when config.json has no `layer_types`
+    /// (Gemma 2: 2, Gemma 3: 6 or `sliding_window_pattern`; llama.cpp assumes the same).
+    public var defaultSlidingPattern: Int?
+    /// The block count of the size whose GGUF llama.cpp scales attention by (C/NH)^−½ instead of
+    /// HS^−½ (the 27B models); GGUF files do not carry `query_pre_attn_scalar`.
+    public var ggufWideQueryScaleBlocks: Int?
+
     /// Every Llama-like variant: those of the registry's families.
     public static let all = ModelRegistry.families.compactMap { ($0 as? any LlamaVariantFamily.Type)?.variant }
 

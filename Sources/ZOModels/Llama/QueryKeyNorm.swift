@@ -1,6 +1,6 @@
 import ZOCore
 
-/// Qwen3's q/k norm: an RMSNorm over every head [HS] of q (weights q_norm) and of k (k_norm),
+/// Qwen3's and Gemma 3's q/k norm: an RMSNorm over every head [HS] of q (weights q_norm) and of k (k_norm),
 /// before the rotary embedding. The heads sit in the fused qkv rows [R, (NH + 2·NKV)·HS], so
 /// each part is copied to contiguous rows [R·heads, HS], normed there by the plain RMSNorm
 /// kernels, and copied back.
@@ -23,8 +23,8 @@ extension LlamaModel {
             let input = saved.map { $0.floats(savedOffset, count) } ?? scratch.floats(0, count)
             savedOffset += count
             backend.copyRows(source: source, sourceStride: stride, destination: input, destinationStride: width, rows: rows, width: width)
-            backend.rmsNorm(x: input, weight: norms.floats(part.norm * hs, hs), out: scratch.floats(0, count), rows: rows * part.heads,
-                            channels: hs, eps: Float(config.rmsNormEps))
+            norm(input, weight: norms.floats(part.norm * hs, hs), out: scratch.floats(0, count), rows: rows * part.heads, channels: hs,
+                 backend: backend)
             backend.copyRows(source: scratch.floats(0, count), sourceStride: width, destination: source, destinationStride: stride,
                              rows: rows, width: width)
         }
@@ -43,7 +43,8 @@ extension LlamaModel {
             let gradOut = scratch.0.floats(0, count), gradIn = scratch.1.floats(0, count)
             backend.copyRows(source: grad, sourceStride: stride, destination: gradOut, destinationStride: width, rows: rows, width: width)
             backend.zero(gradIn, count: count)
-            backend.rmsNormBackward(x: saved.floats(savedOffset, count), weight: norms.floats(part.norm * hs, hs), gradOut: gradOut,
+            backend.rmsNormBackward(x: saved.floats(savedOffset, count), weight: norms.floats(part.norm * hs, hs),
+                                    weightOffset: config.variant.normWeightOffset, gradOut: gradOut,
                                     gradX: gradIn, gradWeight: gradNorms.floats(part.norm * hs, hs), rows: rows * part.heads,
                                     channels: hs, eps: Float(config.rmsNormEps))
             savedOffset += count

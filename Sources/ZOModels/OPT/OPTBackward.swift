@@ -100,8 +100,8 @@ extension OPTModel: TrainableLM {
     }
 
     public func headBackward(_ head: DeviceBuffer, embedding: DeviceBuffer, gradHead: DeviceBuffer, gradTokenTable: DeviceBuffer?,
-                             tape: DeviceBuffer, gradLogits: DeviceBuffer, gradHidden: DeviceBuffer, rows: Int, context: StageContext,
-                             backend: any GradientBackend) {
+                             tape: DeviceBuffer, logits: DeviceBuffer, gradLogits: DeviceBuffer, gradHidden: DeviceBuffer, rows: Int,
+                             context: StageContext, backend: any GradientBackend) {
         let c = config.hiddenSize, d = config.embedDim, v = config.vocabSize
         let o = offsets.head, t = OPTHeadTape(tape, rows: rows, config: config)
         let s = Scratch(context.workspace, rows: rows, config: config)
