@@ -50,6 +50,30 @@ import ZOModels
         try Self.check(model, fixture: directory, label: "gguf \(name)")
     }
 
+    /// Gemma 2's GGUF (llama.cpp's gemma2): GGUF cannot say `query_pre_attn_scalar`, so the file
+    /// loads as llama.cpp reads it (scale head_dim^−½) with the caps and windows from its keys and
+    /// the safetensors weights (norms back from 1 + w, within an ulp of 1); given transformers'
+    /// scale, those weights compute transformers' logits.
+    @Test func gemma2GGUFHoldsTheWeightsAndWhatLlamaCppReads() throws {
+        let directory = Fixtures.llama("gemma2-f32")
+        let gguf = try #require(try ModelRegistry.load(path: directory + "/model.gguf") as? LlamaModel)
+        let reference = try #require(try ModelRegistry.load(path: directory) as? LlamaModel)
+        #expect(gguf.config.finalLogitSoftcapping == 3 && gguf.config.attnLogitSoftcapping == 5)
+        #expect((0..<2).map(gguf.config.window) == [6, 0] && gguf.config.hiddenAct == "gelu_pytorch_tanh")
+        #expect(gguf.config.queryPreAttnScalar == 12 && reference.config.queryPreAttnScalar == 20)
+        var config = gguf.config
+        config.queryPreAttnScalar = reference.config.queryPreAttnScalar
+        let model = try LlamaModel(config: config)
+        for (group, (loaded, expected)) in zip(model.groups, zip(gguf.groups, reference.groups)) {
+            for spec in group.layout.specs {
+                let worst = zip(loaded.values(spec), expected.values(spec)).map { abs($0 - $1) }.max() ?? 0
+                #expect(worst <= (spec.kind == .norm ? 1.2e-7 : 0), "\(spec.name): max |Δ| \(worst)")
+                _ = group.values(spec).update(fromContentsOf: loaded.values(spec))
+            }
+        }
+        try Self.check(model, fixture: directory, label: "gguf gemma2-f32 at transformers' scale")
+    }
+
     /// Decoding token by token with the KV cache gives the logits of the full pass.
     @Test(arguments: Fixtures.llamaNames + ["opt:opt-tiny-f32", "opt:opt-350m-style-bf16"])
     func cachedDecodingMatchesTheFullPass(name: String) throws {
