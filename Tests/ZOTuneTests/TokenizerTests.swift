@@ -64,12 +64,13 @@ import ZOTokenizers
     /// Qwen2's and Llama 3's byte-level pipelines (NFC, their Split patterns, Llama 3's
     /// ignore_merges), SentencePiece's BPE over characters with byte fallback behind Llama 2's
     /// normalizers, Mistral v0.3's Metaspace or Gemma's Replace without a prefix (and its literal
-    /// Split), and llama.cpp's SentencePiece GGUF vocabulary:
+    /// Split), and llama.cpp's SentencePiece GGUF vocabularies (Llama's, Gemma's without the space prefix):
     /// the ids Hugging Face `tokenizers` (transformers' converter for the GGUF) gives, and the
     /// text it decodes them to.
     @Test(arguments: [("qwen2", "qwen2-tokenizer.json"), ("llama3", "llama3-tokenizer.json"),
                       ("sentencepiece", "sentencepiece-tokenizer.json"), ("metaspace", "metaspace-tokenizer.json"),
-                      ("gemma", "gemma-tokenizer.json"), ("sentencepiece-gguf", "sentencepiece.gguf")])
+                      ("gemma", "gemma-tokenizer.json"), ("sentencepiece-gguf", "sentencepiece.gguf"),
+                      ("gemma-gguf", "gemma.gguf")])
     func familyTokenizersMatchTheReference(name: String, file: String) throws {
         let tokenizer = try Tokenizer.load(path: Fixtures.root + "/tokenizers/" + file)
         let cases = Self.familyGoldens[name] ?? []
