@@ -30,11 +30,16 @@ public enum ModelRegistry {
         families.first { $0.modelTypes.contains(modelType) }
     }
 
-    /// Loads the model at `path`: a `.gguf` file or a folder with config.json; the blocks'
+    /// Loads the model at `path`: a `.gguf` file, a folder with config.json, or a training run's
+    /// output folder (`zotune train --output`, whose final model is in `model/`); the blocks'
     /// host copies go to `blockStorage`.
     public static func load(path: String, blockStorage: HostStorage = .memory) throws(ModelError) -> any CausalLM {
         guard FileManager.default.fileExists(atPath: path) else {
             throw .config(path: path, reason: "no such file or folder")
+        }
+        if FileManager.default.fileExists(atPath: path + "/."), !FileManager.default.fileExists(atPath: path + "/config.json"),
+           FileManager.default.fileExists(atPath: path + "/model/config.json") {
+            return try load(path: path + "/model", blockStorage: blockStorage)
         }
         if !FileManager.default.fileExists(atPath: path + "/.") {
             let file: GGUFFile
@@ -47,6 +52,10 @@ public enum ModelRegistry {
             return try family.load(gguf: file, blockStorage: blockStorage)
         }
         let configPath = path + "/config.json"
+        guard FileManager.default.fileExists(atPath: configPath) else {
+            throw .config(path: configPath, reason: "no such file (a model folder holds config.json and its safetensors; "
+                                                    + "a training run's output folder holds them in model/)")
+        }
         struct ModelType: Decodable { let model_type: String? }
         let modelType: String
         do {

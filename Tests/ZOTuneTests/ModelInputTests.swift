@@ -132,6 +132,19 @@ import ZOModels
         }
     }
 
+    /// A folder with no config.json is named with what a model folder (or a run's output) holds.
+    @Test func aFolderWithoutAModelSaysWhatOneHolds() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("zotune-empty-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            _ = try ModelRegistry.load(path: directory)
+            Issue.record("an empty folder loaded")
+        } catch {
+            #expect(error.description.contains(directory + "/config.json") && error.description.contains("model/"), "\(error)")
+        }
+    }
+
     @Test func wrongDtypeIsNamed() throws {
         // Rewrite the weights with one tensor stored as I32.
         let (directory, result) = try damaged { directory in

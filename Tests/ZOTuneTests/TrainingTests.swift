@@ -66,8 +66,9 @@ import ZOTraining
         #expect(steps.count == 6 && evals.count == 3)  // before, at step 3, after
         #expect(steps.allSatisfy { $0["projected_grad"] != nil && $0["lr"] != nil && $0["step"] != nil })
         #expect(steps.allSatisfy { ($0["batch"] as? [Int]) == [0, 1, 2] })  // the whole set, in file order
-        // The saved model reproduces the final evaluation.
-        let saved = try ModelRegistry.load(path: directory + "/run/model")
+        // The saved model reproduces the final evaluation; the run's folder names it too.
+        let saved = try ModelRegistry.load(path: directory + "/run")
+        #expect(saved.parameterCount == (try ModelRegistry.load(path: directory + "/run/model")).parameterCount)
         let runner = try ResidentRunner(model: saved, backend: try CPUBackend(budget: 64 << 20, threads: 1))
         let task = try LMTask(path: directory + "/train.jsonl", maxLength: 24) { _ in [] }
         let loss = try LMTrainingTask(train: task.examples, heldOut: task.examples).evaluate(runner: runner)["eval_loss"]!
