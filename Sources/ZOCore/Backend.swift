@@ -70,12 +70,16 @@ public struct AttentionShape: Sendable, Equatable {
     /// The first key the query at position `t` sees (0 without a window).
     public func firstVisibleKey(_ t: Int) -> Int { window > 0 ? max(0, t - window + 1) : 0 }
 
-    /// Self-attention over a fused [B, T, (NH + 2·NKV)·HS] q|k|v buffer, no earlier tokens.
-    public static func fused(batch: Int, tokens: Int, heads: Int, kvHeads: Int, headSize: Int, window: Int = 0) -> AttentionShape {
+    /// Self-attention over a fused [B, T, (NH + 2·NKV)·HS] q|k|v buffer, no earlier tokens; `scale`
+    /// nil is 1/√HS.
+    public static func fused(batch: Int, tokens: Int, heads: Int, kvHeads: Int, headSize: Int, window: Int = 0,
+                             scale: Float? = nil, softcap: Float = 0) -> AttentionShape {
         let stride = (heads + 2 * kvHeads) * headSize
-        return AttentionShape(batch: batch, queries: tokens, keys: tokens, capacity: tokens, heads: heads, kvHeads: kvHeads,
-                              headSize: headSize, queryStride: stride, kvStride: stride,
-                              scale: 1 / Float(headSize).squareRoot(), window: window)
+        var shape = AttentionShape(batch: batch, queries: tokens, keys: tokens, capacity: tokens, heads: heads, kvHeads: kvHeads,
+                                   headSize: headSize, queryStride: stride, kvStride: stride,
+                                   scale: scale ?? 1 / Float(headSize).squareRoot(), window: window)
+        shape.softcap = softcap
+        return shape
     }
 }
 

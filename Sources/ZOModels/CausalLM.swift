@@ -104,8 +104,9 @@ public struct StageContext: Sendable {
     /// The attention inputs of block `index` for a fused q|k|v buffer [B, T, (NH + 2·NKV)·HS]:
     /// without a cache, k and v are views into `qkv`; with one, the new rows (and the batch's
     /// mask) are appended to the cache first and k, v, mask are the cache's. `window` is the
-    /// block's sliding window (0: none).
-    public func attentionInputs(block index: Int, qkv: DeviceBuffer, heads: Int, kvHeads: Int, headSize: Int, window: Int = 0)
+    /// block's sliding window (0: none), `scale` the scores' (nil: 1/√HS), `softcap` their cap (0: none).
+    public func attentionInputs(block index: Int, qkv: DeviceBuffer, heads: Int, kvHeads: Int, headSize: Int, window: Int = 0,
+                                scale: Float? = nil, softcap: Float = 0)
         -> (k: DeviceBuffer, v: DeviceBuffer, mask: DeviceBuffer, shape: AttentionShape) {
         let b = batch.batchSize, t = batch.tokens
         let stride = (heads + 2 * kvHeads) * headSize
@@ -113,7 +114,8 @@ public struct StageContext: Sendable {
         let k = qkv.floats(qWidth, b * t * stride - qWidth)
         let v = qkv.floats(qWidth + kvWidth, b * t * stride - qWidth - kvWidth)
         guard let cache else {
-            return (k, v, batch.mask, .fused(batch: b, tokens: t, heads: heads, kvHeads: kvHeads, headSize: headSize, window: window))
+            return (k, v, batch.mask, .fused(batch: b, tokens: t, heads: heads, kvHeads: kvHeads, headSize: headSize, window: window,
+                                             scale: scale, softcap: softcap))
         }
         let past = cache.length
         for sequence in 0..<b {
@@ -129,9 +131,10 @@ public struct StageContext: Sendable {
                                  destination: cache.mask.floats(row, t), destinationStride: t, rows: 1, width: t)
             }
         }
-        let shape = AttentionShape(batch: b, queries: t, keys: past + t, capacity: cache.capacity, heads: heads,
+        var shape = AttentionShape(batch: b, queries: t, keys: past + t, capacity: cache.capacity, heads: heads,
                                    kvHeads: kvHeads, headSize: headSize, queryStride: stride, kvStride: kvWidth,
-                                   scale: 1 / Float(headSize).squareRoot(), window: window)
+                                   scale: scale ?? 1 / Float(headSize).squareRoot(), window: window)
+        shape.softcap = softcap
         return (cache.keys[index], cache.values[index], cache.mask, shape)
     }
 }

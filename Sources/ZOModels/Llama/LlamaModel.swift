@@ -295,11 +295,9 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     /// with its window, the config's score scale and soft cap.
     func attentionInputs(_ index: Int, qkv: DeviceBuffer, context: StageContext)
         -> (k: DeviceBuffer, v: DeviceBuffer, mask: DeviceBuffer, shape: AttentionShape) {
-        var inputs = context.attentionInputs(block: index, qkv: qkv, heads: config.numAttentionHeads, kvHeads: config.kvHeads,
-                                             headSize: config.headSize, window: config.window(block: index))
-        inputs.shape.scale = config.attentionScale
-        inputs.shape.softcap = Float(config.attnLogitSoftcapping ?? 0)
-        return inputs
+        context.attentionInputs(block: index, qkv: qkv, heads: config.numAttentionHeads, kvHeads: config.kvHeads,
+                                headSize: config.headSize, window: config.window(block: index), scale: config.attentionScale,
+                                softcap: Float(config.attnLogitSoftcapping ?? 0))
     }
 
     /// The rotary cos/sin tables block `index` reads among the constants: [tables · positions, HS],
