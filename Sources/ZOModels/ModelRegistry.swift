@@ -30,6 +30,15 @@ public enum ModelRegistry {
         families.first { $0.modelTypes.contains(modelType) }
     }
 
+    /// The model folder of a training run's output folder (`RUN/model`, when `path` is a folder
+    /// without config.json whose model/ has one); any other path as it is.
+    public static func modelPath(_ path: String) -> String {
+        let fm = FileManager.default
+        let isRun = fm.fileExists(atPath: path + "/.") && !fm.fileExists(atPath: path + "/config.json")
+            && fm.fileExists(atPath: path + "/model/config.json")
+        return isRun ? path + "/model" : path
+    }
+
     /// Loads the model at `path`: a `.gguf` file, a folder with config.json, or a training run's
     /// output folder (`zotune train --output`, whose final model is in `model/`); the blocks'
     /// host copies go to `blockStorage`.
@@ -37,10 +46,7 @@ public enum ModelRegistry {
         guard FileManager.default.fileExists(atPath: path) else {
             throw .config(path: path, reason: "no such file or folder")
         }
-        if FileManager.default.fileExists(atPath: path + "/."), !FileManager.default.fileExists(atPath: path + "/config.json"),
-           FileManager.default.fileExists(atPath: path + "/model/config.json") {
-            return try load(path: path + "/model", blockStorage: blockStorage)
-        }
+        let path = modelPath(path)
         if !FileManager.default.fileExists(atPath: path + "/.") {
             let file: GGUFFile
             do { file = try GGUFFile(path: path) } catch { throw .gguf(error) }

@@ -3,10 +3,13 @@ public protocol PreTokenizer: Sendable {
     func split(_ text: Substring) -> [Substring]
     /// `split` for a segment between special tokens; `atStart` when it opens the text.
     func split(_ text: Substring, atStart: Bool) -> [Substring]
+    /// llama.cpp's name for this byte-level pipeline (GGUF `tokenizer.ggml.pre`), if it has one.
+    var ggufName: String? { get }
 }
 
 extension PreTokenizer {
     public func split(_ text: Substring, atStart: Bool) -> [Substring] { split(text) }
+    public var ggufName: String? { nil }
 }
 
 /// GPT-2's pattern, written out instead of as a regular expression:
@@ -15,6 +18,8 @@ extension PreTokenizer {
 /// engines of Hugging Face tokenizers and llama.cpp do).
 public struct GPT2PreTokenizer: PreTokenizer {
     public init() {}
+
+    public var ggufName: String? { "gpt2" }
 
     public func split(_ text: Substring) -> [Substring] {
         let scalars = Array(text.unicodeScalars)
@@ -89,6 +94,9 @@ public struct IndividualDigitsPreTokenizer: PreTokenizer {
     public let next: any PreTokenizer
 
     public init(then next: any PreTokenizer) { self.next = next }
+
+    /// SmolLM2's pipeline (digits, then GPT-2's pattern) is llama.cpp's "smollm".
+    public var ggufName: String? { next is GPT2PreTokenizer ? "smollm" : nil }
 
     public func split(_ text: Substring) -> [Substring] {
         var pieces: [Substring] = []

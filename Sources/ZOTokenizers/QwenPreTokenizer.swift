@@ -9,6 +9,8 @@ public struct QwenPreTokenizer: PreTokenizer {
 
     public init(maxDigits: Int) { self.maxDigits = maxDigits }
 
+    public var ggufName: String? { [1: "qwen2", 3: "llama-bpe"][maxDigits] }
+
     public func split(_ text: Substring) -> [Substring] {
         let scalars = Array(text.unicodeScalars)
         var indices = Array(text.unicodeScalars.indices)

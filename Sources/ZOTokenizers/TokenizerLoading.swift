@@ -23,13 +23,16 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
 }
 
 extension Tokenizer {
-    /// Loads a tokenizer from a tokenizer.json, a folder with tokenizer.json or
+    /// Loads a tokenizer from a tokenizer.json, a folder with tokenizer.json, tokenizer.gguf or
     /// vocab.json + merges.txt, or a .gguf file's `tokenizer.ggml.*` metadata.
     public static func load(path: String) throws(TokenizerError) -> Tokenizer {
         let fm = FileManager.default
         guard fm.fileExists(atPath: path) else { throw .cannotRead(path: path, reason: "no such file or folder") }
         if fm.fileExists(atPath: path + "/.") {
             if fm.fileExists(atPath: path + "/tokenizer.json") { return try load(tokenizerJSON: path + "/tokenizer.json") }
+            if fm.fileExists(atPath: path + "/" + GGUFVocabulary.fileName), !fm.fileExists(atPath: path + "/vocab.json") {
+                return try load(path: path + "/" + GGUFVocabulary.fileName)
+            }
             return try load(vocabulary: path + "/vocab.json", merges: path + "/merges.txt")
         }
         if path.hasSuffix(".json") { return try load(tokenizerJSON: path) }

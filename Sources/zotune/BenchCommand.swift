@@ -325,7 +325,7 @@ struct BenchZOStep: ParsableCommand {
         let times = try timed(iterations) { _ = try mezo.step(lr: 1e-6, batch: tokens) }
         let profile = cpu?.profile.take().mapValues { $0.seconds / Double(iterations) } ?? [:]
         let steps = Double(iterations)
-        let predicted = try predictedStep(model.shape, plan: offloaded ? compute.plan() : nil, options: options)
+        let predicted = predictedStep(model.shape, plan: offloaded ? compute.plan() : nil, options: options)
         return Report(mode: offloaded ? "offloaded" : "resident", estimator: options.estimatorSummary, forwards_per_step: options.streams,
                       shape: workload.shape, blocks: model.blocks.count,
                       backend: backend.name, threads: cpu?.threads ?? 0,

@@ -12,8 +12,8 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "A tokenizer (tokenizer.json, a folder with vocab.json + merges.txt, a .gguf, or an asset id). Default: the model's own.")
     var tokenizer: String?
 
-    /// The model's path after resolving an asset id.
-    func modelPath() throws -> String { try Assets().resolve(model) }
+    /// The model's path after resolving an asset id and a training run's folder (its model/).
+    func modelPath() throws -> String { ModelRegistry.modelPath(try Assets().resolve(model)) }
 
     /// The model, its blocks' host copies in `blockStorage`.
     func loadModel(blockStorage: HostStorage = .memory) throws -> any CausalLM {

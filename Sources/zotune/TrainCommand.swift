@@ -4,7 +4,9 @@ import ZOCPU
 import ZOModels
 import ZOOptimizers
 import ZOTasks
+import ZOTokenizers
 import ZOTraining
+import ZOAssets
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -18,7 +20,7 @@ struct TrainCommand: ParsableCommand {
         discussion: """
             Writes DIR/metrics.jsonl (one line per step and per evaluation), DIR/trajectory.zotraj (one coefficient per \
             direction and step: `zotune replay` rebuilds the weights from it and the base model) and the final model as \
-            DIR/model (safetensors + config.json). With --save-every N, checkpoints go to DIR/checkpoints/step-N, written in \
+            DIR/model (safetensors + config.json + the tokenizer, so that DIR alone runs: `--model DIR`). With --save-every N, checkpoints go to DIR/checkpoints/step-N, written in \
             the background; --resume DIR continues from the newest one bit for bit.
 
             Defaults for --steps and --lr (measured on SmolLM2-135M, see README): with the default population estimator, \
@@ -49,6 +51,10 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (0: before and after only).") var evalEvery = 0
     @Option(name: .customLong("max-nonfinite"), help: "Stop after this many steps with a non-finite loss.") var maxNonFinite = 10
     @Option(help: "Output folder.") var output: String?
+    @Option(name: .customLong("output-gguf"), help: "Also write the fine-tuned model as a GGUF file for llama.cpp.")
+    var outputGGUF: String?
+    @Option(name: .customLong("gguf-type"), help: "The GGUF's weight matrices: f32, f16, bf16, q8_0 or q4_0.")
+    var ggufType = GGUFFileType.f16
     @Option(name: .customLong("save-every"), help: "Save a checkpoint every N steps and after the last, in the background (needs --output; 0: none).")
     var saveEvery = 0
     @Option(help: "Checkpoints kept (the newest).") var keep = 2
@@ -192,11 +198,16 @@ struct TrainCommand: ParsableCommand {
         if interrupted.load(ordering: .relaxed) {
             progress.message("interrupted after step \(trainer.stepsTaken); the last update is applied")
         }
-        if output == nil { print("the model was not saved (pass --output DIR to keep it)") }
+        if output == nil, outputGGUF == nil { print("the model was not saved (pass --output DIR to keep it)") }
+        if output != nil || outputGGUF != nil { try runner.copyParametersToHost() }
+        let tokenizerSource = try Assets().resolve(modelOptions.tokenizer ?? modelPath)
         if let output {
-            try runner.copyParametersToHost()
             try model.save(to: output + "/model")
-            print("saved \(output)/model")
+            try TokenizerFiles.keep(tokenizerAt: tokenizerSource, in: output + "/model")
+        }
+        if let outputGGUF {
+            try exportGGUF(model, tokenizer: output.map { $0 + "/model" } ?? tokenizerSource, type: ggufType,
+                           name: output.map(displayName) ?? displayName(modelPath) + "-zotune", to: outputGGUF)
         }
         if let first {
             for name in final.keys.sorted() where first[name] != nil {
@@ -210,6 +221,7 @@ struct TrainCommand: ParsableCommand {
         }
         let seconds = Int(monotonicSeconds() - started)
         print("wall time \(seconds / 60)m\(seconds % 60)s (loading, evaluations and saving included)")
+        printWhereTheResultsAre(output: output, gguf: outputGGUF)
     }
 }
 
@@ -294,3 +306,17 @@ func format(_ value: Double) -> String {
     let rounded = (value * scale).rounded() / scale
     return "\(rounded)"
 }
+
+extension TrainCommand {
+    /// The run's closing lines: where the model and its logs are, and how to talk to it.
+    func printWhereTheResultsAre(output: String?, gguf: String?) {
+        if let output {
+            print("model: \(output)/model (safetensors, config.json, tokenizer); metrics: \(output)/metrics.jsonl")
+        }
+        if let gguf { print("GGUF for llama.cpp: \(gguf) (\(ggufType.rawValue))") }
+        guard let target = output ?? gguf else { return }
+        print("chat with it: scripts/zotune generate --model \(target) --chat --prompt \"...\"")
+        if let gguf { print("   or in llama.cpp: llama-cli -m \(gguf) -cnv") }
+    }
+}
+

@@ -15,6 +15,7 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable {
     case wrongKeyType(path: String, key: String, expected: String)
     case missingTensor(path: String, tensor: String)
     case wrongShape(path: String, tensor: String, expected: [Int], found: [Int])
+    case unwritable(path: String, key: String, reason: String)
 
     public var description: String {
         switch self {
@@ -34,6 +35,7 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable {
         case .missingTensor(let path, let tensor): "\(path): tensor '\(tensor)' is missing"
         case .wrongShape(let path, let tensor, let expected, let found):
             "\(path): tensor '\(tensor)' has shape \(found), the model requires \(expected)"
+        case .unwritable(let path, let key, let reason): "\(path): cannot write metadata '\(key)': \(reason)"
         }
     }
 }

@@ -53,51 +53,6 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         return model
     }
 
-    /// Loads a GGUF file (`general.architecture` llama), dequantizing every tensor to fp32 and
-    /// undoing llama.cpp's interleaving of the q/k projection rows so that the weights are
-    /// exactly those Hugging Face's GGUF loader produces.
-    public static func load(gguf file: GGUFFile, blockStorage: HostStorage = .memory) throws(ModelError) -> LlamaModel {
-        let model = try LlamaModel(config: LlamaConfig.from(gguf: file), blockStorage: blockStorage)
-        let config = model.config
-        do {
-            for group in model.groups {
-                for spec in group.layout.specs {
-                    let name = LlamaOffsets.ggufName(spec.name, sandwichNorms: config.variant.sandwichNorms)
-                    let target = group.values(spec).baseAddress!
-                    try file.readFloats(name, expectedShape: spec.shape, into: target)
-                    if spec.kind == .norm, config.variant.normWeightOffset != 0 {  // stored as offset + weight
-                        for i in 0..<spec.count { target[i] -= config.variant.normWeightOffset }
-                    }
-                    guard config.variant.permutesQueryKey else { continue }
-                    if name.hasSuffix("attn_q.weight") || name.hasSuffix("attn_q.bias") {
-                        unpermuteRows(target, shape: spec.shape, heads: config.numAttentionHeads)
-                    } else if name.hasSuffix("attn_k.weight") || name.hasSuffix("attn_k.bias") {
-                        unpermuteRows(target, shape: spec.shape, heads: config.kvHeads)
-                    }
-                }
-            }
-        } catch {
-            throw .gguf(error)
-        }
-        return model
-    }
-
-    /// llama.cpp stores each head's rows as interleaved pairs (i, j) where Hugging Face has
-    /// halves (j, i): row h·2·D + j·D + i of HF comes from row h·2·D + 2i + j of GGUF.
-    private static func unpermuteRows(_ values: UnsafeMutablePointer<Float>, shape: [Int], heads: Int) {
-        let rows = shape[0], width = shape.count > 1 ? shape[1] : 1
-        let half = rows / heads / 2
-        let copy = Array(UnsafeBufferPointer(start: values, count: rows * width))
-        for h in 0..<heads {
-            for j in 0..<2 {
-                for i in 0..<half {
-                    let source = (h * 2 * half + 2 * i + j) * width
-                    (values + (h * 2 * half + j * half + i) * width).update(from: copy.withUnsafeBufferPointer { $0.baseAddress! + source }, count: width)
-                }
-            }
-        }
-    }
-
     // MARK: Rotary table
 
     /// cos and sin of position · inverse frequency, [maxPositions, HS] (HS/2 cosines then HS/2
