@@ -29,3 +29,7 @@ python3 bench/zo2_compare.py check --zotune .build/release/zotune
 # families, resident, offloaded and hybrid, and MeZO steps of the main job's model), each
 # buffer in an allocation of its own so that the stand-in's guards see every buffer's bounds.
 ZOTUNE_CUDA_STAND_IN_REPORT=1 .build/release/zotune selftest --backend cuda --cuda-allocations per-buffer --model smollm2-135m --steps 3
+# The GGUF export read by the real tools: the gguf package (every key and tensor; quantized
+# matrices byte for byte its quantizers') and llama.cpp (llama-cpp-python, built from source
+# once into $ZOTUNE_HOME/llama-cpp-python): its greedy text equals `zotune generate`'s.
+python3 scripts/check-gguf-export.py --zotune .build/release/zotune

@@ -63,13 +63,20 @@ public enum GGUFExport {
         return tensor.shape.last! % type.block.elements == 0 ? type : .f16
     }
 
+    /// `model` as llama.cpp can run it; throws for an architecture or configuration it cannot.
+    public static func exportable(_ model: any CausalLM) throws(ModelError) -> any GGUFExportable {
+        guard let exportable = model as? any GGUFExportable else {
+            throw .unsupported(path: "model", reason: "GGUF export of \(type(of: model)) (llama.cpp has no such architecture)")
+        }
+        _ = try exportable.ggufHyperparameters()
+        return exportable
+    }
+
     /// Writes `model` to `path` with its weights as `fileType`, the `tokenizer` metadata (a
     /// `tokenizer.*` list) and `name` as `general.name`.
     public static func write(_ model: any CausalLM, fileType: GGUFFileType, tokenizer: [(key: String, value: GGUFValue)],
                              name: String, to path: String) throws {
-        guard let model = model as? any GGUFExportable else {
-            throw ModelError.unsupported(path: path, reason: "GGUF export of \(type(of: model)) (llama.cpp has no such architecture)")
-        }
+        let model = try exportable(model)
         let (architecture, keys) = try model.ggufHyperparameters()
         let metadata: [(key: String, value: GGUFValue)] = [
             ("general.architecture", .string(architecture)),

@@ -49,8 +49,8 @@ extension GGUFFileType: ExpressibleByArgument {}
 
 /// Writes `model` as GGUF with the tokenizer at `tokenizerPath` (the CLI's export and `train --output-gguf`).
 func exportGGUF(_ model: any CausalLM, tokenizer tokenizerPath: String, type: GGUFFileType, name: String, to path: String) throws {
-    let ids = (model as? any GGUFExportable)?.specialTokenIds
-    let vocabulary = try GGUFVocabulary.metadata(tokenizerAt: tokenizerPath, bos: ids?.bos, eos: ids?.eos, pad: ids?.pad)
+    let ids = try GGUFExport.exportable(model).specialTokenIds  // refuses what llama.cpp cannot run before reading the tokenizer
+    let vocabulary = try GGUFVocabulary.metadata(tokenizerAt: tokenizerPath, bos: ids.bos, eos: ids.eos, pad: ids.pad)
     try GGUFExport.write(model, fileType: type, tokenizer: vocabulary, name: name, to: path)
 }
 

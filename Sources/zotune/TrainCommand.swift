@@ -140,6 +140,7 @@ struct TrainCommand: ParsableCommand {
         // A resumed run loads the checkpoint's weights; the base model names the architecture and tokenizer.
         let model = try ModelRegistry.load(path: resumed?.directory ?? modelPath, blockStorage: try compute.hostStorage())
         if let resumed { print("resuming after step \(resumed.state.step) from \(resumed.directory)") }
+        if outputGGUF != nil { _ = try GGUFExport.exportable(model) }  // refused before training, not after
         let (task, notes) = try taskOptions.makeTask(model: model, modelOptions: modelOptions)
         notes.forEach { print("note: \($0)") }
         let backend = try compute.makeBackend()
