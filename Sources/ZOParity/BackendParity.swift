@@ -137,7 +137,7 @@ public enum BackendParity {
                                   firstOrder: try FirstOrderOptimizer(tail: tail, rule: rule, placement: .device))
             var losses: [Double] = []
             _ = try trainer.run { event in
-                if case .step(let step, _, _) = event { losses.append((step.lossPlus + step.lossMinus) / 2) }
+                if case .step(let step, _, _, _) = event { losses.append((step.lossPlus + step.lossMinus) / 2) }
             }
             runs.append(losses)
         }

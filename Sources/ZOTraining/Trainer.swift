@@ -58,7 +58,8 @@ public struct FirstOrderOptions: Sendable, Codable, Equatable {
 /// What happened during training, in order.
 public enum TrainingEvent: Sendable {
     case evaluation(step: Int, metrics: [String: Double])
-    case step(MeZOStep, batch: [Int], seconds: Double)
+    /// A step over the training examples `batch`, `tokens` of them in one forward pass of it.
+    case step(MeZOStep, batch: [Int], tokens: Int, seconds: Double)
     case checkpoint(step: Int, outcome: CheckpointOutcome)
 }
 
@@ -205,7 +206,8 @@ public final class Trainer {
             if let pending = due, snapshot != nil { try submit(pending) }
             due = nil
             try trajectory?.append(result)
-            try report(.step(result, batch: batch, seconds: monotonicSeconds() - start))
+            let tokens = plan.requests.reduce(0) { $0 + $1.batch.lengths.reduce(0, +) }
+            try report(.step(result, batch: batch, tokens: tokens, seconds: monotonicSeconds() - start))
             if result.skipped {
                 nonFinite += 1
                 if nonFinite >= options.maxNonFiniteSteps {

@@ -77,7 +77,7 @@ struct BenchCheckpoint: ParsableCommand {
         var first: Double?
         _ = try Trainer(runner: runner, task: task, options: options, checkpointing: policy).run { event in
             switch event {
-            case .step(_, _, let duration):
+            case .step(_, _, _, let duration):
                 if first == nil { first = monotonicSeconds() - duration } else { seconds.append(duration) }
             case .checkpoint(_, .saved): saved += 1
             case .checkpoint(_, .skipped): skipped += 1

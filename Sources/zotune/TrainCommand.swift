@@ -2,6 +2,7 @@ import ArgumentParser
 import ZOCore
 import ZOCPU
 import ZOModels
+import ZOOffload
 import ZOOptimizers
 import ZOTasks
 import ZOTokenizers
@@ -18,7 +19,8 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Fine-tune a model with zeroth-order SGD: forward passes only (N + 1 per step by default), nothing stored for backpropagation.",
         discussion: """
-            Writes DIR/metrics.jsonl (one line per step and per evaluation), DIR/trajectory.zotraj (one coefficient per \
+            Writes DIR/metrics.jsonl (one line per step and per evaluation; with --report-to tensorboard, or both, \
+            TensorBoard event files in DIR/runs holding the same numbers), DIR/trajectory.zotraj (one coefficient per \
             direction and step: `zotune replay` rebuilds the weights from it and the base model) and the final model as \
             DIR/model (safetensors + config.json + the tokenizer, so that DIR alone runs: `--model DIR`). With --save-every N, checkpoints go to DIR/checkpoints/step-N, written in \
             the background; --resume DIR continues from the newest one bit for bit.
@@ -51,6 +53,8 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (0: before and after only).") var evalEvery = 0
     @Option(name: .customLong("max-nonfinite"), help: "Stop after this many steps with a non-finite loss.") var maxNonFinite = 10
     @Option(help: "Output folder.") var output: String?
+    @Option(name: .customLong("report-to"), help: "Where metrics go: jsonl (OUTPUT/metrics.jsonl), tensorboard (OUTPUT/runs/), or both: jsonl,tensorboard.")
+    var reportTo = "jsonl"
     @Option(name: .customLong("output-gguf"), help: "Also write the fine-tuned model as a GGUF file for llama.cpp.")
     var outputGGUF: String?
     @Option(name: .customLong("gguf-type"), help: "The GGUF's weight matrices: f32, f16, bf16, q8_0 or q4_0.")
@@ -67,8 +71,14 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    /// --report-to as targets.
+    var reportTargets: Set<ReportTarget> { Set(reportTo.split(separator: ",").compactMap { ReportTarget(rawValue: String($0)) }) }
+
     func validate() throws {
         try taskOptions.validateForTraining()
+        guard reportTo.split(separator: ",").allSatisfy({ ReportTarget(rawValue: String($0)) != nil }), !reportTargets.isEmpty else {
+            throw ValidationError("--report-to \(reportTo): a comma-separated list of jsonl and tensorboard")
+        }
         guard (steps ?? 0) >= 0, batchSize >= 1, q >= 1, warmup >= 0, evalEvery >= 0, maxNonFinite >= 1 else {
             throw ValidationError("--steps, --batch-size, --q, --warmup, --eval-every and --max-nonfinite must be positive")
         }
@@ -109,6 +119,24 @@ struct TrainCommand: ParsableCommand {
         let batch: [Int]
         let skipped: Bool
         let seconds: Double
+        /// (loss_plus + loss_minus) / 2, the loss the progress line shows.
+        let loss: Double
+        /// The standard deviation of a population's coefficients (absent for one coefficient).
+        let grad_spread: Double?
+        /// Tokens in one forward pass of the batch.
+        let tokens: Int
+        /// What the machine did: these differ between runs of the same training (offloaded or not, faster or slower).
+        let system: SystemLine
+    }
+
+    struct SystemLine: Encodable {
+        /// Batch tokens per second of the step.
+        let tokens_per_s: Double
+        /// The device arena's high-water mark since the run started.
+        let device_high_water_bytes: Int
+        /// Host ↔ device bytes the offloader moved during the step (offloaded runs).
+        let link_bytes_up: Int?
+        let link_bytes_down: Int?
     }
 
     struct EvalLine: Encodable {
@@ -151,7 +179,7 @@ struct TrainCommand: ParsableCommand {
         let firstOrder = try options.firstOrder.map { try FirstOrderOptimizer(tail: tail!, rule: $0.rule, placement: $0.statePlacement) }
         if let firstOrder { print("first-order: \(hybrid.describe(tail: firstOrder.tail))") }
         if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
-        let metrics = try output.map { try MetricsLog(path: $0 + "/metrics.jsonl", resumingAfter: resumed?.state.step) }
+        let metrics = try output.map { try RunLog(directory: $0, targets: reportTargets, resumingAfter: resumed?.state.step) }
         // The trajectory replays ZO updates only; a run with a first-order part writes none.
         let trajectory = try options.firstOrder != nil ? nil : output.map {
             try TrajectoryLog(path: $0 + "/trajectory.zotraj", header: TrajectoryHeader(seed: seed, mezo: options.mezo, schedule: options.schedule,
@@ -172,16 +200,27 @@ struct TrainCommand: ParsableCommand {
         var first = resumed?.state.initialMetrics
         var (trainingSeconds, stepsRun) = (0.0, 0)
         let forwards = options.firstOrder?.zeroOrder == false ? 1 : options.mezo.streams
+        let offloader = runner as? OffloadedRunner
+        var linkBytes = (up: 0, down: 0)
+        /// The step's system numbers; link bytes as the difference of the offloader's running totals.
+        func system(tokens: Int, seconds: Double) -> SystemLine {
+            let moved = offloader.map { ($0.statistics.bytesUploaded, $0.statistics.bytesDownloaded) }
+            defer { if let moved { linkBytes = moved } }
+            return SystemLine(tokens_per_s: Double(tokens) / max(seconds, 1e-9), device_high_water_bytes: backend.arena.stats.highWater,
+                              link_bytes_up: moved.map { $0.0 - linkBytes.up }, link_bytes_down: moved.map { $0.1 - linkBytes.down })
+        }
         let final = try trainer.run(shouldStop: { interrupted.load(ordering: .relaxed) }) { event in
             switch event {
-            case .step(let step, let batch, let seconds):
+            case .step(let step, let batch, let tokens, let seconds):
                 (trainingSeconds, stepsRun) = (trainingSeconds + seconds, stepsRun + 1)
                 progress.step(step.step + 1, loss: (step.lossPlus + step.lossMinus) / 2, now: monotonicSeconds(),
                               extra: "g \(format(step.projectedGradient))" + (step.skipped ? "  (skipped: non-finite loss)" : ""))
                 try metrics?.write(StepLine(step: step.step + 1, loss_plus: step.lossPlus, loss_minus: step.lossMinus,
                                             projected_grad: step.projectedGradient, forwards: forwards,
                                             lr: step.learningRate, seeds: step.seeds,
-                                            batch: batch, skipped: step.skipped, seconds: seconds))
+                                            batch: batch, skipped: step.skipped, seconds: seconds,
+                                            loss: (step.lossPlus + step.lossMinus) / 2, grad_spread: spread(step.projectedGradients),
+                                            tokens: tokens, system: system(tokens: tokens, seconds: seconds)))
             case .evaluation(let step, let values):
                 guard !values.isEmpty else { return }
                 if first == nil { first = values }
@@ -312,12 +351,20 @@ extension TrainCommand {
     /// The run's closing lines: where the model and its logs are, and how to talk to it.
     func printWhereTheResultsAre(output: String?, gguf: String?) {
         if let output {
-            print("model: \(output)/model (safetensors, config.json, tokenizer); metrics: \(output)/metrics.jsonl")
+            print("model: \(output)/model (safetensors, config.json, tokenizer)")
+            if reportTargets.contains(.jsonl) { print("metrics: \(output)/metrics.jsonl") }
+            if reportTargets.contains(.tensorboard) { print("TensorBoard logs: \(output)/runs (tensorboard --logdir \(output)/runs)") }
         }
         if let gguf { print("GGUF for llama.cpp: \(gguf) (\(ggufType.rawValue))") }
         guard let target = output ?? gguf else { return }
-        print("chat with it: scripts/zotune generate --model \(target) --chat --prompt \"...\"")
+        print("try it: scripts/zotune generate --model \(target) --prompt \"...\" (add --chat for an instruct model)")
         if let gguf { print("   or in llama.cpp: llama-cli -m \(gguf) -cnv") }
     }
 }
 
+/// The standard deviation of `values` (nil for fewer than two).
+func spread(_ values: [Double]) -> Double? {
+    guard values.count > 1 else { return nil }
+    let mean = values.reduce(0, +) / Double(values.count)
+    return (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)).squareRoot()
+}

@@ -34,6 +34,7 @@ import ZOTraining
             var record = try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
             guard record["loss_plus"] != nil else { return nil }
             record["seconds"] = nil
+            record["system"] = nil
             return String(decoding: try JSONSerialization.data(withJSONObject: record, options: .sortedKeys), as: UTF8.self)
         }
     }

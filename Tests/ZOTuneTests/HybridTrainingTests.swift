@@ -98,7 +98,7 @@ extension HybridTrainingTests {
                               firstOrder: try FirstOrderOptimizer(tail: tail, rule: rule, placement: placement))
         var losses: [Double] = []
         _ = try trainer.run { event in
-            if case .step(let step, _, _) = event { losses.append((step.lossPlus + step.lossMinus) / 2) }
+            if case .step(let step, _, _, _) = event { losses.append((step.lossPlus + step.lossMinus) / 2) }
         }
         try runner.copyParametersToHost()
         return (model.groups.map { group in Array(UnsafeBufferPointer(start: group.storage.floats, count: group.layout.count)) }, losses)

@@ -91,6 +91,7 @@ import ZOTraining
             let records = try String(contentsOfFile: directory + "/\(name)/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
                 var record = try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
                 record["seconds"] = nil
+                record["system"] = nil
                 return String(decoding: try JSONSerialization.data(withJSONObject: record, options: .sortedKeys), as: UTF8.self)
             }
             return (records, try Data(contentsOf: URL(fileURLWithPath: directory + "/\(name)/model/model.safetensors")))
