@@ -1,6 +1,7 @@
 import ArgumentParser
 import ZOCore
 import ZOCPU
+import ZOFormats
 import ZOModels
 import ZOOffload
 import ZOOptimizers
@@ -178,7 +179,10 @@ struct TrainCommand: ParsableCommand {
         let runner = try compute.makeRunner(model: model, backend: backend, tail: tail, adapter: hybrid.lowRank)
         let firstOrder = try options.firstOrder.map { try FirstOrderOptimizer(tail: tail!, rule: $0.rule, placement: $0.statePlacement) }
         if let firstOrder { print("first-order: \(hybrid.describe(tail: firstOrder.tail))") }
-        if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
+        if let output {
+            try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+            try writeRunSettings(to: output + "/run.json", steps: steps, lr: lr, estimator: options.mezo.estimatorSummary)
+        }
         let metrics = try output.map { try RunLog(directory: $0, targets: reportTargets, resumingAfter: resumed?.state.step) }
         // The trajectory replays ZO updates only; a run with a first-order part writes none.
         let trajectory = try options.firstOrder != nil ? nil : output.map {
@@ -202,6 +206,9 @@ struct TrainCommand: ParsableCommand {
         let forwards = options.firstOrder?.zeroOrder == false ? 1 : options.mezo.streams
         let offloader = runner as? OffloadedRunner
         var linkBytes = (up: 0, down: 0)
+        func refreshLinkBaseline() {
+            if let offloader { linkBytes = (offloader.statistics.bytesUploaded, offloader.statistics.bytesDownloaded) }
+        }
         /// The step's system numbers; link bytes as the difference of the offloader's running totals.
         func system(tokens: Int, seconds: Double) -> SystemLine {
             let moved = offloader.map { ($0.statistics.bytesUploaded, $0.statistics.bytesDownloaded) }
@@ -222,6 +229,7 @@ struct TrainCommand: ParsableCommand {
                                             loss: (step.lossPlus + step.lossMinus) / 2, grad_spread: spread(step.projectedGradients),
                                             tokens: tokens, system: system(tokens: tokens, seconds: seconds)))
             case .evaluation(let step, let values):
+                refreshLinkBaseline()  // an evaluation's traffic is not the next step's
                 guard !values.isEmpty else { return }
                 if first == nil { first = values }
                 progress.message("eval at step \(step): " + values.sorted { $0.key < $1.key }.map { "\($0.key) \(format($0.value))" }.joined(separator: ", "))
@@ -368,3 +376,20 @@ func spread(_ values: [Double]) -> Double? {
     let mean = values.reduce(0, +) / Double(values.count)
     return (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)).squareRoot()
 }
+
+extension TrainCommand {
+    /// run.json: the settings a report shows beside the run's metrics (and the command line).
+    func writeRunSettings(to path: String, steps: Int, lr: Float, estimator: String) throws {
+        let settings = ["model": modelOptions.model, "task": taskOptions.task, "data": taskOptions.data ?? "(built in)",
+                        "steps": String(steps), "lr": String(lr), "batch_size": String(batchSize), "seed": String(seed),
+                        "eps": String(eps), "schedule": schedule.rawValue, "estimator": estimator,
+                        "offload": compute.offload ? "yes (\(compute.offloadFormat.rawValue))" : "no",
+                        "command": CommandLine.arguments.dropFirst().joined(separator: " ")]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let file = try AtomicFileWriter(path: path)
+        try file.write(Array(try encoder.encode(settings)))
+        try file.commit()
+    }
+}
+
