@@ -36,3 +36,7 @@ python3 scripts/check-gguf-export.py --zotune .build/release/zotune
 # TensorBoard's own reader (tensorboard from PyPI, into $ZOTUNE_HOME/tensorboard) reads back
 # every scalar of --report-to tensorboard as metrics.jsonl has it, CRCs checked, resume included.
 python3 scripts/check-tensorboard.py --zotune .build/release/zotune
+# `zotune report` in a real browser: headless Chromium (Debian's package) renders single,
+# resumed, still-running and side-by-side reports with no console message and a PNG that is not blank.
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || scripts/setup.sh chromium
+python3 scripts/check-report.py --zotune .build/release/zotune

@@ -89,8 +89,8 @@ public struct HTMLReport {
     public var height: Int {
         let settingsRows = Set(runs.flatMap { $0.settings.map(\.key) }).count
         let metricRows = Set(runs.flatMap { $0.evaluations.flatMap(\.metrics.keys) }).count
-        // A settings cell holds about 150 / runs characters a line (the command wraps).
-        let wrapped = runs.flatMap(\.settings).map { $0.value.count / max(1, 150 / runs.count) }.max() ?? 0
+        // A settings cell holds about 150 / runs characters a line (long values wrap).
+        let wrapped = runs.flatMap(\.settings).map { $0.value.count / max(1, 150 / runs.count) }.reduce(0, +) / max(1, runs.count)
         return 160 + 32 * (runs.count + 1) + 32 * (metricRows * runs.count + 1) + (settingsRows == 0 ? 0 : 32 * (settingsRows + 1) + 60)
             + 20 * wrapped
             + (charts.count + 1) / 2 * Int(SVGChart.height + 14) + 80
@@ -107,6 +107,8 @@ public struct HTMLReport {
             h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 22px 0 8px; }
             table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
             th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+            table.settings { table-layout: fixed; width: 100%; } table.settings td { overflow-wrap: anywhere; }
+            table.settings th:first-child { width: 110px; }
             .charts { display: grid; grid-template-columns: 580px 580px; gap: 12px; }
             svg { background: #fafafa; border: 1px solid #ddd; } .title { font-weight: 600; font-size: 13px; }
             .grid { stroke: #e2e2e2; } .tick, .legend { font-size: 11px; fill: #444; } .axis { font-size: 12px; fill: #222; }
@@ -139,7 +141,7 @@ public struct HTMLReport {
         page += "</table>\n"
         let keys = Set(runs.flatMap { $0.settings.map(\.key) }).sorted()
         if !keys.isEmpty {
-            page += "<h2>Settings</h2>\n<table><tr><th>setting</th>" + runs.map { "<th>\(escape($0.name))</th>" }.joined() + "</tr>\n"
+            page += "<h2>Settings</h2>\n<table class=\"settings\"><tr><th>setting</th>" + runs.map { "<th>\(escape($0.name))</th>" }.joined() + "</tr>\n"
             for key in keys {
                 page += "<tr><td>\(escape(key))</td>" + runs.map { run in
                     "<td>\(escape(run.settings.first { $0.key == key }?.value ?? "–"))</td>"
