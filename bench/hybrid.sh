@@ -7,7 +7,7 @@
 # per-step wall times compare.
 #   bench/hybrid.sh [OUT_DIR] [SENTIMENT_STEPS] [LM_STEPS]
 # Writes OUT_DIR/<task>-<run>/metrics.jsonl and the console logs, then bench/hybrid_report.py
-# turns them into a table and plots (needs matplotlib).
+# turns them into a table, and `zotune report` into charts (<task>-by-step/time.html and .png).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out=${1:-$root/bench/results/hybrid-$(date +%Y%m%d)} steps=${2:-200} lm_steps=${3:-100}
@@ -37,5 +37,11 @@ run lm-lowrank "${lm[@]}" --lr 1e-5 --zo low-rank --rank 2 --resample-every 50
 run lm-hybrid-2 "${lm[@]}" --lr 1e-5 --fo-blocks 2 --fo-lr 1e-5 --zo mezo
 run lm-fo-2 "${lm[@]}" --fo-blocks 2 --zo off --fo-lr 1e-5
 run lm-full-fo "${lm[@]}" --fo-blocks all --zo off --fo-lr 1e-5
+# The charts: every run of a task side by side, by step and by training time.
+for task in sentiment lm; do
+    set -- "$out/$task"-*/
+    [[ -e "$1" ]] || continue
+    for axis in step time; do "$zotune" report "$@" --x "$axis" --output "$out/$task-by-$axis.html"; done
+done
 rm -f "$zotune"
-python3 "$root/bench/hybrid_report.py" "$out" || echo "(no report: python3 bench/hybrid_report.py $out needs matplotlib)" >&2
+python3 "$root/bench/hybrid_report.py" "$out"

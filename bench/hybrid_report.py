@@ -1,21 +1,16 @@
 #!/usr/bin/env python3
-"""Table and plots of bench/hybrid.sh's runs: held-out accuracy (sentiment) or loss (lm)
+"""The table of bench/hybrid.sh's runs: held-out accuracy (sentiment) or loss (lm)
 against steps and against training wall time (the sum of the step times metrics.jsonl
 records; evaluations excluded).
 
     python3 bench/hybrid_report.py OUT_DIR
-Writes OUT_DIR/report.md and OUT_DIR/<task>.png. Needs matplotlib.
+Writes OUT_DIR/report.md; bench/hybrid.sh draws the charts with `zotune report` (<task>-by-step, <task>-by-time).
 """
 import json
 import os
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from report_common import finish_figure, machine_lines, plot_run, write_report
+from report_common import machine_lines, write_report
 
 LABELS = {"mezo": "MeZO", "lowrank": "low-rank ZO (r 2, ν 50)", "hybrid-lowrank-2": "hybrid k=2, low-rank ZO + AdamW",
           "full-fo": "full first-order"}
@@ -56,18 +51,11 @@ def main():
         lines += [f"## {task}: held-out {metric} at each evaluation step", "",
                   "| run | s/step | " + " | ".join(f"step {s}" for s in steps) + " | training time |",
                   "|---|---|" + "---|" * len(steps) + "---|"]
-        figure, (by_step, by_time) = plt.subplots(1, 2, figsize=(12, 4.5))
         for run, (evaluations, step_seconds) in data.items():
             at = {s: m.get(metric) for s, _, m in evaluations}
             cells = [f"{at[s]:.4f}" if at.get(s) is not None else "" for s in steps]
             lines.append(f"| {label(run)} | {step_seconds:.2f} | " + " | ".join(cells) + f" | {evaluations[-1][1]:.0f} s |")
-            xs = [s for s, _, m in evaluations if metric in m]
-            ts = [t for _, t, m in evaluations if metric in m]
-            ys = [m[metric] for _, _, m in evaluations if metric in m]
-            plot_run(by_step, by_time, xs, ts, ys, label(run))
-        finish_figure(figure, [(by_step, "step"), (by_time, "training wall time (s)")], metric,
-                      f"SmolLM2-135M, {task}", os.path.join(out, f"{task}.png"))
-        lines.append("")
+        lines += ["", f"Charts: {task}-by-step.png, {task}-by-time.png (`zotune report`).", ""]
     write_report(out, lines)
 
 

@@ -6,7 +6,7 @@
 # steps × 2); one run at a time, so step times compare.
 #   bench/population.sh [OUT_DIR] [RUNS...]     (RUNS: names below; default all)
 # Writes OUT_DIR/<run>/metrics.jsonl and OUT_DIR/<run>.log; bench/population_report.py turns
-# them into a table and plots (accuracy against forward passes and against training time).
+# them into a table, and `zotune report` into charts (against forward passes and against training time).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out=${1:-$root/bench/results/population-$(date +%Y%m%d)}
@@ -60,5 +60,11 @@ for name in "${names[@]}"; do
     rm -rf "$out/$name/model"  # 538 MB each; the metrics are what is measured
     tail -2 "$out/$name.log" >&2
 done
+# The charts: every run of a task side by side, by forwards and by training time.
+for task in sentiment lm; do
+    set -- "$out/$task"-*/
+    [[ -e "$1" ]] || continue
+    for axis in forwards time; do "$zotune" report "$@" --x "$axis" --output "$out/$task-by-$axis.html"; done
+done
 rm -f "$zotune"
-python3 "$root/bench/population_report.py" "$out" || echo "(no report: python3 bench/population_report.py $out needs matplotlib)" >&2
+python3 "$root/bench/population_report.py" "$out"

@@ -1,22 +1,17 @@
 #!/usr/bin/env python3
-"""Table and plots of bench/population.sh's runs: held-out accuracy (sentiment) or loss (lm)
-against forward passes of the batch and against training wall time (the sum of the step
-times metrics.jsonl records; evaluations excluded), and when each run first reached the
-accuracy thresholds.
+"""The table of bench/population.sh's runs: held-out accuracy (sentiment) or loss (lm), the
+training wall time (the sum of the step times metrics.jsonl records; evaluations excluded), and
+when each run first reached the accuracy thresholds. The charts are `zotune report`'s
+(bench/population.sh writes OUT_DIR/<task>-by-forwards.html/.png and <task>-by-time.html/.png).
 
     python3 bench/population_report.py OUT_DIR
-Writes OUT_DIR/report.md and OUT_DIR/<task>.png. Needs matplotlib.
+Writes OUT_DIR/report.md.
 """
 import json
 import os
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from report_common import finish_figure, machine_lines, plot_run, write_report
+from report_common import machine_lines, write_report
 
 THRESHOLDS = [0.70, 0.75, 0.77]
 
@@ -54,7 +49,6 @@ def main():
         if metric == "accuracy":
             header += "".join(f" s to {t:.0%} |" for t in THRESHOLDS)
         lines += [f"## {task}: held-out {metric}", "", header, "|" + "---|" * (header.count("|") - 1)]
-        figure, (by_forwards, by_time) = plt.subplots(1, 2, figsize=(12, 4.5))
         for run, (evaluations, step_seconds, per_step) in data.items():
             values = [(s, n, t, m[metric]) for s, n, t, m in evaluations if metric in m]
             if not values:
@@ -67,10 +61,7 @@ def main():
                     reached = next((t for _, _, t, v in values if v >= threshold), None)
                     row += f" {reached:.0f} |" if reached is not None else " – |"
             lines.append(row)
-            plot_run(by_forwards, by_time, [n for _, n, _, _ in values], [t for _, _, t, _ in values], ys, run)
-        finish_figure(figure, [(by_forwards, "forward passes of the batch"), (by_time, "training wall time (s)")], metric,
-                      f"SmolLM2-135M, {task}, batch 16", os.path.join(out, f"{task}.png"))
-        lines.append("")
+        lines += ["", f"Charts: {task}-by-forwards.png, {task}-by-time.png (`zotune report`).", ""]
     write_report(out, lines)
 
 
