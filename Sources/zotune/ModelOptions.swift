@@ -6,7 +6,7 @@ import ZOTokenizers
 
 /// `--model` and `--tokenizer`, resolved through the asset cache.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "A model: a Hugging Face folder (config.json + safetensors), a .gguf file, or an asset id (smollm2-135m).")
+    @Option(help: "A model: a Hugging Face folder (config.json + safetensors), a training run's --output folder, a .gguf file, or an asset id (smollm2-135m).")
     var model: String
 
     @Option(help: "A tokenizer (tokenizer.json, a folder with vocab.json + merges.txt, a .gguf, or an asset id). Default: the model's own.")

@@ -41,10 +41,10 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var taskOptions: TaskOptions
 
     @Option(help: "Steps (default: the task's, see below).") var steps: Int?
-    @Option(name: .customLong("batch-size")) var batchSize = 16
+    @Option(name: .customLong("batch-size"), help: "Training examples per step.") var batchSize = 16
     @Option(help: "Learning rate (default: the task's, see below).") var lr: Float?
     @Option(help: "Perturbation scale ε.") var eps: Float = 1e-3
-    @Option(name: .customLong("weight-decay")) var weightDecay: Float = 0
+    @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay (not on biases and norms).") var weightDecay: Float = 0
     @Option(help: "constant, linear or cosine.") var schedule = LearningRateSchedule.Shape.constant
     @Option(help: "Warm-up steps.") var warmup = 0
     @Option(help: "MeZO's perturbations per step (averaged).") var q = 1
@@ -269,6 +269,11 @@ struct TrainCommand: ParsableCommand {
         }
         let seconds = Int(monotonicSeconds() - started)
         print("wall time \(seconds / 60)m\(seconds % 60)s (loading, evaluations and saving included)")
+        if let output, reportTargets.contains(.jsonl) {
+            let page = try AtomicFileWriter(path: output + "/report.html")
+            try page.write(Array(HTMLReport(runs: [try RunHistory(directory: output)]).html().utf8))
+            try page.commit()
+        }
         printWhereTheResultsAre(output: output, gguf: outputGGUF)
     }
 }
@@ -360,7 +365,9 @@ extension TrainCommand {
     func printWhereTheResultsAre(output: String?, gguf: String?) {
         if let output {
             print("model: \(output)/model (safetensors, config.json, tokenizer)")
-            if reportTargets.contains(.jsonl) { print("metrics: \(output)/metrics.jsonl") }
+            if reportTargets.contains(.jsonl) {
+                print("metrics: \(output)/metrics.jsonl; report: \(output)/report.html (`zotune report \(output)` adds a PNG)")
+            }
             if reportTargets.contains(.tensorboard) { print("TensorBoard logs: \(output)/runs (tensorboard --logdir \(output)/runs)") }
         }
         if let gguf { print("GGUF for llama.cpp: \(gguf) (\(ggufType.rawValue))") }
