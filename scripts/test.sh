@@ -40,3 +40,11 @@ python3 scripts/check-tensorboard.py --zotune .build/release/zotune
 # resumed, still-running and side-by-side reports with no console message and a PNG that is not blank.
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || scripts/setup.sh chromium
 python3 scripts/check-report.py --zotune .build/release/zotune
+# ZOTune as a library: no unsafe flags in the manifest (a package depending on it by version
+# could not build otherwise), the example package builds against this checkout and fine-tunes a
+# fixture model, and DocC renders the public API's comments without a warning.
+! grep -n "unsafeFlags" Package.swift
+swift run --package-path Examples/FineTune --scratch-path .build/example FineTune Tests/ZOTuneTests/Fixtures/llama/qwen3-f32 \
+    "$(mktemp -d)"
+swift package generate-documentation --warnings-as-errors \
+    $(for t in ZOCore ZOFormats ZOModels ZOCPU ZOTokenizers ZOOptimizers ZOOffload ZOTasks ZOTraining; do echo --target $t; done) > /dev/null

@@ -61,8 +61,8 @@ func attentionHead(q queries: UnsafePointer<Float>, k: UnsafePointer<Float>, v: 
             for d in 0..<headSize {
                 let qd = F8(repeating: query[d])
                 let row = base + d * t8
-                a0.addProduct(qd, load8(row)); a1.addProduct(qd, load8(row + 8))
-                a2.addProduct(qd, load8(row + 16)); a3.addProduct(qd, load8(row + 24))
+                a0 += qd * load8(row); a1 += qd * load8(row + 8)
+                a2 += qd * load8(row + 16); a3 += qd * load8(row + 24)
             }
             store8(a0, scores + block * 8); store8(a1, scores + block * 8 + 8)
             store8(a2, scores + block * 8 + 16); store8(a3, scores + block * 8 + 24)
@@ -70,7 +70,7 @@ func attentionHead(q queries: UnsafePointer<Float>, k: UnsafePointer<Float>, v: 
         }
         while block < blocks {
             var a = F8()
-            for d in 0..<headSize { a.addProduct(F8(repeating: query[d]), load8(keys + d * t8 + block * 8)) }
+            for d in 0..<headSize { a += F8(repeating: query[d]) * load8(keys + d * t8 + block * 8) }
             store8(a, scores + block * 8)
             block += 1
         }
@@ -108,14 +108,14 @@ func attentionHead(q queries: UnsafePointer<Float>, k: UnsafePointer<Float>, v: 
             var s = 0
             while s + 4 <= n {
                 let v = values + s * hs8 + d0
-                a0.addProduct(F8(repeating: scores[s]), load8(v))
-                a1.addProduct(F8(repeating: scores[s + 1]), load8(v + hs8))
-                a2.addProduct(F8(repeating: scores[s + 2]), load8(v + 2 * hs8))
-                a3.addProduct(F8(repeating: scores[s + 3]), load8(v + 3 * hs8))
+                a0 += F8(repeating: scores[s]) * load8(v)
+                a1 += F8(repeating: scores[s + 1]) * load8(v + hs8)
+                a2 += F8(repeating: scores[s + 2]) * load8(v + 2 * hs8)
+                a3 += F8(repeating: scores[s + 3]) * load8(v + 3 * hs8)
                 s += 4
             }
             while s < n {
-                a0.addProduct(F8(repeating: scores[s]), load8(values + s * hs8 + d0))
+                a0 += F8(repeating: scores[s]) * load8(values + s * hs8 + d0)
                 s += 1
             }
             let result = (a0 + a1 + a2 + a3) * inverse

@@ -15,7 +15,7 @@ func layerNormRow(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>?, _ 
     let vmean = F8(repeating: mean)
     var accSq = F8()
     i = 0
-    while i < c8 { let d = load8(x + i) - vmean; accSq.addProduct(d, d); i += 8 }
+    while i < c8 { let d = load8(x + i) - vmean; accSq += d * d; i += 8 }
     var sumSq = accSq.sum()
     while i < channels { let d = x[i] - mean; sumSq += d * d; i += 1 }
     let rstd = 1 / (sumSq / Float(channels) + eps).squareRoot()

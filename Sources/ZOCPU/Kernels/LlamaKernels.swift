@@ -8,7 +8,7 @@ func rmsNormRow(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ off
                 _ channels: Int, _ eps: Float) {
     var acc = F8()
     var i = 0
-    while i + 8 <= channels { let v = load8(x + i); acc.addProduct(v, v); i += 8 }
+    while i + 8 <= channels { let v = load8(x + i); acc += v * v; i += 8 }
     var sum = acc.sum()
     while i < channels { sum += x[i] * x[i]; i += 1 }
     let scale = 1 / (sum / Float(channels) + eps).squareRoot()

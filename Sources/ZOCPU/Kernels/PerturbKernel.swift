@@ -1,3 +1,4 @@
+import CNoise
 import ZOCore
 
 /// θ ← a·θ + Σ_k c_k·z_k over the elements 128·block ..< 128·block + count (count ≤ 128) of a
@@ -26,7 +27,7 @@ func perturbBlock(_ theta: UnsafeMutablePointer<Float>, count: Int, block: Int, 
 /// θ ← a·θ + Σ_k c_k·z_k over one 32-element chunk (the last of a tensor may be shorter);
 /// with a `snapshot`, the values after the decay and its first `afterTerms` terms also go to
 /// its pointer. With `rademacher`, each term's z comes from word `lane` of its Philox block
-/// there (`Noise.signs`), else from `Noise.values`.
+/// there (`zt_add_signs`, Noise.signs' specification), else from `Noise.values`.
 @inline(__always)
 func perturbChunk(_ theta: UnsafeMutablePointer<Float>, count: Int, chunk: Int, tensor: PerturbedTensor,
                   terms: [PerturbationTerm], decayFactor: Float, kind: PerturbationKind,
@@ -47,12 +48,23 @@ func perturbChunk(_ theta: UnsafeMutablePointer<Float>, count: Int, chunk: Int, 
         let a = F8(repeating: decayFactor)
         v = (v.0 * a, v.1 * a, v.2 * a, v.3 * a)
     }
-    for (index, term) in terms.enumerated() {
-        if let snapshot, snapshot.afterTerms == index { storeChunk(v, snapshot.values, count: count) }
-        let c = F8(repeating: tensor.decays ? term.decayCoefficient : term.coefficient)
-        let z = rademacher.map { Noise.signs($0.words[index][$0.lane]) }
-            ?? Noise.values(kind, seed: term.seed, tensor: tensor.id, chunk: chunk)
-        v = (v.0 + c * z.0, v.1 + c * z.1, v.2 + c * z.2, v.3 + c * z.3)
+    if let rademacher {  // the terms' sign updates in C (vectorised for the CPU it runs on)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { buffer in
+            let p = buffer.baseAddress!
+            store8(v.0, p); store8(v.1, p + 8); store8(v.2, p + 16); store8(v.3, p + 24)
+            for (index, term) in terms.enumerated() {
+                if let snapshot, snapshot.afterTerms == index { snapshot.values.update(from: p, count: count) }
+                zt_add_signs(p, rademacher.words[index][rademacher.lane], tensor.decays ? term.decayCoefficient : term.coefficient)
+            }
+            v = (load8(p), load8(p + 8), load8(p + 16), load8(p + 24))
+        }
+    } else {
+        for (index, term) in terms.enumerated() {
+            if let snapshot, snapshot.afterTerms == index { storeChunk(v, snapshot.values, count: count) }
+            let c = F8(repeating: tensor.decays ? term.decayCoefficient : term.coefficient)
+            let z = Noise.values(kind, seed: term.seed, tensor: tensor.id, chunk: chunk)
+            v = (v.0 + c * z.0, v.1 + c * z.1, v.2 + c * z.2, v.3 + c * z.3)
+        }
     }
     if let snapshot, snapshot.afterTerms == terms.count { storeChunk(v, snapshot.values, count: count) }
     storeChunk(v, theta, count: count)

@@ -78,7 +78,7 @@ func dot(_ p: UnsafePointer<Float>, _ q: UnsafePointer<Float>, _ count: Int) -> 
     var acc = F8()
     var i = 0
     while i + 8 <= count {
-        acc.addProduct(load8(p + i), load8(q + i))
+        acc += load8(p + i) * load8(q + i)
         i += 8
     }
     var sum = acc.sum()
@@ -96,7 +96,7 @@ func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float
     let va = F8(repeating: a)
     while i + 8 <= count {
         var v = load8(y + i)
-        v.addProduct(va, load8(x + i))
+        v += va * load8(x + i)
         store8(v, y + i)
         i += 8
     }

@@ -28,29 +28,4 @@ public enum Philox {
         }
         return (x0, x1, x2, x3)
     }
-
-    /// Eight blocks at once, one per lane; counters given word by word.
-    @inline(__always)
-    static func blocks(_ c0: SIMD8<UInt32>, _ c1: SIMD8<UInt32>, _ c2: SIMD8<UInt32>, _ c3: SIMD8<UInt32>,
-                       key: SIMD2<UInt32>) -> (SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>) {
-        var (x0, x1, x2, x3) = (c0, c1, c2, c3)
-        var k0 = key[0], k1 = key[1]
-        for round in 0..<10 {
-            if round > 0 {
-                k0 &+= w0
-                k1 &+= w1
-            }
-            let (hi0, lo0) = mulHiLo(x0, m0)
-            let (hi1, lo1) = mulHiLo(x2, m1)
-            (x0, x1, x2, x3) = (hi1 ^ x1 ^ SIMD8(repeating: k0), lo1, hi0 ^ x3 ^ SIMD8(repeating: k1), lo0)
-        }
-        return (x0, x1, x2, x3)
-    }
-
-    /// The high and low 32 bits of the 64-bit products a · m, lane by lane.
-    @inline(__always)
-    static func mulHiLo(_ a: SIMD8<UInt32>, _ m: UInt32) -> (hi: SIMD8<UInt32>, lo: SIMD8<UInt32>) {
-        let wide = SIMD8<UInt64>(truncatingIfNeeded: a) &* UInt64(m)
-        return (SIMD8<UInt32>(truncatingIfNeeded: wide &>> 32), a &* m)
-    }
 }
