@@ -142,28 +142,47 @@ import ZOTokenizers
         var config = try LlamaConfig.load(path: Fixtures.llama("gemma2-f32") + "/config.json")
         config.queryPreAttnScalar = 7
         #expect(throws: ModelError.self) { try LlamaModel(config: config).ggufHyperparameters() }
-        var llama3 = try LlamaConfig.load(path: Fixtures.llama("llama-gqa-f32") + "/config.json")
-        llama3.ropeScaling = .init(ropeType: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 32)
-        #expect(throws: ModelError.self) { try LlamaModel(config: llama3).ggufHyperparameters() }
         let opt = try ModelRegistry.load(path: Fixtures.opt("opt-tiny-f32"))
         #expect(throws: ModelError.self) { try GGUFExport.write(opt, fileType: .f32, tokenizer: [], name: "opt", to: "/tmp/never.gguf") }
     }
 
-    /// A byte-level tokenizer.json becomes llama.cpp's vocabulary: written as a vocabulary-only
-    /// GGUF and read back, it encodes and decodes as the tokenizer.json does.
-    @Test(arguments: ["qwen2-tokenizer.json", "llama3-tokenizer.json"])
-    func tokenizerJSONBecomesAGGUFVocabulary(name: String) throws {
+    /// A tokenizer.json becomes llama.cpp's vocabulary — byte-level ("gpt2": merges and the
+    /// pre-tokenizer's name) or SentencePiece-style ("llama": scores in merge order, byte tokens):
+    /// written as a vocabulary-only GGUF and read back, it encodes and decodes as the tokenizer.json does.
+    @Test(arguments: [("qwen2-tokenizer.json", "gpt2"), ("llama3-tokenizer.json", "gpt2"),
+                      ("converted-sentencepiece-tokenizer.json", "llama")])
+    func tokenizerJSONBecomesAGGUFVocabulary(name: String, model: String) throws {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let source = Fixtures.root + "/tokenizers/" + name
         let metadata = try GGUFVocabulary.metadata(tokenizerAt: source)
-        #expect(metadata.first?.value == .string("gpt2"))
-        try GGUFVocabulary.write(metadata, architecture: "qwen2", to: directory + "/tokenizer.gguf")
+        #expect(metadata.first?.value == .string(model))
+        try GGUFVocabulary.write(metadata, architecture: "llama", to: directory + "/tokenizer.gguf")
         let original = try Tokenizer.load(path: source), rebuilt = try Tokenizer.load(path: directory)
         #expect(rebuilt.tokens == original.tokens)
-        for text in ["Hello world, 12345 times!", "  spaces\n\nand\ttabs", "naïve café — 東京", "<|endoftext|>x"] {
-            #expect(rebuilt.encode(text) == original.encode(text), "\(name): \(text.debugDescription)")
-            #expect(rebuilt.decode(original.encode(text)) == text)
+        for text in ["Hello world, 12345 times!", "  spaces\n\nand\ttabs", "naïve café — 東京 🦙", "<|endoftext|>x", "a  b   c"] {
+            let ids = original.encode(text)
+            #expect(rebuilt.encode(text) == ids, "\(name): \(text.debugDescription)")
+            #expect(rebuilt.decode(ids) == original.decode(ids), "\(name): \(text.debugDescription)")
+        }
+    }
+
+    /// SentencePiece-style vocabularies trained as BPE (not converted from SentencePiece): some
+    /// token splits into two tokens without that merge, so scores cannot stand for their merges.
+    @Test(arguments: ["sentencepiece-tokenizer.json", "metaspace-tokenizer.json", "gemma-tokenizer.json"])
+    func mergesScoresCannotExpressAreRefused(name: String) throws {
+        #expect(throws: TokenizerError.self) { try GGUFVocabulary.metadata(tokenizerAt: Fixtures.root + "/tokenizers/" + name) }
+    }
+
+    /// The converted vocabulary's GGUF tokenizes as the SentencePiece GGUF it came from.
+    @Test func convertedSentencePieceComesBackAsItsGGUF() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let metadata = try GGUFVocabulary.metadata(tokenizerAt: Fixtures.root + "/tokenizers/converted-sentencepiece-tokenizer.json")
+        try GGUFVocabulary.write(metadata, architecture: "llama", to: directory + "/tokenizer.gguf")
+        let rebuilt = try Tokenizer.load(path: directory), original = try Tokenizer.load(path: Fixtures.root + "/tokenizers/sentencepiece.gguf")
+        for text in ["Hello world, 12345 times!", "  spaces\n\nand\ttabs", "naïve café — 東京 🦙", "a  b   c"] {
+            #expect(rebuilt.encode(text) == original.encode(text), "\(text.debugDescription)")
         }
     }
 
@@ -201,5 +220,29 @@ import ZOTokenizers
         let type = try CLI.run(["export", Fixtures.llama("qwen3-f32"), directory + "/x.gguf", "--type", "q5_k"])
         #expect(type.status != 0 && type.stderr.contains("--type"), "\(type.stderr)")
         #expect(!FileManager.default.fileExists(atPath: directory + "/opt.gguf") && !FileManager.default.fileExists(atPath: directory + "/x.gguf"))
+    }
+
+    /// Llama 3's rope scaling goes to llama.cpp as its rope_freqs.weight table and comes back as
+    /// the same scaling (Llama 3's parameters); a table of other parameters is refused on reading.
+    @Test func llama3RopeScalingRoundTrips() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let source = try ModelRegistry.load(path: Fixtures.llama("llama-gqa-f32")) as! LlamaModel
+        var config = source.config
+        config.ropeScaling = .init(ropeType: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192)
+        config.ropeTheta = 500_000
+        let model = try LlamaModel(config: config)
+        for (a, b) in zip(source.groups, model.groups) { b.storage.floats.update(from: a.storage.floats, count: a.layout.count) }
+        let factors = config.ropeFrequencyFactors
+        #expect(factors.first == 1 && factors.last == 8 && factors.contains { $0 > 1 && $0 < 8 })  // high, low and smoothed bands
+        try GGUFExport.write(model, fileType: .f32, tokenizer: [], name: "llama3", to: directory + "/m.gguf")
+        let reloaded = try ModelRegistry.load(path: directory + "/m.gguf") as! LlamaModel
+        #expect(reloaded.config.ropeScaling == config.ropeScaling)
+        #expect(reloaded.constants == model.constants)
+        // The same table with a different low-frequency factor is not Llama 3's parameters.
+        var other = config
+        other.ropeScaling?.lowFreqFactor = 2
+        try GGUFExport.write(try LlamaModel(config: other), fileType: .f32, tokenizer: [], name: "other", to: directory + "/o.gguf")
+        #expect(throws: ModelError.self) { try ModelRegistry.load(path: directory + "/o.gguf") }
     }
 }

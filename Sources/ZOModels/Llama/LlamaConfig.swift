@@ -397,7 +397,18 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
             }
             config.tieWordEmbeddings = file.info("output.weight") == nil
             if let window = file.metadata[arch + ".attention.sliding_window"]?.int, window > 0 { config.slidingWindow = window }
-            if file.info("rope_factors_long.weight") != nil {
+            if let info = file.info("rope_freqs.weight"), config.ropeScaling == nil {  // llama.cpp's llama3 scaling table
+                var factors = [Float](repeating: 0, count: info.elementCount)
+                try factors.withUnsafeMutableBufferPointer {
+                    try file.readFloats("rope_freqs.weight", expectedShape: [config.headSize / 2], into: $0.baseAddress!)
+                }
+                guard let scaling = config.llama3Scaling(fromFrequencyFactors: factors) else {
+                    throw ModelError.unsupported(path: file.path, reason: "rope_freqs.weight that is not Llama 3's table "
+                                                 + "(factor = its largest value, low 1, high 4, 8192 positions)")
+                }
+                config.ropeScaling = scaling
+            }
+                        if file.info("rope_factors_long.weight") != nil {
                 config.ropeScaling = try longRoPE(file, arch: arch, headSize: config.headSize)
             }
             // Biases are tensors there, not keys: o_proj's means `attention_bias` (all four projections).

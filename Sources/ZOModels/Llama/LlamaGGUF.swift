@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ZOCore
 import ZOFormats
 
@@ -60,6 +63,10 @@ extension LlamaModel: GGUFExportable {
                 })
             }
         }
+        if config.ropeScaling?.ropeType == "llama3" {  // llama.cpp divides each inverse frequency by its factor
+            let factors = config.ropeFrequencyFactors
+            tensors.append(GGUFModelTensor(name: "rope_freqs.weight", shape: [factors.count], isMatrix: false) { factors })
+        }
         if let scaling = config.ropeScaling, scaling.isLongRoPE {
             for (name, factors) in [("rope_factors_long.weight", scaling.longFactor), ("rope_factors_short.weight", scaling.shortFactor)] {
                 let values = (factors ?? []).map(Float.init)
@@ -121,8 +128,10 @@ extension LlamaConfig {
             case "longrope", "su":
                 add("rope.scaling.original_context_length", scaling.originalMaxPositionEmbeddings ?? maxPositionEmbeddings)
                 if let factor = scaling.attentionFactor { add("rope.scaling.attn_factor", factor) }
+            case "llama3":
+                break  // the rope_freqs.weight tensor
             default:
-                throw refuse("rope_scaling '\(scaling.ropeType)' (llama.cpp's rope_freqs tensor is not written yet)")
+                throw refuse("rope_scaling '\(scaling.ropeType)'")
             }
         }
         // Windows: llama.cpp slides every block, or Gemma's fixed pattern of blocks.
@@ -152,5 +161,24 @@ extension LlamaConfig {
             if let local = ropeLocalBaseFreq { add("rope.freq_base_swa", local) }
         }
         return (arch, keys)
+    }
+
+    /// Per rotary frequency, the unscaled inverse frequency over the scaled one: llama.cpp's
+    /// `rope_freqs.weight` [HS/2] (its converter's table for llama3 scaling), from the same
+    /// arithmetic the model's rotary table uses.
+    public var ropeFrequencyFactors: [Float] {
+        let unscaled = (0..<headSize / 2).map { i in 1 / Float(pow(ropeTheta, Double(Float(2 * i) / Float(headSize)))) }
+        return zip(unscaled, LlamaModel.scale(unscaled, ropeScaling)).map { $0 / $1 }
+    }
+
+    /// The llama3 scaling whose `ropeFrequencyFactors` are `factors` (a GGUF's rope_freqs.weight),
+    /// among Llama 3's parameters (the largest factor, low 1, high 4, 8192 positions), or nil.
+    func llama3Scaling(fromFrequencyFactors factors: [Float]) -> RopeScaling? {
+        guard let largest = factors.max(), factors.count == headSize / 2 else { return nil }
+        var candidate = self
+        candidate.ropeScaling = RopeScaling(ropeType: "llama3", factor: Double(largest), lowFreqFactor: 1, highFreqFactor: 4,
+                                            originalMaxPositionEmbeddings: 8192)
+        let matches = zip(candidate.ropeFrequencyFactors, factors).allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($1)) }
+        return matches ? candidate.ropeScaling : nil
     }
 }

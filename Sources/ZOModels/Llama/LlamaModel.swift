@@ -111,7 +111,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
 
 
     /// Applies `rope_scaling` to the inverse frequencies (linear and llama3 as in Hugging Face).
-    private static func scale(_ frequencies: [Float], _ scaling: LlamaConfig.RopeScaling?) -> [Float] {
+    static func scale(_ frequencies: [Float], _ scaling: LlamaConfig.RopeScaling?) -> [Float] {
         guard let scaling else { return frequencies }
         let factor = Float(scaling.factor)
         switch scaling.ropeType {
