@@ -10,8 +10,9 @@ folder as f16, then checks:
 - ZOTune reloads the f32 export with the source's loss and argmax exactly;
 - llama.cpp (llama-cpp-python, built from source once into $ZOTUNE_HOME/llama-cpp-python)
   continues prompts greedily with the same text as `zotune generate` for f32, f16 and the
-  training run (loaded by its folder); for q8_0 its per-token losses agree with ZOTune's on the
-  same file within 0.05 nats on average (llama.cpp also rounds activations to 8 bits there).
+  training run (loaded by its folder); its logits agree with ZOTune's on the same file within
+  0.1 for f32 (llama.cpp keeps its KV cache in f16; measured 0.035 of a 67 span) and 3.0 for
+  q8_0 (llama.cpp also rounds activations to 8 bits there; measured 1.37), mean losses within 0.05.
 Prints what it measured; exits non-zero on the first mismatch.
 """
 import argparse
@@ -26,7 +27,9 @@ PACKAGES = os.path.join(HOME, "llama-cpp-python")
 PINNED = ["llama-cpp-python==0.3.36", "gguf==0.19.0"]
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,"]
 MAX_TOKENS = 32
-Q8_MEAN_LOSS_GAP = 0.05
+F32_LOGIT_BOUND = 0.1  # llama.cpp keeps its KV cache in f16
+Q8_LOGIT_BOUND = 3.0  # llama.cpp's q8_0 products round the activations to 8 bits too
+MEAN_LOSS_GAP = 0.05
 
 
 def install():
@@ -105,13 +108,31 @@ def compare_greedy(llama_cpp, binary, path, model):
             fail(f"{path}: llama.cpp continues {prompt!r} as {theirs!r}, zotune generate as {ours!r}")
 
 
-def llama_losses(llama_cpp, np, path, ids):
+def llama_logits(llama_cpp, np, path, ids):
     llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=os.cpu_count() or 2, verbose=False, logits_all=True)
     llm.eval(ids)
-    logits = np.asarray(llm.scores[:len(ids)], dtype=np.float64)
-    logits -= logits.max(axis=1, keepdims=True)
-    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    return np.array([-logp[t, ids[t + 1]] for t in range(len(ids) - 1)]), logits.argmax(axis=1)[:-1]
+    return np.asarray(llm.scores[:len(ids)], dtype=np.float64)
+
+
+def zotune_logits(np, binary, path, ids, tmp):
+    out = os.path.join(tmp, "logits.f32")
+    zotune(binary, "loss", "--model", path, "--ids", ",".join(map(str, ids)), "--logits-file", out)
+    return np.fromfile(out, dtype="<f4").astype(np.float64).reshape(len(ids), -1)
+
+
+def compare_logits(np, theirs, ours, ids, label, bound):
+    """Max |Δlogit| (bounded), mean loss of each and arg-max agreement."""
+    def losses(logits):
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return np.array([-logp[t, ids[t + 1]] for t in range(len(ids) - 1)])
+    worst = float(np.abs(theirs - ours).max())
+    agree = float(np.mean(theirs.argmax(axis=1) == ours.argmax(axis=1)))
+    print(f"{label}: max |Δlogit| llama.cpp vs zotune {worst:.5f} (bound {bound}; logits span "
+          f"{float(ours.max() - ours.min()):.1f}), mean loss {losses(theirs).mean():.5f} vs {losses(ours).mean():.5f}, "
+          f"arg-max agreement {agree:.3f}", flush=True)
+    if worst > bound or abs(losses(theirs).mean() - losses(ours).mean()) > MEAN_LOSS_GAP:
+        fail(f"{label}: logits differ by {worst}, mean losses by more than {MEAN_LOSS_GAP}")
 
 
 def main():
@@ -147,14 +168,10 @@ def main():
         print(f"llama.cpp's greedy continuations equal zotune generate's (f32, f16; {len(PROMPTS)} prompts, "
               f"{MAX_TOKENS} tokens)", flush=True)
 
-        theirs, their_argmax = llama_losses(llama_cpp, np, files["q8_0"], ids)
-        ours = loss(files["q8_0"])
-        gap = abs(theirs.mean() - ours["loss"])
-        agree = float(np.mean(their_argmax == np.array(ours["argmax"][:len(their_argmax)])))
-        print(f"q8_0: mean loss llama.cpp {theirs.mean():.5f}, zotune {ours['loss']:.5f} (|Δ| {gap:.5f}, "
-              f"bound {Q8_MEAN_LOSS_GAP}); argmax agreement {agree:.3f}", flush=True)
-        if gap > Q8_MEAN_LOSS_GAP:
-            fail(f"q8_0 mean loss differs by {gap}")
+        compare_logits(np, llama_logits(llama_cpp, np, files["f32"], ids), zotune_logits(np, binary, files["f32"], ids, tmp),
+                       ids, "f32", F32_LOGIT_BOUND)
+        compare_logits(np, llama_logits(llama_cpp, np, files["q8_0"], ids), zotune_logits(np, binary, files["q8_0"], ids, tmp),
+                       ids, "q8_0", Q8_LOGIT_BOUND)
 
         # A training run's folder: trained, exported by train itself, run by llama.cpp and by zotune from the folder.
         data = os.path.join(tmp, "ids.jsonl")

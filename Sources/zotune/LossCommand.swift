@@ -1,5 +1,6 @@
 import ArgumentParser
 import ZOCPU
+import ZOFormats
 import ZOModels
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -29,6 +30,9 @@ struct LossCommand: ParsableCommand {
     @Option(help: "A text, encoded with the model's tokenizer (or --tokenizer).")
     var text: String?
 
+    @Option(name: .customLong("logits-file"), help: "Also write the first sequence's logits there: float32 [T, V], little-endian.")
+    var logitsFile: String?
+
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -48,7 +52,13 @@ struct LossCommand: ParsableCommand {
         let model = try modelOptions.loadModel(blockStorage: try compute.hostStorage())
         let batch = try model.makeBatch(sequences)
         let runner = try compute.makeRunner(model: model)
-        let result = try runner.forward(batch, outputs: .argmax)
+        let result = try runner.forward(batch, outputs: logitsFile == nil ? .argmax : [.argmax, .logits])
+        if let logitsFile, let logits = result.logits {
+            let rows = batch.lengths[0] * model.vocabSize
+            let file = try AtomicFileWriter(path: logitsFile)
+            try logits.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[0..<rows * 4])) }
+            try file.commit()
+        }
         for b in 0..<batch.batchSize {
             let (loss, targets) = result.sequenceLoss(b)
             let argmax = Array(result.argmax![b * batch.tokens..<b * batch.tokens + batch.lengths[b]])
