@@ -22,8 +22,9 @@ import subprocess
 import sys
 import tempfile
 
-HOME = os.environ.get("ZOTUNE_HOME", os.path.expanduser("~/.cache/zotune"))
-PACKAGES = os.path.join(HOME, "llama-cpp-python")
+from checklib import HOME, install
+import checklib
+
 PINNED = ["llama-cpp-python==0.3.36", "gguf==0.19.0"]
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,"]
 MAX_TOKENS = 32
@@ -32,17 +33,13 @@ Q8_LOGIT_BOUND = 3.0  # llama.cpp's q8_0 products round the activations to 8 bit
 MEAN_LOSS_GAP = 0.05
 
 
-def install():
+def install_tools():
     """llama-cpp-python (llama.cpp built from source, minutes on 2 cores) and gguf, once."""
-    marker = os.path.join(PACKAGES, ".complete-" + "-".join(PINNED))
-    if not os.path.exists(marker):
-        print("check-gguf-export: building llama.cpp (llama-cpp-python) into", PACKAGES, flush=True)
-        env = dict(os.environ, CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2),
-                   CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=OFF")
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "--target", PACKAGES, *PINNED], check=True, env=env)
-        open(marker, "w").close()
-    sys.path.insert(0, PACKAGES)
+    if not os.path.exists(os.path.join(HOME, "llama-cpp-python", ".complete-" + "-".join(PINNED))):
+        print("check-gguf-export: building llama.cpp (llama-cpp-python) into", os.path.join(HOME, "llama-cpp-python"), flush=True)
+    env = dict(os.environ, CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2),
+               CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=OFF")
+    install("llama-cpp-python", PINNED, env=env)
 
 
 def zotune(binary, *args):
@@ -53,7 +50,7 @@ def zotune(binary, *args):
 
 
 def fail(message):
-    sys.exit("check-gguf-export: FAILED: " + message)
+    checklib.fail("check-gguf-export", message)
 
 
 def check_readable(gguf, path, source):
@@ -139,7 +136,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--zotune", required=True)
     binary = os.path.abspath(parser.parse_args().zotune)
-    install()
+    install_tools()
     import gguf
     import llama_cpp
     import numpy as np

@@ -24,24 +24,15 @@ import subprocess
 import sys
 import tempfile
 
-HOME = os.environ.get("ZOTUNE_HOME", os.path.expanduser("~/.cache/zotune"))
-PACKAGES = os.path.join(HOME, "report-check")
-PINNED = "pillow==13.0.0"
-FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../Tests/ZOTuneTests/Fixtures/opt/opt-tiny-f32")
+from checklib import FIXTURE, install
+import checklib
+
+PINNED = ["pillow==13.0.0"]
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
 
 
 def fail(message):
-    sys.exit("check-report: FAILED: " + message)
-
-
-def install():
-    marker = os.path.join(PACKAGES, ".complete-" + PINNED)
-    if not os.path.exists(marker):
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "--target", PACKAGES, PINNED], check=True)
-        open(marker, "w").close()
-    sys.path.insert(0, PACKAGES)
+    checklib.fail("check-report", message)
 
 
 def chromium():
@@ -97,7 +88,7 @@ def main():
     parser.add_argument("--keep")
     arguments = parser.parse_args()
     binary = os.path.abspath(arguments.zotune)
-    install()
+    install("report-check", PINNED)
     from PIL import Image
     browser = chromium()
     with tempfile.TemporaryDirectory() as tmp:

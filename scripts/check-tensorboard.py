@@ -22,23 +22,14 @@ import subprocess
 import sys
 import tempfile
 
-HOME = os.environ.get("ZOTUNE_HOME", os.path.expanduser("~/.cache/zotune"))
-PACKAGES = os.path.join(HOME, "tensorboard")
-PINNED = "tensorboard==2.21.0"
-FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../Tests/ZOTuneTests/Fixtures/opt/opt-tiny-f32")
+from checklib import FIXTURE, install
+import checklib
 
-
-def install():
-    marker = os.path.join(PACKAGES, ".complete-" + PINNED)
-    if not os.path.exists(marker):
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "--target", PACKAGES, PINNED], check=True)
-        open(marker, "w").close()
-    sys.path.insert(0, PACKAGES)
+PINNED = ["tensorboard==2.21.0"]
 
 
 def fail(message):
-    sys.exit("check-tensorboard: FAILED: " + message)
+    checklib.fail("check-tensorboard", message)
 
 
 def crc32c(data):
@@ -126,7 +117,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--zotune", required=True)
     binary = os.path.abspath(parser.parse_args().zotune)
-    install()
+    install("tensorboard", PINNED)
     from tensorboard.backend.event_processing import event_accumulator
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "train.jsonl")
