@@ -1,4 +1,5 @@
 import CCUDA
+import ZOCore
 
 /// One GPU as the driver reports it.
 public struct CUDADevice: Sendable, Equatable, Codable {
@@ -46,7 +47,7 @@ extension zo_cuda_driver {
                 try check(cuDeviceGetAttribute(&value, id, device), "cuDeviceGetAttribute")
                 return Int(value)
             }
-            return CUDADevice(ordinal: ordinal, name: String(cString: name), totalMemory: memory,
+            return CUDADevice(ordinal: ordinal, name: String(nulTerminated: name), totalMemory: memory,
                               major: try attribute(Int32(ZO_CU_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)),
                               minor: try attribute(Int32(ZO_CU_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)),
                               multiprocessors: try attribute(Int32(ZO_CU_ATTRIBUTE_MULTIPROCESSOR_COUNT)))

@@ -99,7 +99,7 @@ public final class CUDALibraries: @unchecked Sendable {
             defer { table.deallocate() }
             var message = [CChar](repeating: 0, count: 512)
             if loader(path, table, &message, message.count) == 0 { return .loaded(path: path, table: table.pointee) }
-            tried.append((path, String(cString: message)))
+            tried.append((path, String(nulTerminated: message)))
         }
         return .missing(tried: tried)
     }

@@ -75,7 +75,7 @@ public struct KernelCompiler: @unchecked Sendable {
         guard nvrtc.nvrtcGetProgramLogSize(program, &size) == 0, size > 1 else { return "(no log)" }
         var text = [CChar](repeating: 0, count: size)
         guard nvrtc.nvrtcGetProgramLog(program, &text) == 0 else { return "(no log)" }
-        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return String(nulTerminated: text)
     }
 
     private func check(_ result: zo_nvrtc_result, _ call: String) throws(CUDAError) {

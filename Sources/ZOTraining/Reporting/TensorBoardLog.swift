@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ZOCore
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -24,7 +25,7 @@ public final class TensorBoardLog {
         }
         var host = [CChar](repeating: 0, count: 256)
         gethostname(&host, host.count - 1)
-        let hostName = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let hostName = String(nulTerminated: host)
         // TensorBoard reads a folder's files in name order: the microseconds keep a resumed run's file after the first.
         let (seconds, fraction) = modf(Self.now)
         let micro = String(Int(fraction * 1e6)), padded = String(repeating: "0", count: 6 - micro.count) + micro
