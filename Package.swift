@@ -28,14 +28,13 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        .target(name: "CVectorMath"),
         // Gaussian and uniform noise chunks in C, compiled for AVX2 and for baseline x86-64 and
         // picked at load time (target_clones): the speed of a native build without build flags.
         .target(name: "CNoise"),
         // dlopen bindings to the CUDA driver, NVRTC and cuBLAS (no CUDA at build time).
         .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
         // Dtypes, host buffers, the Backend protocol, errors. No model knowledge.
-        .target(name: "ZOCore", dependencies: ["CVectorMath", "CNoise"]),
+        .target(name: "ZOCore", dependencies: ["CNoise"]),
         // The CPU backend: OpenBLAS GEMM, SIMD kernels, a budgeted arena, copy threads.
         .target(name: "ZOCPU", dependencies: ["ZOCore", "CBLAS", "CNoise"]),
         // File formats: safetensors (read + write), HF config.json.

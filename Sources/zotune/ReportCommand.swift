@@ -1,6 +1,5 @@
 import ArgumentParser
 import ZOCore
-import ZOFormats
 import ZOTraining
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -40,9 +39,7 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let report = HTMLReport(runs: try runs.map { try RunHistory(directory: $0) }, axis: x)
         let html = output ?? (runs.count == 1 ? runs[0] + "/report.html" : "report.html")
-        let file = try AtomicFileWriter(path: html)
-        try file.write(Array(report.html().utf8))
-        try file.commit()
+        try report.write(to: html)
         print("wrote \(html)")
         guard !noPNG else { return }
         let png = (html.hasSuffix(".html") ? String(html.dropLast(5)) : html) + ".png"

@@ -270,9 +270,7 @@ struct TrainCommand: ParsableCommand {
         let seconds = Int(monotonicSeconds() - started)
         print("wall time \(seconds / 60)m\(seconds % 60)s (loading, evaluations and saving included)")
         if let output, reportTargets.contains(.jsonl) {
-            let page = try AtomicFileWriter(path: output + "/report.html")
-            try page.write(Array(HTMLReport(runs: [try RunHistory(directory: output)]).html().utf8))
-            try page.commit()
+            try HTMLReport(runs: [try RunHistory(directory: output)]).write(to: output + "/report.html")
         }
         printWhereTheResultsAre(output: output, gguf: outputGGUF)
     }

@@ -40,6 +40,9 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         }
     }
 
+    /// The bytes `elements` values take (a whole number of blocks).
+    public func byteCount(elements: Int) -> Int { elements / block.elements * block.bytes }
+
     /// Whether `dequantize` supports this type.
     public var isDequantizable: Bool {
         switch self {

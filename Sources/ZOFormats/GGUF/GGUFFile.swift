@@ -223,11 +223,11 @@ public struct GGUFHeader: Sendable {
                 }
                 elements = product
             }
-            let (perBlock, blockBytes) = info.type.block
+            let perBlock = info.type.block.elements
             guard elements % perBlock == 0 else {
                 throw .badTensor(path: path, tensor: info.name, reason: "\(elements) elements is not a multiple of \(info.type.name)'s block of \(perBlock)")
             }
-            let byteCount = elements / perBlock * blockBytes
+            let byteCount = info.type.byteCount(elements: elements)
             guard info.offset % UInt64(alignment) == 0 else {
                 throw .badTensor(path: path, tensor: info.name, reason: "offset \(info.offset) is not aligned to \(alignment)")
             }

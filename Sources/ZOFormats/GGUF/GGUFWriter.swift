@@ -12,10 +12,7 @@ public struct GGUFTensorEntry: Sendable, Equatable {
     }
 
     /// Its data's size in bytes.
-    public var byteCount: Int {
-        let (perBlock, bytes) = type.block
-        return shape.reduce(1, *) / perBlock * bytes
-    }
+    public var byteCount: Int { type.byteCount(elements: shape.reduce(1, *)) }
 }
 
 /// Writes a GGUF version 3 file: metadata in the given order, tensor infos, then each

@@ -1,3 +1,5 @@
+import ZOFormats
+
 /// One self-contained HTML page (inline CSS and SVG; no scripts, nothing fetched) about one or
 /// more training runs side by side: their status and settings, before/after evaluation numbers,
 /// and charts of train loss (smoothed over the raw values), every evaluation metric, step time,
@@ -156,5 +158,12 @@ public struct HTMLReport {
 
     private func format(_ value: Double) -> String {
         value.isFinite ? String((value * 10_000).rounded() / 10_000) : "–"
+    }
+
+    /// Writes the page to `path` (atomically).
+    public func write(to path: String) throws {
+        let file = try AtomicFileWriter(path: path)
+        try file.write(Array(html().utf8))
+        try file.commit()
     }
 }

@@ -1,1 +1,0 @@
-// The functions of CVectorMath are header-only (static inline).
