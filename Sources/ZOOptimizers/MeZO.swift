@@ -90,10 +90,14 @@ public final class MeZO {
     private let lowRank: LowRankState?
     private var pending: PerturbationPass
     public private(set) var stepsTaken: Int
+    /// The processes this one shares its steps with (nil: it evaluates every stream alone).
+    public let sharing: (any StepSharing)?
 
     /// `startStep`: the steps already taken (a run resumed from a checkpoint after step k
     /// starts at k, with the flushed weights of step k in the runner).
-    public init(runner: any ModelRunner, options: MeZOOptions, seed: UInt64, startStep: Int = 0) {
+    /// `sharing`: the other processes of a distributed run, which evaluate some of the streams
+    /// (and the rest of the batch).
+    public init(runner: any ModelRunner, options: MeZOOptions, seed: UInt64, startStep: Int = 0, sharing: (any StepSharing)? = nil) {
         precondition(options.q >= 1 && startStep >= 0 && (options.population == nil || options.q == 1))
         lowRank = runner.adapter as? LowRankState
         precondition(lowRank?.options == options.lowRank && (runner.adapter == nil || lowRank != nil),
@@ -105,6 +109,7 @@ public final class MeZO {
         estimator = options.estimator
         runSeed = seed
         stepsTaken = startStep
+        self.sharing = sharing
         pending = PerturbationPass(terms: [], kind: options.perturbation)
     }
 
@@ -118,14 +123,18 @@ public final class MeZO {
     /// one `forward(_:streams:)`. A `snapshot` receives the weights after the previous step (the
     /// flushed θ_t), copied by the step's first pass as it applies the pending update.
     /// `observe` sees the streams' results (a hybrid run backpropagates its first-order part
-    /// from them).
+    /// from them). With `sharing`, the plan is this process's part of the batch (made from
+    /// per-example losses), its streams those `sharing` assigns, and the losses the exchange's.
     public func step(lr: Float, loss plan: LossPlan, snapshot: ParameterSnapshot? = nil,
                      observe: ((_ streams: [[ForwardResult]]) throws -> Void)? = nil) throws -> MeZOStep {
         let step = stepsTaken
         let seeds = (0..<estimator.directions).map { seed(step: step, perturbation: $0) }
         try beginLowRankStep(step)
         let request = snapshot.map { SnapshotRequest(target: $0, afterTerms: pending.terms.count) }
-        let streams = perturbedStreams(seeds)
+        var streams = perturbedStreams(seeds)
+        if let sharing {
+            for s in streams.indices { streams[s].evaluated = sharing.evaluates(stream: s, of: streams.count) }
+        }
         if let lowRank {
             let scale = options.eps / Float(lowRank.options.rank).squareRoot()
             try lowRank.prepare(streams: estimator.streams.map { offset in
@@ -134,7 +143,10 @@ public final class MeZO {
         }
         let results = try runner.forward(plan.requests, streams: streams, snapshot: request)
         try observe?(results)
-        let losses = results.map(plan.reduce)
+        let losses = try sharing.map { sharing in
+            guard let examples = plan.examples else { preconditionFailure("a shared step needs a loss made of per-example parts") }
+            return try sharing.gather(zip(streams, results).map { $0.evaluated ? examples($1) : nil }).map(LossPlan.combine)
+        } ?? results.map(plan.reduce)
         let gradients = estimator.coefficients(losses: losses, eps: options.eps)
         let finite = losses.allSatisfy(\.isFinite) && gradients.allSatisfy { Float($0).isFinite }
         commit(lr: lr, seeds: seeds, gradients: gradients.map(Float.init), finite: finite)

@@ -41,14 +41,13 @@ public struct ChoiceTrainingTask: TrainingTask {
     public func lossPlan(_ indices: [Int], model: any CausalLM) throws -> LossPlan {
         let examples = indices.map { train[$0] }
         let scoring = try Self.scoring(examples, model: model)
-        return LossPlan(requests: scoring.requests, reduce: { results in
-            var total = 0.0
-            for (example, row) in zip(examples, scoring.scores(results)) {
+        // Each example's cross-entropy over its candidates' scores; the loss is their mean.
+        return LossPlan(requests: scoring.requests, examples: { results in
+            zip(examples, scoring.scores(results)).map { example, row in
                 let top = row.max()!
                 let normalizer = row.reduce(0.0) { $0 + exp($1 - top) }
-                total += log(normalizer) + top - row[example.label]
+                return ExampleLoss(sum: log(normalizer) + top - row[example.label], weight: 1)
             }
-            return total / Double(examples.count)
         }, gradient: { results in
             // dL/d score_c = (softmax(scores)_c − [c = label]) / N, carried back through the scores.
             let scoreGradients = zip(examples, scoring.scores(results)).map { example, row in

@@ -130,14 +130,15 @@ public struct QATrainingTask: TrainingTask {
             let first = b * tokens + examples[e].prompt.count - 1  // predicts the answer's first token
             return first..<first + examples[e].target.count
         }
-        return LossPlan(requests: requests, reduce: { results in
-            var total = 0.0
+        // Each example's answer-token losses; the loss is their sum over the answers' tokens.
+        return LossPlan(requests: requests, examples: { results in
+            var parts = examples.map { ExampleLoss(sum: 0, weight: Double($0.target.count)) }
             for (group, result) in zip(groups, results) {
                 for (b, e) in group.enumerated() {
-                    total += result.tokenLosses[answerRows(b, e, tokens: result.batch.tokens)].reduce(0.0) { $0 + Double($1) }
+                    parts[e].sum = result.tokenLosses[answerRows(b, e, tokens: result.batch.tokens)].reduce(0.0) { $0 + Double($1) }
                 }
             }
-            return total / Double(targets)
+            return parts
         }, gradient: { results in
             zip(groups, results).map { group, result in
                 var weights = [Float](repeating: 0, count: result.tokenLosses.count)

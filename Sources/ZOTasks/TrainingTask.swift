@@ -35,13 +35,21 @@ public struct LMTrainingTask: TrainingTask {
 
     public var trainingCount: Int { train.count }
 
-    /// Σ token losses / Σ targets over the batch (Hugging Face's mean).
+    /// Σ token losses / Σ targets over the batch (Hugging Face's mean), summed sequence by sequence.
     public func lossPlan(_ indices: [Int], model: any CausalLM) throws -> LossPlan {
-        let requests = try Self.passes(indices.map { train[$0] }, model: model)
+        let sequences = indices.map { train[$0] }
+        let groups = LengthGroups.plan(lengths: sequences.map(\.count))
+        let requests = try groups.map { ForwardRequest(try model.makeBatch($0.map { sequences[$0] })) }
         let targets = requests.reduce(0) { $0 + $1.batch.targetCount }
-        return LossPlan(requests: requests, reduce: { results in
-            let sums = Self.sums(results)
-            return sums.targets == 0 ? .nan : sums.total / Double(sums.targets)
+        return LossPlan(requests: requests, examples: { results in
+            var parts = [ExampleLoss](repeating: ExampleLoss(sum: 0, weight: 0), count: sequences.count)
+            for (group, result) in zip(groups, results) {
+                for (b, e) in group.enumerated() {
+                    let sequence = result.sequenceLoss(b)
+                    parts[e] = ExampleLoss(sum: sequence.sum, weight: Double(sequence.targets))
+                }
+            }
+            return parts
         }, gradient: { results in
             // Every target's token loss weighs 1/targets (rows without a target get no gradient).
             results.map { LossGradient(tokenWeights: [Float](repeating: 1 / Float(max(targets, 1)), count: $0.tokenLosses.count)) }

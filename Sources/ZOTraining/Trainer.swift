@@ -127,15 +127,21 @@ public final class Trainer {
     public let trajectory: TrajectoryLog?
     /// The state this run resumed from, if any.
     public let resumed: CheckpointState?
+    /// The other processes of a distributed run (nil: this process trains alone).
+    public let group: (any TrainingGroup)?
 
     /// Steps taken so far (the run's step counter).
     public private(set) var stepsTaken: Int
 
     /// A run from step 0, or from `resume` (whose weights the runner must hold). With
-    /// `options.firstOrder`, `firstOrder` updates the runner's tail.
+    /// `options.firstOrder`, `firstOrder` updates the runner's tail. With a `group`, this process
+    /// runs its share of every step (every process of the group calls `run` with the same
+    /// options; only one should be given checkpointing and a trajectory).
     public init(runner: any ModelRunner, task: any TrainingTask, options: TrainingOptions, checkpointing: CheckpointPolicy? = nil,
-                trajectory: TrajectoryLog? = nil, resume: CheckpointState? = nil, firstOrder: FirstOrderOptimizer? = nil) {
+                trajectory: TrajectoryLog? = nil, resume: CheckpointState? = nil, firstOrder: FirstOrderOptimizer? = nil,
+                group: (any TrainingGroup)? = nil) {
         precondition((options.firstOrder == nil) == (firstOrder == nil), "first-order options and optimizer go together")
+        self.group = group
         self.firstOrder = firstOrder
         stepsTaken = resume?.step ?? 0
         self.runner = runner
@@ -144,7 +150,7 @@ public final class Trainer {
         self.checkpointing = checkpointing
         self.trajectory = trajectory
         resumed = resume
-        optimizer = MeZO(runner: runner, options: options.mezo, seed: options.seed, startStep: resume?.step ?? 0)
+        optimizer = MeZO(runner: runner, options: options.mezo, seed: options.seed, startStep: resume?.step ?? 0, sharing: group)
     }
 
     /// Trains up to `options.steps` steps, reporting every event; returns the final metrics.
@@ -194,26 +200,31 @@ public final class Trainer {
             }
         }
 
+        try group?.verifyReplicas(runner, step: nil)
         var due: CheckpointState?
         for step in stepsTaken..<options.steps where !shouldStop() {
             let batch = sampler.next()
             let snapshot = try capture(due)
             let start = monotonicSeconds()
-            let plan = try task.lossPlan(batch, model: runner.model)
+            let plan = try task.lossPlan(group?.shard(batch) ?? batch, model: runner.model)
+            let localTokens = plan.requests.reduce(0) { $0 + $1.batch.lengths.reduce(0, +) }
+            group?.willStep(tokens: localTokens)
             let result = try firstOrder == nil ? optimizer.step(lr: options.schedule.rate(at: step), loss: plan, snapshot: snapshot)
                                                : hybridStep(step, plan: plan)
             stepsTaken += 1
             if let pending = due, snapshot != nil { try submit(pending) }
             due = nil
             try trajectory?.append(result)
-            let tokens = plan.requests.reduce(0) { $0 + $1.batch.lengths.reduce(0, +) }
-            try report(.step(result, batch: batch, tokens: tokens, seconds: monotonicSeconds() - start))
+            try report(.step(result, batch: batch, tokens: group?.stepTokens ?? localTokens, seconds: monotonicSeconds() - start))
             if result.skipped {
                 nonFinite += 1
                 if nonFinite >= options.maxNonFiniteSteps {
                     try optimizer.flush()
                     throw TrainingError.tooManyNonFiniteSteps(nonFinite)
                 }
+            }
+            if let every = group?.verifyEvery, every > 0, (step + 1) % every == 0, step + 1 < options.steps {
+                try group?.verifyReplicas(runner, step: step + 1)
             }
             if let every = checkpointing?.every, (step + 1) % every == 0, step + 1 < options.steps { due = state() }
             if options.evalEvery > 0, (step + 1) % options.evalEvery == 0, step + 1 < options.steps {
@@ -235,6 +246,7 @@ public final class Trainer {
         } else {
             try optimizer.flush()
         }
+        try group?.verifyReplicas(runner, step: stepsTaken)
         let final = try task.evaluate(runner: runner)
         try report(.evaluation(step: stepsTaken, metrics: final))
         return final
@@ -256,18 +268,33 @@ public final class Trainer {
         let result: MeZOStep
         if settings.zeroOrder {
             result = try optimizer.step(lr: lr, loss: plan) { streams in
-                guard streams.allSatisfy({ plan.reduce($0).isFinite }) else { return tail.discardRecording() }
+                // With a group, the streams another process evaluated have no results here.
+                let evaluated = streams.filter { !$0.isEmpty }
+                guard evaluated.allSatisfy({ plan.reduce($0).isFinite }) else { return tail.discardRecording() }
                 let share = 1 / Float(streams.count)
-                try tail.backward(streams.flatMap { gradient($0).map { $0.scaled(by: share) } })
+                try tail.backward(evaluated.flatMap { gradient($0).map { $0.scaled(by: share) } })
             }
         } else {
             let results = try runner.forward(plan.requests)
-            let loss = plan.reduce(results)
+            let loss = try group.map { group in
+                guard let examples = plan.examples else { preconditionFailure("a shared step needs a loss made of per-example parts") }
+                return LossPlan.combine(try group.gather([examples(results)])[0])
+            } ?? plan.reduce(results)
             if loss.isFinite { try tail.backward(gradient(results)) } else { tail.discardRecording() }
             result = MeZOStep(step: step, lossPlus: loss, lossMinus: loss, projectedGradient: 0, learningRate: lr, seeds: [],
                               projectedGradients: [], skipped: !loss.isFinite)
         }
-        if result.skipped { tail.zeroGradients() } else { try firstOrder.step(learningRate: rates.rate(at: step)) }
+        if result.skipped {
+            tail.zeroGradients()
+            return result
+        }
+        if let group {
+            // Each process's gradient is normalized over its own examples: scaled to its share of
+            // the batch, the parts add up to the batch's gradient.
+            let share = Float(group.shardShare)
+            try tail.setGradients(try group.sum(try tail.gradientValues().map { $0 * share }))
+        }
+        try firstOrder.step(learningRate: rates.rate(at: step))
         return result
     }
 }

@@ -108,12 +108,16 @@ struct ComputeOptions: ParsableArguments {
     }
 
     /// The chosen backend with this budget (CUDA: 90% of the GPU's memory by default;
-    /// kernels cached under the assets folder).
-    func makeBackend() throws -> any Backend {
+    /// kernels cached under the assets folder): the CPU with `threads` (default: --threads), or
+    /// GPU `gpu`.
+    func makeBackend(threads: Int? = nil, gpu: Int = 0) throws -> any Backend {
         switch backend {
-        case .cpu: try CPUBackend(budget: try budget(capacity: sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))), threads: threads)
-        case .cuda: try CUDABackend(budget: try budget(capacity: try firstGPUMemory()), kernelCache: Assets().home + "/kernels",
-                                    precision: computeDtype ?? (tf32 ? .tf32 : .fp32), allocations: cudaAllocations)
+        case .cpu:
+            try CPUBackend(budget: try budget(capacity: sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))),
+                           threads: threads ?? self.threads)
+        case .cuda:
+            try CUDABackend(budget: try budget(capacity: try firstGPUMemory()), ordinal: gpu, kernelCache: Assets().home + "/kernels",
+                            precision: computeDtype ?? (tf32 ? .tf32 : .fp32), allocations: cudaAllocations)
         }
     }
 

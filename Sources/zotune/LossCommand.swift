@@ -60,7 +60,7 @@ struct LossCommand: ParsableCommand {
             try file.commit()
         }
         for b in 0..<batch.batchSize {
-            let (loss, targets) = result.sequenceLoss(b)
+            let (loss, _, targets) = result.sequenceLoss(b)
             let argmax = Array(result.argmax![b * batch.tokens..<b * batch.tokens + batch.lengths[b]])
             try printJSONLine(Line(loss: loss.isNaN ? nil : loss, tokens: targets, argmax: argmax))
         }

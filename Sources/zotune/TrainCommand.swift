@@ -9,6 +9,7 @@ import ZOTasks
 import ZOTokenizers
 import ZOTraining
 import ZOAssets
+import ZODistributed
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -72,6 +73,8 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    @OptionGroup var parallelOptions: ParallelOptions
+
     /// --report-to as targets.
     var reportTargets: Set<ReportTarget> { Set(reportTo.split(separator: ",").compactMap { ReportTarget(rawValue: String($0)) }) }
 
@@ -130,6 +133,12 @@ struct TrainCommand: ParsableCommand {
         let system: SystemLine
     }
 
+    struct ExchangeLine: Encodable {
+        /// Bytes this rank sent to and received from the other ranks during the step.
+        let sent: Int
+        let received: Int
+    }
+
     struct SystemLine: Encodable {
         /// Batch tokens per second of the step.
         let tokens_per_s: Double
@@ -138,6 +147,8 @@ struct TrainCommand: ParsableCommand {
         /// Host ↔ device bytes the offloader moved during the step (offloaded runs).
         let link_bytes_up: Int?
         let link_bytes_down: Int?
+        /// Under mpirun or srun: what rank 0 exchanged with the others during the step.
+        let exchange: ExchangeLine?
     }
 
     struct EvalLine: Encodable {
@@ -147,6 +158,14 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         ignoreFileSizeSignal()
+        guard let launch = try parallelOptions.launch() else { return try train(launch: nil) }
+        launch.silenceUnlessWriter()
+        launch.run { try train(launch: launch) }
+    }
+
+    /// The run, alone or as one rank of a launch (rank 0 writes everything, the others nothing).
+    func train(launch: DistributedLaunch?) throws {
+        let isWriter = (launch?.rank ?? 0) == 0
         let defaults = TaskDefaults(task: taskOptions.task, estimator: hybrid.zo)
         let resumed = try resume.map(ResumePoint.init(path:))
         let (steps, lr) = (self.steps ?? resumed?.state.options.steps ?? defaults.steps, self.lr ?? defaults.lr)
@@ -154,7 +173,8 @@ struct TrainCommand: ParsableCommand {
             print("note: \(steps) steps at lr \(lr) (the \(taskOptions.task) defaults for \(hybrid.zo.rawValue))")
         }
         let started = monotonicSeconds()
-        let output = self.output ?? resumed?.runDirectory
+        let output = isWriter ? self.output ?? resumed?.runDirectory : nil
+        let outputGGUF = isWriter ? self.outputGGUF : nil
         let modelPath = try modelOptions.modelPath()
         let baseSHA256 = output == nil ? "" : try ModelFingerprint.sha256(path: modelPath)
         let options = TrainingOptions(steps: steps, batchSize: batchSize,
@@ -165,14 +185,16 @@ struct TrainCommand: ParsableCommand {
                                       firstOrder: try hybrid.firstOrderOptions())
         let run = ["task": taskOptions.task, "data": taskOptions.data ?? "", "eval-data": taskOptions.evalData ?? "",
                    "tokenizer": modelOptions.tokenizer ?? ""]
-        try resumed?.state.checkCompatible(options: options, baseModelSHA256: baseSHA256, run: run, path: resumed!.directory)
+        if isWriter {  // the other ranks start from the same state: the replica check compares their weights
+            try resumed?.state.checkCompatible(options: options, baseModelSHA256: baseSHA256, run: run, path: resumed!.directory)
+        }
         // A resumed run loads the checkpoint's weights; the base model names the architecture and tokenizer.
         let model = try ModelRegistry.load(path: resumed?.directory ?? modelPath, blockStorage: try compute.hostStorage())
         if let resumed { print("resuming after step \(resumed.state.step) from \(resumed.directory)") }
         if outputGGUF != nil { _ = try GGUFExport.exportable(model) }  // refused before training, not after
         let (task, notes) = try taskOptions.makeTask(model: model, modelOptions: modelOptions)
         notes.forEach { print("note: \($0)") }
-        let backend = try compute.makeBackend()
+        let backend = try compute.makeBackend(threads: launch?.threads(compute.threads), gpu: launch?.environment.localRank ?? 0)
         let tail = try options.firstOrder.map {
             try FirstOrderTail(model: model, backend: backend, firstBlock: model.blocks.count - $0.blocks(of: model.blocks.count), trainsEmbedding: $0.embedding)
         }
@@ -197,26 +219,39 @@ struct TrainCommand: ParsableCommand {
                                          storage: try compute.hostStorage()),
                 continueOnError: onSaveError == .continue, baseModelSHA256: baseSHA256, run: run)
         }
+        let group = try launch.map { launch in
+            let group = try parallelOptions.group(launch, batchSize: batchSize, streams: options.firstOrder?.zeroOrder == false ? 1 : options.mezo.streams)
+            group.stopSignal = { interrupted.load(ordering: .relaxed) }
+            try group.agree(on: try agreedFacts(options: options, modelPath: modelPath, layout: group.layout))
+            print("parallel: \(group.layout) (\(launch.environment.launcher)), \(backend.name) each; replicas compared every "
+                  + "\(parallelOptions.verifyEvery) steps")
+            return group
+        }
         let trainer = Trainer(runner: runner, task: task, options: options, checkpointing: checkpointing, trajectory: trajectory,
-                              resume: resumed?.state, firstOrder: firstOrder)
+                              resume: resumed?.state, firstOrder: firstOrder, group: group)
         let progress = Progress(total: steps)
         installInterruptHandler()
         var first = resumed?.state.initialMetrics
         var (trainingSeconds, stepsRun) = (0.0, 0)
         let forwards = options.firstOrder?.zeroOrder == false ? 1 : options.mezo.streams
         let offloader = runner as? OffloadedRunner
-        var linkBytes = (up: 0, down: 0)
+        var linkBytes = (up: 0, down: 0), exchanged = (sent: 0, received: 0)
         func refreshLinkBaseline() {
             if let offloader { linkBytes = (offloader.statistics.bytesUploaded, offloader.statistics.bytesDownloaded) }
         }
         /// The step's system numbers; link bytes as the difference of the offloader's running totals.
         func system(tokens: Int, seconds: Double) -> SystemLine {
             let moved = offloader.map { ($0.statistics.bytesUploaded, $0.statistics.bytesDownloaded) }
-            defer { if let moved { linkBytes = moved } }
+            let exchange = group.map { ExchangeLine(sent: $0.bytesSent - exchanged.sent, received: $0.bytesReceived - exchanged.received) }
+            defer {
+                if let moved { linkBytes = moved }
+                if let group { exchanged = (group.bytesSent, group.bytesReceived) }
+            }
             return SystemLine(tokens_per_s: Double(tokens) / max(seconds, 1e-9), device_high_water_bytes: backend.arena.stats.highWater,
-                              link_bytes_up: moved.map { $0.0 - linkBytes.up }, link_bytes_down: moved.map { $0.1 - linkBytes.down })
+                              link_bytes_up: moved.map { $0.0 - linkBytes.up }, link_bytes_down: moved.map { $0.1 - linkBytes.down },
+                              exchange: exchange)
         }
-        let final = try trainer.run(shouldStop: { interrupted.load(ordering: .relaxed) }) { event in
+        let final = try trainer.run(shouldStop: { group?.stopRequested ?? interrupted.load(ordering: .relaxed) }) { event in
             switch event {
             case .step(let step, let batch, let tokens, let seconds):
                 (trainingSeconds, stepsRun) = (trainingSeconds + seconds, stepsRun + 1)
@@ -228,6 +263,7 @@ struct TrainCommand: ParsableCommand {
                                             batch: batch, skipped: step.skipped, seconds: seconds,
                                             loss: (step.lossPlus + step.lossMinus) / 2, grad_spread: spread(step.projectedGradients),
                                             tokens: tokens, system: system(tokens: tokens, seconds: seconds)))
+                launch?.injectFault(afterStep: step.step + 1)
             case .evaluation(let step, let values):
                 refreshLinkBaseline()  // an evaluation's traffic is not the next step's
                 guard !values.isEmpty else { return }

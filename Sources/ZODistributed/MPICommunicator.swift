@@ -1,0 +1,93 @@
+import CMPI
+import ZOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// MPI_COMM_WORLD of an `mpirun` or `srun` launch, through Open MPI loaded at run time.
+///
+/// The all-gather is point to point (a nonblocking send to and receive from every other rank)
+/// polled with MPI_Test, so that a rank that never sends is noticed after the timeout and named,
+/// where a blocking MPI_Allgather would wait forever. For the few hundred bytes of a ZO step
+/// this costs latency only: K − 1 messages each way per rank.
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    private let mpi: zo_mpi
+    /// Exchanges so far: each exchange's messages carry its number as their tag.
+    private var exchanges = 0
+
+    /// Initializes MPI (MPI_THREAD_SERIALIZED: calls come from one thread at a time).
+    public init(library: MPILibrary) throws(DistributedError) {
+        mpi = library.table
+        var provided: Int32 = 0
+        guard mpi.Init_thread(nil, nil, Int32(ZO_MPI_THREAD_SERIALIZED), &provided) == 0 else {
+            throw .mpi("MPI_Init_thread failed")
+        }
+        guard provided >= Int32(ZO_MPI_THREAD_SERIALIZED) else {
+            throw .mpi("this MPI offers thread level \(provided), ZOTune needs MPI_THREAD_SERIALIZED")
+        }
+        var rank: Int32 = 0, size: Int32 = 0
+        _ = mpi.Comm_rank(mpi.world, &rank)
+        _ = mpi.Comm_size(mpi.world, &size)
+        self.rank = Int(rank)
+        self.size = Int(size)
+    }
+
+    public func allGather(_ bytes: [UInt8], sizes: [Int], timeout: Double, during: String) throws(DistributedError) -> [[UInt8]] {
+        precondition(sizes.count == size && sizes[rank] == bytes.count, "this rank's byte count is sizes[rank]")
+        let tag = Int32(exchanges % 32_000)
+        exchanges += 1
+        let peers = (0..<size).filter { $0 != rank }
+        let outgoing = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
+        let incoming = sizes.map { UnsafeMutableRawBufferPointer.allocate(byteCount: max($0, 1), alignment: 16) }
+        defer {
+            outgoing.deallocate()
+            incoming.forEach { $0.deallocate() }
+        }
+        outgoing.copyBytes(from: bytes)
+        // receives[r], sends[r]: the open requests with rank r (nil once complete).
+        var receives = [UnsafeMutableRawPointer?](repeating: nil, count: size)
+        var sends = [UnsafeMutableRawPointer?](repeating: nil, count: size)
+        for peer in peers {
+            _ = mpi.Irecv(incoming[peer].baseAddress, Int32(sizes[peer]), mpi.byte, Int32(peer), tag, mpi.world, &receives[peer])
+        }
+        for peer in peers {
+            _ = mpi.Isend(outgoing.baseAddress, Int32(bytes.count), mpi.byte, Int32(peer), tag, mpi.world, &sends[peer])
+        }
+        let start = monotonicSeconds()
+        var pause: useconds_t = 20
+        while true {
+            for peer in peers {
+                test(&receives[peer])
+                test(&sends[peer])
+            }
+            let open = peers.filter { receives[$0] != nil || sends[$0] != nil }
+            if open.isEmpty { break }
+            let waited = monotonicSeconds() - start
+            if waited > timeout { throw .rankTimeout(rank: rank, silent: open, seconds: waited, during: during) }
+            usleep(pause)
+            pause = min(pause * 2, 2_000)
+        }
+        return (0..<size).map { $0 == rank ? bytes : Array(incoming[$0].prefix(sizes[$0])) }
+    }
+
+    /// MPI_Test on an open request (a completed one becomes nil).
+    private func test(_ request: inout UnsafeMutableRawPointer?) {
+        guard request != nil else { return }
+        var done: Int32 = 0
+        _ = mpi.Test(&request, &done, nil)
+        if done != 0 { request = nil }
+    }
+
+    /// Ends every rank of the launch with `code` (after this rank reported why).
+    public func abort(code: Int32) -> Never {
+        _ = mpi.Abort(mpi.world, code)
+        exit(code)
+    }
+
+    /// MPI_Finalize: every rank calls it once, after its last exchange.
+    public func finish() {
+        _ = mpi.Finalize()
+    }
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Distributed ZO under a real MPI launcher: Open MPI's mpirun, TCP over loopback.
+
+    python3 scripts/check-mpi.py --zotune .build/release/zotune
+
+Trains a fixture model alone and as ranks of `mpirun --oversubscribe` (TCP over loopback, so the
+network path is exercised), then checks:
+- data 2 and 3 ranks, directions 2 ranks (MeZO and a population), a 2 × 2 grid and offloaded
+  ranks equal the one-process run: metrics (every loss, coefficient, evaluation) and the saved
+  weights byte for byte; `zotune replay` of a distributed run's trajectory rebuilds its weights;
+- a bit flipped on one rank's replica is found by the replica check, naming the tensor and rank;
+- a rank killed with SIGKILL stops the others at once (mpirun names the rank), a hung rank is
+  named after --rank-timeout, and a run resumed from the last checkpoint (on another number of
+  ranks) ends with the uninterrupted run's weights;
+- a batch that does not split, more direction ranks than forward passes, and different data on
+  different ranks are refused before training, naming what differs.
+Prints what it compared and the step times; exits non-zero on the first failure.
+"""
+import argparse
+import filecmp
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from checklib import FIXTURE
+import checklib
+
+MPIRUN = ["mpirun", "--oversubscribe", "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"]
+if os.geteuid() == 0:
+    MPIRUN.append("--allow-run-as-root")
+
+
+def fail(message):
+    checklib.fail("check-mpi", message)
+
+
+def train(binary, directory, data, ranks=1, extra=(), env=None, expect_failure=False, mpmd=None):
+    """Runs `zotune train` alone (ranks 1) or under mpirun; returns (stdout + stderr, seconds)."""
+    command = [binary, "train", "--model", FIXTURE, "--task", "lm", "--data", data, "--eval-data", data, "--batch-size", "6",
+               "--lr", "1e-3", "--seed", "3", "--eval-every", "4", "--output", directory, *extra]
+    if mpmd:
+        command = MPIRUN + [part for i, rank_extra in enumerate(mpmd) for part in (([":"] if i else []) + ["-np", "1"] + command + rank_extra)]
+    elif ranks > 1:
+        command = MPIRUN + ["-np", str(ranks)] + command
+    start = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+    seconds = time.monotonic() - start
+    output = result.stdout + result.stderr
+    if expect_failure != (result.returncode != 0):
+        fail(f"{' '.join(command)} exited {result.returncode}:\n{output[-3000:]}")
+    return output, seconds
+
+
+def metrics(directory):
+    """metrics.jsonl without what differs between machines (times, system numbers)."""
+    lines = []
+    for line in open(os.path.join(directory, "metrics.jsonl")):
+        record = json.loads(line)
+        record.pop("seconds", None)
+        record.pop("system", None)
+        lines.append(record)
+    return lines
+
+
+def same_run(reference, directory, label):
+    if metrics(reference) != metrics(directory):
+        first = next(i for i, (a, b) in enumerate(zip(metrics(reference), metrics(directory))) if a != b)
+        fail(f"{label}: metrics.jsonl differs from the one-process run at line {first + 1}")
+    if not filecmp.cmp(os.path.join(reference, "model/model.safetensors"), os.path.join(directory, "model/model.safetensors"), shallow=False):
+        fail(f"{label}: saved weights differ from the one-process run")
+    print(f"check-mpi: {label}: metrics and weights equal the one-process run")
+
+
+def expect(output, *phrases, label):
+    for phrase in phrases:
+        if phrase not in output:
+            fail(f"{label}: expected '{phrase}' in:\n{output[-3000:]}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--zotune", required=True)
+    binary = os.path.abspath(parser.parse_args().zotune)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "train.jsonl")
+        with open(data, "w") as f:
+            for i in range(18):
+                f.write(json.dumps({"ids": [(i * 7 + j * 13) % 50 + 4 for j in range(3 + (i * 5) % 11)]}) + "\n")
+        path = lambda name: os.path.join(tmp, name)
+
+        for estimator, extra in [("population", ["--steps", "8"]), ("mezo", ["--steps", "8", "--zo", "mezo"])]:
+            train(binary, path(f"alone-{estimator}"), data, extra=extra)
+            layouts = [("data", 2), ("data", 3), ("directions", 2)] + ([("data=2,directions=2", 4)] if estimator == "population" else [])
+            for layout, ranks in layouts:
+                name = f"{estimator}-{layout}-{ranks}"
+                output, seconds = train(binary, path(name), data, ranks, extra + ["--parallel", layout, "--verify-every", "3"])
+                same_run(path(f"alone-{estimator}"), path(name), f"{estimator}, --parallel {layout}, {ranks} ranks ({seconds:.1f} s)")
+        output, _ = train(binary, path("offloaded"), data, 2, ["--steps", "8", "--offload", "--slots", "1", "--parallel", "data"])
+        same_run(path("alone-population"), path("offloaded"), "population, --parallel data, 2 offloaded ranks")
+
+        replayed = path("replayed")
+        result = subprocess.run([binary, "replay", "--base", FIXTURE, "--trajectory", path("population-data-3/trajectory.zotraj"),
+                                 "--output", replayed], capture_output=True, text=True)
+        if result.returncode != 0 or not filecmp.cmp(path("population-data-3/model/model.safetensors"),
+                                                     os.path.join(replayed, "model.safetensors"), shallow=False):
+            fail(f"replay of a 3-rank run does not rebuild its weights: {result.stdout}{result.stderr}")
+        print("check-mpi: zotune replay of a 3-rank run's trajectory rebuilds its weights byte for byte")
+
+        output, _ = train(binary, path("corrupted"), data, 2, ["--steps", "8", "--verify-every", "3"],
+                          env={"ZOTUNE_FAULT_REPLICA": "1:6"}, expect_failure=True)
+        expect(output, "replicas differ after step 6: tensor block 1/", "on rank 1 is not rank 0's", label="a flipped bit")
+        print("check-mpi: a bit flipped on rank 1 is found by the replica check after step 6, naming the tensor")
+
+        # A rank killed with SIGKILL after step 5 (checkpoints every 2 steps): the launch ends at once.
+        output, seconds = train(binary, path("killed"), data, 2, ["--steps", "8", "--save-every", "2"],
+                                env={"ZOTUNE_FAULT_RANK": "1:5:kill"}, expect_failure=True)
+        expect(output, "rank 1", label="a killed rank")
+        if seconds > 60:
+            fail(f"a killed rank stopped the others only after {seconds:.0f} s")
+        print(f"check-mpi: rank 1 killed after step 5: the launch ended in {seconds:.1f} s, naming rank 1")
+        output, _ = train(binary, path("killed"), data, 3, ["--steps", "8", "--save-every", "2", "--resume", path("killed")])
+        expect(output, "resuming after step ", label="resume after a kill")
+        step = output.split("resuming after step ")[1].split()[0]
+        if not filecmp.cmp(path("alone-population/model/model.safetensors"), path("killed/model/model.safetensors"), shallow=False):
+            fail("the run resumed on 3 ranks after a kill does not end with the uninterrupted run's weights")
+        print(f"check-mpi: resumed from step {step} on 3 ranks, it ends with the uninterrupted run's weights byte for byte")
+
+        output, seconds = train(binary, path("hung"), data, 2, ["--steps", "8", "--rank-timeout", "5"],
+                                env={"ZOTUNE_FAULT_RANK": "1:3:hang"}, expect_failure=True)
+        expect(output, "rank 0: no word from rank 1 for 5 s", label="a hung rank")
+        if seconds > 60:
+            fail(f"a hung rank stopped the others only after {seconds:.0f} s")
+        print(f"check-mpi: rank 1 hung after step 3: rank 0 named it and the launch ended in {seconds:.1f} s")
+
+        output, _ = train(binary, path("bad-batch"), data, 4, ["--steps", "2"], expect_failure=True)
+        expect(output, "--batch-size 6 does not split into 4 equal data shards", label="a batch that does not split")
+        output, _ = train(binary, path("bad-directions"), data, 3, ["--steps", "2", "--zo", "mezo", "--parallel", "directions"],
+                          expect_failure=True)
+        expect(output, "3 direction ranks but only 2 forward passes a step", label="too many direction ranks")
+        other = path("other.jsonl")
+        with open(other, "w") as f:
+            f.write(open(data).read().replace("4", "5"))
+        output, _ = train(binary, path("bad-data"), data, mpmd=[[], ["--data", other]], extra=["--steps", "2"], expect_failure=True)
+        expect(output, "rank 1 run with a different training data than rank 0", label="different data")
+        print("check-mpi: a batch that does not split, too many direction ranks and different data on rank 1 are refused by name")
+
+
+if __name__ == "__main__":
+    main()
