@@ -21,11 +21,12 @@ int zo_mpi_load(const char *path, zo_mpi *out, char *error, size_t errorBytes) {
         snprintf(error, errorBytes, "%s", dlerror());
         return -1;
     }
-    RESOLVE(world, "ompi_mpi_comm_world") RESOLVE(byte, "ompi_mpi_byte")
+    RESOLVE(world, "ompi_mpi_comm_world") RESOLVE(byte, "ompi_mpi_byte") RESOLVE(errorsReturn, "ompi_mpi_errors_return")
     RESOLVE(Init_thread, "MPI_Init_thread") RESOLVE(Initialized, "MPI_Initialized") RESOLVE(Finalize, "MPI_Finalize")
     RESOLVE(Comm_rank, "MPI_Comm_rank") RESOLVE(Comm_size, "MPI_Comm_size") RESOLVE(Isend, "MPI_Isend")
     RESOLVE(Irecv, "MPI_Irecv") RESOLVE(Test, "MPI_Test") RESOLVE(Abort, "MPI_Abort")
-    RESOLVE(Get_library_version, "MPI_Get_library_version")
+    RESOLVE(Get_library_version, "MPI_Get_library_version") RESOLVE(Comm_set_errhandler, "MPI_Comm_set_errhandler")
+    RESOLVE(Error_string, "MPI_Error_string")
     return 0;
 fail:
     dlclose(out->handle);

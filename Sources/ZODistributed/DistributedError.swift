@@ -8,6 +8,8 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
     case mismatch(what: String, ranks: [Int], detail: String)
     /// Ranks that sent nothing within the timeout, as seen from `rank`.
     case rankTimeout(rank: Int, silent: [Int], seconds: Double, during: String)
+    /// MPI reported a failed transfer with these ranks (a dead process, a lost connection).
+    case rankUnreachable(rank: Int, peers: [Int], during: String, reason: String)
     /// The replicas' parameters differ: the first tensor that does, and the ranks whose copy
     /// differs from rank 0's.
     case replicasDiffer(step: Int, tensor: String, ranks: [Int])
@@ -22,6 +24,9 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
         case .rankTimeout(let rank, let silent, let seconds, let during):
             return "rank \(rank): no word from rank\(silent.count == 1 ? "" : "s") \(silent.map(String.init).joined(separator: ", ")) "
                 + "for \(Int(seconds)) s during \(during) (killed or hung?); stopping (--rank-timeout sets the wait)"
+        case .rankUnreachable(let rank, let peers, let during, let reason):
+            return "rank \(rank): lost rank\(peers.count == 1 ? "" : "s") \(peers.map(String.init).joined(separator: ", ")) during \(during) "
+                + "(\(reason)); stopping"
         case .replicasDiffer(let step, let tensor, let ranks):
             return "replicas differ after step \(step): tensor \(tensor) on rank\(ranks.count == 1 ? "" : "s") "
                 + "\(ranks.map(String.init).joined(separator: ", ")) is not rank 0's (different kernels or hardware on some ranks?)"

@@ -27,6 +27,8 @@ public final class MPICommunicator: Communicator {
         guard provided >= Int32(ZO_MPI_THREAD_SERIALIZED) else {
             throw .mpi("this MPI offers thread level \(provided), ZOTune needs MPI_THREAD_SERIALIZED")
         }
+        // Failed transfers come back as codes (a dead or unreachable peer is named, not fatal).
+        _ = mpi.Comm_set_errhandler(mpi.world, mpi.errorsReturn)
         var rank: Int32 = 0, size: Int32 = 0
         _ = mpi.Comm_rank(mpi.world, &rank)
         _ = mpi.Comm_size(mpi.world, &size)
@@ -49,18 +51,26 @@ public final class MPICommunicator: Communicator {
         // receives[r], sends[r]: the open requests with rank r (nil once complete).
         var receives = [UnsafeMutableRawPointer?](repeating: nil, count: size)
         var sends = [UnsafeMutableRawPointer?](repeating: nil, count: size)
-        for peer in peers {
-            _ = mpi.Irecv(incoming[peer].baseAddress, Int32(sizes[peer]), mpi.byte, Int32(peer), tag, mpi.world, &receives[peer])
+        var failures: [(peer: Int, code: Int32)] = []
+        func check(_ code: Int32, _ peer: Int) {
+            if code != 0 { failures.append((peer, code)) }
         }
         for peer in peers {
-            _ = mpi.Isend(outgoing.baseAddress, Int32(bytes.count), mpi.byte, Int32(peer), tag, mpi.world, &sends[peer])
+            check(mpi.Irecv(incoming[peer].baseAddress, Int32(sizes[peer]), mpi.byte, Int32(peer), tag, mpi.world, &receives[peer]), peer)
+        }
+        for peer in peers {
+            check(mpi.Isend(outgoing.baseAddress, Int32(bytes.count), mpi.byte, Int32(peer), tag, mpi.world, &sends[peer]), peer)
         }
         let start = monotonicSeconds()
         var pause: useconds_t = 20
         while true {
             for peer in peers {
-                test(&receives[peer])
-                test(&sends[peer])
+                check(test(&receives[peer]), peer)
+                check(test(&sends[peer]), peer)
+            }
+            if let failure = failures.first {
+                throw .rankUnreachable(rank: rank, peers: Array(Set(failures.map(\.peer))).sorted(), during: during,
+                                       reason: errorString(failure.code))
             }
             let open = peers.filter { receives[$0] != nil || sends[$0] != nil }
             if open.isEmpty { break }
@@ -72,12 +82,21 @@ public final class MPICommunicator: Communicator {
         return (0..<size).map { $0 == rank ? bytes : Array(incoming[$0].prefix(sizes[$0])) }
     }
 
-    /// MPI_Test on an open request (a completed one becomes nil).
-    private func test(_ request: inout UnsafeMutableRawPointer?) {
-        guard request != nil else { return }
+    /// MPI_Test on an open request (a completed or failed one becomes nil); MPI's error code.
+    private func test(_ request: inout UnsafeMutableRawPointer?) -> Int32 {
+        guard request != nil else { return 0 }
         var done: Int32 = 0
-        _ = mpi.Test(&request, &done, nil)
-        if done != 0 { request = nil }
+        let code = mpi.Test(&request, &done, nil)
+        if done != 0 || code != 0 { request = nil }
+        return code
+    }
+
+    /// MPI's words for an error code.
+    private func errorString(_ code: Int32) -> String {
+        var text = [CChar](repeating: 0, count: Int(ZO_MPI_MAX_ERROR_STRING) + 1)
+        var length: Int32 = 0
+        _ = mpi.Error_string(code, &text, &length)
+        return String(nulTerminated: text)
     }
 
     /// Ends every rank of the launch with `code` (after this rank reported why).

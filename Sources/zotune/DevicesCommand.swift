@@ -2,12 +2,18 @@ import ArgumentParser
 import ZOAssets
 import ZOCore
 import ZOCUDA
+import ZODistributed
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// `zotune devices`: what CUDA this machine offers ZOTune, found at run time.
 struct DevicesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "devices",
-        abstract: "List the GPUs, the CUDA driver and the NVRTC / cuBLAS libraries found at run time (or say plainly that there are none).",
+        abstract: "List the GPUs, the CUDA driver and the NVRTC / cuBLAS libraries found at run time (or say plainly that there are none), and whether MPI is there for multi-process runs.",
         discussion: """
             Libraries are looked for in $ZOTUNE_CUDA_LIBS (colon-separated folders), then by the dynamic loader, then in the \
             nvidia/*/lib folders of Python environments (where PyTorch and `pip install nvidia-cuda-nvrtc` put them).
@@ -50,6 +56,7 @@ struct DevicesCommand: ParsableCommand {
         } else {
             print("Python nvidia/*/lib folders: \(libraries.searchPath.pythonFolders.joined(separator: ", "))")
         }
+        describeMPI()
         guard compile || compileFor != nil else { return }
         guard let nvrtc = libraries.nvrtc.table else { throw CUDAError.unavailable("cannot compile kernels: NVRTC was not found") }
         guard !architectures.isEmpty else { throw CUDAError.unavailable("no GPU found: name an architecture with --compile-for 90") }
@@ -60,6 +67,17 @@ struct DevicesCommand: ParsableCommand {
                 let cubin = try compiler.cubin(source, architecture: architecture)
                 print("compiled \(source.name) for sm_\(architecture): \(cubin.count) bytes")
             }
+        }
+    }
+
+    /// Open MPI's library (for `mpirun -np K zotune train`), and this process's place in a launch.
+    private func describeMPI() {
+        switch MPILibrary.shared {
+        case .success(let library): print("MPI: \(library.path) (\(library.version))")
+        case .failure(let error): print("MPI: not found (multi-process training needs Open MPI: apt install openmpi-bin); \(error)")
+        }
+        if let launch = LaunchEnvironment.detect(ProcessInfo.processInfo.environment) {
+            print("launched by \(launch.launcher): rank \(launch.rank) of \(launch.size), local rank \(launch.localRank) of \(launch.localSize)")
         }
     }
 

@@ -69,7 +69,7 @@ struct DistributedLaunch {
         do {
             try body()
         } catch {
-            let message = Array("zotune: rank \(rank) of \(communicator.size): error: \(error)\n".utf8)
+            let message = Array("\nzotune: rank \(rank) of \(communicator.size): error: \(error)\n".utf8)
             _ = message.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
             communicator.abort(code: 1)
         }

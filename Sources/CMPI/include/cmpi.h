@@ -10,6 +10,7 @@ typedef struct {
     void *handle;
     void *world;  // MPI_COMM_WORLD (&ompi_mpi_comm_world)
     void *byte;   // MPI_BYTE (&ompi_mpi_byte)
+    void *errorsReturn;  // MPI_ERRORS_RETURN (&ompi_mpi_errors_return)
     int (*Init_thread)(int *argc, char ***argv, int required, int *provided);
     int (*Initialized)(int *flag);
     int (*Finalize)(void);
@@ -20,10 +21,12 @@ typedef struct {
     int (*Test)(void **request, int *flag, void *status);
     int (*Abort)(void *comm, int code);
     int (*Get_library_version)(char *version, int *length);
+    int (*Comm_set_errhandler)(void *comm, void *handler);
+    int (*Error_string)(int code, char *text, int *length);
 } zo_mpi;
 
 // MPI_THREAD_SERIALIZED in Open MPI's numbering.
-enum { ZO_MPI_THREAD_SERIALIZED = 2, ZO_MPI_MAX_LIBRARY_VERSION_STRING = 256 };
+enum { ZO_MPI_THREAD_SERIALIZED = 2, ZO_MPI_MAX_LIBRARY_VERSION_STRING = 256, ZO_MPI_MAX_ERROR_STRING = 256 };
 
 // Opens `path` (RTLD_GLOBAL: Open MPI's plugins resolve symbols of libmpi) and resolves the
 // table; on failure writes the reason into `error` and returns -1.
