@@ -1,3 +1,4 @@
+import ZOCore
 import ZOModels
 import ZOOptimizers
 import ZOTraining
@@ -28,8 +29,10 @@ public final class ProcessGroup: TrainingGroup {
     private var localTokens = 0
     public private(set) var stepTokens = 0
     public private(set) var shardShare = 1.0
-    /// Bytes this rank sent and received in exchanges so far.
+    /// Bytes this rank sent and received in exchanges so far, and the seconds it spent in them
+    /// (waiting for the slowest rank included).
     public private(set) var bytesSent = 0, bytesReceived = 0
+    public private(set) var exchangeSeconds = 0.0
 
     public init(communicator: any Communicator, layout: ParallelLayout, timeout: Double, verifyEvery: Int) throws(DistributedError) {
         guard layout.size == communicator.size else {
@@ -60,7 +63,9 @@ public final class ProcessGroup: TrainingGroup {
         var payload = [Double(localTokens), stopSignal() ? 1 : 0] + local[mine.lowerBound]!.map(\.weight)
         for s in mine { payload += local[s]!.map(\.sum) }
         let counts = (0..<communicator.size).map { 2 + n + n * layout.streams(of: count, group: layout.directionIndex(rank: $0)).count }
+        let start = monotonicSeconds()
         let received = try communicator.allGather(payload, counts: counts, timeout: timeout, during: "a step's exchange of losses")
+        exchangeSeconds += monotonicSeconds() - start
         bytesSent += payload.count * 8 * (communicator.size - 1)
         bytesReceived += (counts.reduce(0, +) - payload.count) * 8
         var streams = [[ExampleLoss]](repeating: [ExampleLoss](repeating: ExampleLoss(sum: .nan, weight: .nan), count: n * layout.dataRanks),

@@ -134,9 +134,11 @@ struct TrainCommand: ParsableCommand {
     }
 
     struct ExchangeLine: Encodable {
-        /// Bytes this rank sent to and received from the other ranks during the step.
+        /// Bytes this rank sent to and received from the other ranks during the step, and the
+        /// seconds the exchange of losses took (waiting for the slowest rank included).
         let sent: Int
         let received: Int
+        let seconds: Double
     }
 
     struct SystemLine: Encodable {
@@ -235,17 +237,20 @@ struct TrainCommand: ParsableCommand {
         var (trainingSeconds, stepsRun) = (0.0, 0)
         let forwards = options.firstOrder?.zeroOrder == false ? 1 : options.mezo.streams
         let offloader = runner as? OffloadedRunner
-        var linkBytes = (up: 0, down: 0), exchanged = (sent: 0, received: 0)
+        var linkBytes = (up: 0, down: 0), exchanged = (sent: 0, received: 0, seconds: 0.0)
         func refreshLinkBaseline() {
             if let offloader { linkBytes = (offloader.statistics.bytesUploaded, offloader.statistics.bytesDownloaded) }
         }
         /// The step's system numbers; link bytes as the difference of the offloader's running totals.
         func system(tokens: Int, seconds: Double) -> SystemLine {
             let moved = offloader.map { ($0.statistics.bytesUploaded, $0.statistics.bytesDownloaded) }
-            let exchange = group.map { ExchangeLine(sent: $0.bytesSent - exchanged.sent, received: $0.bytesReceived - exchanged.received) }
+            let exchange = group.map {
+                ExchangeLine(sent: $0.bytesSent - exchanged.sent, received: $0.bytesReceived - exchanged.received,
+                             seconds: $0.exchangeSeconds - exchanged.seconds)
+            }
             defer {
                 if let moved { linkBytes = moved }
-                if let group { exchanged = (group.bytesSent, group.bytesReceived) }
+                if let group { exchanged = (group.bytesSent, group.bytesReceived, group.exchangeSeconds) }
             }
             return SystemLine(tokens_per_s: Double(tokens) / max(seconds, 1e-9), device_high_water_bytes: backend.arena.stats.highWater,
                               link_bytes_up: moved.map { $0.0 - linkBytes.up }, link_bytes_down: moved.map { $0.1 - linkBytes.down },
