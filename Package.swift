@@ -28,17 +28,18 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        // Gaussian and uniform noise chunks in C, compiled for AVX2 and for baseline x86-64 and
+        // Kernels in C, compiled for x86-64-v3 (AVX2, FMA) or AVX2 and for baseline x86-64 and
         // picked at load time (target_clones): the speed of a native build without build flags.
-        .target(name: "CNoise"),
+        // Gaussian and uniform noise chunks, and the batch-invariant GEMM.
+        .target(name: "CKernels"),
         // dlopen bindings to the CUDA driver, NVRTC and cuBLAS (no CUDA at build time).
         .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
         // dlopen bindings to Open MPI's libmpi (no MPI at build time).
         .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
         // Dtypes, host buffers, the Backend protocol, errors. No model knowledge.
-        .target(name: "ZOCore", dependencies: ["CNoise"]),
+        .target(name: "ZOCore", dependencies: ["CKernels"]),
         // The CPU backend: OpenBLAS GEMM, SIMD kernels, a budgeted arena, copy threads.
-        .target(name: "ZOCPU", dependencies: ["ZOCore", "CBLAS", "CNoise"]),
+        .target(name: "ZOCPU", dependencies: ["ZOCore", "CBLAS", "CKernels"]),
         // File formats: safetensors (read + write), HF config.json.
         .target(name: "ZOFormats", dependencies: ["ZOCore"]),
         // Byte-level BPE tokenizers from tokenizer.json, vocab.json + merges.txt, or GGUF metadata.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CBLAS
+import CKernels
 import Synchronization
 import ZOCore
 
@@ -54,10 +55,9 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         self.arena = DeviceArena(budget: budget)
         self.threads = threads
         self.parallel = Parallel(threads: threads)
-        // OpenBLAS runs single-threaded; `linear` spreads calls of fixed shapes over our threads
-        // instead (`TiledGEMM`), so every element is computed the same way whatever the thread
-        // count and the batch (OpenBLAS's own threading changes results with the thread count,
-        // and its setting is process-wide).
+        // OpenBLAS (the backward passes' GEMMs) runs single-threaded; the backward kernels split
+        // their work over our threads instead (OpenBLAS's own threading changes results with the
+        // thread count, and its setting is process-wide). The forward GEMM is `zt_gemm_nt`.
         openblas_set_num_threads(1)
     }
 
@@ -171,7 +171,22 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                        m: Int, n: Int, k: Int, activation: Activation, accumulate: Bool) {
         let y = pointer(out)
         profile.measure("gemm") {
-            TiledGEMM.multiply(x: pointer(x), w: pointer(weight), out: y, m: m, n: n, k: k, accumulate: accumulate, parallel: parallel)
+            // out[:, columns] = x · weight[columns]ᵀ, the columns in blocks of 64 over the threads (the rows
+            // when there are few columns). zt_gemm_nt computes every element the same way however the
+            // product is split (GEMM.h): the results depend neither on the thread count nor on the batch.
+            let x = UncheckedSendable(UnsafePointer(pointer(x))), w = UncheckedSendable(UnsafePointer(pointer(weight)))
+            let out = UncheckedSendable(y), accumulate: Int32 = accumulate ? 1 : 0
+            let blocks = (n + 63) / 64
+            if blocks >= threads || m < 3 * threads {
+                parallel.forRanges(blocks) { range in
+                    let first = range.lowerBound * 64, end = min(n, range.upperBound * 64)
+                    zt_gemm_nt(x.value, w.value + first * k, out.value + first, m, end - first, k, n, accumulate)
+                }
+            } else {
+                parallel.forRanges(m, grain: 3) { rows in
+                    zt_gemm_nt(x.value + rows.lowerBound * k, w.value, out.value + rows.lowerBound * n, rows.count, n, k, n, accumulate)
+                }
+            }
         }
         let relu = activation == .relu
         guard bias != nil || relu else { return }

@@ -1,4 +1,4 @@
-import CNoise
+import CKernels
 import ZOCore
 
 /// θ ← a·θ + Σ_k c_k·z_k over the elements 128·block ..< 128·block + count (count ≤ 128) of a

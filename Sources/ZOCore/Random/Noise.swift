@@ -1,4 +1,4 @@
-import CNoise
+import CKernels
 
 /// The distribution of perturbation directions z.
 public enum PerturbationKind: String, Sendable, Codable, CaseIterable {
@@ -21,7 +21,7 @@ public enum PerturbationKind: String, Sendable, Codable, CaseIterable {
 ///   r = sqrt(−2·log(u₀)), z₀ = r·cos(2πu₁), z₁ = r·sin(2πu₁); likewise z₂, z₃ from u₂, u₃;
 ///   `log` (Cephes' logf polynomial after splitting off the exponent), `cos` and `sin` (an exact
 ///   quadrant, then Cephes' sinf/cosf polynomials) are fixed polynomials with IEEE fp32 +, −, ×,
-///   sqrt and no fused multiply-adds, coded in CNoise.c (compiled for AVX2 and for baseline
+///   sqrt and no fused multiply-adds, coded in CKernels/Noise.c (compiled for AVX2 and for baseline
 ///   x86-64, picked at load time) and in the CUDA noise kernel.
 /// - Rademacher: one bit per element: chunk c = i / 32 takes word c % 4 of the block with
 ///   counter (c / 4 low, c / 4 high, tensor id, 1), and z_i = +1 if bit i % 32 of that word is
