@@ -6,12 +6,15 @@
 # alternate, ROUNDS times; prints each run's mean step time (steps 2.., the first warms up),
 # the bytes rank 0 exchanged per step, and whether the ranks' metrics and weights equal the
 # one-process run's.
+# Runs go to a temporary folder (their models are 0.5 GB each); OUT_DIR gets summary.txt and the logs.
 #   bench/distributed.sh [OUT_DIR] [ROUNDS]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out=${1:-$root/bench/results/distributed-$(date +%Y%m%d)}
+results=${1:-$root/bench/results/distributed-$(date +%Y%m%d)}
 rounds=${2:-2}
-mkdir -p "$out"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+mkdir -p "$results"
 zotune="$root/.build/release/zotune"
 [ -x "$zotune" ] || swift build -c release --product zotune --package-path "$root"
 "$zotune" assets fetch > /dev/null
@@ -30,7 +33,7 @@ mpirun=(mpirun --oversubscribe --mca btl tcp,self --mca btl_tcp_if_include lo -n
 common=(train --model smollm2-135m --task sst2 --data "$out/train.jsonl" --eval-data "$out/eval.jsonl" --batch-size 16
         --zo population --queries 4 --lr 2e-3 --steps 8 --seed 1)
 {
-    echo "# bench/distributed.sh $out $rounds  ($(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$root" rev-parse --short HEAD))"
+    echo "# bench/distributed.sh $results $rounds  ($(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$root" rev-parse --short HEAD))"
     echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB"
     echo "# $("${mpirun[0]}" --version | head -1)"
 } > "$out/summary.txt"
@@ -61,4 +64,5 @@ for name in ["alone", "data", "directions"]:
     equal = "-" if name == "alone" else ("yes" if all(same(f"alone-{r}", f"{name}-{r}") for r in range(1, rounds + 1)) else "NO")
     print(f"{label:<26}{mean:>20.3f}{base / mean:>17.2f}×{moved:>24}{wait:>17}  {equal}")
 PY
-cat "$out/summary.txt"
+cp "$out/summary.txt" "$out"/*.log "$results/"
+cat "$results/summary.txt"

@@ -6,14 +6,15 @@
 Trains a fixture model alone and as ranks of `mpirun --oversubscribe` (TCP over loopback, so the
 network path is exercised), then checks:
 - data 2 and 3 ranks, directions 2 ranks (MeZO and a population), a 2 × 2 grid and offloaded
-  ranks equal the one-process run: metrics (every loss, coefficient, evaluation) and the saved
-  weights byte for byte; `zotune replay` of a distributed run's trajectory rebuilds its weights;
+  ranks (fp32 and bf16 links) equal the one-process run: metrics (every loss, coefficient,
+  evaluation) and the saved weights byte for byte; `zotune replay` of a distributed run's
+  trajectory rebuilds its weights; a hybrid run (`--fo-blocks`) ends with identical replicas;
 - a bit flipped on one rank's replica is found by the replica check, naming the tensor and rank;
 - a rank killed with SIGKILL stops the others at once (mpirun names the rank), a hung rank is
   named after --rank-timeout, and a run resumed from the last checkpoint (on another number of
   ranks) ends with the uninterrupted run's weights;
-- a batch that does not split, more direction ranks than forward passes, and different data on
-  different ranks are refused before training, naming what differs.
+- a batch that does not split, more direction ranks than forward passes, and a different binary,
+  data or model on one rank are refused before training, naming what differs.
 Prints what it compared and the step times; exits non-zero on the first failure.
 """
 import argparse
@@ -37,12 +38,16 @@ def fail(message):
     checklib.fail("check-mpi", message)
 
 
-def train(binary, directory, data, ranks=1, extra=(), env=None, expect_failure=False, mpmd=None):
-    """Runs `zotune train` alone (ranks 1) or under mpirun; returns (stdout + stderr, seconds)."""
-    command = [binary, "train", "--model", FIXTURE, "--task", "lm", "--data", data, "--eval-data", data, "--batch-size", "6",
-               "--lr", "1e-3", "--seed", "3", "--eval-every", "4", "--output", directory, *extra]
+def train(binary, directory, data, ranks=1, extra=(), env=None, expect_failure=False, mpmd=None, binaries=None):
+    """Runs `zotune train` alone (ranks 1) or under mpirun; with `mpmd`, one rank per list of extra
+    arguments (and per binary of `binaries`); returns (stdout + stderr, seconds)."""
+    arguments = ["train", "--model", FIXTURE, "--task", "lm", "--data", data, "--eval-data", data, "--batch-size", "6",
+                 "--lr", "1e-3", "--seed", "3", "--eval-every", "4", "--output", directory, *extra]
+    command = [binary] + arguments
     if mpmd:
-        command = MPIRUN + [part for i, rank_extra in enumerate(mpmd) for part in (([":"] if i else []) + ["-np", "1"] + command + rank_extra)]
+        binaries = binaries or [binary] * len(mpmd)
+        command = MPIRUN + [part for i, rank_extra in enumerate(mpmd)
+                            for part in (([":"] if i else []) + ["-np", "1", binaries[i]] + arguments + rank_extra)]
     elif ranks > 1:
         command = MPIRUN + ["-np", str(ranks)] + command
     start = time.monotonic()
@@ -100,6 +105,15 @@ def main():
                 same_run(path(f"alone-{estimator}"), path(name), f"{estimator}, --parallel {layout}, {ranks} ranks ({seconds:.1f} s)")
         output, _ = train(binary, path("offloaded"), data, 2, ["--steps", "8", "--offload", "--slots", "1", "--parallel", "data"])
         same_run(path("alone-population"), path("offloaded"), "population, --parallel data, 2 offloaded ranks")
+        bf16 = ["--steps", "8", "--offload", "--slots", "1", "--offload-format", "bf16"]
+        train(binary, path("alone-bf16"), data, extra=bf16)
+        train(binary, path("bf16"), data, 3, bf16 + ["--parallel", "data"])
+        same_run(path("alone-bf16"), path("bf16"), "population, --parallel data, 3 offloaded ranks with bf16 links")
+
+        # A hybrid run: the tail's gradients summed over the ranks; the last replica check passing
+        # means the ranks ended with the same weights.
+        output, _ = train(binary, path("hybrid"), data, 2, ["--steps", "4", "--zo", "mezo", "--fo-blocks", "1", "--fo-lr", "1e-3"])
+        print("check-mpi: a hybrid run (--fo-blocks 1) on 2 data ranks ends with identical replicas")
 
         replayed = path("replayed")
         result = subprocess.run([binary, "replay", "--base", FIXTURE, "--trajectory", path("population-data-3/trajectory.zotraj"),
@@ -145,7 +159,28 @@ def main():
             f.write(open(data).read().replace("4", "5"))
         output, _ = train(binary, path("bad-data"), data, mpmd=[[], ["--data", other]], extra=["--steps", "2"], expect_failure=True)
         expect(output, "rank 1 run with a different training data than rank 0", label="different data")
-        print("check-mpi: a batch that does not split, too many direction ranks and different data on rank 1 are refused by name")
+        # Another binary (the same bytes and one more: it runs, but its sha256 differs) and another model
+        # (one weight changed) on rank 1.
+        other_binary = path("zotune-copy")
+        with open(binary, "rb") as source, open(other_binary, "wb") as target:
+            target.write(source.read() + b"\0")
+        os.chmod(other_binary, 0o755)
+        output, _ = train(binary, path("bad-binary"), data, mpmd=[[], ["--steps", "2"]], extra=["--steps", "2"], expect_failure=True,
+                          binaries=[binary, other_binary])
+        expect(output, "rank 1 run with a different binary than rank 0", label="a different binary")
+        other_model = path("other-model")
+        os.makedirs(other_model)
+        for name in os.listdir(FIXTURE):
+            with open(os.path.join(FIXTURE, name), "rb") as source:
+                content = bytearray(source.read())
+            if name == "model.safetensors":
+                content[-1] ^= 1  # the last tensor's last byte
+            with open(os.path.join(other_model, name), "wb") as target:
+                target.write(content)
+        output, _ = train(binary, path("bad-model"), data, mpmd=[[], ["--model", other_model]], extra=["--steps", "2"], expect_failure=True)
+        expect(output, "rank 1 run with a different model than rank 0 (tensor ", label="a different model")
+        print("check-mpi: a batch that does not split, too many direction ranks, and different data, binary or weights on rank 1 "
+              "are refused by name")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ python3 scripts/check-tensorboard.py --zotune .build/release/zotune
 # resumed, still-running and side-by-side reports with no console message and a PNG that is not blank.
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || scripts/setup.sh chromium
 python3 scripts/check-report.py --zotune .build/release/zotune
+# Several processes under Open MPI's mpirun (Debian's openmpi-bin; TCP over loopback): data,
+# direction and grid runs equal one process byte for byte, a flipped replica bit, a killed and a
+# hung rank are named, a resume on another rank count ends where the uninterrupted run does.
+command -v mpirun >/dev/null || scripts/setup.sh openmpi-bin
+python3 scripts/check-mpi.py --zotune .build/release/zotune
 # ZOTune as a library: no unsafe flags in the manifest (a package depending on it by version
 # could not build otherwise), the example package builds against this checkout and fine-tunes a
 # fixture model, and DocC renders the public API's comments without a warning.

@@ -22,6 +22,18 @@ import ZOTraining
         return LMTrainingTask(train: sequences, heldOut: Array(sequences.prefix(3)))
     }
 
+    /// The same examples as a choice task (2 or 3 candidates) and as a QA task (answer tokens).
+    static func tasks(vocabulary: Int) -> [(name: String, task: any TrainingTask)] {
+        let lm = task(vocabulary: vocabulary)
+        let choice = lm.train.enumerated().map { i, ids in
+            ChoiceExample(prompt: Array(ids.dropLast()), candidates: (0..<(2 + i % 2)).map { [($0 * 7 + i) % vocabulary] }, label: i % 2)
+        }
+        let qa = lm.train.map { ids in QAExample(prompt: Array(ids.prefix(ids.count / 2 + 1)), target: Array(ids.dropFirst(ids.count / 2 + 1)),
+                                                 answers: []) }
+        return [("lm", lm), ("choice", ChoiceTrainingTask(train: choice, heldOut: [])),
+                ("qa", QATrainingTask(train: qa, heldOut: [], codec: TestCodec()))]
+    }
+
     static let population = MeZOOptions(eps: 1e-2, weightDecay: 0.1, perturbation: .rademacher, population: .fzoo(queries: 3))
     static let mezo = MeZOOptions(eps: 1e-2, q: 2)
 
@@ -35,7 +47,7 @@ import ZOTraining
     /// A run of 5 steps (batch 6, with replica checks every 2 steps) on `rank` of `group`, or alone.
     /// With `firstOrder`, the deepest block trains first-order (AdamW).
     static func run(_ fixture: String, options: MeZOOptions, offload: Bool = false, firstOrder: FirstOrderOptions? = nil,
-                    group: ProcessGroup? = nil) throws -> Outcome {
+                    task name: String = "lm", group: ProcessGroup? = nil) throws -> Outcome {
         let model = try OffloadTests.model(fixture, layers: 3), backend = try CPUBackend(budget: 64 << 20, threads: 1)
         let tail = try firstOrder.map { _ in try FirstOrderTail(model: model, backend: backend, firstBlock: 2) }
         let runner: any ModelRunner = offload
@@ -45,8 +57,8 @@ import ZOTraining
                                                                                               totalSteps: 5),
                                        mezo: options, seed: 11, firstOrder: firstOrder)
         let optimizer = try firstOrder.map { try FirstOrderOptimizer(tail: tail!, rule: $0.rule, placement: .device) }
-        let trainer = Trainer(runner: runner, task: Self.task(vocabulary: model.vocabSize), options: training, firstOrder: optimizer,
-                              group: group)
+        let task = Self.tasks(vocabulary: model.vocabSize).first { $0.name == name }!.task
+        let trainer = Trainer(runner: runner, task: task, options: training, firstOrder: optimizer, group: group)
         var outcome = Outcome()
         _ = try trainer.run { event in
             guard case .step(let step, _, let tokens, _) = event else { return }
@@ -96,6 +108,21 @@ import ZOTraining
                     }
                 }
             }
+        }
+    }
+
+    /// Every task's loss splits over data shards: choice (cross-entropy over candidates) and QA
+    /// (answer tokens) runs on a 2 × 2 grid equal the one-process run bit for bit.
+    @Test(arguments: ["choice", "qa"])
+    func everyTaskSplits(task: String) throws {
+        let alone = try Self.run("llama/llama-gqa-f32", options: Self.population, task: task)
+        let outcomes = Self.ranks(4) { rank, communicator in
+            let group = try ProcessGroup(communicator: communicator, layout: ParallelLayout(dataRanks: 2, directionRanks: 2), timeout: 60,
+                                         verifyEvery: 2)
+            return try Self.run("llama/llama-gqa-f32", options: Self.population, task: task, group: group)
+        }
+        for (rank, outcome) in outcomes.enumerated() {
+            #expect(try outcome.get() == alone, "\(task): rank \(rank)")
         }
     }
 
