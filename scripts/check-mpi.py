@@ -12,7 +12,8 @@ network path is exercised), then checks:
 - a bit flipped on one rank's replica is found by the replica check, naming the tensor and rank;
 - a rank killed with SIGKILL stops the others at once (mpirun names the rank), a hung rank is
   named after --rank-timeout, and a run resumed from the last checkpoint (on another number of
-  ranks) ends with the uninterrupted run's weights;
+  ranks) ends with the uninterrupted run's weights; SIGTERM to every rank stops all after the
+  same step, rank 0 saving;
 - a batch that does not split, more direction ranks than forward passes, and a different binary,
   data or model on one rank are refused before training, naming what differs.
 Prints what it compared and the step times; exits non-zero on the first failure.
@@ -141,6 +142,26 @@ def main():
         if not filecmp.cmp(path("alone-population/model/model.safetensors"), path("killed/model/model.safetensors"), shallow=False):
             fail("the run resumed on 3 ranks after a kill does not end with the uninterrupted run's weights")
         print(f"check-mpi: resumed from step {step} on 3 ranks, it ends with the uninterrupted run's weights byte for byte")
+
+        # SIGTERM to every rank (what Slurm sends at its time limit): all stop after the same step, rank 0 saves.
+        command = MPIRUN + ["-np", "2", binary, "train", "--model", FIXTURE, "--task", "lm", "--data", data, "--batch-size", "6",
+                            "--steps", "1000000", "--rank-timeout", "30", "--output", path("terminated")]
+        launch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        metrics_file = path("terminated/metrics.jsonl")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not os.path.exists(metrics_file) or open(metrics_file).read().count("loss_plus") < 5):
+            time.sleep(0.2)
+        ranks = subprocess.run(["pgrep", "-P", str(launch.pid), "-x", "zotune"], capture_output=True, text=True).stdout.split()
+        if len(ranks) != 2:
+            launch.kill()
+            fail(f"expected mpirun's 2 zotune children, found {ranks}")
+        for pid in ranks:
+            os.kill(int(pid), 15)
+        output = launch.communicate(timeout=120)[0]
+        if launch.returncode != 0 or "interrupted after step" not in output or not os.path.exists(path("terminated/model/model.safetensors")):
+            fail(f"SIGTERM to both ranks: exit {launch.returncode}, expected a clean stop and a saved model:\n{output[-2000:]}")
+        step = output.split("interrupted after step ")[1].split(";")[0]
+        print(f"check-mpi: SIGTERM to both ranks: both stopped after step {step}, rank 0 saved the model, exit 0")
 
         output, seconds = train(binary, path("hung"), data, 2, ["--steps", "8", "--rank-timeout", "5"],
                                 env={"ZOTUNE_FAULT_RANK": "1:3:hang"}, expect_failure=True)
