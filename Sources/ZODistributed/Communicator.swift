@@ -18,7 +18,9 @@ extension Communicator {
         let stride = MemoryLayout<T>.stride
         let bytes = values.withUnsafeBytes { Array($0) }
         return try allGather(bytes, sizes: counts.map { $0 * stride }, timeout: timeout, during: during).map { received in
-            received.withUnsafeBytes { raw in (0..<received.count / stride).map { raw.loadUnaligned(fromByteOffset: $0 * stride, as: T.self) } }
+            received.withUnsafeBytes { raw in
+                (0..<received.count / stride).map { raw.loadUnaligned(fromByteOffset: $0 * stride, as: T.self) }
+            }
         }
     }
 }

@@ -62,14 +62,16 @@ public final class ProcessGroup: TrainingGroup {
         let mine = layout.streams(of: count, group: layout.directionIndex(rank: rank))
         var payload = [Double(localTokens), stopSignal() ? 1 : 0] + local[mine.lowerBound]!.map(\.weight)
         for s in mine { payload += local[s]!.map(\.sum) }
-        let counts = (0..<communicator.size).map { 2 + n + n * layout.streams(of: count, group: layout.directionIndex(rank: $0)).count }
+        let counts = (0..<communicator.size).map { r in
+            2 + n + n * layout.streams(of: count, group: layout.directionIndex(rank: r)).count
+        }
         let start = monotonicSeconds()
         let received = try communicator.allGather(payload, counts: counts, timeout: timeout, during: "a step's exchange of losses")
         exchangeSeconds += monotonicSeconds() - start
         bytesSent += payload.count * 8 * (communicator.size - 1)
         bytesReceived += (counts.reduce(0, +) - payload.count) * 8
-        var streams = [[ExampleLoss]](repeating: [ExampleLoss](repeating: ExampleLoss(sum: .nan, weight: .nan), count: n * layout.dataRanks),
-                                      count: count)
+        let unset = [ExampleLoss](repeating: ExampleLoss(sum: .nan, weight: .nan), count: n * layout.dataRanks)
+        var streams = [[ExampleLoss]](repeating: unset, count: count)
         stepTokens = 0
         stopRequested = received.contains { $0[1] != 0 }
         let weight = { (values: [Double]) in values[2..<2 + n].reduce(0, +) }
@@ -96,8 +98,8 @@ public final class ProcessGroup: TrainingGroup {
         var total = [Float](repeating: 0, count: values.count)
         for start in stride(from: 0, to: values.count, by: Self.sumChunk) {
             let end = min(values.count, start + Self.sumChunk)
-            let parts = try communicator.allGather(Array(values[start..<end]), counts: Array(repeating: end - start, count: communicator.size),
-                                                   timeout: timeout, during: "the first-order gradients' sum")
+            let parts = try communicator.allGather(Array(values[start..<end]), counts: everyRank(end - start), timeout: timeout,
+                                                   during: "the first-order gradients' sum")
             bytesSent += (end - start) * 4 * (communicator.size - 1)
             bytesReceived += (end - start) * 4 * (communicator.size - 1)
             for part in parts {
@@ -116,12 +118,14 @@ public final class ProcessGroup: TrainingGroup {
             group.values(spec)[0] = Float(bitPattern: group.values(spec)[0].bitPattern ^ 1)
         }
         let tensors = ReplicaChecksum.tensors(of: runner.model)
-        let checksums = try communicator.allGather(tensors.map(\.checksum), counts: Array(repeating: tensors.count, count: communicator.size),
-                                                   timeout: timeout, during: "the replica check")
+        let checksums = try communicator.allGather(tensors.map(\.checksum), counts: everyRank(tensors.count), timeout: timeout,
+                                                   during: "the replica check")
         for (t, tensor) in tensors.enumerated() {
             let differing = (1..<communicator.size).filter { checksums[$0][t] != checksums[0][t] }
             guard differing.isEmpty else {
-                guard let step else { throw DistributedError.mismatch(what: "model", ranks: differing, detail: "tensor \(tensor.name) differs") }
+                guard let step else {
+                    throw DistributedError.mismatch(what: "model", ranks: differing, detail: "tensor \(tensor.name) differs")
+                }
                 throw DistributedError.replicasDiffer(step: step, tensor: tensor.name, ranks: differing)
             }
         }
@@ -131,16 +135,20 @@ public final class ProcessGroup: TrainingGroup {
     /// 0's; throws naming the first fact and the ranks that differ.
     public func agree(on facts: [(name: String, value: String)]) throws {
         let text = Array(facts.map { $0.name + "=" + $0.value }.joined(separator: "\n").utf8)
-        let sizes = try communicator.allGather([text.count], counts: Array(repeating: 1, count: communicator.size), timeout: timeout,
-                                               during: "the start-up check").map { $0[0] }
+        let sizes = try communicator.allGather([text.count], counts: everyRank(1), timeout: timeout, during: "the start-up check")
+            .map { $0[0] }
         let all = try communicator.allGather(text, sizes: sizes, timeout: timeout, during: "the start-up check")
         let lines = all.map { String(decoding: $0, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) }
         for (i, fact) in facts.enumerated() {
             let differing = (1..<communicator.size).filter { lines[$0].count <= i || lines[$0][i] != lines[0][i] }
             guard differing.isEmpty else {
-                throw DistributedError.mismatch(what: fact.name, ranks: differing, detail: "rank 0 has \(lines[0][i]), rank \(differing[0]) "
-                                                + (lines[differing[0]].count > i ? "has \(lines[differing[0]][i])" : "has nothing"))
+                let theirs = lines[differing[0]].count > i ? "has \(lines[differing[0]][i])" : "has nothing"
+                throw DistributedError.mismatch(what: fact.name, ranks: differing,
+                                                detail: "rank 0 has \(lines[0][i]), rank \(differing[0]) \(theirs)")
             }
         }
     }
+
+    /// `count` for every rank (an exchange in which every rank sends as much).
+    private func everyRank(_ count: Int) -> [Int] { Array(repeating: count, count: communicator.size) }
 }

@@ -109,15 +109,17 @@ struct ComputeOptions: ParsableArguments {
 
     /// The chosen backend with this budget (CUDA: 90% of the GPU's memory by default;
     /// kernels cached under the assets folder): the CPU with `threads` (default: --threads), or
-    /// GPU `gpu`.
+    /// GPU `gpu` (modulo the GPUs there are: ranks beyond them share).
     func makeBackend(threads: Int? = nil, gpu: Int = 0) throws -> any Backend {
         switch backend {
         case .cpu:
-            try CPUBackend(budget: try budget(capacity: sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))),
-                           threads: threads ?? self.threads)
+            return try CPUBackend(budget: try budget(capacity: sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))),
+                                  threads: threads ?? self.threads)
         case .cuda:
-            try CUDABackend(budget: try budget(capacity: try firstGPUMemory()), ordinal: gpu, kernelCache: Assets().home + "/kernels",
-                            precision: computeDtype ?? (tf32 ? .tf32 : .fp32), allocations: cudaAllocations)
+            let gpus = try cudaDevices()
+            return try CUDABackend(budget: try budget(capacity: gpus[gpu % gpus.count].totalMemory), ordinal: gpu % gpus.count,
+                                   kernelCache: Assets().home + "/kernels", precision: computeDtype ?? (tf32 ? .tf32 : .fp32),
+                                   allocations: cudaAllocations)
         }
     }
 
@@ -135,11 +137,12 @@ struct ComputeOptions: ParsableArguments {
     }
 }
 
-/// The first GPU's memory in bytes (what a fractional --device-memory is of).
-private func firstGPUMemory() throws -> Int {
+/// The GPUs the CUDA driver sees (at least one, or an error saying why none).
+private func cudaDevices() throws -> [CUDADevice] {
     guard let driver = CUDALibraries.shared.driver.table else { throw BackendError.unavailable("no CUDA driver (libcuda.so.1) on this machine") }
-    guard let gpu = try driver.devices().first else { throw BackendError.unavailable("no GPU found by the CUDA driver") }
-    return gpu.totalMemory
+    let gpus = try driver.devices()
+    guard !gpus.isEmpty else { throw BackendError.unavailable("no GPU found by the CUDA driver") }
+    return gpus
 }
 
 /// The `--backend` choices.
