@@ -197,7 +197,7 @@ def main():
         fault("hung", "hang", 3, ["--rank-timeout", "5"], "rank 0: no word from rank 1 for 5 s")
 
         output, _ = train(binary, path("bad-batch"), data, 4, ["--steps", "2"], expect_failure=True)
-        expect(output, "--batch-size 6 does not split into 4 equal data shards", label="a batch that does not split")
+        expect(output, "a batch of 6 examples does not split into 4 equal data shards", label="a batch that does not split")
         output, _ = train(binary, path("bad-directions"), data, 3, ["--steps", "2", "--zo", "mezo", "--parallel", "directions"],
                           expect_failure=True)
         expect(output, "3 direction ranks but only 2 forward passes a step", label="too many direction ranks")

@@ -41,12 +41,10 @@ public final class MPICommunicator: Communicator {
         let tag = Int32(exchanges % 32_000)
         exchanges += 1
         let peers = (0..<size).filter { $0 != rank }
+        // Freed once every request has completed; after a failure they stay (MPI may still write
+        // into them until the process ends, which the caller's abort brings soon).
         let outgoing = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
         let incoming = sizes.map { UnsafeMutableRawBufferPointer.allocate(byteCount: max($0, 1), alignment: 16) }
-        defer {
-            outgoing.deallocate()
-            incoming.forEach { $0.deallocate() }
-        }
         outgoing.copyBytes(from: bytes)
         // receives[r], sends[r]: the open requests with rank r (nil once complete).
         var receives = [UnsafeMutableRawPointer?](repeating: nil, count: size)
@@ -75,11 +73,18 @@ public final class MPICommunicator: Communicator {
             let open = peers.filter { receives[$0] != nil || sends[$0] != nil }
             if open.isEmpty { break }
             let waited = monotonicSeconds() - start
-            if waited > timeout { throw .rankTimeout(rank: rank, silent: open, seconds: waited, during: during) }
+            if waited > timeout {
+                // The peers not heard from; if every part arrived, those not taking this rank's.
+                let silent = peers.filter { receives[$0] != nil }
+                throw .rankTimeout(rank: rank, silent: silent.isEmpty ? open : silent, seconds: waited, during: during)
+            }
             usleep(pause)
             pause = min(pause * 2, 2_000)
         }
-        return (0..<size).map { $0 == rank ? bytes : Array(incoming[$0].prefix(sizes[$0])) }
+        let received = (0..<size).map { $0 == rank ? bytes : Array(incoming[$0].prefix(sizes[$0])) }
+        outgoing.deallocate()
+        incoming.forEach { $0.deallocate() }
+        return received
     }
 
     /// MPI_Test on an open request (a completed or failed one becomes nil); MPI's error code.

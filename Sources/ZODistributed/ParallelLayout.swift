@@ -71,7 +71,8 @@ public struct ParallelLayout: Sendable, Equatable, CustomStringConvertible {
     /// direction group.
     public func check(batchSize: Int, streams: Int) throws(DistributedError) {
         guard batchSize % dataRanks == 0 else {
-            throw .layout("--batch-size \(batchSize) does not split into \(dataRanks) equal data shards (\(self))")
+            throw .layout("a batch of \(batchSize) examples does not split into \(dataRanks) equal data shards (\(self)); "
+                          + "make --batch-size (and the training set) a multiple of \(dataRanks)")
         }
         guard directionRanks <= streams else {
             throw .layout("\(directionRanks) direction ranks but only \(streams) forward passes a step to share (\(self)); "

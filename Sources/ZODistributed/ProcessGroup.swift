@@ -17,6 +17,9 @@ public final class ProcessGroup: TrainingGroup {
     public let layout: ParallelLayout
     /// Seconds to wait for another rank's part of an exchange.
     public let timeout: Double
+    /// The wait of the exchanges before training (`agree`, the first replica check), at least an
+    /// hour: ranks load the model and rank 0 hashes it for its checkpoints, which can take long.
+    public var startTimeout: Double { max(timeout, 3600) }
     public let verifyEvery: Int
     /// Fault injection for tests: before the replica check after this step, one bit of this
     /// rank's copy of a tensor flips.
@@ -118,8 +121,8 @@ public final class ProcessGroup: TrainingGroup {
             group.values(spec)[0] = Float(bitPattern: group.values(spec)[0].bitPattern ^ 1)
         }
         let tensors = ReplicaChecksum.tensors(of: runner.model)
-        let checksums = try communicator.allGather(tensors.map(\.checksum), counts: everyRank(tensors.count), timeout: timeout,
-                                                   during: "the replica check")
+        let checksums = try communicator.allGather(tensors.map(\.checksum), counts: everyRank(tensors.count),
+                                                   timeout: step == nil ? startTimeout : timeout, during: "the replica check")
         for (t, tensor) in tensors.enumerated() {
             let differing = (1..<communicator.size).filter { checksums[$0][t] != checksums[0][t] }
             guard differing.isEmpty else {
@@ -135,9 +138,9 @@ public final class ProcessGroup: TrainingGroup {
     /// 0's; throws naming the first fact and the ranks that differ.
     public func agree(on facts: [(name: String, value: String)]) throws {
         let text = Array(facts.map { $0.name + "=" + $0.value }.joined(separator: "\n").utf8)
-        let sizes = try communicator.allGather([text.count], counts: everyRank(1), timeout: timeout, during: "the start-up check")
+        let sizes = try communicator.allGather([text.count], counts: everyRank(1), timeout: startTimeout, during: "the start-up check")
             .map { $0[0] }
-        let all = try communicator.allGather(text, sizes: sizes, timeout: timeout, during: "the start-up check")
+        let all = try communicator.allGather(text, sizes: sizes, timeout: startTimeout, during: "the start-up check")
         let lines = all.map { String(decoding: $0, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) }
         for (i, fact) in facts.enumerated() {
             let differing = (1..<communicator.size).filter { lines[$0].count <= i || lines[$0][i] != lines[0][i] }

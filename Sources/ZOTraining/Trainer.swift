@@ -236,6 +236,8 @@ public final class Trainer {
             }
             try collect()
         }
+        // Before the writer's waits, which only this process makes: the others do not sit in the exchange meanwhile.
+        try group?.verifyReplicas(runner, step: stepsTaken)
         if let writer = checkpointing?.writer, stepsTaken != resumed?.step {
             writer.wait()
             try collect()
@@ -246,7 +248,6 @@ public final class Trainer {
         } else {
             try optimizer.flush()
         }
-        try group?.verifyReplicas(runner, step: stepsTaken)
         let final = try task.evaluate(runner: runner)
         try report(.evaluation(step: stepsTaken, metrics: final))
         return final

@@ -108,11 +108,13 @@ extension TrainCommand {
         let configuration = FileSystem.isFolder(modelPath) == true ? modelPath + "/config.json" : modelPath
         return [("binary", try fileDigest("/proc/self/exe")),
                 ("model configuration", FileSystem.isFolder(configuration) == nil ? "none" : try fileDigest(configuration)),
+                ("tokenizer", modelOptions.tokenizer ?? "the model's"),
                 ("task", taskOptions.task),
                 ("training data", try taskOptions.data.map { try fileDigest($0) } ?? "built in"),
                 ("evaluation data", try taskOptions.evalData.map { try fileDigest($0) } ?? "built in"),
                 ("options", String(decoding: try encoder.encode(options), as: UTF8.self)),
-                ("layout", layout.description)]
+                ("layout", layout.description),
+                ("replica checks", "every \(parallelOptions.verifyEvery) steps")]
     }
 }
 

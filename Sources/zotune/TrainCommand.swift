@@ -222,7 +222,9 @@ struct TrainCommand: ParsableCommand {
                 continueOnError: onSaveError == .continue, baseModelSHA256: baseSHA256, run: run)
         }
         let group = try launch.map { launch in
-            let group = try parallelOptions.group(launch, batchSize: batchSize, streams: options.firstOrder?.zeroOrder == false ? 1 : options.mezo.streams)
+            // A batch holds at most every training example (the sampler's rule).
+            let group = try parallelOptions.group(launch, batchSize: min(batchSize, task.trainingCount),
+                                                  streams: options.firstOrder?.zeroOrder == false ? 1 : options.mezo.streams)
             group.stopSignal = { interrupted.load(ordering: .relaxed) }
             try group.agree(on: try agreedFacts(options: options, modelPath: modelPath, layout: group.layout))
             print("parallel: \(group.layout) (\(launch.environment.launcher)), \(backend.name) each; replicas compared every "
