@@ -38,8 +38,7 @@ public struct LMTrainingTask: TrainingTask {
     /// Σ token losses / Σ targets over the batch (Hugging Face's mean), summed sequence by sequence.
     public func lossPlan(_ indices: [Int], model: any CausalLM) throws -> LossPlan {
         let sequences = indices.map { train[$0] }
-        let groups = LengthGroups.plan(lengths: sequences.map(\.count))
-        let requests = try groups.map { ForwardRequest(try model.makeBatch($0.map { sequences[$0] })) }
+        let (groups, requests) = try Self.passes(sequences, model: model)
         let targets = requests.reduce(0) { $0 + $1.batch.targetCount }
         return LossPlan(requests: requests, examples: { results in
             var parts = [ExampleLoss](repeating: ExampleLoss(sum: 0, weight: 0), count: sequences.count)
@@ -61,16 +60,17 @@ public struct LMTrainingTask: TrainingTask {
         var total = 0.0, targets = 0
         for start in stride(from: 0, to: heldOut.count, by: evaluationBatch) {
             let chunk = Array(heldOut[start..<min(start + evaluationBatch, heldOut.count)])
-            let sums = Self.sums(try runner.forward(try Self.passes(chunk, model: runner.model)))
+            let sums = Self.sums(try runner.forward(try Self.passes(chunk, model: runner.model).requests))
             total += sums.total
             targets += sums.targets
         }
         return ["eval_loss": total / Double(max(targets, 1))]
     }
 
-    /// Length-sorted forward passes over `sequences`.
-    static func passes(_ sequences: [[Int]], model: any CausalLM) throws -> [ForwardRequest] {
-        try LengthGroups.plan(lengths: sequences.map(\.count)).map { ForwardRequest(try model.makeBatch($0.map { sequences[$0] })) }
+    /// Length-sorted forward passes over `sequences`, and which sequences each holds (indices, in its batch order).
+    static func passes(_ sequences: [[Int]], model: any CausalLM) throws -> (groups: [[Int]], requests: [ForwardRequest]) {
+        let groups = LengthGroups.plan(lengths: sequences.map(\.count))
+        return (groups, try groups.map { ForwardRequest(try model.makeBatch($0.map { sequences[$0] })) })
     }
 
     /// The sum of next-token losses over the passes' sequences and the number of targets.

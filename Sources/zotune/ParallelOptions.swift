@@ -39,7 +39,13 @@ struct ParallelOptions: ParsableArguments {
             throw DistributedError.mpi("\(environment.launcher) says rank \(environment.rank) of \(environment.size), MPI says "
                                        + "\(communicator.rank) of \(communicator.size) (a different MPI than the launcher's?)")
         }
-        return DistributedLaunch(environment: environment, communicator: communicator)
+        // Fault injection for the tests: ZOTUNE_FAULT_RANK=RANK:STEP:kill|hang (see `injectFault`).
+        let fault = ProcessInfo.processInfo.environment["ZOTUNE_FAULT_RANK"]?.split(separator: ":")
+        let injected = fault.flatMap { parts -> (step: Int, signal: Int32)? in
+            guard parts.count == 3, Int(parts[0]) == communicator.rank, let step = Int(parts[1]) else { return nil }
+            return (step, parts[2] == "hang" ? SIGSTOP : SIGKILL)
+        }
+        return DistributedLaunch(environment: environment, communicator: communicator, fault: injected)
     }
 
     /// The launch's group for a run of `batchSize` examples and `streams` forward passes a step.
@@ -60,6 +66,8 @@ struct ParallelOptions: ParsableArguments {
 struct DistributedLaunch {
     let environment: LaunchEnvironment
     let communicator: MPICommunicator
+    /// The step after which this rank ends itself with `signal` (fault injection for the tests).
+    let fault: (step: Int, signal: Int32)?
 
     var rank: Int { communicator.rank }
 
@@ -80,9 +88,7 @@ struct DistributedLaunch {
     /// Fault injection for the tests: ZOTUNE_FAULT_RANK=RANK:STEP:kill ends that rank with
     /// SIGKILL after that step, …:hang stops it (SIGSTOP), as a crash or a hung node would.
     func injectFault(afterStep step: Int) {
-        guard let fault = ProcessInfo.processInfo.environment["ZOTUNE_FAULT_RANK"]?.split(separator: ":"), fault.count == 3,
-              Int(fault[0]) == rank, Int(fault[1]) == step else { return }
-        raise(fault[2] == "hang" ? SIGSTOP : SIGKILL)
+        if let fault, fault.step == step { raise(fault.signal) }
     }
 
     /// Ranks other than 0 print nothing but errors: their standard output goes to /dev/null.
