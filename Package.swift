@@ -10,8 +10,8 @@ let package = Package(
     products: [
         .executable(name: "zotune", targets: ["zotune"]),
         // The library: import the modules a program needs (ZOModels, ZOCPU, ZOTasks, ZOTraining, …).
-        .library(name: "ZOTune", targets: ["ZOCore", "ZOFormats", "ZOModels", "ZOCPU", "ZOCUDA", "ZOTokenizers", "ZOOptimizers",
-                                           "ZOOffload", "ZOTasks", "ZOTraining", "ZODistributed", "ZOAssets"]),
+        .library(name: "ZOTune", targets: ["ZOCore", "ZOFormats", "ZOModels", "ZOCPU", "ZOCUDA", "ZOJinja", "ZOTokenizers",
+                                           "ZOOptimizers", "ZOOffload", "ZOTasks", "ZOTraining", "ZODistributed", "ZOAssets"]),
         .library(name: "ZOModels", targets: ["ZOModels"]),
         .library(name: "ZOCPU", targets: ["ZOCPU"]),
         .library(name: "ZOTokenizers", targets: ["ZOTokenizers"]),
@@ -42,8 +42,10 @@ let package = Package(
         .target(name: "ZOCPU", dependencies: ["ZOCore", "CBLAS", "CKernels"]),
         // File formats: safetensors (read + write), HF config.json.
         .target(name: "ZOFormats", dependencies: ["ZOCore"]),
+        // A Jinja interpreter for chat templates (the subset transformers' templates use).
+        .target(name: "ZOJinja", dependencies: ["ZOFormats"]),
         // Byte-level BPE tokenizers from tokenizer.json, vocab.json + merges.txt, or GGUF metadata.
-        .target(name: "ZOTokenizers", dependencies: ["ZOCore", "ZOFormats"]),
+        .target(name: "ZOTokenizers", dependencies: ["ZOCore", "ZOFormats", "ZOJinja"]),
         // Architectures (OPT): parameter layouts, loading, forward pass over the Backend protocol.
         .target(name: "ZOModels", dependencies: ["ZOCore", "ZOFormats"]),
         // Zeroth-order optimizers: MeZO's ZO-SGD with fused, seed-regenerated perturbations.
@@ -73,7 +75,7 @@ let package = Package(
         .testTarget(
             name: "ZOTuneTests",
             dependencies: ["ZOModels", "ZOCPU", "ZOFormats", "ZOCore", "ZOAssets", "ZOTokenizers", "ZOOptimizers", "ZOOffload", "ZOTasks",
-                           "ZOTraining", "ZOCUDA", "ZOParity", "ZODistributed"],
+                           "ZOTraining", "ZOCUDA", "ZOParity", "ZODistributed", "ZOJinja"],
             exclude: ["Fixtures"]
         ),
     ]

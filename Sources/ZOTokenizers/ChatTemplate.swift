@@ -1,21 +1,58 @@
-/// Chat formatting for instruct models. Jinja is not interpreted: the ChatML convention
-/// (`<|im_start|>role\ncontent<|im_end|>\n`, used by SmolLM2 and many others) is recognised in
-/// the model's template, including the default system message the template writes when the
-/// conversation has none.
-public enum ChatTemplate {
-    /// The prompt for one user message, ready for the assistant's reply.
-    public static func prompt(template: String?, user: String) throws(TokenizerError) -> String {
-        guard let template, template.contains("<|im_start|>") else {
-            throw .unsupported(path: "chat template", reason: "the model has no ChatML chat template; pass the prompt without --chat")
-        }
-        var text = ""
-        let marker = "<|im_start|>system\n"
-        if let start = template[...].range(of: marker) {
-            let rest = template[start.upperBound...]
-            if let end = rest.range(of: "<|im_end|>") {
-                text += marker + rest[rest.startIndex..<end.lowerBound] + "<|im_end|>\n"
-            }
-        }
-        return text + "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n"
+import ZOFormats
+import ZOJinja
+
+/// A model's chat template: its Jinja source rendered as transformers' `apply_chat_template`
+/// does (`messages`, `tools`, `add_generation_prompt`, the tokenizer's special token texts
+/// `bos_token`, `eos_token`, … and any extra variables such as `enable_thinking`).
+public struct ChatTemplate: Sendable {
+    /// The Jinja source.
+    public let source: String
+    /// Where it came from (a file, or a file and key), for messages.
+    public let origin: String
+    /// `bos_token`, `eos_token`, `unk_token`, `pad_token` as text, where the tokenizer has them.
+    public let specialTokens: [String: String]
+    private let template: Template
+
+    /// Parses `source`; errors name `origin` and the template line.
+    public init(source: String, origin: String, specialTokens: [String: String] = [:]) throws(ChatTemplateError) {
+        self.source = source
+        self.origin = origin
+        self.specialTokens = specialTokens
+        do { template = try Template(source) } catch { throw ChatTemplateError(origin: origin, underlying: error) }
     }
+
+    /// The text of a conversation: `messages` (objects with at least "role" and "content"),
+    /// optional `tools` (JSON schemas), the prompt for the assistant's next turn when
+    /// `addGenerationPrompt`, and `extra` variables.
+    public func render(messages: [JSONValue], tools: [JSONValue]? = nil, addGenerationPrompt: Bool = false,
+                       extra: JSONObject = JSONObject()) throws(ChatTemplateError) -> String {
+        var context: [String: Value] = [
+            "messages": .array(messages.map(Value.init)),
+            "add_generation_prompt": .bool(addGenerationPrompt),
+        ]
+        context["tools"] = tools.map { Value(.array($0)) } ?? .none
+        context["documents"] = Value.none
+        for (name, text) in specialTokens { context[name] = .string(text) }
+        for member in extra.members { context[member.key] = Value(member.value) }
+        do { return try template.render(context) } catch { throw ChatTemplateError(origin: origin, underlying: error) }
+    }
+
+    /// Special tokens that end an assistant's turn in common templates (ChatML, Llama 3, Gemma,
+    /// Phi-3, Mistral): generation stops at whichever the tokenizer has.
+    public static let turnEndTokens = ["<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>", "<|end|>", "</s>"]
+
+    /// The text of one user message ready for the assistant's reply.
+    public func prompt(user: String) throws(ChatTemplateError) -> String {
+        try render(messages: [.object(JSONObject([("role", .string("user")), ("content", .string(user))]))],
+                   addGenerationPrompt: true)
+    }
+}
+
+/// A chat template that could not be parsed or rendered, or a conversation it rejects.
+public struct ChatTemplateError: Error, CustomStringConvertible {
+    /// The template's file (and key).
+    public let origin: String
+    public let underlying: TemplateError
+
+    public var description: String { "\(origin): \(underlying)" }
 }

@@ -29,7 +29,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Seed of the sampler.")
     var seed: UInt64 = 0
 
-    @Flag(help: "Wrap the prompt in the model's chat template (instruct models).")
+    @Flag(help: "Render the prompt as a user message with the model's chat template (instruct models).")
     var chat = false
 
     @OptionGroup var compute: ComputeOptions
@@ -42,11 +42,12 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let model = try modelOptions.loadModel(blockStorage: try compute.hostStorage())
         let tokenizer = try modelOptions.loadTokenizer()
-        let text = chat ? try ChatTemplate.prompt(template: tokenizer.chatTemplate, user: prompt) : prompt
-        let ids = tokenizer.encode(text, addSpecialTokens: true)
+        // A rendered template holds its own BOS where the model wants one (as apply_chat_template).
+        let ids = chat ? tokenizer.encode(try modelOptions.loadChatTemplate().prompt(user: prompt))
+                       : tokenizer.encode(prompt, addSpecialTokens: true)
         guard !ids.isEmpty else { throw ValidationError("--prompt encodes to no tokens") }
         var stops = Set([tokenizer.eosTokenId].compactMap { $0 })
-        if chat, let end = tokenizer.specialTokens["<|im_end|>"] { stops.insert(end) }
+        if chat { stops.formUnion(ChatTemplate.turnEndTokens.compactMap { tokenizer.specialTokens[$0] }) }
 
         let runner = try compute.makeRunner(model: model)
         print(prompt, terminator: chat ? "\n" : "")

@@ -23,4 +23,9 @@ struct ModelOptions: ParsableArguments {
     func loadTokenizer() throws -> Tokenizer {
         try Tokenizer.load(path: try Assets().resolve(tokenizer ?? modelPath()))
     }
+
+    /// The chat template kept with the tokenizer (or the model).
+    func loadChatTemplate() throws -> ChatTemplate {
+        try ChatTemplate.load(path: try Assets().resolve(tokenizer ?? modelPath()))
+    }
 }

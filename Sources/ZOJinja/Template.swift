@@ -1,0 +1,32 @@
+/// A Jinja template as transformers compiles chat templates (`trim_blocks`, `lstrip_blocks`,
+/// loop controls, `{% generation %}`; `raise_exception`, `namespace`, `strftime_now`, `dict`
+/// and a `tojson` that keeps key order and non-ASCII), parsed once and rendered many times.
+/// What Jinja has and this interpreter lacks is an error naming it and its line, at parse
+/// time where it can be seen then.
+public struct Template: Sendable {
+    // The tree holds only values parsed from the template (literals, names): nothing mutable.
+    private let nodes: UncheckedBox<[Node]>
+
+    /// Parses `source`.
+    public init(_ source: String) throws(TemplateError) {
+        var lexer = Lexer(source)
+        var parser = Parser(try lexer.pieces())
+        nodes = UncheckedBox(try parser.template())
+    }
+
+    /// The text for `context` (the template's variables; names not in it are undefined).
+    public func render(_ context: [String: Value]) throws(TemplateError) -> String {
+        let renderer = Renderer(context: context)
+        try renderer.render(nodes.value)
+        return renderer.output
+    }
+}
+
+/// Holds a value of a non-Sendable type that is never mutated after creation.
+struct UncheckedBox<T>: @unchecked Sendable {
+    // Safe: `value` is a `let` set once in `init`, and the types boxed (the parsed tree) hold
+    // no references that are written after parsing.
+    let value: T
+
+    init(_ value: T) { self.value = value }
+}
