@@ -5,10 +5,8 @@ extension Renderer {
         switch expression {
         case .literal(let value): return value
         case .name(let name, _): return lookup(name)
-        case .list(let elements):
-            var values: [Value] = []
-            for element in elements { values.append(try evaluate(element)) }
-            return .array(values)
+        case .list(let elements): return .array(try evaluate(elements))
+        case .tuple(let elements): return .tuple(try evaluate(elements))
         case .dict(let members):
             var object = OrderedMembers<Value>()
             for (keyExpression, valueExpression) in members {
@@ -41,6 +39,14 @@ extension Renderer {
             return try unary(op, try evaluate(operand), line: line)
         case .binary(let op, let left, let right, let line):
             return try Operators.binary(op, try evaluate(left), try evaluate(right), line: line)
+        case .comparison(let first, let chain):
+            var left = try evaluate(first)
+            for link in chain {
+                let right = try evaluate(link.operand)
+                guard try Operators.binary(link.op, left, right, line: link.line).isTruthy else { return .bool(false) }
+                left = right
+            }
+            return .bool(true)
         case .logical(let isAnd, let left, let right):
             let value = try evaluate(left)
             return value.isTruthy == isAnd ? try evaluate(right) : value
@@ -48,6 +54,12 @@ extension Renderer {
             if try evaluate(condition).isTruthy { return try evaluate(value) }
             return try otherwise.map(evaluate) ?? .undefined("the condition of an 'if' without 'else' was false")
         }
+    }
+
+    private func evaluate(_ expressions: [Expression]) throws(TemplateError) -> [Value] {
+        var values: [Value] = []
+        for expression in expressions { values.append(try evaluate(expression)) }
+        return values
     }
 
     func evaluate(_ arguments: [Argument], line: Int) throws(TemplateError) -> Arguments {
@@ -95,6 +107,7 @@ extension Renderer {
         }
         switch base {
         case .array(let elements): return .array(indices(elements.count).map { elements[$0] })
+        case .tuple(let elements): return .tuple(indices(elements.count).map { elements[$0] })
         case .string(let text):
             let scalars = Array(text.unicodeScalars)
             var out = String.UnicodeScalarView()

@@ -67,8 +67,17 @@ struct TokenStream {
         return TemplateError(.syntax, line: line, "expected \(expected), found \(found)")
     }
 
-    /// A `for`/`set` target: `name`, `a, b` or (set only) `ns.attribute`.
+    /// A `for`/`set` target: `name`, `a, b`, `(a, b)` or (set only) `ns.attribute`.
     mutating func target(allowsAttribute: Bool) throws(TemplateError) -> Target {
+        if accept(symbol: "(") {
+            var names = [try name()]
+            while accept(symbol: ",") {
+                if peek() == .symbol(")") { break }
+                names.append(try name())
+            }
+            try expect(symbol: ")")
+            return .tuple(names)
+        }
         let first = try name()
         if allowsAttribute, accept(symbol: ".") { return .attribute(namespace: first, name: try name()) }
         guard peek() == .symbol(",") else { return .name(first) }
@@ -79,22 +88,20 @@ struct TokenStream {
 
     /// A filter's name and arguments after `|` (or in `{% filter %}`).
     mutating func filterCall() throws(TemplateError) -> (String, [Argument]) {
-        let line = self.line
         let name = try name()
-        guard Filters.names.contains(name) else { throw TemplateError(.unsupported, line: line, "the filter '\(name)'") }
         return (name, accept(symbol: "(") ? try arguments() : [])
     }
 
-    /// An expression; a bare tuple `a, b` becomes a list, as in `{% set x = 1, 2 %}`.
+    /// An expression; `a, b` (and `a,`) is a tuple, as in `{% set x = 1, 2 %}` or `(1,)`.
     mutating func expression(allowsConditional: Bool = true) throws(TemplateError) -> Expression {
         let first = try conditional(allowsConditional)
         guard allowsConditional, peek() == .symbol(",") else { return first }
         var elements = [first]
         while accept(symbol: ",") {
-            if position == tokens.count { break }
+            if position == tokens.count || [.symbol(")"), .symbol("]")].contains(peek()) { break }
             elements.append(try conditional(true))
         }
-        return .list(elements)
+        return .tuple(elements)
     }
 
     private mutating func conditional(_ allowed: Bool) throws(TemplateError) -> Expression {
@@ -125,19 +132,20 @@ struct TokenStream {
     private static let comparisons: Set<String> = ["==", "!=", "<", "<=", ">", ">="]
 
     private mutating func comparison() throws(TemplateError) -> Expression {
-        var left = try sum()
+        let first = try sum()
+        var chain: [(op: String, operand: Expression, line: Int)] = []
         while true {
             let line = self.line
             if case .symbol(let op) = peek(), TokenStream.comparisons.contains(op) {
                 position += 1
-                left = .binary(op, left, try sum(), line: line)
+                chain.append((op, try sum(), line))
             } else if accept(name: "in") {
-                left = .binary("in", left, try sum(), line: line)
+                chain.append(("in", try sum(), line))
             } else if peek() == .name("not"), peek(1) == .name("in") {
                 position += 2
-                left = .binary("not in", left, try sum(), line: line)
+                chain.append(("not in", try sum(), line))
             } else {
-                return left
+                return chain.isEmpty ? first : .comparison(first, chain)
             }
         }
     }
@@ -212,7 +220,7 @@ struct TokenStream {
             default: return .name(name, line: line)
             }
         case .symbol("("):
-            if accept(symbol: ")") { return .list([]) }
+            if accept(symbol: ")") { return .tuple([]) }
             let inner = try expression()
             try expect(symbol: ")")
             return inner
@@ -312,7 +320,6 @@ struct TokenStream {
             } else if accept(name: "is") {
                 let negated = accept(name: "not")
                 let name = try name()
-                guard Tests.names.contains(name) else { throw TemplateError(.unsupported, line: line, "the test '\(name)'") }
                 var testArguments: [Argument] = []
                 if accept(symbol: "(") {
                     testArguments = try arguments()

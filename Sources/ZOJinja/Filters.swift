@@ -16,7 +16,6 @@ enum Filters {
         let line = arguments.line
         func fail(_ message: String) -> TemplateError { TemplateError(.runtime, line: line, message) }
         func sequence() throws(TemplateError) -> [Value] {
-            if case .undefined(let what) = value, name != "length", name != "count" { throw fail(what) }
             guard let items = value.iterated else { throw fail("'\(value.typeName)' object is not iterable") }
             return items
         }
@@ -27,7 +26,7 @@ enum Filters {
             return .string(StringMethods.strip(value.text, characters: arguments.value(0, "chars")?.string))
         case "upper": return .string(value.text.uppercased())
         case "lower": return .string(value.text.lowercased())
-        case "title": return .string(StringMethods.title(value.text))
+        case "title": return .string(title(value.text))
         case "capitalize": return .string(StringMethods.capitalize(value.text))
         case "e", "escape", "forceescape": return .string(escapeHTML(value.text))
         case "wordcount": return .int(StringMethods.split(value.text, separator: nil, limit: -1, fromEnd: false).count)
@@ -54,10 +53,10 @@ enum Filters {
         case "items":
             if value.isUndefined { return .array([]) }
             guard case .object(let object) = value else { throw fail("items needs a mapping, not \(value.typeName)") }
-            return .array(object.members.map { .array([.string($0.key), $0.value]) })
+            return .array(object.members.map { .tuple([.string($0.key), $0.value]) })
         case "dictsort":
             guard case .object(let object) = value else { throw fail("dictsort needs a mapping, not \(value.typeName)") }
-            let pairs = object.members.map { Value.array([.string($0.key), $0.value]) }
+            let pairs = object.members.map { Value.tuple([.string($0.key), $0.value]) }
             return .array(try sorted(pairs, key: { $0.iterated![0] }, arguments: Arguments(line: line)))
         case "default", "d":
             let useDefault = value.isUndefined || (arguments.value(1, "boolean")?.isTruthy == true && !value.isTruthy)
@@ -91,26 +90,48 @@ enum Filters {
         case "min", "max":
             let items = try sorted(try sequence(), key: { $0 }, arguments: arguments)
             return (name == "min" ? items.first : items.last) ?? .undefined("no \(name) of an empty sequence")
-        default: throw TemplateError(.unsupported, line: line, "the filter '\(name)'")
+        default:
+            let jinjaHasIt = jinjaOnly.contains(name)
+            throw TemplateError(jinjaHasIt ? .unsupported : .runtime, line: line,
+                                jinjaHasIt ? "the filter '\(name)'" : "no filter named '\(name)'")
         }
+    }
+
+    /// Jinja's filters that this interpreter lacks (an error when a template reaches one).
+    static let jinjaOnly: Set<String> = ["batch", "center", "filesizeformat", "format", "groupby", "pprint", "random",
+                                         "slice", "striptags", "truncate", "urlencode", "urlize", "wordwrap", "xmlattr"]
+
+    /// Jinja's `title`: each piece between "-", whitespace and opening brackets gets its first
+    /// character upper-cased and the rest lower-cased.
+    private static func title(_ text: String) -> String {
+        var out = "", atStart = true
+        for character in text {
+            if character == "-" || character.isWhitespace || "({[<".contains(character) {
+                out.append(character)
+                atStart = true
+            } else {
+                out += atStart ? character.uppercased() : character.lowercased()
+                atStart = false
+            }
+        }
+        return out
     }
 
     private static func tojson(_ value: Value, _ arguments: Arguments) throws(TemplateError) -> String {
         guard let json = value.json else {
             throw TemplateError(.runtime, line: arguments.line, "Object of type \(value.typeName) is not JSON serializable")
         }
-        if arguments.value(1, "ensure_ascii")?.isTruthy == true {
-            throw TemplateError(.unsupported, line: arguments.line, "tojson(ensure_ascii=true)")
-        }
         var separators: (String, String)?
-        if let given = arguments.value(3, "separators"), !(given.json == .null) {
+        if let given = arguments.value(2, "separators"), !(given.json == .null) {
             guard let pair = given.iterated?.mapOptional(\.string), pair.count == 2 else {
                 throw TemplateError(.runtime, line: arguments.line, "tojson separators must be two strings")
             }
             separators = (pair[0], pair[1])
         }
-        return json.pythonJSON(indent: arguments.value(0, "indent")?.integer, itemSeparator: separators?.0,
-                               keySeparator: separators?.1 ?? ": ", sortKeys: arguments.value(2, "sort_keys")?.isTruthy ?? false)
+        // transformers' signature: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False).
+        return json.pythonJSON(indent: arguments.value(1, "indent")?.integer, itemSeparator: separators?.0,
+                               keySeparator: separators?.1 ?? ": ", sortKeys: arguments.value(3, "sort_keys")?.isTruthy ?? false,
+                               ensureASCII: arguments.value(0, "ensure_ascii")?.isTruthy ?? false)
     }
 
     /// `item.attribute` where `attribute` may be dotted ("a.b") or an index.
@@ -220,14 +241,27 @@ enum Filters {
             throw TemplateError(.runtime, line: arguments.line, "round needs a number, not \(value.typeName)")
         }
         let precision = arguments.value(0, "precision")?.integer ?? 0
-        let rule: FloatingPointRoundingRule = switch arguments.value(1, "method")?.string ?? "common" {
+        let method = arguments.value(1, "method")?.string ?? "common"
+        // Python's round(): halves to even, an int stays an int; ceil and floor give floats.
+        if method == "common", case .int = value, precision >= 0 { return value }
+        let rule: FloatingPointRoundingRule = switch method {
+        case "common": .toNearestOrEven
         case "ceil": .up
         case "floor": .down
-        default: .toNearestOrAwayFromZero
+        default: throw TemplateError(.runtime, line: arguments.line, "method must be common, ceil or floor")
         }
         var scale = 1.0
         for _ in 0..<abs(precision) { scale *= 10 }
-        return .double(precision >= 0 ? (x * scale).rounded(rule) / scale : (x / scale).rounded(rule) * scale)
+        guard precision >= 0 else { return .double((x / scale).rounded(rule) * scale) }
+        let product = x * scale
+        var rounded = product.rounded(rule)
+        // A product that rounded onto a half: the exact product's error (an FMA gives it) says
+        // which side the true value was on, as Python rounds the exact binary value.
+        if rule == .toNearestOrEven, product - product.rounded(.down) == 0.5 {
+            let error = (-product).addingProduct(x, scale)
+            if error != 0 { rounded = error > 0 ? product.rounded(.up) : product.rounded(.down) }
+        }
+        return .double(rounded / scale)
     }
 
     private static func indent(_ text: String, _ arguments: Arguments) -> String {

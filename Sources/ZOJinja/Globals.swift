@@ -26,6 +26,7 @@ enum Globals {
                     members = object
                 }
                 for (key, value) in arguments.keyword.members { members[key] = value }
+                for key in members.keys { try Namespace.checkName(key, line: arguments.line) }
                 return .namespace(Namespace(members))
             }),
             "dict": .function(Function(name: "dict") { arguments in .object(arguments.keyword) }),

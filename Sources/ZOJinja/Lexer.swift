@@ -23,13 +23,28 @@ struct Token {
 /// Splits a template into pieces as Jinja does with `trim_blocks` and `lstrip_blocks` on (the
 /// settings of transformers' chat templates): the newline after a block or comment tag is
 /// dropped, spaces before one at the start of a line too; `-` inside a delimiter strips all
-/// whitespace on that side, `+` keeps it; one newline at the end of the template is dropped.
+/// whitespace on that side, `+` keeps it; one newline at the end of the template is dropped;
+/// line ends become "\n".
 struct Lexer {
     private let bytes: [UInt8]
     private var position = 0
     private var line = 1
 
-    init(_ source: String) { bytes = Array(source.utf8) }
+    /// Line ends become "\n" (Jinja's newline_sequence), CRLF and lone CR alike.
+    init(_ source: String) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(source.utf8.count)
+        var previous: UInt8 = 0
+        for byte in source.utf8 {
+            if byte == 0x0A, previous == 0x0D {
+                previous = byte
+                continue
+            }
+            bytes.append(byte == 0x0D ? 0x0A : byte)
+            previous = byte
+        }
+        self.bytes = bytes
+    }
 
     mutating func pieces() throws(TemplateError) -> [Piece] {
         var pieces: [Piece] = []
@@ -128,7 +143,8 @@ struct Lexer {
             if marker == UInt8(ascii: "-") || marker == UInt8(ascii: "+") { position += 1 }
             guard bytes[tag + 1] == UInt8(ascii: "%"), let (tokens, trim) = try? tokens(until: UInt8(ascii: "%")),
                   tokens.count == 1, tokens[0].kind == .name("endraw") else { position = tag + 1; continue }
-            var text = trimmed.apply(to: bytes[start..<tag])
+            // Only `-%}` trims the raw text's start; the newline after `{% raw %}` stays.
+            var text = trimmed == .all ? TextTrim.all.apply(to: bytes[start..<tag]) : bytes[start..<tag]
             if marker == UInt8(ascii: "-") { text = text.trimmingTrailingWhitespace() }
             countLines(in: bytes[start..<tag])
             return (String(decoding: text, as: UTF8.self), trim)

@@ -25,7 +25,7 @@ enum Members {
         case .undefined(let what): throw TemplateError(.runtime, line: line, what)
         case .object(let object): return key.string.flatMap { object[$0] } ?? missing
         case .namespace(let namespace): return key.string.flatMap { namespace.members[$0] } ?? missing
-        case .array(let elements):
+        case .array(let elements), .tuple(let elements):
             guard var index = key.integer else { return missing }
             if index < 0 { index += elements.count }
             return elements.indices.contains(index) ? elements[index] : missing
@@ -46,13 +46,14 @@ enum Members {
     /// `base.name` as a bound method, nil when the type has no such method.
     private static func method(_ name: String, of base: Value, line: Int) throws(TemplateError) -> Value? {
         if mutating[base.typeName]?.contains(name) == true {
-            throw TemplateError(.runtime, line: line, "access to attribute '\(name)' of '\(base.typeName)' object is unsafe")
+            // The sandbox gives an undefined that fails when called.
+            return .undefined("access to attribute '\(name)' of '\(base.typeName)' object is unsafe.")
         }
         let call: ((Arguments) throws(TemplateError) -> Value)?
         switch base {
         case .string(let text): call = StringMethods.method(name, of: text)
         case .object(let object): call = dictMethod(name, of: object)
-        case .array(let elements): call = listMethod(name, of: elements)
+        case .array(let elements), .tuple(let elements): call = listMethod(name, of: elements)
         default: call = nil
         }
         return call.map { .function(Function(name: name, call: $0)) }
@@ -61,7 +62,7 @@ enum Members {
     private static func dictMethod(_ name: String, of object: OrderedMembers<Value>)
         -> ((Arguments) throws(TemplateError) -> Value)? {
         switch name {
-        case "items": { _ in .array(object.members.map { .array([.string($0.key), $0.value]) }) }
+        case "items": { _ in .array(object.members.map { .tuple([.string($0.key), $0.value]) }) }
         case "keys": { _ in .array(object.keys.map(Value.string)) }
         case "values": { _ in .array(object.members.map(\.value)) }
         case "get": { arguments throws(TemplateError) in

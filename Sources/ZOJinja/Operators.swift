@@ -28,6 +28,7 @@ enum Operators {
             }
             return .bool(op == "<" ? order < 0 : op == "<=" ? order <= 0 : op == ">" ? order > 0 : order >= 0)
         default:
+            if op == "%", case .string(let format) = a { return .string(try StringFormatting.percent(format, b, line: line)) }
             if let result = try arithmetic(op, a, b, line: line) { return result }
             if op == "+", case .string = a {
                 throw TemplateError(.runtime, line: line, "can only concatenate str (not \"\(b.typeName)\") to str")
@@ -41,6 +42,7 @@ enum Operators {
         switch (op, a, b) {
         case ("+", .string(let x), .string(let y)): return .string(x + y)
         case ("+", .array(let x), .array(let y)): return .array(x + y)
+        case ("+", .tuple(let x), .tuple(let y)): return .tuple(x + y)
         case ("*", .string(let x), _), ("*", _, .string(let x)):
             guard let count = (a.integer != nil ? a : b).integer else { return nil }
             return .string(String(repeating: x, count: max(count, 0)))
@@ -103,7 +105,7 @@ enum Operators {
                 throw TemplateError(.runtime, line: line, "'in <string>' requires string as left operand, not \(needle.typeName)")
             }
             return part.isEmpty || text.unicodeScalars.firstRange(of: part.unicodeScalars) != nil
-        case .array(let elements): return elements.contains { Value.equal($0, needle) }
+        case .array(let elements), .tuple(let elements): return elements.contains { Value.equal($0, needle) }
         case .object(let object): return needle.string.map { object[$0] != nil } ?? false
         case .namespace(let namespace): return needle.string.map { namespace.members[$0] != nil } ?? false
         case .undefined: return false
@@ -117,7 +119,7 @@ enum Operators {
         case (.string(let x), .string(let y)):
             if x.unicodeScalars.elementsEqual(y.unicodeScalars) { return 0 }
             return x.unicodeScalars.lexicographicallyPrecedes(y.unicodeScalars) ? -1 : 1
-        case (.array(let x), .array(let y)):
+        case (.array(let x), .array(let y)), (.tuple(let x), .tuple(let y)):
             for (p, q) in zip(x, y) where !Value.equal(p, q) { return compare(p, q) }
             return x.count == y.count ? 0 : x.count < y.count ? -1 : 1
         default:

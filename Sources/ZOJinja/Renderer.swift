@@ -131,6 +131,7 @@ final class Renderer {
             guard case .namespace(let namespace) = lookup(namespaceName) else {
                 throw TemplateError(.runtime, line: line, "cannot assign attribute on non-namespace object '\(namespaceName)'")
             }
+            try Namespace.checkName(name, line: line)
             namespace.members[name] = value
         }
     }

@@ -12,8 +12,8 @@ enum StringMethods {
                 let affixes: [String]
                 switch arguments.value(0, name == "startswith" ? "prefix" : "suffix") {
                 case .string(let affix): affixes = [affix]
-                case .array(let elements): affixes = elements.compactMap(\.string)
-                default: throw TemplateError(.runtime, line: arguments.line, "\(name)() needs a string or a tuple of strings")
+                case .tuple(let elements) where elements.allSatisfy({ $0.string != nil }): affixes = elements.compactMap(\.string)
+                default: throw TemplateError(.runtime, line: arguments.line, "\(name) first arg must be str or a tuple of str")
                 }
                 let scalars = Array(text.unicodeScalars)
                 return .bool(affixes.contains { affix in
@@ -45,15 +45,20 @@ enum StringMethods {
                 }
                 return .string(replace(text, old, new, count: arguments.value(2, "count")?.integer ?? -1))
             }
-        case "find", "rfind", "count":
+        case "find", "rfind", "index", "rindex", "count":
             return { arguments throws(TemplateError) in
                 guard let part = arguments.value(0, "sub")?.string else {
                     throw TemplateError(.runtime, line: arguments.line, "\(name)() needs a string")
                 }
                 let ranges = occurrences(of: part, in: text)
                 if name == "count" { return .int(ranges.count) }
-                return .int((name == "find" ? ranges.first : ranges.last) ?? -1)
+                guard let found = name.hasPrefix("r") ? lastOccurrence(of: part, in: text) : ranges.first else {
+                    if name.hasSuffix("index") { throw TemplateError(.runtime, line: arguments.line, "substring not found") }
+                    return .int(-1)
+                }
+                return .int(found)
             }
+        case "format": return { arguments throws(TemplateError) in .string(try StringFormatting.format(text, arguments)) }
         case "join":
             return { arguments throws(TemplateError) in
                 guard let items = arguments.value(0, "iterable")?.iterated, let parts = items.mapOptional(\.string) else {
@@ -148,6 +153,13 @@ enum StringMethods {
         return found
     }
 
+    /// The start of the last occurrence (occurrences may overlap, as `rfind` sees them).
+    static func lastOccurrence(of part: String, in text: String) -> Int? {
+        let scalars = Array(text.unicodeScalars), needle = Array(part.unicodeScalars)
+        guard needle.count <= scalars.count else { return nil }
+        return (0...scalars.count - needle.count).last { scalars[$0..<$0 + needle.count].elementsEqual(needle) }
+    }
+
     static func replace(_ text: String, _ old: String, _ new: String, count: Int) -> String {
         guard !old.isEmpty else {
             let characters = text.unicodeScalars.map { String($0) }
@@ -173,7 +185,7 @@ enum StringMethods {
         return first.uppercased() + text.dropFirst().lowercased()
     }
 
-    private static func classify(_ text: String, _ name: String) -> Bool {
+    static func classify(_ text: String, _ name: String) -> Bool {
         guard !text.isEmpty else { return false }
         switch name {
         case "isdigit": return text.unicodeScalars.allSatisfy { $0.properties.numericType != nil }

@@ -3,6 +3,7 @@ indirect enum Expression {
     case literal(Value)
     case name(String, line: Int)
     case list([Expression])
+    case tuple([Expression])
     case dict([(Expression, Expression)])
     /// `object.name` (a dict's key or a method).
     case member(Expression, String, line: Int)
@@ -17,6 +18,8 @@ indirect enum Expression {
     case test(Expression, String, [Argument], negated: Bool, line: Int)
     case unary(String, Expression, line: Int)
     case binary(String, Expression, Expression, line: Int)
+    /// `a < b <= c …`: each comparison true (Python's chain), operands evaluated once.
+    case comparison(Expression, [(op: String, operand: Expression, line: Int)])
     /// `a and b`, `a or b`: the right side evaluated only when needed.
     case logical(isAnd: Bool, Expression, Expression)
     /// `then if condition else otherwise` (no else: undefined).

@@ -27,7 +27,7 @@ enum Tests {
         case "iterable": return value.iterated != nil
         case "sequence":
             switch value {
-            case .string, .array, .object, .undefined: return true
+            case .string, .array, .tuple, .object, .undefined: return true
             default: return false
             }
         case "callable": if case .function = value { return true } else { return false }
@@ -49,11 +49,11 @@ enum Tests {
                 return x % y == 0
             }
             return (x % 2 != 0) == (name == "odd")
-        case "lower": return value.string.map { $0 == $0.lowercased() } ?? false
-        case "upper": return value.string.map { $0 == $0.uppercased() } ?? false
+        case "lower", "upper": return StringMethods.classify(value.text, "is" + name)
         case "escaped": return false
-        case "filter": return other.string.map(Filters.names.contains) ?? false
-        default: return other.string.map(Tests.names.contains) ?? false
+        case "filter": return value.string.map(Filters.names.contains) ?? false
+        case "test": return value.string.map(Tests.names.contains) ?? false
+        default: throw TemplateError(.runtime, line: arguments.line, "no test named '\(name)'")
         }
     }
 

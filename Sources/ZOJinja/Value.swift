@@ -11,6 +11,8 @@ public enum Value {
     case double(Double)
     case string(String)
     case array([Value])
+    /// A Python tuple (`items()` pairs, `(a, b)`): a list that prints in parentheses.
+    case tuple([Value])
     case object(OrderedMembers<Value>)
     /// `namespace(…)`: the one mutable value, shared by reference.
     case namespace(Namespace)
@@ -39,10 +41,10 @@ public enum Value {
         case .int(let value): .int(value)
         case .double(let value): .double(value)
         case .string(let value): .string(value)
-        case .array(let elements): elements.mapOptional(\.json).map(JSONValue.array)
+        case .array(let elements), .tuple(let elements): elements.mapOptional(\.json).map(JSONValue.array)
         case .object(let object): object.members.mapOptional { member in member.value.json.map { (member.key, $0) } }
             .map { JSONValue.object(JSONObject($0)) }
-        case .namespace(let namespace): Value.object(namespace.members).json
+        case .namespace: nil
         }
     }
 
@@ -54,7 +56,7 @@ public enum Value {
         case .int(let value): value != 0
         case .double(let value): value != 0
         case .string(let value): !value.isEmpty
-        case .array(let elements): !elements.isEmpty
+        case .array(let elements), .tuple(let elements): !elements.isEmpty
         case .object(let object): object.count > 0
         case .namespace, .function: true
         }
@@ -74,6 +76,7 @@ public enum Value {
         case .double: "float"
         case .string: "str"
         case .array: "list"
+        case .tuple: "tuple"
         case .object: "dict"
         case .namespace: "Namespace"
         case .function: "function"
@@ -99,6 +102,7 @@ public enum Value {
         case .double(let value): pythonFloat(value)
         case .string(let value): Value.pythonQuoted(value)
         case .array(let elements): "[" + elements.map(\.repr).joined(separator: ", ") + "]"
+        case .tuple(let elements): "(" + elements.map(\.repr).joined(separator: ", ") + (elements.count == 1 ? ",)" : ")")
         case .object(let object): "{" + object.members.map { Value.pythonQuoted($0.key) + ": " + $0.value.repr }
             .joined(separator: ", ") + "}"
         case .namespace(let namespace): "<Namespace " + Value.object(namespace.members).repr + ">"
@@ -130,7 +134,7 @@ public enum Value {
     var iterated: [Value]? {
         switch self {
         case .undefined: []
-        case .array(let elements): elements
+        case .array(let elements), .tuple(let elements): elements
         case .object(let object): object.keys.map(Value.string)
         case .string(let value): value.map { .string(String($0)) }
         case .namespace(let namespace): namespace.members.keys.map(Value.string)
@@ -143,13 +147,21 @@ public enum Value {
         switch (a, b) {
         case (.undefined, .undefined), (.none, .none): return true
         case (.string(let x), .string(let y)): return x.unicodeScalars.elementsEqual(y.unicodeScalars)
-        case (.array(let x), .array(let y)): return x.count == y.count && zip(x, y).allSatisfy(equal)
+        case (.array(let x), .array(let y)), (.tuple(let x), .tuple(let y)): return x.count == y.count && zip(x, y).allSatisfy(equal)
         case (.object(let x), .object(let y)):
             return x.count == y.count && x.members.allSatisfy { member in y[member.key].map { equal(member.value, $0) } ?? false }
         case (.namespace(let x), .namespace(let y)): return x === y
         default:
             if let x = a.number, let y = b.number { return x == y }
             return false
+        }
+    }
+
+    /// The elements of a list or tuple.
+    var elements: [Value]? {
+        switch self {
+        case .array(let elements), .tuple(let elements): elements
+        default: nil
         }
     }
 
@@ -178,6 +190,13 @@ public final class Namespace {
     var members: OrderedMembers<Value>
 
     init(_ members: OrderedMembers<Value>) { self.members = members }
+
+    /// transformers refuses names starting with "_" on a namespace (no reaching Python internals).
+    static func checkName(_ name: String, line: Int) throws(TemplateError) {
+        guard name.hasPrefix("_") else { return }
+        throw TemplateError(.runtime, line: line, "Chat templates cannot store underscore-prefixed attributes on a namespace, "
+                            + "but got '\(name)'. Please rename the attribute.")
+    }
 }
 
 /// A callable value: a macro or a global (`raise_exception`, `namespace`, `range`, …).

@@ -1,16 +1,18 @@
 extension JSONValue {
     /// The text Python's `json.dumps(value, ensure_ascii=False, indent=indent, separators=…,
-    /// sort_keys=sortKeys)` writes: ", " and ": " between items without an indent, "," and ": "
-    /// with one; non-ASCII kept, control characters escaped; floats as Python's `repr`.
+    /// sort_keys=sortKeys, ensure_ascii=ensureASCII)` writes: ", " and ": " between items without
+    /// an indent, "," and ": " with one; control characters escaped, non-ASCII too with
+    /// `ensureASCII`; floats as Python's `repr`.
     public func pythonJSON(indent: Int? = nil, itemSeparator: String? = nil, keySeparator: String = ": ",
-                           sortKeys: Bool = false) -> String {
+                           sortKeys: Bool = false, ensureASCII: Bool = false) -> String {
         var out = ""
         let items = itemSeparator ?? (indent == nil ? ", " : ",")
-        write(to: &out, indent: indent, level: 0, items: items, keys: keySeparator, sortKeys: sortKeys)
+        write(to: &out, indent: indent, level: 0, items: items, keys: keySeparator, sortKeys: sortKeys, ascii: ensureASCII)
         return out
     }
 
-    private func write(to out: inout String, indent: Int?, level: Int, items: String, keys: String, sortKeys: Bool) {
+    private func write(to out: inout String, indent: Int?, level: Int, items: String, keys: String, sortKeys: Bool,
+                       ascii: Bool) {
         let open = indent.map { "\n" + String(repeating: " ", count: $0 * (level + 1)) } ?? ""
         let close = indent.map { "\n" + String(repeating: " ", count: $0 * level) } ?? ""
         switch self {
@@ -18,13 +20,14 @@ extension JSONValue {
         case .bool(let value): out += value ? "true" : "false"
         case .int(let value): out += String(value)
         case .double(let value): out += value.isFinite ? pythonFloat(value) : (value.isNaN ? "NaN" : value < 0 ? "-Infinity" : "Infinity")
-        case .string(let value): out += JSONValue.quoted(value)
+        case .string(let value): out += JSONValue.quoted(value, ascii: ascii)
         case .array(let elements):
             guard !elements.isEmpty else { out += "[]"; return }
             out += "[" + open
             for (index, element) in elements.enumerated() {
                 if index > 0 { out += items + open }
-                element.write(to: &out, indent: indent, level: level + 1, items: items, keys: keys, sortKeys: sortKeys)
+                element.write(to: &out, indent: indent, level: level + 1, items: items, keys: keys, sortKeys: sortKeys,
+                              ascii: ascii)
             }
             out += close + "]"
         case .object(let object):
@@ -34,15 +37,17 @@ extension JSONValue {
                                    : object.members
             for (index, member) in members.enumerated() {
                 if index > 0 { out += items + open }
-                out += JSONValue.quoted(member.key) + keys
-                member.value.write(to: &out, indent: indent, level: level + 1, items: items, keys: keys, sortKeys: sortKeys)
+                out += JSONValue.quoted(member.key, ascii: ascii) + keys
+                member.value.write(to: &out, indent: indent, level: level + 1, items: items, keys: keys, sortKeys: sortKeys,
+                                   ascii: ascii)
             }
             out += close + "}"
         }
     }
 
-    /// `s` in double quotes with JSON's escapes (non-ASCII kept).
-    public static func quoted(_ s: String) -> String {
+    /// `s` in double quotes with JSON's escapes (non-ASCII as \uXXXX, in surrogate pairs
+    /// beyond the BMP, with `ascii`; else kept).
+    public static func quoted(_ s: String, ascii: Bool = false) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -53,9 +58,11 @@ extension JSONValue {
             case "\t": out += "\\t"
             case "\u{8}": out += "\\b"
             case "\u{C}": out += "\\f"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            case _ where scalar.value < 0x20 || (ascii && scalar.value > 0x7E):
+                for unit in String(scalar).utf16 {
+                    let hex = String(unit, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                }
             default: out.unicodeScalars.append(scalar)
             }
         }
