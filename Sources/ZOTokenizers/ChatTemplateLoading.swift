@@ -12,6 +12,16 @@ extension ChatTemplate {
     /// file; a `.gguf` file's `tokenizer.chat_template`. The special tokens' texts come from
     /// `tokenizer_config.json` or the GGUF's token ids.
     public static func load(path: String) throws(TokenizerError) -> ChatTemplate {
+        guard let template = try find(path: path) else {
+            throw .unsupported(path: path, reason: "no chat template: neither chat_template.jinja nor a chat_template in "
+                               + "tokenizer_config.json nor tokenizer.chat_template in a GGUF")
+        }
+        return template
+    }
+
+    /// As `load`, but nil where the model has no chat template (a template that does not parse
+    /// is still an error).
+    public static func find(path: String) throws(TokenizerError) -> ChatTemplate? {
         let fm = FileManager.default
         guard fm.fileExists(atPath: path) else { throw .cannotRead(path: path, reason: "no such file or folder") }
         if path.hasSuffix(".jinja") { return try make(source: try text(of: path), origin: path, specialTokens: [:]) }
@@ -28,15 +38,12 @@ extension ChatTemplate {
             return try make(source: source, origin: configPath + " (chat_template)", specialTokens: config.specialTokens)
         }
         let gguf = folder + "/" + GGUFVocabulary.fileName
-        if fm.fileExists(atPath: gguf) { return try fromGGUF(gguf) }
-        throw .unsupported(path: path, reason: "no chat template: neither chat_template.jinja nor a chat_template in tokenizer_config.json")
+        return fm.fileExists(atPath: gguf) ? try fromGGUF(gguf) : nil
     }
 
-    private static func fromGGUF(_ path: String) throws(TokenizerError) -> ChatTemplate {
+    private static func fromGGUF(_ path: String) throws(TokenizerError) -> ChatTemplate? {
         let tokenizer = try Tokenizer.load(path: path)
-        guard let source = tokenizer.chatTemplate else {
-            throw .unsupported(path: path, reason: "the GGUF has no tokenizer.chat_template")
-        }
+        guard let source = tokenizer.chatTemplate else { return nil }
         var specialTokens: [String: String] = [:]
         for (name, id) in [("bos_token", tokenizer.bosTokenId), ("eos_token", tokenizer.eosTokenId),
                            ("pad_token", tokenizer.padTokenId)] {

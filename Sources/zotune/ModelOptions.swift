@@ -28,4 +28,9 @@ struct ModelOptions: ParsableArguments {
     func loadChatTemplate() throws -> ChatTemplate {
         try ChatTemplate.load(path: try Assets().resolve(tokenizer ?? modelPath()))
     }
+
+    /// The chat template if the model has one.
+    func findChatTemplate() throws -> ChatTemplate? {
+        try ChatTemplate.find(path: try Assets().resolve(tokenizer ?? modelPath()))
+    }
 }

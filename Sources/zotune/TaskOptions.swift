@@ -8,9 +8,9 @@ import ZOTokenizers
 struct TaskOptions: ParsableArguments {
     static let choiceTasks = ChoiceTemplate.allCases.map(\.rawValue)
     static let qaTasks = QATemplate.allCases.map(\.rawValue)
-    static let allTasks = ["lm", "sentiment"] + choiceTasks + qaTasks
+    static let allTasks = ["lm", "sft", "sentiment"] + choiceTasks + qaTasks
 
-    @Option(help: "lm, sentiment (built in: Rotten Tomatoes), or \((choiceTasks + qaTasks).joined(separator: ", ")) (JSONL with Hugging Face field names).")
+    @Option(help: "lm, sft (TRL's formats: text, prompt/completion, messages; chat template applied), sentiment (built in: Rotten Tomatoes), or \((choiceTasks + qaTasks).joined(separator: ", ")) (JSONL with Hugging Face field names).")
     var task = "lm"
 
     @Option(help: "Training data (JSONL); sentiment needs none.")
@@ -18,6 +18,8 @@ struct TaskOptions: ParsableArguments {
 
     @Option(name: .customLong("eval-data"), help: "Held-out data (JSONL); sentiment uses its test split.")
     var evalData: String?
+
+    @OptionGroup var sft: SFTOptions
 
     func validate() throws {
         guard Self.allTasks.contains(task) else {
@@ -34,7 +36,8 @@ struct TaskOptions: ParsableArguments {
     /// The task for `model`, encoding texts with `modelOptions`' tokenizer (loaded on first use).
     /// For evaluation only, the held-out data is `--eval-data`, else `--data`, and nothing is
     /// read for training.
-    func makeTask(model: any CausalLM, modelOptions: ModelOptions, evaluationOnly: Bool = false) throws -> (task: any TrainingTask, notes: [String]) {
+    func makeTask(model: any CausalLM, modelOptions: ModelOptions, evaluationOnly: Bool = false, generationsPath: String? = nil)
+        throws -> (task: any TrainingTask, notes: [String]) {
         let (data, evalData) = evaluationOnly ? (nil, self.evalData ?? self.data) : (self.data, self.evalData)
         var loaded: Tokenizer?
         func codec() throws -> Tokenizer {
@@ -49,6 +52,9 @@ struct TaskOptions: ParsableArguments {
             let heldOut = try evalData.map { try LMTask(path: $0, maxLength: length, vocabSize: model.vocabSize, encode: encode) }
             let notes = (train?.truncated ?? 0) > 0 ? ["\(train!.truncated) training examples were cut to \(length) tokens"] : []
             return (LMTrainingTask(train: train?.examples ?? [], heldOut: heldOut?.examples), notes)
+        case "sft":
+            return try sft.makeTask(data: data, evalData: evalData, model: model, tokenizer: try codec(),
+                                    template: try modelOptions.findChatTemplate(), generationsPath: generationsPath)
         case "sentiment":
             let path = try Assets().resolve(self.data ?? "rotten-tomatoes")
             let sentiment = try SentimentData(path: path, maxLength: length, codec: try codec())

@@ -185,8 +185,12 @@ struct TrainCommand: ParsableCommand {
                                                         lowRank: hybrid.lowRank, population: hybrid.population),
                                       seed: seed, evalEvery: evalEvery, maxNonFiniteSteps: maxNonFinite,
                                       firstOrder: try hybrid.firstOrderOptions())
-        let run = ["task": taskOptions.task, "data": taskOptions.data ?? "", "eval-data": taskOptions.evalData ?? "",
+        var run = ["task": taskOptions.task, "data": taskOptions.data ?? "", "eval-data": taskOptions.evalData ?? "",
                    "tokenizer": modelOptions.tokenizer ?? ""]
+        if taskOptions.task == "sft" {
+            run["loss-on"] = taskOptions.sft.lossOn
+            run["max-length"] = taskOptions.sft.maxLength.map(String.init) ?? ""
+        }
         if isWriter {  // the other ranks start from the same state: the replica check compares their weights
             try resumed?.state.checkCompatible(options: options, baseModelSHA256: baseSHA256, run: run, path: resumed!.directory)
         }
@@ -194,7 +198,9 @@ struct TrainCommand: ParsableCommand {
         let model = try ModelRegistry.load(path: resumed?.directory ?? modelPath, blockStorage: try compute.hostStorage())
         if let resumed { print("resuming after step \(resumed.state.step) from \(resumed.directory)") }
         if outputGGUF != nil { _ = try GGUFExport.exportable(model) }  // refused before training, not after
-        let (task, notes) = try taskOptions.makeTask(model: model, modelOptions: modelOptions)
+        let generations = output.map { $0 + "/generations.jsonl" }
+        if resumed == nil, let generations { try? FileManager.default.removeItem(atPath: generations) }
+        let (task, notes) = try taskOptions.makeTask(model: model, modelOptions: modelOptions, generationsPath: generations)
         notes.forEach { print("note: \($0)") }
         let backend = try compute.makeBackend(threads: launch?.threads(compute.threads), gpu: launch?.environment.localRank ?? 0)
         let tail = try options.firstOrder.map {

@@ -12,6 +12,13 @@ public struct SFTExample: Sendable, Equatable {
     /// The answer the prompt is meant to get.
     public let reference: String?
 
+    public init(ids: [Int], learned: [Bool], prompt: [Int]?, reference: String?) {
+        self.ids = ids
+        self.learned = learned
+        self.prompt = prompt
+        self.reference = reference
+    }
+
     /// The number of learned tokens.
     public var learnedCount: Int { learned.reduce(0) { $0 + ($1 ? 1 : 0) } }
 }

@@ -99,5 +99,5 @@ public enum SFTRecord: Sendable, Equatable {
 public struct SFTLineError: Error, Equatable {
     public let reason: String
 
-    init(_ reason: String) { self.reason = reason }
+    public init(_ reason: String) { self.reason = reason }
 }
