@@ -7,6 +7,10 @@ struct TokenStream {
     private let tokens: [Token]
     private var position = 0
     private let tagLine: Int
+    private var depth = 0
+
+    /// Deepest nesting of brackets and operators accepted: deeper is an error, not a stack overflow.
+    static let maximumDepth = 128
 
     init(_ tokens: [Token], line: Int) {
         self.tokens = tokens
@@ -53,6 +57,13 @@ struct TokenStream {
         guard case .name(let name) = peek() else { throw unexpected("a name") }
         position += 1
         return name
+    }
+
+    private mutating func enter() throws(TemplateError) {
+        depth += 1
+        guard depth <= TokenStream.maximumDepth else {
+            throw TemplateError(.unsupported, line: line, "expressions nested deeper than \(TokenStream.maximumDepth) levels")
+        }
     }
 
     private func unexpected(_ expected: String) -> TemplateError {
@@ -105,6 +116,8 @@ struct TokenStream {
     }
 
     private mutating func conditional(_ allowed: Bool) throws(TemplateError) -> Expression {
+        try enter()
+        defer { depth -= 1 }
         let value = try or()
         guard allowed, accept(name: "if") else { return value }
         let condition = try or()
@@ -112,20 +125,34 @@ struct TokenStream {
     }
 
     private mutating func or() throws(TemplateError) -> Expression {
+        let entered = depth
+        defer { depth = entered }
         var left = try and()
-        while accept(name: "or") { left = .logical(isAnd: false, left, try and()) }
+        while accept(name: "or") {
+            try enter()
+            left = .logical(isAnd: false, left, try and())
+        }
         return left
     }
 
     private mutating func and() throws(TemplateError) -> Expression {
+        let entered = depth
+        defer { depth = entered }
         var left = try not()
-        while accept(name: "and") { left = .logical(isAnd: true, left, try not()) }
+        while accept(name: "and") {
+            try enter()
+            left = .logical(isAnd: true, left, try not())
+        }
         return left
     }
 
     private mutating func not() throws(TemplateError) -> Expression {
         let line = self.line
-        if accept(name: "not") { return .unary("not", try not(), line: line) }
+        if accept(name: "not") {
+            try enter()
+            defer { depth -= 1 }
+            return .unary("not", try not(), line: line)
+        }
         return try comparison()
     }
 
@@ -151,40 +178,52 @@ struct TokenStream {
     }
 
     private mutating func sum() throws(TemplateError) -> Expression {
+        let entered = depth
+        defer { depth = entered }
         var left = try concatenation()
         while case .symbol(let op) = peek(), op == "+" || op == "-" {
             let line = self.line
             position += 1
+            try enter()
             left = .binary(op, left, try concatenation(), line: line)
         }
         return left
     }
 
     private mutating func concatenation() throws(TemplateError) -> Expression {
+        let entered = depth
+        defer { depth = entered }
         var left = try product()
         while peek() == .symbol("~") {
             let line = self.line
             position += 1
+            try enter()
             left = .binary("~", left, try product(), line: line)
         }
         return left
     }
 
     private mutating func product() throws(TemplateError) -> Expression {
+        let entered = depth
+        defer { depth = entered }
         var left = try power()
         while case .symbol(let op) = peek(), ["*", "/", "//", "%"].contains(op) {
             let line = self.line
             position += 1
+            try enter()
             left = .binary(op, left, try power(), line: line)
         }
         return left
     }
 
     private mutating func power() throws(TemplateError) -> Expression {
+        let entered = depth
+        defer { depth = entered }
         var left = try unary()
         while peek() == .symbol("**") {
             let line = self.line
             position += 1
+            try enter()
             left = .binary("**", left, try unary(), line: line)
         }
         return left
@@ -196,6 +235,8 @@ struct TokenStream {
         var value: Expression
         if case .symbol(let op) = peek(), op == "-" || op == "+" {
             position += 1
+            try enter()
+            defer { depth -= 1 }
             value = .unary(op, try unary(withFilters: false), line: line)
         } else {
             value = try postfix(try primary())
@@ -249,9 +290,12 @@ struct TokenStream {
     }
 
     private mutating func postfix(_ base: Expression) throws(TemplateError) -> Expression {
+        let entered = depth
+        defer { depth = entered }
         var value = base
         while true {
             let line = self.line
+            try enter()
             if accept(symbol: ".") {
                 switch next()?.kind {
                 case .name(let name): value = .member(value, name, line: line)
@@ -311,9 +355,12 @@ struct TokenStream {
     private static let notTestArguments: Set<String> = ["else", "or", "and", "if", "in", "is", "not"]
 
     private mutating func filtersAndTests(_ base: Expression) throws(TemplateError) -> Expression {
+        let entered = depth
+        defer { depth = entered }
         var value = base
         while true {
             let line = self.line
+            try enter()
             if accept(symbol: "|") {
                 let (name, arguments) = try filterCall()
                 value = .filter(value, name, arguments, line: line)

@@ -2,6 +2,10 @@
 struct Parser {
     private let pieces: [Piece]
     private var index = 0
+    private var depth = 0
+
+    /// Deepest nesting of block statements accepted: deeper is an error, not a stack overflow.
+    static let maximumDepth = 128
 
     init(_ pieces: [Piece]) { self.pieces = pieces }
 
@@ -43,6 +47,11 @@ struct Parser {
     }
 
     private mutating func statement(_ keyword: String, _ stream: inout TokenStream, line: Int) throws(TemplateError) -> Node {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Parser.maximumDepth else {
+            throw TemplateError(.unsupported, line: line, "statements nested deeper than \(Parser.maximumDepth) levels")
+        }
         switch keyword {
         case "if": return try ifChain(&stream, line: line)
         case "for": return try forLoop(&stream, line: line)

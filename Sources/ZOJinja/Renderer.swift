@@ -5,6 +5,10 @@ import ZOFormats
 /// template's top level and its arguments.
 final class Renderer {
     private(set) var output = ""
+    /// Where `{% generation %}` blocks wrote in the final output (UTF-8 offsets).
+    private(set) var generationSpans: [Range<Int>] = []
+    /// Captures in progress (macro calls, `set` blocks): their text lands elsewhere.
+    private var captureDepth = 0
     /// Innermost last; scopes[0] holds the context and the template's top-level names.
     var scopes: [[String: Value]]
     private var pendingJump: Jump?
@@ -53,7 +57,10 @@ final class Renderer {
         case .filterBlock(let name, let arguments, let body, let line):
             let text = try captured(body)
             output += try Filters.apply(name, to: .string(text), try evaluate(arguments, line: line), renderer: self).text
-        case .generation(let body): try render(body)
+        case .generation(let body):
+            let start = output.utf8.count
+            try render(body)
+            if captureDepth == 0, output.utf8.count > start { generationSpans.append(start..<output.utf8.count) }
         case .breakLoop(let line), .continueLoop(let line):
             guard scopes.count > 1, scopes[scopes.count - 1]["loop"] != nil else {
                 throw TemplateError(.syntax, line: line, "'break' or 'continue' outside a loop")
@@ -66,7 +73,11 @@ final class Renderer {
     func captured(_ nodes: [Node]) throws(TemplateError) -> String {
         let saved = output
         output = ""
-        defer { output = saved }
+        captureDepth += 1
+        defer {
+            output = saved
+            captureDepth -= 1
+        }
         try render(nodes)
         return output
     }

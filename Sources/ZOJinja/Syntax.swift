@@ -55,4 +55,17 @@ indirect enum Node {
     case generation([Node])
     case breakLoop(line: Int)
     case continueLoop(line: Int)
+
+    /// Whether this node is or holds a `{% generation %}` block.
+    var containsGeneration: Bool {
+        switch self {
+        case .generation: true
+        case .ifChain(let branches, let otherwise):
+            branches.contains { $0.body.contains(where: \.containsGeneration) } || otherwise.contains(where: \.containsGeneration)
+        case .forLoop(_, _, _, let body, let otherwise, _): (body + otherwise).contains(where: \.containsGeneration)
+        case .setBlock(_, let body, _), .macro(_, _, let body), .filterBlock(_, _, let body, _):
+            body.contains(where: \.containsGeneration)
+        default: false
+        }
+    }
 }

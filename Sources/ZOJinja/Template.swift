@@ -16,10 +16,20 @@ public struct Template: Sendable {
 
     /// The text for `context` (the template's variables; names not in it are undefined).
     public func render(_ context: [String: Value]) throws(TemplateError) -> String {
+        try renderWithGenerationSpans(context).text
+    }
+
+    /// The text, and where `{% generation %}` blocks wrote in it (UTF-8 offsets, in order):
+    /// what transformers' `return_assistant_tokens_mask` marks as the assistant's.
+    public func renderWithGenerationSpans(_ context: [String: Value]) throws(TemplateError)
+        -> (text: String, generationSpans: [Range<Int>]) {
         let renderer = Renderer(context: context)
         try renderer.render(nodes.value)
-        return renderer.output
+        return (renderer.output, renderer.generationSpans)
     }
+
+    /// Whether the template marks the assistant's text with `{% generation %}`.
+    public var marksGeneration: Bool { nodes.value.contains { $0.containsGeneration } }
 }
 
 /// Holds a value of a non-Sendable type that is never mutated after creation.

@@ -26,6 +26,17 @@ public struct ChatTemplate: Sendable {
     /// `addGenerationPrompt`, and `extra` variables.
     public func render(messages: [JSONValue], tools: [JSONValue]? = nil, addGenerationPrompt: Bool = false,
                        extra: JSONObject = JSONObject()) throws(ChatTemplateError) -> String {
+        try renderWithGenerationSpans(messages: messages, tools: tools, addGenerationPrompt: addGenerationPrompt, extra: extra).text
+    }
+
+    /// Whether the template marks the assistant's text with `{% generation %}` (then
+    /// `renderWithGenerationSpans` says where it is, as transformers' assistant masks do).
+    public var marksGeneration: Bool { template.marksGeneration }
+
+    /// The text and the UTF-8 spans its `{% generation %}` blocks wrote.
+    public func renderWithGenerationSpans(messages: [JSONValue], tools: [JSONValue]? = nil, addGenerationPrompt: Bool = false,
+                                          extra: JSONObject = JSONObject()) throws(ChatTemplateError)
+        -> (text: String, generationSpans: [Range<Int>]) {
         var context: [String: Value] = [
             "messages": .array(messages.map(Value.init)),
             "add_generation_prompt": .bool(addGenerationPrompt),
@@ -34,7 +45,9 @@ public struct ChatTemplate: Sendable {
         context["documents"] = Value.none
         for (name, text) in specialTokens { context[name] = .string(text) }
         for member in extra.members { context[member.key] = Value(member.value) }
-        do { return try template.render(context) } catch { throw ChatTemplateError(origin: origin, underlying: error) }
+        do { return try template.renderWithGenerationSpans(context) } catch {
+            throw ChatTemplateError(origin: origin, underlying: error)
+        }
     }
 
     /// Special tokens that end an assistant's turn in common templates (ChatML, Llama 3, Gemma,

@@ -65,11 +65,12 @@ extension ChatTemplate {
     }
 }
 
-/// What tokenizer_config.json says of chat: the template (one string, or the one named
-/// "default" of a list) and the special tokens' texts (strings or `{"content": …}` objects).
+/// What tokenizer_config.json says: the chat template (one string, or the one named "default"
+/// of a list), the special tokens' texts (strings or `{"content": …}` objects), whether BOS is added.
 struct TokenizerConfig {
     let chatTemplate: String?
     let specialTokens: [String: String]
+    let addsBOS: Bool?
 
     init(path: String) throws(TokenizerError) {
         guard let data = FileManager.default.contents(atPath: path) else { throw .cannotRead(path: path, reason: "cannot read the file") }
@@ -95,6 +96,7 @@ struct TokenizerConfig {
             if let text = object[name]?.string ?? object[name]?.object?["content"]?.string { specialTokens[name] = text }
         }
         self.specialTokens = specialTokens
+        if case .bool(let adds)? = object["add_bos_token"] { addsBOS = adds } else { addsBOS = nil }
     }
 }
 

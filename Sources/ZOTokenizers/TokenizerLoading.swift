@@ -162,7 +162,12 @@ extension Tokenizer {
     /// alone, after Digits(individual_digits) or after Qwen2's or Llama 3's Split) or over
     /// characters with byte fallback (SentencePiece's: a Metaspace pre-tokenizer or none), behind
     /// NFC, Prepend and Replace normalizers.
+    /// A tokenizer.json; tokenizer_config.json beside it, when there is one, names the BOS, EOS
+    /// and padding tokens, whether BOS is added, and the chat template (as in transformers).
     public static func load(tokenizerJSON path: String) throws(TokenizerError) -> Tokenizer {
+        let folder = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]).nonEmpty ?? "."
+        let configPath = folder + "/tokenizer_config.json"
+        let config = FileManager.default.fileExists(atPath: configPath) ? try TokenizerConfig(path: configPath) : nil
         let json: TokenizerJSON
         do { json = try JSONDecoder().decode(TokenizerJSON.self, from: read(path)) } catch let error as TokenizerError {
             throw error
@@ -199,9 +204,11 @@ extension Tokenizer {
             spelling.stripsLeadingSpace = stripsLeadingSpace(json.decoder)
         }
         let normalizer = try makeNormalizer(json.normalizer, path: path)
+        func id(_ name: String) -> Int? { config?.specialTokens[name].flatMap { specials[$0] ?? vocabulary[$0] } }
         return Tokenizer(tokens: tokens, merges: merges, specialTokens: specials, normalizer: normalizer, preTokenizer: preTokenizer,
-                         spelling: spelling, bos: nil, eos: specials["<|endoftext|>"], pad: nil,
-                         unknown: json.model.unk_token.flatMap { vocabulary[$0] }, addsBOS: false, chatTemplate: nil)
+                         spelling: spelling, bos: id("bos_token"), eos: id("eos_token") ?? specials["<|endoftext|>"],
+                         pad: id("pad_token"), unknown: json.model.unk_token.flatMap { vocabulary[$0] },
+                         addsBOS: config?.addsBOS ?? false, chatTemplate: config?.chatTemplate)
     }
 
     /// Qwen2's and Llama 3's Split patterns, by the digits a number piece takes.

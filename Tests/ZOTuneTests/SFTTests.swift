@@ -85,3 +85,48 @@ struct SFTTests {
         #expect(abs(try task.evaluate(runner: runner)["eval_loss"]! - sum / 4) < 1e-6)
     }
 }
+
+/// Token ids and learned tokens against TRL's SFTTrainer (scripts/fixtures/make_sft_goldens.py):
+/// the same ids in every format; the same learned tokens for text, prompt-completion (string and
+/// conversational), all-token messages and assistant-only messages with `{% generation %}`
+/// markers; for a template without markers, ZOTune's rule (the turn after the generation prompt,
+/// through the newline after its end marker), which TRL's own Qwen2.5 training template differs
+/// from by the newline before the content.
+struct SFTAgainstTRLTests {
+    @Test func idsAndLearnedTokensMatchTRL() throws {
+        let goldens = try #require(try ChatTemplateTests.json(Fixtures.root + "/sft/trl-goldens.json").object)
+        // As a model folder keeps it: tokenizer_config.json names the EOS token TRL appends.
+        let folder = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.copyItem(atPath: Fixtures.root + "/" + (goldens["tokenizer"]?.string ?? ""),
+                                         toPath: folder + "/tokenizer.json")
+        try #"{"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}"#.write(toFile: folder + "/tokenizer_config.json",
+                                                                                 atomically: true, encoding: .utf8)
+        let tokenizer = try Tokenizer.load(path: folder)
+        #expect(tokenizer.eosTokenId == tokenizer.specialTokens["<|im_end|>"])
+        let cases = goldens["cases"]?.array?.compactMap(\.object) ?? []
+        #expect(cases.count == 6)
+        for golden in cases {
+            let name = golden["name"]?.string ?? "?"
+            let template = try golden["template"]?.string.map { file in
+                let path = Fixtures.root + "/" + file
+                return try ChatTemplate(source: try String(contentsOfFile: path, encoding: .utf8), origin: path,
+                                        specialTokens: ["eos_token": "<|im_end|>"])
+            }
+            let scope = try #require(SFTLossScope(rawValue: golden["loss"]?.string ?? ""))
+            let encoder = SFTEncoder(tokenizer: tokenizer, template: template, scope: scope, maxLength: 1024)
+            let records = golden["records"]?.array ?? [], examples = golden["examples"]?.array?.compactMap(\.object) ?? []
+            #expect(records.count == examples.count && !records.isEmpty, "\(name)")
+            for (index, (record, expected)) in zip(records, examples).enumerated() {
+                let encoded = try #require(try encoder.encode(SFTRecord(line: record.pythonJSON())).example)
+                let ids = expected["input_ids"]?.array?.compactMap { value -> Int? in if case .int(let id) = value { id } else { nil } }
+                #expect(encoded.ids == ids, "\(name) \(index): ids")
+                // TRL's mask where it is the rule, else the rule ZOTune documents; token 0 is never predicted.
+                let key = golden["trl_template"] != nil || golden["template"]?.string?.hasPrefix("chat-templates") == true
+                    && scope == .completion && record.object?["messages"] != nil ? "zotune_rule_mask" : "mask"
+                let mask = expected[key]?.array?.map { $0 == .int(1) } ?? []
+                #expect(Array(encoded.learned.dropFirst()) == Array(mask.dropFirst()), "\(name) \(index): \(key)")
+            }
+        }
+    }
+}

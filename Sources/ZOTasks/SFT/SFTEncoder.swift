@@ -34,10 +34,12 @@ public enum SFTLossScope: String, Sendable, CaseIterable {
 /// Turns SFT records into tokens as TRL's SFTTrainer does: texts and string completions get the
 /// tokenizer's EOS appended and are encoded with its special tokens; conversations are rendered
 /// with the chat template and encoded as they are (the template writes BOS). A completion's
-/// tokens are those after the prompt's; an assistant turn's are those its text covers in the
-/// rendered conversation: from the end of the conversation before it rendered with the
-/// generation prompt to the end of the conversation up to it rendered (its end-of-turn marker
-/// included).
+/// tokens are those after the prompt's. An assistant turn's are what the template's
+/// `{% generation %}` blocks wrote where it has them (TRL's assistant_only_loss); else those its
+/// text covers in the rendered conversation: from the end of the conversation before it
+/// rendered with the generation prompt to the end of the conversation up to it rendered (its
+/// end-of-turn marker and what follows it in the turn included, as TRL's conversational
+/// prompt-completion learns).
 public struct SFTEncoder {
     public let tokenizer: Tokenizer
     public let template: ChatTemplate?
@@ -69,11 +71,14 @@ public struct SFTEncoder {
             (learnedRanges, prompt) = ([commonPrefix(promptIds, full)..<full.count], promptIds)
             reference = completion.first { $0.object?["role"]?.string == "assistant" }?.object?["content"]?.string
         case .conversation(let messages, let tools):
-            let text = try render(messages, tools: tools, generationPrompt: false)
+            let (text, spans) = try renderWithSpans(messages, tools: tools)
             full = tokenizer.encode(text)
             let assistant = messages.indices.filter { messages[$0].object?["role"]?.string == "assistant" }
             var ranges: [Range<Int>] = []
-            if scope == .completion {
+            if scope == .completion, template?.marksGeneration == true {
+                // The template marks the assistant's text: learn what its generation blocks wrote.
+                ranges = spans.map { tokenIndex(atByte: $0.lowerBound, of: text, full)..<tokenIndex(atByte: $0.upperBound, of: text, full) }
+            } else if scope == .completion {
                 for turn in assistant {
                     let before = try render(Array(messages[..<turn]), tools: tools, generationPrompt: true)
                     let through = try render(Array(messages[...turn]), tools: tools, generationPrompt: false)
@@ -104,6 +109,14 @@ public struct SFTEncoder {
     private func render(_ messages: [JSONValue], tools: [JSONValue]?, generationPrompt: Bool) throws(SFTLineError) -> String {
         guard let template else { throw SFTLineError("conversations need a chat template, and the model has none") }
         do { return try template.render(messages: messages, tools: tools, addGenerationPrompt: generationPrompt) } catch {
+            throw SFTLineError("\(error)")
+        }
+    }
+
+    private func renderWithSpans(_ messages: [JSONValue], tools: [JSONValue]?) throws(SFTLineError)
+        -> (text: String, generationSpans: [Range<Int>]) {
+        guard let template else { throw SFTLineError("conversations need a chat template, and the model has none") }
+        do { return try template.renderWithGenerationSpans(messages: messages, tools: tools) } catch {
             throw SFTLineError("\(error)")
         }
     }
