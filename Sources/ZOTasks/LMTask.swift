@@ -9,12 +9,14 @@ public enum TaskError: Error, CustomStringConvertible, Equatable {
     case cannotRead(path: String, reason: String)
     case badLine(path: String, line: Int, reason: String)
     case empty(path: String)
+    case unusable(path: String, reason: String)
 
     public var description: String {
         switch self {
         case .cannotRead(let path, let reason): "\(path): cannot read: \(reason)"
         case .badLine(let path, let line, let reason): "\(path):\(line): \(reason)"
         case .empty(let path): "\(path): no examples"
+        case .unusable(let path, let reason): "\(path): \(reason)"
         }
     }
 }

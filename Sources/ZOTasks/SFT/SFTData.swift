@@ -38,7 +38,11 @@ public struct SFTData: Sendable {
                 throw .badLine(path: path, line: number, reason: error.reason)
             }
         }
-        guard let format, !examples.isEmpty else { throw .empty(path: path) }
+        guard let format else { throw .empty(path: path) }
+        guard !examples.isEmpty else {
+            throw .unusable(path: path, reason: "all \(dropped) examples were left out: none has a learned token within the "
+                            + "first \(encoder.maxLength) tokens (the length limit)")
+        }
         self.path = path
         self.format = format
         self.examples = examples
