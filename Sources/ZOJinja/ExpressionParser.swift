@@ -159,72 +159,38 @@ struct TokenStream {
     private static let comparisons: Set<String> = ["==", "!=", "<", "<=", ">", ">="]
 
     private mutating func comparison() throws(TemplateError) -> Expression {
-        let first = try sum()
+        let first = try arithmetic()
         var chain: [(op: String, operand: Expression, line: Int)] = []
         while true {
             let line = self.line
             if case .symbol(let op) = peek(), TokenStream.comparisons.contains(op) {
                 position += 1
-                chain.append((op, try sum(), line))
+                chain.append((op, try arithmetic(), line))
             } else if accept(name: "in") {
-                chain.append(("in", try sum(), line))
+                chain.append(("in", try arithmetic(), line))
             } else if peek() == .name("not"), peek(1) == .name("in") {
                 position += 2
-                chain.append(("not in", try sum(), line))
+                chain.append(("not in", try arithmetic(), line))
             } else {
                 return chain.isEmpty ? first : .comparison(first, chain)
             }
         }
     }
 
-    private mutating func sum() throws(TemplateError) -> Expression {
-        let entered = depth
-        defer { depth = entered }
-        var left = try concatenation()
-        while case .symbol(let op) = peek(), op == "+" || op == "-" {
-            let line = self.line
-            position += 1
-            try enter()
-            left = .binary(op, left, try concatenation(), line: line)
-        }
-        return left
-    }
+    /// The arithmetic operators by binding, loosest first (Jinja's: `~` between `+` and `*`).
+    private static let arithmetic: [Set<String>] = [["+", "-"], ["~"], ["*", "/", "//", "%"], ["**"]]
 
-    private mutating func concatenation() throws(TemplateError) -> Expression {
+    /// Operands of `arithmetic[level]` and tighter, joined left to right.
+    private mutating func arithmetic(level: Int = 0) throws(TemplateError) -> Expression {
+        guard level < TokenStream.arithmetic.count else { return try unary() }
         let entered = depth
         defer { depth = entered }
-        var left = try product()
-        while peek() == .symbol("~") {
+        var left = try arithmetic(level: level + 1)
+        while case .symbol(let op) = peek(), TokenStream.arithmetic[level].contains(op) {
             let line = self.line
             position += 1
             try enter()
-            left = .binary("~", left, try product(), line: line)
-        }
-        return left
-    }
-
-    private mutating func product() throws(TemplateError) -> Expression {
-        let entered = depth
-        defer { depth = entered }
-        var left = try power()
-        while case .symbol(let op) = peek(), ["*", "/", "//", "%"].contains(op) {
-            let line = self.line
-            position += 1
-            try enter()
-            left = .binary(op, left, try power(), line: line)
-        }
-        return left
-    }
-
-    private mutating func power() throws(TemplateError) -> Expression {
-        let entered = depth
-        defer { depth = entered }
-        var left = try unary()
-        while peek() == .symbol("**") {
-            let line = self.line
-            position += 1
-            try enter()
-            left = .binary("**", left, try unary(), line: line)
+            left = .binary(op, left, try arithmetic(level: level + 1), line: line)
         }
         return left
     }

@@ -9,11 +9,13 @@ struct EvalCommand: ParsableCommand {
     )
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var adapterOptions: AdapterOptions
     @OptionGroup var taskOptions: TaskOptions
     @OptionGroup var compute: ComputeOptions
 
     func run() throws {
         let model = try modelOptions.loadModel(blockStorage: try compute.hostStorage())
+        try adapterOptions.apply(to: model)
         let (task, _) = try taskOptions.makeTask(model: model, modelOptions: modelOptions, evaluationOnly: true)
         let runner = try compute.makeRunner(model: model)
         var metrics = try task.evaluate(runner: runner)

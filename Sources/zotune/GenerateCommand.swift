@@ -13,6 +13,7 @@ struct GenerateCommand: ParsableCommand {
     )
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var adapterOptions: AdapterOptions
 
     @Option(help: "The prompt.")
     var prompt: String
@@ -41,6 +42,7 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         let model = try modelOptions.loadModel(blockStorage: try compute.hostStorage())
+        try adapterOptions.apply(to: model)
         let tokenizer = try modelOptions.loadTokenizer()
         // A rendered template holds its own BOS where the model wants one (as apply_chat_template).
         let ids = chat ? tokenizer.encode(try modelOptions.loadChatTemplate().prompt(user: prompt))

@@ -20,6 +20,7 @@ struct LossCommand: ParsableCommand {
     )
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var adapterOptions: AdapterOptions
 
     @Option(help: "Comma-separated token ids of one sequence.")
     var ids: String?
@@ -50,6 +51,7 @@ struct LossCommand: ParsableCommand {
     func run() throws {
         let sequences = try readSequences()
         let model = try modelOptions.loadModel(blockStorage: try compute.hostStorage())
+        try adapterOptions.apply(to: model)
         let batch = try model.makeBatch(sequences)
         let runner = try compute.makeRunner(model: model)
         let result = try runner.forward(batch, outputs: logitsFile == nil ? .argmax : [.argmax, .logits])
