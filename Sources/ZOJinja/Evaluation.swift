@@ -75,7 +75,9 @@ extension Renderer {
         if op == "not" { return .bool(!value.isTruthy) }
         if case .undefined(let what) = value { throw TemplateError(.runtime, line: line, what) }
         switch (op, value) {
-        case ("-", .int(let x)): return .int(-x)
+        case ("-", .int(let x)):
+            guard x != .min else { throw TemplateError(.unsupported, line: line, "integers beyond 64 bits") }
+            return .int(-x)
         case ("-", .double(let x)): return .double(-x)
         case ("-", .bool(let x)): return .int(x ? -1 : 0)
         case ("+", .int), ("+", .double): return value

@@ -4,7 +4,7 @@ import ZOFormats
 /// Python's `json.dumps(ensure_ascii=False)` keeping key order; strings compare without case
 /// in `sort`, `unique`, `min` and `max` as Jinja's do.
 enum Filters {
-    /// The names known (others are an error at parse time).
+    /// The names known (a template reaching another is an error then, as in Jinja).
     static let names: Set<String> = [
         "abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first", "float", "forceescape",
         "indent", "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min", "reject", "rejectattr",
@@ -35,7 +35,7 @@ enum Filters {
                 throw fail("replace needs two strings")
             }
             return .string(StringMethods.replace(value.text, old, new, count: arguments.value(2, "count")?.integer ?? -1))
-        case "indent": return .string(indent(value.text, arguments))
+        case "indent": return .string(try indent(value.text, arguments))
         case "length", "count":
             if case .string(let text) = value { return .int(text.unicodeScalars.count) }
             guard let items = value.iterated else { throw fail("object of type '\(value.typeName)' has no len()") }
@@ -56,8 +56,12 @@ enum Filters {
             return .array(object.members.map { .tuple([.string($0.key), $0.value]) })
         case "dictsort":
             guard case .object(let object) = value else { throw fail("dictsort needs a mapping, not \(value.typeName)") }
+            // dictsort(case_sensitive=False, by='key', reverse=False)
             let pairs = object.members.map { Value.tuple([.string($0.key), $0.value]) }
-            return .array(try sorted(pairs, key: { $0.iterated![0] }, arguments: Arguments(line: line)))
+            let by = arguments.value(1, "by")?.string ?? "key"
+            guard by == "key" || by == "value" else { throw fail("dictsort's by must be 'key' or 'value'") }
+            return .array(try sorted(pairs, key: { $0.iterated![by == "key" ? 0 : 1] }, reverse: arguments.value(2, "reverse")?.isTruthy ?? false,
+                                     caseSensitive: arguments.value(0, "case_sensitive")?.isTruthy ?? false, attribute: nil, line: line))
         case "default", "d":
             let useDefault = value.isUndefined || (arguments.value(1, "boolean")?.isTruthy == true && !value.isTruthy)
             return useDefault ? arguments.value(0, "default_value") ?? .string("") : value
@@ -66,7 +70,9 @@ enum Filters {
         case "float": return floatingPoint(value, default: arguments.value(0, "default") ?? .double(0))
         case "abs":
             switch value {
-            case .int(let x): return .int(abs(x))
+            case .int(let x):
+                guard x != .min else { throw TemplateError(.unsupported, line: line, "integers beyond 64 bits") }
+                return .int(abs(x))
             case .double(let x): return .double(abs(x))
             case .bool(let x): return .int(x ? 1 : 0)
             default: throw fail("bad operand type for abs(): '\(value.typeName)'")
@@ -85,11 +91,16 @@ enum Filters {
         case "map": return .array(try map(try sequence(), arguments, renderer: renderer))
         case "select", "reject", "selectattr", "rejectattr":
             return .array(try select(try sequence(), name, arguments, renderer: renderer))
-        case "sort": return .array(try sorted(try sequence(), key: { $0 }, arguments: arguments))
+        case "sort":  // sort(reverse=False, case_sensitive=False, attribute=None)
+            return .array(try sorted(try sequence(), key: { $0 }, reverse: arguments.value(0, "reverse")?.isTruthy ?? false,
+                                     caseSensitive: arguments.value(1, "case_sensitive")?.isTruthy ?? false,
+                                     attribute: arguments.value(2, "attribute"), line: line))
         case "unique": return .array(try unique(try sequence(), arguments))
-        case "min", "max":
-            let items = try sorted(try sequence(), key: { $0 }, arguments: arguments)
-            return (name == "min" ? items.first : items.last) ?? .undefined("no \(name) of an empty sequence")
+        case "min", "max":  // min(case_sensitive=False, attribute=None): the first of equals, as Python's
+            let items = try sorted(try sequence(), key: { $0 }, reverse: name == "max",
+                                   caseSensitive: arguments.value(0, "case_sensitive")?.isTruthy ?? false,
+                                   attribute: arguments.value(1, "attribute"), line: line)
+            return items.first ?? .undefined("no \(name) of an empty sequence")
         default:
             let jinjaHasIt = jinjaOnly.contains(name)
             throw TemplateError(jinjaHasIt ? .unsupported : .runtime, line: line,
@@ -129,7 +140,11 @@ enum Filters {
             separators = (pair[0], pair[1])
         }
         // transformers' signature: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False).
-        return json.pythonJSON(indent: arguments.value(1, "indent")?.integer, itemSeparator: separators?.0,
+        let indent = arguments.value(1, "indent")?.integer
+        if let indent, indent > StringFormatting.maximumWidth {
+            throw TemplateError(.unsupported, line: arguments.line, "tojson indent above \(StringFormatting.maximumWidth)")
+        }
+        return json.pythonJSON(indent: indent.map { max(0, $0) }, itemSeparator: separators?.0,
                                keySeparator: separators?.1 ?? ": ", sortKeys: arguments.value(3, "sort_keys")?.isTruthy ?? false,
                                ensureASCII: arguments.value(0, "ensure_ascii")?.isTruthy ?? false)
     }
@@ -178,21 +193,19 @@ enum Filters {
         return kept
     }
 
-    /// Stable sort by `key`, strings without case unless `case_sensitive`; `reverse`, `attribute`.
-    private static func sorted(_ items: [Value], key: (Value) -> Value, arguments: Arguments) throws(TemplateError) -> [Value] {
-        let caseSensitive = arguments.keyword["case_sensitive"]?.isTruthy ?? false
-        let attribute = arguments.keyword["attribute"]
+    /// Python's stable sort by `key` (then `attribute`), strings without case unless `caseSensitive`.
+    private static func sorted(_ items: [Value], key: (Value) -> Value, reverse: Bool, caseSensitive: Bool, attribute: Value?,
+                               line: Int) throws(TemplateError) -> [Value] {
         var keys: [Value] = []
         for item in items {
             var k = key(item)
-            if let attribute { k = try lookup(attribute, in: k, line: arguments.line) }
+            if let attribute { k = try lookup(attribute, in: k, line: line) }
             if !caseSensitive, case .string(let text) = k { k = .string(text.lowercased()) }
             keys.append(k)
         }
         for (a, b) in zip(keys, keys.dropFirst()) where Operators.compare(a, b) == nil {
-            throw TemplateError(.runtime, line: arguments.line, "cannot order '\(a.typeName)' and '\(b.typeName)'")
+            throw TemplateError(.runtime, line: line, "cannot order '\(a.typeName)' and '\(b.typeName)'")
         }
-        let reverse = (arguments.value(0, "reverse") ?? arguments.keyword["reverse"])?.isTruthy ?? false
         let order = items.indices.sorted { i, j in
             let c = Operators.compare(keys[i], keys[j]) ?? 0
             return c == 0 ? i < j : (c < 0) != reverse
@@ -241,6 +254,9 @@ enum Filters {
             throw TemplateError(.runtime, line: arguments.line, "round needs a number, not \(value.typeName)")
         }
         let precision = arguments.value(0, "precision")?.integer ?? 0
+        guard (-399...399).contains(precision) else {
+            throw TemplateError(.unsupported, line: arguments.line, "round to \(precision) digits")
+        }
         let method = arguments.value(1, "method")?.string ?? "common"
         // Python's round(): halves to even, an int stays an int; ceil and floor give floats.
         if method == "common", case .int = value, precision >= 0 { return value }
@@ -253,25 +269,25 @@ enum Filters {
         var scale = 1.0
         for _ in 0..<abs(precision) { scale *= 10 }
         guard precision >= 0 else { return .double((x / scale).rounded(rule) * scale) }
-        let product = x * scale
-        var rounded = product.rounded(rule)
-        // A product that rounded onto a half: the exact product's error (an FMA gives it) says
-        // which side the true value was on, as Python rounds the exact binary value.
-        if rule == .toNearestOrEven, product - product.rounded(.down) == 0.5 {
-            let error = (-product).addingProduct(x, scale)
-            if error != 0 { rounded = error > 0 ? product.rounded(.up) : product.rounded(.down) }
-        }
+        // Python rounds the exact binary value: a product that lands on a half is settled by its error.
+        let rounded = rule == .toNearestOrEven ? StringFormatting.exactRounded(x, scale: scale) : (x * scale).rounded(rule)
         return .double(rounded / scale)
     }
 
-    private static func indent(_ text: String, _ arguments: Arguments) -> String {
+    /// Jinja 3.1's `indent`: lines after the first (and the first with `first`) get the pad;
+    /// empty lines too only with `blank`; lines split as Python's `splitlines`, joined by "\n".
+    private static func indent(_ text: String, _ arguments: Arguments) throws(TemplateError) -> String {
         let width = arguments.value(0, "width")
-        let pad = width?.string ?? String(repeating: " ", count: width?.integer ?? 4)
+        if let count = width?.integer, count > StringFormatting.maximumWidth {
+            throw TemplateError(.unsupported, line: arguments.line, "indent by more than \(StringFormatting.maximumWidth)")
+        }
+        let pad = width?.string ?? String(repeating: " ", count: max(0, width?.integer ?? 4))
         let first = arguments.value(1, "first")?.isTruthy ?? false, blank = arguments.value(2, "blank")?.isTruthy ?? false
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        return lines.enumerated().map { index, line in
-            (index == 0 && !first) || (!blank && line.allSatisfy(\.isWhitespace)) ? String(line) : pad + line
+        let lines = StringMethods.splitLines(text + "\n")
+        let body = lines.enumerated().map { index, line in
+            index == 0 || (line.isEmpty && !blank) ? line : pad + line
         }.joined(separator: "\n")
+        return first ? pad + body : body
     }
 
     private static func escapeHTML(_ text: String) -> String {

@@ -29,7 +29,17 @@ enum Globals {
                 for key in members.keys { try Namespace.checkName(key, line: arguments.line) }
                 return .namespace(Namespace(members))
             }),
-            "dict": .function(Function(name: "dict") { arguments in .object(arguments.keyword) }),
+            "dict": .function(Function(name: "dict") { arguments throws(TemplateError) in
+                var members = OrderedMembers<Value>()
+                if let first = arguments.positional.first {
+                    guard case .object(let object) = first else {
+                        throw TemplateError(.unsupported, line: arguments.line, "dict() of a \(first.typeName) (only of a dict)")
+                    }
+                    members = object
+                }
+                for (key, value) in arguments.keyword.members { members[key] = value }
+                return .object(members)
+            }),
             "range": .function(Function(name: "range", call: range)),
             "strftime_now": .function(Function(name: "strftime_now") { arguments throws(TemplateError) in
                 guard let format = arguments.value(0, "format")?.string else {
@@ -47,8 +57,9 @@ enum Globals {
         let (start, stop) = bounds.count == 1 ? (0, bounds[0]) : (bounds[0], bounds[1])
         let step = bounds.count == 3 ? bounds[2] : 1
         guard step != 0 else { throw TemplateError(.runtime, line: arguments.line, "range() step must not be zero") }
-        let count = max(0, (stop - start + step - (step > 0 ? 1 : -1)) / step)
-        guard count <= maximumRange else {
+        // The element count in overflow-free arithmetic (Double is exact enough to compare with the limit).
+        let count = max(0, ((Double(stop) - Double(start)) / Double(step)).rounded(.up))
+        guard count <= Double(maximumRange) else {
             throw TemplateError(.runtime, line: arguments.line, "range() of more than \(maximumRange) items")
         }
         return .array(stride(from: start, to: stop, by: step).map(Value.int))

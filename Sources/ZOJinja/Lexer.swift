@@ -139,10 +139,16 @@ struct Lexer {
         let start = position
         while let tag = nextTag(from: position) {
             position = tag + 2
-            let marker = bytes[position]
+            let marker = position < bytes.count ? bytes[position] : 0
             if marker == UInt8(ascii: "-") || marker == UInt8(ascii: "+") { position += 1 }
+            let lineBefore = line
             guard bytes[tag + 1] == UInt8(ascii: "%"), let (tokens, trim) = try? tokens(until: UInt8(ascii: "%")),
-                  tokens.count == 1, tokens[0].kind == .name("endraw") else { position = tag + 1; continue }
+                  tokens.count == 1, tokens[0].kind == .name("endraw") else {
+                // Not the end tag: part of the raw text (its lines are counted with the text).
+                line = lineBefore
+                position = tag + 1
+                continue
+            }
             // Only `-%}` trims the raw text's start; the newline after `{% raw %}` stays.
             var text = trimmed == .all ? TextTrim.all.apply(to: bytes[start..<tag]) : bytes[start..<tag]
             if marker == UInt8(ascii: "-") { text = text.trimmingTrailingWhitespace() }
@@ -157,6 +163,8 @@ struct Lexer {
     private mutating func tokens(until close: UInt8) throws(TemplateError) -> ([Token], TextTrim) {
         var tokens: [Token] = []
         let startLine = line
+        // Brackets open in the tag: a "}}" inside `{{ {'a': {'b': 1}} }}` closes dicts, not the tag (as Jinja's lexer).
+        var open = 0
         while true {
             skipWhitespace()
             guard position < bytes.count else {
@@ -165,7 +173,7 @@ struct Lexer {
             }
             let byte = bytes[position]
             // The end of the tag, with a whitespace marker before it.
-            for marker: UInt8? in [nil, UInt8(ascii: "-"), UInt8(ascii: "+")] {
+            for marker: UInt8? in [nil, UInt8(ascii: "-"), UInt8(ascii: "+")] where open == 0 {
                 let offset = marker == nil ? 0 : 1
                 guard position + offset + 1 < bytes.count, marker.map({ bytes[position] == $0 }) ?? true,
                       bytes[position + offset] == close, bytes[position + offset + 1] == UInt8(ascii: "}") else { continue }
@@ -182,6 +190,8 @@ struct Lexer {
                 while position < bytes.count, isNameStart(bytes[position]) || isDigit(bytes[position]) { position += 1 }
                 tokens.append(Token(kind: .name(String(decoding: bytes[start..<position], as: UTF8.self)), line: line))
             } else if let symbol = symbol() {
+                if ["(", "[", "{"].contains(symbol) { open += 1 }
+                if [")", "]", "}"].contains(symbol), open > 0 { open -= 1 }
                 tokens.append(Token(kind: .symbol(symbol), line: line))
             } else {
                 throw TemplateError(.syntax, line: line, "unexpected character '\(Character(Unicode.Scalar(byte)))'")
@@ -224,7 +234,8 @@ struct Lexer {
         return .double(Double(text) ?? .infinity)
     }
 
-    /// A quoted string with Python's escapes (\n \t \r \\ \' \" \uXXXX \xXX); others kept as written.
+    /// A quoted string with Python's escapes (\n \t \r \a \b \f \v \\ \' \" octal, \xXX, \uXXXX,
+    /// \UXXXXXXXX); \N{…} is an error; others kept as written.
     private mutating func stringLiteral(quote: UInt8) throws(TemplateError) -> String {
         let startLine = line
         position += 1
@@ -242,8 +253,23 @@ struct Lexer {
             case UInt8(ascii: "t"): out.append(0x09)
             case UInt8(ascii: "r"): out.append(0x0D)
             case UInt8(ascii: "\\"), UInt8(ascii: "'"), UInt8(ascii: "\""): out.append(escape)
-            case UInt8(ascii: "u"), UInt8(ascii: "x"):
-                let width = escape == UInt8(ascii: "u") ? 4 : 2
+            case UInt8(ascii: "a"): out.append(0x07)
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "v"): out.append(0x0B)
+            case UInt8(ascii: "0")...UInt8(ascii: "7"):
+                // Up to three octal digits.
+                var code = UInt32(escape - UInt8(ascii: "0")), digits = 1
+                while digits < 3, position < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "7")).contains(bytes[position]) {
+                    code = code * 8 + UInt32(bytes[position] - UInt8(ascii: "0"))
+                    position += 1
+                    digits += 1
+                }
+                out += Array(String(Character(Unicode.Scalar(code)!)).utf8)
+            case UInt8(ascii: "N"):
+                throw TemplateError(.unsupported, line: line, "\\N{…} escapes (Unicode names) in strings")
+            case UInt8(ascii: "u"), UInt8(ascii: "x"), UInt8(ascii: "U"):
+                let width = escape == UInt8(ascii: "u") ? 4 : escape == UInt8(ascii: "U") ? 8 : 2
                 guard position + width <= bytes.count,
                       let code = UInt32(String(decoding: bytes[position..<position + width], as: UTF8.self), radix: 16),
                       let scalar = Unicode.Scalar(code) else {

@@ -45,9 +45,11 @@ enum Operators {
         case ("+", .tuple(let x), .tuple(let y)): return .tuple(x + y)
         case ("*", .string(let x), _), ("*", _, .string(let x)):
             guard let count = (a.integer != nil ? a : b).integer else { return nil }
+            try checkSize(x.utf8.count, times: count, line: line)
             return .string(String(repeating: x, count: max(count, 0)))
         case ("*", .array(let x), _), ("*", _, .array(let x)):
             guard let count = (a.integer != nil ? a : b).integer else { return nil }
+            try checkSize(x.count, times: count, line: line)
             return .array(Array(repeating: x, count: max(count, 0)).flatMap { $0 })
         default: break
         }
@@ -81,19 +83,38 @@ enum Operators {
             return .double(Double(x) / Double(y))
         case "//", "%":
             guard y != 0 else { throw TemplateError(.runtime, line: line, "integer division or modulo by zero") }
+            guard x != .min || y != -1 else { throw overflow }
             var (q, r) = x.quotientAndRemainder(dividingBy: y)
             if r != 0, (r < 0) != (y < 0) { q -= 1; r += y }
             return .int(op == "//" ? q : r)
         case "**":
             guard y >= 0 else { return .double(pow(Double(x), Double(y))) }
-            var result = 1
-            for _ in 0..<y {
-                let (r, o) = result.multipliedReportingOverflow(by: x)
+            // By squaring: 64 multiplications at most (|x| ≤ 1 never overflows).
+            var (result, base, exponent) = (1, x, y)
+            while exponent > 0 {
+                if exponent & 1 == 1 {
+                    let (r, o) = result.multipliedReportingOverflow(by: base)
+                    if o { throw overflow }
+                    result = r
+                }
+                exponent >>= 1
+                guard exponent > 0 else { break }
+                let (square, o) = base.multipliedReportingOverflow(by: base)
                 if o { throw overflow }
-                result = r
+                base = square
             }
             return .int(result)
         default: return nil
+        }
+    }
+
+    /// The most elements (or UTF-8 bytes) a repetition makes: more is an error, not an abort.
+    static let maximumRepetition = 10_000_000
+
+    private static func checkSize(_ size: Int, times count: Int, line: Int) throws(TemplateError) {
+        let (total, overflow) = size.multipliedReportingOverflow(by: max(count, 0))
+        guard !overflow, total <= maximumRepetition else {
+            throw TemplateError(.runtime, line: line, "a repetition of more than \(maximumRepetition) elements")
         }
     }
 

@@ -59,6 +59,8 @@ final class Renderer {
             output += try Filters.apply(name, to: .string(text), try evaluate(arguments, line: line), renderer: self).text
         case .generation(let body):
             let start = output.utf8.count
+            scopes.append([:])
+            defer { scopes.removeLast() }
             try render(body)
             if captureDepth == 0, output.utf8.count > start { generationSpans.append(start..<output.utf8.count) }
         case .breakLoop(let line), .continueLoop(let line):
@@ -74,9 +76,11 @@ final class Renderer {
         let saved = output
         output = ""
         captureDepth += 1
+        scopes.append([:])
         defer {
             output = saved
             captureDepth -= 1
+            scopes.removeLast()
         }
         try render(nodes)
         return output
@@ -98,7 +102,11 @@ final class Renderer {
             }
             items = kept
         }
-        guard !items.isEmpty else { return try render(otherwise) }
+        guard !items.isEmpty else {
+            scopes.append([:])
+            defer { scopes.removeLast() }
+            return try render(otherwise)
+        }
         for (index, item) in items.enumerated() {
             scopes.append(["loop": loopObject(index: index, items: items)])
             defer { scopes.removeLast() }
@@ -129,7 +137,14 @@ final class Renderer {
         ]))
     }
 
+    /// Deepest value a variable may hold: values built up over a loop stay printable and
+    /// comparable without exhausting the stack.
+    static let maximumValueDepth = 256
+
     private func assign(_ value: Value, to target: Target, line: Int) throws(TemplateError) {
+        guard !value.nestsDeeper(than: Renderer.maximumValueDepth) else {
+            throw TemplateError(.unsupported, line: line, "values nested deeper than \(Renderer.maximumValueDepth) levels")
+        }
         switch target {
         case .name(let name):
             scopes[scopes.count - 1][name] = value
@@ -147,32 +162,31 @@ final class Renderer {
         }
     }
 
+    /// A macro closes over the scopes it is defined in (a loop's variables), sees the template's
+    /// top level as it is when called, and evaluates its defaults among its parameters.
     private func macro(_ name: String, parameters: [(String, Expression?)], body: [Node]) -> Function {
-        Function(name: name) { [unowned self] arguments throws(TemplateError) in
+        let enclosing = Array(scopes.dropFirst())
+        return Function(name: name) { [unowned self] arguments throws(TemplateError) in
             guard macroDepth < Renderer.maximumMacroDepth else {
                 throw TemplateError(.runtime, line: arguments.line, "macros nested deeper than \(Renderer.maximumMacroDepth) calls")
             }
             guard arguments.positional.count <= parameters.count else {
                 throw TemplateError(.runtime, line: arguments.line, "macro '\(name)' takes \(parameters.count) arguments")
             }
-            var scope: [String: Value] = [:]
-            for (index, (parameter, defaultValue)) in parameters.enumerated() {
-                if let given = arguments.value(index, parameter) {
-                    scope[parameter] = given
-                } else {
-                    scope[parameter] = try defaultValue.map { expression throws(TemplateError) in try evaluate(expression) }
-                        ?? .undefined("parameter '\(parameter)' of macro '\(name)' was not given")
-                }
-            }
             for key in arguments.keyword.keys where !parameters.contains(where: { $0.0 == key }) {
                 throw TemplateError(.runtime, line: arguments.line, "macro '\(name)' has no parameter '\(key)'")
             }
             let saved = scopes
-            scopes = [scopes[0], scope]
+            scopes = [scopes[0]] + enclosing + [[:]]
             macroDepth += 1
             defer {
                 scopes = saved
                 macroDepth -= 1
+            }
+            for (index, (parameter, defaultValue)) in parameters.enumerated() {
+                var value = arguments.value(index, parameter)
+                if value == nil, let defaultValue { value = try evaluate(defaultValue) }
+                scopes[scopes.count - 1][parameter] = value ?? .undefined("parameter '\(parameter)' of macro '\(name)' was not given")
             }
             return .string(try captured(body))
         }

@@ -27,13 +27,11 @@ enum StringFormatting {
             }
             var flags = Set<Character>()
             while let flag = characters.first, "-+ 0#".contains(flag) { flags.insert(flag); characters.removeFirst() }
-            let width = Int(String(characters.prefix { $0.isNumber })) ?? 0
-            characters = characters.drop { $0.isNumber }
+            let width = try number(&characters, line: line) ?? 0
             var precision: Int?
             if characters.first == "." {
                 characters.removeFirst()
-                precision = Int(String(characters.prefix { $0.isNumber })) ?? 0
-                characters = characters.drop { $0.isNumber }
+                precision = try number(&characters, line: line) ?? 0
             }
             guard let type = characters.popFirst() else { throw TemplateError(.runtime, line: line, "incomplete format") }
             if type == "%" { out.append("%"); continue }
@@ -59,6 +57,20 @@ enum StringFormatting {
         return out
     }
 
+    /// Most digits of a width or precision (Python's own limits are far beyond any template's use).
+    static let maximumWidth = 1000
+
+    /// The decimal number at the start of `characters`, consumed.
+    private static func number(_ characters: inout ArraySlice<Character>, line: Int) throws(TemplateError) -> Int? {
+        let digits = characters.prefix { $0.isASCII && $0.isNumber }
+        characters = characters.dropFirst(digits.count)
+        guard !digits.isEmpty else { return nil }
+        guard digits.count <= 4, let value = Int(String(digits)), value <= maximumWidth else {
+            throw TemplateError(.unsupported, line: line, "a format width or precision above \(maximumWidth)")
+        }
+        return value
+    }
+
     private static func directive(_ type: Character, _ value: Value, flags: Set<Character>, precision: Int?, line: Int)
         throws(TemplateError) -> String {
         func sign(_ negative: Bool) -> String { negative ? "-" : flags.contains("+") ? "+" : flags.contains(" ") ? " " : "" }
@@ -66,8 +78,12 @@ enum StringFormatting {
         case "s": return precision.map { String(value.text.prefix($0)) } ?? value.text
         case "r": return value.repr
         case "d", "i", "x", "X", "o":
-            guard let number = value.integer ?? value.number.map({ Int($0) }) else {
+            guard let real = value.number else {
                 throw TemplateError(.runtime, line: line, "%\(type) format: a number is required, not \(value.typeName)")
+            }
+            guard let number = value.integer ?? Int(exactly: real.rounded(.towardZero)) else {
+                throw real.isNaN ? TemplateError(.runtime, line: line, "cannot convert float NaN to integer")
+                                 : TemplateError(.unsupported, line: line, "integers beyond 64 bits (\(pythonFloat(real)))")
             }
             let radix = type == "x" || type == "X" ? 16 : type == "o" ? 8 : 10
             let digits = String(number.magnitude, radix: radix, uppercase: type == "X")
@@ -76,7 +92,11 @@ enum StringFormatting {
             guard let number = value.number else {
                 throw TemplateError(.runtime, line: line, "%\(type) format: a number is required, not \(value.typeName)")
             }
-            return sign(number < 0) + fixed(abs(number), digits: precision ?? 6)
+            guard number.isFinite else { return number.isNaN ? "nan" : sign(number < 0) + "inf" }
+            guard let text = fixed(abs(number), digits: precision ?? 6) else {
+                throw TemplateError(.unsupported, line: line, "%\(type) of \(pythonFloat(number)) with \(precision ?? 6) decimals")
+            }
+            return sign(number < 0) + text
         case "c":
             if let code = value.integer, let scalar = Unicode.Scalar(UInt32(clamping: code)) { return String(scalar) }
             if let text = value.string, text.unicodeScalars.count == 1 { return text }
@@ -85,15 +105,29 @@ enum StringFormatting {
         }
     }
 
-    /// `value` (≥ 0) with `digits` decimals, rounded half to even as C's printf rounds the exact binary value.
-    private static func fixed(_ value: Double, digits: Int) -> String {
+    /// `value` (finite, ≥ 0) with `digits` decimals, rounded as C's printf rounds the exact
+    /// binary value (half to even); nil beyond what 64-bit integers hold (2^53 and 17 decimals).
+    static func fixed(_ value: Double, digits: Int) -> String? {
+        guard digits <= 17 else { return nil }
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }
-        let scaled = (value * scale).rounded(.toNearestOrEven)
-        guard scaled < 9e18 else { return pythonFloat(value) }
-        let whole = Int(scaled)
-        let integer = String(whole / Int(scale)), fraction = String(whole % Int(scale))
+        guard value * scale < 9e15 else { return nil }
+        let whole = Int(exactRounded(value, scale: scale))
+        let power = Int(scale)
+        let integer = String(whole / power), fraction = String(whole % power)
         return digits == 0 ? integer : integer + "." + String(repeating: "0", count: digits - fraction.count) + fraction
+    }
+
+    /// value·scale rounded half to even as the exact product would round (an FMA recovers the
+    /// product's rounding error where it lands on a half).
+    static func exactRounded(_ value: Double, scale: Double) -> Double {
+        let product = value * scale
+        var rounded = product.rounded(.toNearestOrEven)
+        if product - product.rounded(.down) == 0.5 {
+            let error = (-product).addingProduct(value, scale)
+            if error != 0 { rounded = error > 0 ? product.rounded(.up) : product.rounded(.down) }
+        }
+        return rounded
     }
 
     /// `format.format(positional…, keyword…)`: `{}`, `{0}`, `{name}`, `{x!r}`, `{{` and `}}`; a

@@ -15,7 +15,8 @@ enum StringMethods {
                 case .tuple(let elements) where elements.allSatisfy({ $0.string != nil }): affixes = elements.compactMap(\.string)
                 default: throw TemplateError(.runtime, line: arguments.line, "\(name) first arg must be str or a tuple of str")
                 }
-                let scalars = Array(text.unicodeScalars)
+                let (window, _) = try self.window(text, arguments, from: 1)
+                let scalars = Array(window.unicodeScalars)
                 return .bool(affixes.contains { affix in
                     let a = Array(affix.unicodeScalars)
                     return name == "startswith" ? scalars.starts(with: a) : scalars.reversed().starts(with: a.reversed())
@@ -28,12 +29,7 @@ enum StringMethods {
                 if separator == "" { throw TemplateError(.runtime, line: arguments.line, "empty separator") }
                 return .array(split(text, separator: separator, limit: limit, fromEnd: name == "rsplit").map(Value.string))
             }
-        case "splitlines":
-            return { _ in
-                var lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }.map(String.init)
-                if lines.last == "" { lines.removeLast() }
-                return .array(lines.map(Value.string))
-            }
+        case "splitlines": return { _ in .array(splitLines(text).map(Value.string)) }
         case "upper": return { _ in .string(text.uppercased()) }
         case "lower": return { _ in .string(text.lowercased()) }
         case "title": return { _ in .string(title(text)) }
@@ -50,13 +46,14 @@ enum StringMethods {
                 guard let part = arguments.value(0, "sub")?.string else {
                     throw TemplateError(.runtime, line: arguments.line, "\(name)() needs a string")
                 }
-                let ranges = occurrences(of: part, in: text)
+                let (window, offset) = try self.window(text, arguments, from: 1)
+                let ranges = occurrences(of: part, in: window)
                 if name == "count" { return .int(ranges.count) }
-                guard let found = name.hasPrefix("r") ? lastOccurrence(of: part, in: text) : ranges.first else {
+                guard let found = name.hasPrefix("r") ? lastOccurrence(of: part, in: window) : ranges.first else {
                     if name.hasSuffix("index") { throw TemplateError(.runtime, line: arguments.line, "substring not found") }
                     return .int(-1)
                 }
-                return .int(found)
+                return .int(offset + found)
             }
         case "format": return { arguments throws(TemplateError) in .string(try StringFormatting.format(text, arguments)) }
         case "join":
@@ -72,12 +69,50 @@ enum StringMethods {
         }
     }
 
+    /// `text[start:end]` for the optional start and end arguments at `index` and `index + 1`
+    /// (Python's slice bounds), and where it starts.
+    private static func window(_ text: String, _ arguments: Arguments, from index: Int) throws(TemplateError) -> (String, Int) {
+        let scalars = Array(text.unicodeScalars)
+        func bound(_ value: Value?, _ fallback: Int) throws(TemplateError) -> Int {
+            guard let value, value.typeName != "NoneType" else { return fallback }
+            guard var position = value.integer else {
+                throw TemplateError(.runtime, line: arguments.line, "slice indices must be integers or None")
+            }
+            if position < 0 { position = max(0, position + scalars.count) }
+            return min(position, scalars.count)
+        }
+        let start = try bound(arguments.value(index, "start"), 0), end = try bound(arguments.value(index + 1, "end"), scalars.count)
+        guard start < end else { return ("", start) }
+        var view = String.UnicodeScalarView()
+        view.append(contentsOf: scalars[start..<end])
+        return (String(view), start)
+    }
+
     private static func optionalString(_ arguments: Arguments, _ index: Int, _ name: String) throws(TemplateError) -> String? {
         switch arguments.value(index, name) {
         case nil, .none?: return nil
         case .string(let value)?: return value
         case let other?: throw TemplateError(.runtime, line: arguments.line, "\(name) must be a string, not \(other.typeName)")
         }
+    }
+
+    /// Python's `str.splitlines()`: lines without their ends (\n, \r\n, \r, \v, \f, \x1c–\x1e,
+    /// \x85, \u2028, \u2029); no empty line after a final line end.
+    static func splitLines(_ text: String) -> [String] {
+        let ends: Set<UInt32> = [0x0A, 0x0D, 0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029]
+        var lines: [String] = [], current = String.UnicodeScalarView(), previousCR = false
+        for scalar in text.unicodeScalars {
+            defer { previousCR = scalar == "\r" }
+            if scalar == "\n", previousCR { continue }
+            if ends.contains(scalar.value) {
+                lines.append(String(current))
+                current = String.UnicodeScalarView()
+            } else {
+                current.append(scalar)
+            }
+        }
+        if !current.isEmpty { lines.append(String(current)) }
+        return lines
     }
 
     /// Python's `str.isspace` per code point.
@@ -111,27 +146,35 @@ enum StringMethods {
             }
             pieces.append(start..<scalars.count)
         } else {
-            var words: [Range<Int>] = []
-            var index = 0
-            while index < scalars.count {
-                while index < scalars.count, isSpace(scalars[index]) { index += 1 }
-                let start = index
-                while index < scalars.count, !isSpace(scalars[index]) { index += 1 }
-                if start < index { words.append(start..<index) }
-            }
-            if limit >= 0, words.count > limit + 1 {
-                if fromEnd {
-                    let kept = words.suffix(limit)
-                    let head = words[0].lowerBound..<words[words.count - limit - 1].upperBound
-                    words = [head] + kept
-                } else {
-                    let tailStart = words[limit].lowerBound
-                    var tailEnd = scalars.count
-                    while tailEnd > tailStart, isSpace(scalars[tailEnd - 1]) { tailEnd -= 1 }
-                    words = Array(words.prefix(limit)) + [tailStart..<tailEnd]
+            // Python's algorithm: words from one end until `limit` splits are made, then the
+            // rest of the text as it is (only the whitespace before it skipped).
+            var splits = limit < 0 ? Int.max : limit
+            if fromEnd {
+                var end = scalars.count
+                while end > 0 {
+                    while end > 0, isSpace(scalars[end - 1]) { end -= 1 }
+                    guard end > 0 else { break }
+                    if splits == 0 { pieces.append(0..<end); break }
+                    var start = end
+                    while start > 0, !isSpace(scalars[start - 1]) { start -= 1 }
+                    pieces.append(start..<end)
+                    splits -= 1
+                    end = start
+                }
+                pieces.reverse()
+            } else {
+                var start = 0
+                while start < scalars.count {
+                    while start < scalars.count, isSpace(scalars[start]) { start += 1 }
+                    guard start < scalars.count else { break }
+                    if splits == 0 { pieces.append(start..<scalars.count); break }
+                    var end = start
+                    while end < scalars.count, !isSpace(scalars[end]) { end += 1 }
+                    pieces.append(start..<end)
+                    splits -= 1
+                    start = end
                 }
             }
-            pieces = words
         }
         return pieces.map { String(String.UnicodeScalarView(scalars[$0])) }
     }

@@ -3,7 +3,7 @@ import ZOFormats
 /// Jinja's tests (`value is name(arguments)`), with Python's type distinctions (a bool is a
 /// number but not an integer; a string is iterable).
 enum Tests {
-    /// The names known (others are an error at parse time).
+    /// The names known (a template reaching another is an error then, as in Jinja).
     static let names: Set<String> = [
         "defined", "undefined", "none", "boolean", "false", "true", "integer", "float", "number", "string", "mapping",
         "iterable", "sequence", "callable", "sameas", "equalto", "eq", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">",
@@ -46,7 +46,7 @@ enum Tests {
                 guard let y = other.integer, y != 0 else {
                     throw TemplateError(.runtime, line: arguments.line, "divisibleby needs a non-zero integer")
                 }
-                return x % y == 0
+                return x.remainderReportingOverflow(dividingBy: y).partialValue == 0
             }
             return (x % 2 != 0) == (name == "odd")
         case "lower", "upper": return StringMethods.classify(value.text, "is" + name)

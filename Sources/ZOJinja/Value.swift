@@ -136,7 +136,7 @@ public enum Value {
         case .undefined: []
         case .array(let elements), .tuple(let elements): elements
         case .object(let object): object.keys.map(Value.string)
-        case .string(let value): value.map { .string(String($0)) }
+        case .string(let value): value.unicodeScalars.map { .string(String($0)) }
         case .namespace(let namespace): namespace.members.keys.map(Value.string)
         default: nil
         }
@@ -154,6 +154,17 @@ public enum Value {
         default:
             if let x = a.number, let y = b.number { return x == y }
             return false
+        }
+    }
+
+    /// Whether lists, tuples and dicts nest more than `limit` levels (recursion stops there).
+    func nestsDeeper(than limit: Int) -> Bool {
+        guard limit >= 0 else { return true }
+        switch self {
+        case .array(let elements), .tuple(let elements): return elements.contains { $0.nestsDeeper(than: limit - 1) }
+        case .object(let object): return object.members.contains { $0.value.nestsDeeper(than: limit - 1) }
+        case .namespace(let namespace): return namespace.members.members.contains { $0.value.nestsDeeper(than: limit - 1) }
+        default: return false
         }
     }
 

@@ -34,7 +34,7 @@ extension ChatTemplate {
         if fm.fileExists(atPath: jinjaPath) {
             return try make(source: try text(of: jinjaPath), origin: jinjaPath, specialTokens: config?.specialTokens ?? [:])
         }
-        if let config, let source = config.chatTemplate {
+        if let config, let source = try config.chatTemplate.get() {
             return try make(source: source, origin: configPath + " (chat_template)", specialTokens: config.specialTokens)
         }
         let gguf = folder + "/" + GGUFVocabulary.fileName
@@ -66,11 +66,11 @@ extension ChatTemplate {
 }
 
 /// What tokenizer_config.json says: the chat template (one string, or the one named "default"
-/// of a list), the special tokens' texts (strings or `{"content": …}` objects), whether BOS is added.
+/// of a list; a malformed one fails only where a template is used), the special tokens' texts
+/// (strings or `{"content": …}` objects).
 struct TokenizerConfig {
-    let chatTemplate: String?
+    let chatTemplate: Result<String?, TokenizerError>
     let specialTokens: [String: String]
-    let addsBOS: Bool?
 
     init(path: String) throws(TokenizerError) {
         guard let data = FileManager.default.contents(atPath: path) else { throw .cannotRead(path: path, reason: "cannot read the file") }
@@ -80,23 +80,20 @@ struct TokenizerConfig {
         }
         guard let object = json.object else { throw .malformed(path: path, reason: "not a JSON object") }
         switch object["chat_template"] {
-        case nil, .null?: chatTemplate = nil
-        case .string(let source)?: chatTemplate = source
+        case nil, .null?: chatTemplate = .success(nil)
+        case .string(let source)?: chatTemplate = .success(source)
         case .array(let named)?:
-            let entries = named.compactMap(\.object)
-            let chosen = entries.first { $0["name"]?.string == "default" } ?? entries.first
-            guard let source = chosen?["template"]?.string else {
-                throw .malformed(path: path, reason: "chat_template is a list without a {\"name\", \"template\"} entry")
-            }
-            chatTemplate = source
-        case let other?: throw .malformed(path: path, reason: "chat_template is \(other.kindDescription), not a string")
+            // transformers picks "default" (and "tool_use" when tools are given: not yet).
+            let chosen = named.compactMap(\.object).first { $0["name"]?.string == "default" }
+            chatTemplate = chosen?["template"]?.string.map { .success($0) }
+                ?? .failure(.malformed(path: path, reason: "chat_template is a list without a template named \"default\""))
+        case let other?: chatTemplate = .failure(.malformed(path: path, reason: "chat_template is \(other.kindDescription), not a string"))
         }
         var specialTokens: [String: String] = [:]
         for name in ["bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token"] {
             if let text = object[name]?.string ?? object[name]?.object?["content"]?.string { specialTokens[name] = text }
         }
         self.specialTokens = specialTokens
-        if case .bool(let adds)? = object["add_bos_token"] { addsBOS = adds } else { addsBOS = nil }
     }
 }
 

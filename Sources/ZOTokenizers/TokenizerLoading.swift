@@ -162,12 +162,15 @@ extension Tokenizer {
     /// alone, after Digits(individual_digits) or after Qwen2's or Llama 3's Split) or over
     /// characters with byte fallback (SentencePiece's: a Metaspace pre-tokenizer or none), behind
     /// NFC, Prepend and Replace normalizers.
-    /// A tokenizer.json; tokenizer_config.json beside it, when there is one, names the BOS, EOS
-    /// and padding tokens, whether BOS is added, and the chat template (as in transformers).
+    /// A tokenizer.json; when the file is named so, tokenizer_config.json beside it names the
+    /// BOS, EOS and padding tokens and the chat template (as in transformers). Whether BOS is
+    /// added stays off (transformers decides it by `add_bos_token` or the post-processor; not
+    /// read yet).
     public static func load(tokenizerJSON path: String) throws(TokenizerError) -> Tokenizer {
         let folder = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]).nonEmpty ?? "."
         let configPath = folder + "/tokenizer_config.json"
-        let config = FileManager.default.fileExists(atPath: configPath) ? try TokenizerConfig(path: configPath) : nil
+        let config = path.hasSuffix("/tokenizer.json") && FileManager.default.fileExists(atPath: configPath)
+            ? try TokenizerConfig(path: configPath) : nil
         let json: TokenizerJSON
         do { json = try JSONDecoder().decode(TokenizerJSON.self, from: read(path)) } catch let error as TokenizerError {
             throw error
@@ -208,7 +211,7 @@ extension Tokenizer {
         return Tokenizer(tokens: tokens, merges: merges, specialTokens: specials, normalizer: normalizer, preTokenizer: preTokenizer,
                          spelling: spelling, bos: id("bos_token"), eos: id("eos_token") ?? specials["<|endoftext|>"],
                          pad: id("pad_token"), unknown: json.model.unk_token.flatMap { vocabulary[$0] },
-                         addsBOS: config?.addsBOS ?? false, chatTemplate: config?.chatTemplate)
+                         addsBOS: false, chatTemplate: try? config?.chatTemplate.get())
     }
 
     /// Qwen2's and Llama 3's Split patterns, by the digits a number piece takes.

@@ -24,6 +24,9 @@ struct SFTOptions: ParsableArguments {
     @Option(help: "sft: where --generate-eval writes its answers (JSONL; train's default: OUTPUT/generations.jsonl).")
     var generations: String?
 
+    /// Whether any of these options was given (they apply to `--task sft` only).
+    var isSet: Bool { lossOn != SFTLossScope.completion.rawValue || maxLength != nil || generateEval != 0 || generations != nil }
+
     func validate() throws {
         guard SFTLossScope(rawValue: lossOn) != nil else { throw ValidationError("--loss-on must be completion or all") }
         if let maxLength, maxLength < 2 { throw ValidationError("--max-length must be at least 2") }
@@ -43,7 +46,8 @@ struct SFTOptions: ParsableArguments {
         }
         var generation: SFTGenerationSettings?
         if generateEval > 0 {
-            var evaluation = 0
+            // Numbered after the answers already in the file (a resumed run appends to it).
+            var evaluation = generationsPath.flatMap { try? GenerationsFile.lastEvaluation(in: $0) } ?? 0
             let stops = Set([tokenizer.eosTokenId].compactMap { $0 } + ChatTemplate.turnEndTokens.compactMap { tokenizer.specialTokens[$0] })
             generation = SFTGenerationSettings(count: generateEval, maxTokens: generateTokens, stopTokens: stops,
                                                decode: { tokenizer.decode($0, skipSpecialTokens: true) }) { answers in
@@ -58,6 +62,18 @@ struct SFTOptions: ParsableArguments {
 
 /// generations.jsonl: one line per answer, {"evaluation", "prompt", "reference", "answer"}.
 enum GenerationsFile {
+    /// The highest evaluation number in an existing file (0 when there is none).
+    static func lastEvaluation(in path: String) throws -> Int {
+        guard let file = fopen(path, "r") else { return 0 }
+        defer { fclose(file) }
+        var last = 0, line: UnsafeMutablePointer<CChar>?, capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0, let text = line.map({ String(cString: $0) }) {
+            if case .int(let number)? = (try? JSONValue(parsing: text))?.object?["evaluation"] { last = max(last, number) }
+        }
+        return last
+    }
+
     static func append(_ answers: [SFTAnswer], evaluation: Int, to path: String) throws {
         let lines = answers.map { answer in
             JSONValue.object(JSONObject([("evaluation", .int(evaluation)), ("prompt", .string(answer.prompt)),

@@ -26,6 +26,9 @@ struct TaskOptions: ParsableArguments {
             throw ValidationError("unknown --task '\(task)' (available: \(Self.allTasks.joined(separator: ", ")))")
         }
         if task != "sentiment", data == nil, evalData == nil { throw ValidationError("--task \(task) needs --data or --eval-data") }
+        if task != "sft", sft.isSet {
+            throw ValidationError("--loss-on, --max-length, --generate-eval and --generations apply to --task sft only")
+        }
     }
 
     /// For training: the training data must be given.

@@ -115,3 +115,44 @@ struct TemplateFuzzTests {
         #expect(throws: SFTLineError.self) { try SFTRecord(line: deep) }
     }
 }
+
+/// Cases a review found where ZOJinja and Jinja parted (expected texts from transformers'
+/// environment), and inputs that once crashed or hung.
+struct JinjaRegressionTests {
+    static func render(_ source: String) throws -> String { try Template(source).render([:]) }
+
+    @Test(arguments: [
+        ("{% for x in [1,2] %}{% macro m() %}{{x}}{% endmacro %}{{m()}}{% endfor %}", "12"),
+        ("{% macro m(a, b=a) %}{{b}}{% endmacro %}{{m(3)}}", "3"),
+        ("{% set y %}{% set z = 1 %}{% endset %}[{{ z }}]", "[]"),
+        ("{% for x in [] %}{% else %}{% set z = 1 %}{% endfor %}[{{ z }}]", "[]"),
+        ("{{ {'a': {'b': 1}}|tojson }}", #"{"a": {"b": 1}}"#),
+        ("{{ ' a b c '.split(None, 1) }}{{ ' a b c '.rsplit(None, 1) }}", "['a', 'b c '][' a b', 'c']"),
+        ("{{ 'a\n  \nb'|indent(2) }}|{{ 'a\r\nb'|indent(2) }}|{{ 'a\nb'|indent(-1) }}", "a\n    \n  b|a\n  b|a\nb"),
+        ("{{ 'e\u{301}'|list|length }} {{ '🇺🇸'|first|length }}", "2 1"),
+        ("{{ 1 ** 1000000000000000000 }} {{ (-1) ** 1000000000000000001 }}", "1 -1"),
+        ("{{ '%5.2f|%-4d|%+d|%x' % (3.14159, 7, 5, 255) }}", " 3.14|7   |+5|ff"),
+        ("{{ [1]|tojson(indent=-1) }}", "[\n1\n]"),
+        ("{{ 0.125|round(2) }} {{ 2.675|round(2) }}", "0.12 2.67"),
+        ("{{ {'a': 2, 'b': 1}|dictsort(by='value') }}{{ {'a': 2, 'b': 1}|dictsort(reverse=true) }}",
+         "[('b', 1), ('a', 2)][('b', 1), ('a', 2)]"),
+        ("{{ ['B', 'b', 'a']|max }}{{ ['b', 'B', 'a']|max }}{{ ['B','b']|min }}{{ [3,1,2]|sort(true) }}", "BbB[3, 2, 1]"),
+        ("{{ 'abcabc'.find('a', 1) }} {{ 'abcabc'.count('b', 2, -1) }} {{ 'abc'.startswith('b', 1) }}", "3 1 True"),
+        ("{{ '\\U0001F642\\x41\\101\\a'|length }}", "4"),
+        ("{{ dict({'a': 1}, b=2) }}", "{'a': 1, 'b': 2}"),
+    ])
+    func rendersAsJinja(source: String, expected: String) throws {
+        #expect(try Self.render(source) == expected)
+    }
+
+    @Test(arguments: [
+        "{% raw %}{{", "{{ '%d' % 1e300 }}", "{{ '%d' % ('nan'|float) }}", "{{ '%.19f' % 0 }}", "{{ '%.1000000000000f' % 0 }}",
+        "{{ 'a'|indent(10**12) }}", "{{ [1]|tojson(indent=10**12) }}", "{{ range(-9000000000000000000, 9000000000000000000) }}",
+        "{{ 'a' * 10**12 }}", "{{ [0] * 10**12 }}", "{{ -(-9223372036854775807 - 1) }}", "{{ (-9223372036854775807 - 1) // -1 }}",
+        "{{ (-9223372036854775807 - 1)|abs }}", "{{ 1.5|round(10**12) }}", "{{ 2 ** 64 }}",
+        "{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}",
+    ])
+    func hostileInputIsAnErrorNotACrashOrAHang(source: String) {
+        #expect(throws: TemplateError.self) { try Self.render(source) }
+    }
+}

@@ -13,8 +13,8 @@ extension JSONValue {
 
     private func write(to out: inout String, indent: Int?, level: Int, items: String, keys: String, sortKeys: Bool,
                        ascii: Bool) {
-        let open = indent.map { "\n" + String(repeating: " ", count: $0 * (level + 1)) } ?? ""
-        let close = indent.map { "\n" + String(repeating: " ", count: $0 * level) } ?? ""
+        let open = indent.map { "\n" + String(repeating: " ", count: max(0, $0) * (level + 1)) } ?? ""
+        let close = indent.map { "\n" + String(repeating: " ", count: max(0, $0) * level) } ?? ""
         switch self {
         case .null: out += "null"
         case .bool(let value): out += value ? "true" : "false"

@@ -65,13 +65,13 @@ public struct SFTEncoder {
             let promptIds = tokenizer.encode(promptText, addSpecialTokens: true)
             full = tokenizer.encode(withEOS(promptText + completion), addSpecialTokens: true)
             (learnedRanges, prompt, reference) = ([commonPrefix(promptIds, full)..<full.count], promptIds, completion)
-        case .conversationalPromptCompletion(let promptMessages, let completion, let tools):
-            let promptIds = tokenizer.encode(try render(promptMessages, tools: tools, generationPrompt: true))
-            full = tokenizer.encode(try render(promptMessages + completion, tools: tools, generationPrompt: false))
+        case .conversationalPromptCompletion(let promptMessages, let completion, let context):
+            let promptIds = tokenizer.encode(try render(promptMessages, context: context, generationPrompt: true))
+            full = tokenizer.encode(try render(promptMessages + completion, context: context, generationPrompt: false))
             (learnedRanges, prompt) = ([commonPrefix(promptIds, full)..<full.count], promptIds)
             reference = completion.first { $0.object?["role"]?.string == "assistant" }?.object?["content"]?.string
-        case .conversation(let messages, let tools):
-            let (text, spans) = try renderWithSpans(messages, tools: tools)
+        case .conversation(let messages, let context):
+            let (text, spans) = try renderWithSpans(messages, context: context)
             full = tokenizer.encode(text)
             let assistant = messages.indices.filter { messages[$0].object?["role"]?.string == "assistant" }
             var ranges: [Range<Int>] = []
@@ -80,9 +80,9 @@ public struct SFTEncoder {
                 ranges = spans.map { tokenIndex(atByte: $0.lowerBound, of: text, full)..<tokenIndex(atByte: $0.upperBound, of: text, full) }
             } else if scope == .completion {
                 for turn in assistant {
-                    let before = try render(Array(messages[..<turn]), tools: tools, generationPrompt: true)
-                    let through = try render(Array(messages[...turn]), tools: tools, generationPrompt: false)
-                    guard through.hasPrefix(before), text.hasPrefix(through) else {
+                    let before = try render(Array(messages[..<turn]), context: context, generationPrompt: true)
+                    let through = try render(Array(messages[...turn]), context: context, generationPrompt: false)
+                    guard through.utf8.starts(with: before.utf8), text.utf8.starts(with: through.utf8) else {
                         throw SFTLineError("the chat template does not render assistant message \(turn) as a continuation of "
                                            + "the messages before it, so its tokens cannot be told apart; use --loss-on all")
                     }
@@ -92,7 +92,7 @@ public struct SFTEncoder {
             }
             learnedRanges = scope == .completion ? ranges : [0..<full.count]
             let last = assistant.last!
-            prompt = tokenizer.encode(try render(Array(messages[..<last]), tools: tools, generationPrompt: true))
+            prompt = tokenizer.encode(try render(Array(messages[..<last]), context: context, generationPrompt: true))
             reference = messages[last].object?["content"]?.string
         }
         var learned = [Bool](repeating: scope == .all, count: full.count)
@@ -106,17 +106,20 @@ public struct SFTEncoder {
                 truncated)
     }
 
-    private func render(_ messages: [JSONValue], tools: [JSONValue]?, generationPrompt: Bool) throws(SFTLineError) -> String {
+    private func render(_ messages: [JSONValue], context: SFTTemplateContext, generationPrompt: Bool) throws(SFTLineError) -> String {
         guard let template else { throw SFTLineError("conversations need a chat template, and the model has none") }
-        do { return try template.render(messages: messages, tools: tools, addGenerationPrompt: generationPrompt) } catch {
+        do {
+            return try template.render(messages: messages, tools: context.tools, addGenerationPrompt: generationPrompt,
+                                       extra: context.arguments)
+        } catch {
             throw SFTLineError("\(error)")
         }
     }
 
-    private func renderWithSpans(_ messages: [JSONValue], tools: [JSONValue]?) throws(SFTLineError)
+    private func renderWithSpans(_ messages: [JSONValue], context: SFTTemplateContext) throws(SFTLineError)
         -> (text: String, generationSpans: [Range<Int>]) {
         guard let template else { throw SFTLineError("conversations need a chat template, and the model has none") }
-        do { return try template.renderWithGenerationSpans(messages: messages, tools: tools) } catch {
+        do { return try template.renderWithGenerationSpans(messages: messages, tools: context.tools, extra: context.arguments) } catch {
             throw SFTLineError("\(error)")
         }
     }

@@ -7,10 +7,10 @@ public enum SFTRecord: Sendable, Equatable {
     /// `{"prompt": …, "completion": …}` with strings: the completion is learned.
     case promptCompletion(prompt: String, completion: String)
     /// `{"messages": [{"role": …, "content": …}, …]}`: rendered with the chat template, the
-    /// assistant turns learned. `tools` (optional) goes to the template.
-    case conversation(messages: [JSONValue], tools: [JSONValue]?)
+    /// assistant turns learned.
+    case conversation(messages: [JSONValue], context: SFTTemplateContext)
     /// `{"prompt": [messages], "completion": [messages]}`: the completion turns learned.
-    case conversationalPromptCompletion(prompt: [JSONValue], completion: [JSONValue], tools: [JSONValue]?)
+    case conversationalPromptCompletion(prompt: [JSONValue], completion: [JSONValue], context: SFTTemplateContext)
 
     /// TRL's format names, as the file's format is reported.
     public enum Format: String, Sendable {
@@ -34,9 +34,10 @@ public enum SFTRecord: Sendable, Equatable {
         let json: JSONValue
         do { json = try JSONValue(parsing: line) } catch { throw SFTLineError("not JSON: \(error.reason) (column \(error.column))") }
         guard let object = json.object else { throw SFTLineError("expected a JSON object, found \(json.kindDescription)") }
-        let tools = try Self.tools(object["tools"])
+        let context = SFTTemplateContext(tools: try Self.tools(object["tools"]),
+                                         arguments: try Self.templateArguments(object["chat_template_kwargs"]))
         if let messages = object["messages"] {
-            self = .conversation(messages: try Self.messages(messages, field: "messages"), tools: tools)
+            self = .conversation(messages: try Self.messages(messages, field: "messages"), context: context)
             guard case .conversation(let parsed, _) = self, parsed.contains(where: { $0.object?["role"]?.string == "assistant" })
             else { throw SFTLineError("\"messages\" has no assistant message: nothing to learn") }
         } else if let prompt = object["prompt"], let completion = object["completion"] {
@@ -48,7 +49,7 @@ public enum SFTRecord: Sendable, Equatable {
                 let completionMessages = try Self.messages(completion, field: "completion")
                 guard !completionMessages.isEmpty else { throw SFTLineError("empty completion: no messages") }
                 self = .conversationalPromptCompletion(prompt: try Self.messages(prompt, field: "prompt"),
-                                                       completion: completionMessages, tools: tools)
+                                                       completion: completionMessages, context: context)
             default:
                 throw SFTLineError("\"prompt\" and \"completion\" must both be strings or both be lists of messages "
                                    + "(found \(prompt.kindDescription) and \(completion.kindDescription))")
@@ -86,12 +87,32 @@ public enum SFTRecord: Sendable, Equatable {
         return list
     }
 
+    private static func templateArguments(_ value: JSONValue?) throws(SFTLineError) -> JSONObject {
+        switch value {
+        case nil, .null?: return JSONObject()
+        case .object(let object)?: return object
+        case let other?: throw SFTLineError("\"chat_template_kwargs\" is \(other.kindDescription), not an object")
+        }
+    }
+
     private static func tools(_ value: JSONValue?) throws(SFTLineError) -> [JSONValue]? {
         switch value {
         case nil, .null?: return nil
         case .array(let list)?: return list
         case let other?: throw SFTLineError("\"tools\" is \(other.kindDescription), not a list")
         }
+    }
+}
+
+/// What a conversation's line gives its chat template besides the messages: `tools` (JSON
+/// schemas) and `chat_template_kwargs` (variables such as `enable_thinking`), as TRL passes them.
+public struct SFTTemplateContext: Sendable, Equatable {
+    public let tools: [JSONValue]?
+    public let arguments: JSONObject
+
+    public init(tools: [JSONValue]? = nil, arguments: JSONObject = JSONObject()) {
+        self.tools = tools
+        self.arguments = arguments
     }
 }
 
