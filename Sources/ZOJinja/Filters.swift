@@ -48,7 +48,9 @@ enum Filters {
             return .array(try sequence().reversed())
         case "join":
             var items = try sequence()
-            if let attribute = arguments.value(1, "attribute") { items = try items.map { item throws(TemplateError) in try lookup(attribute, in: item, line: line) } }
+            if let attribute = arguments.value(1, "attribute") {
+                items = try items.map { item throws(TemplateError) in try lookup(attribute, in: item, line: line) }
+            }
             return .string(items.map(\.text).joined(separator: arguments.value(0, "d")?.text ?? ""))
         case "items":
             if value.isUndefined { return .array([]) }
@@ -60,8 +62,10 @@ enum Filters {
             let pairs = object.members.map { Value.tuple([.string($0.key), $0.value]) }
             let by = arguments.value(1, "by")?.string ?? "key"
             guard by == "key" || by == "value" else { throw fail("dictsort's by must be 'key' or 'value'") }
-            return .array(try sorted(pairs, key: { $0.iterated![by == "key" ? 0 : 1] }, reverse: arguments.value(2, "reverse")?.isTruthy ?? false,
-                                     caseSensitive: arguments.value(0, "case_sensitive")?.isTruthy ?? false, attribute: nil, line: line))
+            return .array(try sorted(pairs, key: { $0.iterated![by == "key" ? 0 : 1] },
+                                     reverse: arguments.value(2, "reverse")?.isTruthy ?? false,
+                                     caseSensitive: arguments.value(0, "case_sensitive")?.isTruthy ?? false, attribute: nil,
+                                     line: line))
         case "default", "d":
             let useDefault = value.isUndefined || (arguments.value(1, "boolean")?.isTruthy == true && !value.isTruthy)
             return useDefault ? arguments.value(0, "default_value") ?? .string("") : value
@@ -81,7 +85,8 @@ enum Filters {
         case "sum":
             var total = arguments.value(1, "start") ?? .int(0)
             for item in try sequence() {
-                let term = try arguments.value(0, "attribute").map { attribute throws(TemplateError) in try lookup(attribute, in: item, line: line) } ?? item
+                var term = item
+                if let attribute = arguments.value(0, "attribute") { term = try lookup(attribute, in: item, line: line) }
                 total = try Operators.binary("+", total, term, line: line)
             }
             return total
@@ -183,7 +188,8 @@ enum Filters {
         let testArguments = Arguments(positional: positional, keyword: arguments.keyword, line: arguments.line)
         var kept: [Value] = []
         for item in items {
-            let subject = try attribute.map { attribute throws(TemplateError) in try lookup(attribute, in: item, line: arguments.line) } ?? item
+            var subject = item
+            if let attribute { subject = try lookup(attribute, in: item, line: arguments.line) }
             let passes = try test.map { test throws(TemplateError) in
                 guard Tests.names.contains(test) else { throw TemplateError(.unsupported, line: arguments.line, "the test '\(test)'") }
                 return try Tests.apply(test, to: subject, testArguments, renderer: renderer)

@@ -13,7 +13,9 @@ public struct TemplateError: Error, Equatable, CustomStringConvertible {
     }
 
     public let kind: Kind
+    /// The template line (1-based) of the tag or expression concerned.
     public let line: Int
+    /// What is wrong, in Jinja's or Python's words where they have them.
     public let message: String
 
     public init(_ kind: Kind, line: Int, _ message: String) {

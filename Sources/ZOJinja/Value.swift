@@ -5,14 +5,19 @@ import ZOFormats
 public enum Value {
     /// A name or member that does not exist; `what` says which, for the error when it is used.
     case undefined(String)
+    /// Python's None.
     case none
     case bool(Bool)
+    /// A 64-bit integer (beyond that is an error).
     case int(Int)
+    /// A float.
     case double(Double)
     case string(String)
+    /// A Python list.
     case array([Value])
     /// A Python tuple (`items()` pairs, `(a, b)`): a list that prints in parentheses.
     case tuple([Value])
+    /// A Python dict (string keys, insertion order).
     case object(OrderedMembers<Value>)
     /// `namespace(…)`: the one mutable value, shared by reference.
     case namespace(Namespace)

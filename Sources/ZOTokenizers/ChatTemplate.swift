@@ -65,6 +65,7 @@ public struct ChatTemplate: Sendable {
 public struct ChatTemplateError: Error, CustomStringConvertible {
     /// The template's file (and key).
     public let origin: String
+    /// The interpreter's error (its kind, template line and message).
     public let underlying: TemplateError
 
     public var description: String { "\(origin): \(underlying)" }

@@ -1,7 +1,10 @@
 /// Why a JSON text could not be read: where (1-based line and column) and what is wrong.
 public struct JSONError: Error, Equatable, CustomStringConvertible {
+    /// 1-based line of the text.
     public let line: Int
+    /// 1-based column, in characters.
     public let column: Int
+    /// What was expected or found.
     public let reason: String
 
     public var description: String { "line \(line), column \(column): \(reason)" }

@@ -4,10 +4,13 @@
 public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
+    /// A number written without a fraction or exponent that fits 64 bits.
     case int(Int)
+    /// Any other number.
     case double(Double)
     case string(String)
     case array([JSONValue])
+    /// Members in file order.
     case object(JSONObject)
 
     /// The string, if this is one.
@@ -52,6 +55,7 @@ public struct OrderedMembers<Value> {
         for (key, value) in members { self[key] = value }
     }
 
+    /// The value of `key`; setting nil removes it, setting a new key appends it.
     public subscript(key: String) -> Value? {
         get { values[key] }
         set {
@@ -64,6 +68,7 @@ public struct OrderedMembers<Value> {
     /// (key, value) pairs in order.
     public var members: [(key: String, value: Value)] { keys.map { ($0, values[$0]!) } }
 
+    /// The number of members.
     public var count: Int { keys.count }
 }
 

@@ -22,10 +22,15 @@ public struct PEFTAdapter: Sendable {
 
     /// One adapted linear: A [r, in] and B [out, r], row-major.
     public struct Pair: Sendable {
+        /// The base's weight ("model.layers.0.self_attn.q_proj.weight").
         public let weightName: String
+        /// A [r, in].
         public let a: [Float]
+        /// B [out, r].
         public let b: [Float]
+        /// in: the weight's columns.
         public let inputs: Int
+        /// out: the weight's rows.
         public let outputs: Int
     }
 
@@ -46,7 +51,9 @@ public struct PEFTAdapter: Sendable {
             throw .config(path: configPath, reason: "\(error)")
         }
         guard let config = json.object else { throw .config(path: configPath, reason: "not a JSON object") }
-        if let type = config["peft_type"]?.string, type != "LORA" { throw .unsupported(path: configPath, reason: "peft_type \(type) (only LORA)") }
+        if let type = config["peft_type"]?.string, type != "LORA" {
+            throw .unsupported(path: configPath, reason: "peft_type \(type) (only LORA)")
+        }
         for key in Self.unsupportedSettings {
             switch config[key] {
             case nil, .null?, .bool(false)?: continue
@@ -55,8 +62,12 @@ public struct PEFTAdapter: Sendable {
             case let value?: throw .unsupported(path: configPath, reason: "\(key) = \(value.pythonJSON())")
             }
         }
-        if let bias = config["bias"]?.string, bias != "none" { throw .unsupported(path: configPath, reason: "bias \"\(bias)\" (only \"none\")") }
-        guard case .int(let rank)? = config["r"], rank > 0 else { throw .config(path: configPath, reason: "\"r\" must be a positive integer") }
+        if let bias = config["bias"]?.string, bias != "none" {
+            throw .unsupported(path: configPath, reason: "bias \"\(bias)\" (only \"none\")")
+        }
+        guard case .int(let rank)? = config["r"], rank > 0 else {
+            throw .config(path: configPath, reason: "\"r\" must be a positive integer")
+        }
         guard let alpha = config["lora_alpha"].flatMap({ value -> Double? in
             switch value {
             case .int(let x): Double(x)
@@ -85,8 +96,8 @@ public struct PEFTAdapter: Sendable {
                 throw .config(path: path, reason: "'\(name)' has no '\(bName)'")
             }
             guard aInfo.shape.count == 2, bInfo.shape.count == 2, aInfo.shape[0] == rank, bInfo.shape[1] == rank else {
-                throw .config(path: path, reason: "'\(stem)': lora_A \(aInfo.shape) and lora_B \(bInfo.shape) are not [r, in] and [out, r] "
-                              + "with r = \(rank)")
+                throw .config(path: path, reason: "'\(stem)': lora_A \(aInfo.shape) and lora_B \(bInfo.shape) are not "
+                              + "[r, in] and [out, r] with r = \(rank)")
             }
             var a = [Float](repeating: 0, count: aInfo.elementCount), b = [Float](repeating: 0, count: bInfo.elementCount)
             do {
@@ -120,7 +131,8 @@ public struct PEFTAdapter: Sendable {
             }
             guard spec.shape == [pair.outputs, pair.inputs] else {
                 throw .config(path: directory + "/adapter_model.safetensors",
-                              reason: "'\(pair.weightName)' is \(spec.shape) in the model, [\(pair.outputs), \(pair.inputs)] in the adapter")
+                              reason: "'\(pair.weightName)' is \(spec.shape) in the model, "
+                                  + "[\(pair.outputs), \(pair.inputs)] in the adapter")
             }
             let weights = group.values(spec), r = rank, k = pair.inputs
             for row in 0..<pair.outputs {

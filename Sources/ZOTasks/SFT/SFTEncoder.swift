@@ -77,7 +77,9 @@ public struct SFTEncoder {
             var ranges: [Range<Int>] = []
             if scope == .completion, template?.marksGeneration == true {
                 // The template marks the assistant's text: learn what its generation blocks wrote.
-                ranges = spans.map { tokenIndex(atByte: $0.lowerBound, of: text, full)..<tokenIndex(atByte: $0.upperBound, of: text, full) }
+                ranges = spans.map { span in
+                    tokenIndex(atByte: span.lowerBound, of: text, full)..<tokenIndex(atByte: span.upperBound, of: text, full)
+                }
             } else if scope == .completion {
                 for turn in assistant {
                     let before = try render(Array(messages[..<turn]), context: context, generationPrompt: true)

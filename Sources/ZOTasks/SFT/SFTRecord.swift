@@ -118,6 +118,7 @@ public struct SFTTemplateContext: Sendable, Equatable {
 
 /// What is wrong with a line of an SFT file (the caller adds the file and line number).
 public struct SFTLineError: Error, Equatable {
+    /// What is wrong ("messages[0] has no \"role\"").
     public let reason: String
 
     public init(_ reason: String) { self.reason = reason }
