@@ -52,4 +52,4 @@ python3 scripts/check-mpi.py --zotune .build/release/zotune
 swift run --package-path Examples/FineTune --scratch-path .build/example FineTune Tests/ZOTuneTests/Fixtures/llama/qwen3-f32 \
     "$(mktemp -d)"
 swift package generate-documentation --warnings-as-errors \
-    $(for t in ZOCore ZOFormats ZOModels ZOCPU ZOTokenizers ZOOptimizers ZOOffload ZOTasks ZOTraining ZODistributed; do echo --target $t; done) > /dev/null
+    $(for t in ZOCore ZOFormats ZOJinja ZOModels ZOCPU ZOTokenizers ZOOptimizers ZOOffload ZOTasks ZOTraining ZODistributed; do echo --target $t; done) > /dev/null
