@@ -124,24 +124,16 @@ struct TokenStream {
         return .conditional(value, condition, accept(name: "else") ? try conditional(true) : nil)
     }
 
-    private mutating func or() throws(TemplateError) -> Expression {
-        let entered = depth
-        defer { depth = entered }
-        var left = try and()
-        while accept(name: "or") {
-            try enter()
-            left = .logical(isAnd: false, left, try and())
-        }
-        return left
-    }
+    private mutating func or() throws(TemplateError) -> Expression { try logical(isAnd: false) }
 
-    private mutating func and() throws(TemplateError) -> Expression {
+    /// Operands joined by `or` (their operands joined by `and`), left to right.
+    private mutating func logical(isAnd: Bool) throws(TemplateError) -> Expression {
         let entered = depth
         defer { depth = entered }
-        var left = try not()
-        while accept(name: "and") {
+        var left = isAnd ? try not() : try logical(isAnd: true)
+        while accept(name: isAnd ? "and" : "or") {
             try enter()
-            left = .logical(isAnd: true, left, try not())
+            left = .logical(isAnd: isAnd, left, isAnd ? try not() : try logical(isAnd: true))
         }
         return left
     }

@@ -149,9 +149,3 @@ enum Operators {
         }
     }
 }
-
-extension Value {
-    var string: String? {
-        if case .string(let value) = self { value } else { nil }
-    }
-}

@@ -4,14 +4,13 @@
 /// What Jinja has and this interpreter lacks is an error naming it and its line, at parse
 /// time where it can be seen then.
 public struct Template: Sendable {
-    // The tree holds only values parsed from the template (literals, names): nothing mutable.
-    private let nodes: UncheckedBox<[Node]>
+    private let nodes: ParsedNodes
 
     /// Parses `source`.
     public init(_ source: String) throws(TemplateError) {
         var lexer = Lexer(source)
         var parser = Parser(try lexer.pieces())
-        nodes = UncheckedBox(try parser.template())
+        nodes = ParsedNodes(value: try parser.template())
     }
 
     /// The text for `context` (the template's variables; names not in it are undefined).
@@ -32,11 +31,11 @@ public struct Template: Sendable {
     public var marksGeneration: Bool { nodes.value.contains { $0.containsGeneration } }
 }
 
-/// Holds a value of a non-Sendable type that is never mutated after creation.
-struct UncheckedBox<T>: @unchecked Sendable {
-    // Safe: `value` is a `let` set once in `init`, and the types boxed (the parsed tree) hold
-    // no references that are written after parsing.
-    let value: T
-
-    init(_ value: T) { self.value = value }
+/// A template's statement tree, shared by every thread that renders it.
+struct ParsedNodes: @unchecked Sendable {
+    // Safe: immutable after parsing. `value` is a `let`, and the tree's only non-Sendable parts
+    // are `Value` literals, which the parser makes of strings, numbers, booleans and None
+    // (never a namespace or a function, the two reference types a `Value` can hold); renderers
+    // read the tree and keep their state in their own `Renderer`.
+    let value: [Node]
 }

@@ -173,6 +173,11 @@ public enum Value {
         }
     }
 
+    /// The text, if this is a string.
+    var string: String? {
+        if case .string(let value) = self { value } else { nil }
+    }
+
     /// The elements of a list or tuple.
     var elements: [Value]? {
         switch self {

@@ -54,6 +54,11 @@ public struct ChatTemplate: Sendable {
     /// Phi-3, Mistral): generation stops at whichever the tokenizer has.
     public static let turnEndTokens = ["<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>", "<|end|>", "</s>"]
 
+    /// Where a chat answer ends: `tokenizer`'s EOS and whichever `turnEndTokens` it has.
+    public static func stopTokens(of tokenizer: Tokenizer) -> Set<Int> {
+        Set([tokenizer.eosTokenId].compactMap { $0 } + turnEndTokens.compactMap { tokenizer.specialTokens[$0] })
+    }
+
     /// The text of one user message ready for the assistant's reply.
     public func prompt(user: String) throws(ChatTemplateError) -> String {
         try render(messages: [.object(JSONObject([("role", .string("user")), ("content", .string(user))]))],

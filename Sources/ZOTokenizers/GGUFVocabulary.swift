@@ -40,11 +40,10 @@ public enum GGUFVocabulary {
         try GGUFWriter.write(metadata: [("general.architecture", .string(architecture))] + metadata, tensors: [], to: path) { _ in [] }
     }
 
-    /// tokenizer_config.json's `chat_template` when it is one string.
+    /// tokenizer_config.json's chat template, if it has a usable one.
     private static func chatTemplate(configPath: String) -> String? {
-        struct Config: Decodable { let chat_template: String? }
-        guard let data = try? Data(contentsOf: URL(fileURLWithPath: configPath)) else { return nil }
-        return (try? JSONDecoder().decode(Config.self, from: data))?.chat_template
+        guard FileManager.default.fileExists(atPath: configPath) else { return nil }
+        return (try? TokenizerConfig(path: configPath)).flatMap { try? $0.chatTemplate.get() }
     }
 }
 

@@ -48,8 +48,7 @@ struct GenerateCommand: ParsableCommand {
         let ids = chat ? tokenizer.encode(try modelOptions.loadChatTemplate().prompt(user: prompt))
                        : tokenizer.encode(prompt, addSpecialTokens: true)
         guard !ids.isEmpty else { throw ValidationError("--prompt encodes to no tokens") }
-        var stops = Set([tokenizer.eosTokenId].compactMap { $0 })
-        if chat { stops.formUnion(ChatTemplate.turnEndTokens.compactMap { tokenizer.specialTokens[$0] }) }
+        let stops = chat ? ChatTemplate.stopTokens(of: tokenizer) : Set([tokenizer.eosTokenId].compactMap { $0 })
 
         let runner = try compute.makeRunner(model: model)
         print(prompt, terminator: chat ? "\n" : "")

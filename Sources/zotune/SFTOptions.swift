@@ -48,8 +48,8 @@ struct SFTOptions: ParsableArguments {
         if generateEval > 0 {
             // Numbered after the answers already in the file (a resumed run appends to it).
             var evaluation = generationsPath.flatMap { try? GenerationsFile.lastEvaluation(in: $0) } ?? 0
-            let stops = Set([tokenizer.eosTokenId].compactMap { $0 } + ChatTemplate.turnEndTokens.compactMap { tokenizer.specialTokens[$0] })
-            generation = SFTGenerationSettings(count: generateEval, maxTokens: generateTokens, stopTokens: stops,
+            generation = SFTGenerationSettings(count: generateEval, maxTokens: generateTokens,
+                                               stopTokens: ChatTemplate.stopTokens(of: tokenizer),
                                                decode: { tokenizer.decode($0, skipSpecialTokens: true) }) { answers in
                 evaluation += 1
                 guard let path = generations ?? generationsPath else { return }

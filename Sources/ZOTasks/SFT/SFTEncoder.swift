@@ -109,19 +109,17 @@ public struct SFTEncoder {
     }
 
     private func render(_ messages: [JSONValue], context: SFTTemplateContext, generationPrompt: Bool) throws(SFTLineError) -> String {
-        guard let template else { throw SFTLineError("conversations need a chat template, and the model has none") }
-        do {
-            return try template.render(messages: messages, tools: context.tools, addGenerationPrompt: generationPrompt,
-                                       extra: context.arguments)
-        } catch {
-            throw SFTLineError("\(error)")
-        }
+        try renderWithSpans(messages, context: context, generationPrompt: generationPrompt).text
     }
 
-    private func renderWithSpans(_ messages: [JSONValue], context: SFTTemplateContext) throws(SFTLineError)
-        -> (text: String, generationSpans: [Range<Int>]) {
+    /// The conversation's text and its `{% generation %}` spans.
+    private func renderWithSpans(_ messages: [JSONValue], context: SFTTemplateContext, generationPrompt: Bool = false)
+        throws(SFTLineError) -> (text: String, generationSpans: [Range<Int>]) {
         guard let template else { throw SFTLineError("conversations need a chat template, and the model has none") }
-        do { return try template.renderWithGenerationSpans(messages: messages, tools: context.tools, extra: context.arguments) } catch {
+        do {
+            return try template.renderWithGenerationSpans(messages: messages, tools: context.tools,
+                                                          addGenerationPrompt: generationPrompt, extra: context.arguments)
+        } catch {
             throw SFTLineError("\(error)")
         }
     }

@@ -71,8 +71,7 @@ public struct SFTTrainingTask: TrainingTask {
 
     /// Length-sorted forward passes over `examples`, and which examples each holds.
     static func passes(_ examples: [SFTExample], model: any CausalLM) throws -> (groups: [[Int]], requests: [ForwardRequest]) {
-        let groups = LengthGroups.plan(lengths: examples.map(\.ids.count))
-        return (groups, try groups.map { ForwardRequest(try model.makeBatch($0.map { examples[$0].ids })) })
+        try LMTrainingTask.passes(examples.map(\.ids), model: model)
     }
 
     /// The sum of `example`'s learned token losses (at batch row `b` of `result`) and their count.
