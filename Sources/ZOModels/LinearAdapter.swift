@@ -36,18 +36,27 @@ public protocol LinearHook: Sendable {
 }
 
 /// Device state beside a runner's blocks that changes what their fused linears compute in each
-/// stream of a ZO step (a low-rank estimator's factors). The runner makes it for the blocks it
-/// perturbs, gives each stream's passes its hook, leaves the weights it adapts out of full
-/// perturbation passes, and folds it into the weights when asked; what it holds and how it
-/// changes between steps is its owner's (an estimator's) business.
+/// stream of a ZO step (a low-rank estimator's factors, a LoRA adapter). The runner makes it for
+/// the blocks it perturbs, gives each stream's passes its hook and its other passes the resting
+/// hook, and leaves the weights it adapts out of full perturbation passes; what it holds and how
+/// it changes between steps is its owner's (an estimator's) business.
 public protocol LinearAdapter: AnyObject, Sendable {
-    /// The perturbation ids of the weights the adapter perturbs (full passes leave them out).
+    /// The perturbation ids of the weights full passes leave out (those the adapter perturbs;
+    /// every one for an adapter over a frozen base).
     var adaptedTensorIDs: Set<UInt32> { get }
     /// Makes room for passes of up to `rows` rows.
     func reserve(rows: Int) throws
     /// What the block linears of a pass add whose rows are those of `streams` in equal parts,
     /// in order (one stream: all its rows).
     func hook(streams: Range<Int>) -> any LinearHook
+    /// What the block linears of passes outside a step's streams (evaluation, generation) add:
+    /// the adapter as it stands, or nil when that is nothing or is folded into the weights first.
+    func restingHook() -> (any LinearHook)?
+}
+
+/// An adapter whose accumulated change the runner moves into the blocks' weights when asked
+/// (`ModelRunner.foldAdapter`): the low-rank estimator's A Vᵀ.
+public protocol FoldingAdapter: LinearAdapter {
     /// Moves what block `index`'s linears add into its weights in `parameters` (the block's
     /// buffer); afterwards they add nothing until the owner changes the adapter again.
     func fold(block index: Int, into parameters: DeviceBuffer)

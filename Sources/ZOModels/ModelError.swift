@@ -12,6 +12,8 @@ public enum ModelError: Error, CustomStringConvertible {
     case emptyBatch(String)
     case unknownShape(name: String, known: [String])
     case memory(String)
+    /// A LoRA adapter that does not fit the model (targets, shapes).
+    case adapter(String)
 
     public var description: String {
         switch self {
@@ -26,6 +28,7 @@ public enum ModelError: Error, CustomStringConvertible {
         case .emptyBatch(let reason): "empty input: \(reason)"
         case .unknownShape(let name, let known): "unknown shape '\(name)'; known: \(known.joined(separator: ", "))"
         case .memory(let reason): reason
+        case .adapter(let reason): "LoRA adapter: \(reason)"
         }
     }
 }

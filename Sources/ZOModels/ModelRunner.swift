@@ -169,15 +169,15 @@ public protocol ModelRunner: AnyObject, Sendable {
     /// An offloading runner runs every stream in one sweep: each block arrives once per step.
     func forward(_ requests: [ForwardRequest], streams: [PerturbedStream], snapshot: SnapshotRequest?) throws -> [[ForwardResult]]
 
-    /// Brings the parameters' current values into the model's host groups (with an adapter:
-    /// after `foldAdapter`).
+    /// Brings the parameters' current values into the model's host groups (with a folding
+    /// adapter: after `foldAdapter`; a LoRA adapter's factors stay its own).
     func copyParametersToHost() throws
 
-    /// What the runner's blocks' linears add per stream beside their weights (made by the
-    /// factory the runner was given: a low-rank estimator's factors), if anything.
+    /// What the runner's blocks' linears add beside their weights (made by the factory the
+    /// runner was given: a low-rank estimator's factors, a LoRA adapter), if anything.
     var adapter: (any LinearAdapter)? { get }
 
-    /// Folds the adapter into every block's weights (`LinearAdapter.fold`).
+    /// Folds a `FoldingAdapter` into every block's weights (nothing for other adapters).
     func foldAdapter() throws
 }
 

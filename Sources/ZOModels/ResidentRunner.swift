@@ -94,7 +94,7 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     private var blockCount: Int { tail?.firstBlock ?? model.blocks.count }
 
     public func foldAdapter() throws {
-        guard let adapter else { return }
+        guard let adapter = adapter as? any FoldingAdapter else { return }
         for index in 0..<blockCount { adapter.fold(block: index, into: deviceGroups[1 + index]) }
         try backend.synchronize(backend.computeStream)
     }
@@ -133,10 +133,11 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         try tail?.copyParametersToHost()
     }
 
-    /// The head runs on the selected `rows` alone when they are given. (With an adapter, plain
-    /// passes see the weights alone: fold first.)
+    /// The head runs on the selected `rows` alone when they are given. The adapter adds its
+    /// resting term (`LinearAdapter.restingHook`).
     public func forward(_ batch: TokenBatch, outputs: ForwardOutputs, cache: KVCache?, rows: [Int]?) throws -> ForwardResult {
-        try forward(ForwardRequest(batch, outputs: outputs, rows: rows), cache: cache, hook: nil)
+        try adapter?.reserve(rows: batch.batchSize * batch.tokens)
+        return try forward(ForwardRequest(batch, outputs: outputs, rows: rows), cache: cache, hook: adapter?.restingHook())
     }
 
     private func forward(_ request: ForwardRequest, cache: KVCache? = nil, hook: (any LinearHook)?) throws -> ForwardResult {

@@ -125,12 +125,14 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         self.tail = tail
         let excluded = tail?.firstOrderEmbeddingTensors ?? []
         if factory != nil, plan.isTensorwise {
-            throw OffloadError.invalidPlan("decoding by tensor does not combine with a linear adapter (the low-rank estimator)")
+            throw OffloadError.invalidPlan("decoding by tensor does not combine with a linear adapter (low-rank ZO, LoRA)")
         }
         let adapter = try factory?.makeAdapter(model: model, blockCount: blockCount, backend: backend)
         self.adapter = adapter
-        tensors = model.perturbedTensors(leavingOut: excluded, ids: adapter?.adaptedTensorIDs ?? [])
-        tiedTable = model.tiedTokenTable.flatMap { excluded.contains($0) ? nil : $0 }
+        let adapted = adapter?.adaptedTensorIDs ?? []
+        tensors = model.perturbedTensors(leavingOut: excluded, ids: adapted)
+        // A table left out of the passes (a frozen base's; the embedding's ids are its positions) needs no perturbed rows.
+        tiedTable = model.tiedTokenTable.flatMap { excluded.contains($0) || adapted.contains(UInt32($0)) ? nil : $0 }
         streamed = plan.streamedBlocks(of: model)
 
         var allocated: [DeviceBuffer] = []
@@ -249,7 +251,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     }
 
     public func foldAdapter() throws {
-        guard let adapter else { return }
+        guard let adapter = adapter as? any FoldingAdapter else { return }
         folds += 1
         var generator = SplitMix64(seed: 0xF01D ^ folds)
         try sweep(modifies: true, roundingSeed: generator.next()) { index, visited in
@@ -403,7 +405,8 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     private func run(_ requests: [ForwardRequest], cache: KVCache?) throws -> [ForwardResult] {
         let workspace = try workspace(for: requests)
         defer { backend.free(workspace) }
-        let active = try passes(requests, workspace: workspace, cache: cache)
+        try adapter?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
+        let active = try passes(requests, workspace: workspace, cache: cache, hook: adapter?.restingHook())
         active.forEach { $0.embed(embedding) }
         try sweep(modifies: false, roundingSeed: 0) { index, visited in
             if !extras.isEmpty { unpackExtras(index, into: visited.buffer) }

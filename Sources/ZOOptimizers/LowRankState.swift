@@ -20,7 +20,7 @@ import ZOModels
 // @unchecked Sendable: confined to the thread that drives training — `MeZO` prepares, updates
 // and resamples the factors between the runner's passes, and the runner's linears read them
 // during its passes, on that same thread; `LinearAdapter` is Sendable only because runners are.
-public final class LowRankState: LinearAdapter, @unchecked Sendable {
+public final class LowRankState: FoldingAdapter, @unchecked Sendable {
     public let options: LowRankOptions
     /// Blocks 0..<blockCount have factors.
     public let blockCount: Int
@@ -182,6 +182,9 @@ public final class LowRankState: LinearAdapter, @unchecked Sendable {
     }
 
     public func hook(streams: Range<Int>) -> any LinearHook { LowRankPass(state: self, streams: streams) }
+
+    /// Nothing: plain passes come after `MeZO.flush`, which folds A Vᵀ into the weights.
+    public func restingHook() -> (any LinearHook)? { nil }
 
     /// For the fused linear at `weightOffset` of block `index` and input x [R, in] whose rows are
     /// the streams' in equal parts (R = S·R_s): t = x · vtᵀ [R, m·r] in one product, then for

@@ -15,16 +15,24 @@ public struct MeZOOptions: Sendable, Equatable, Codable {
     public var lowRank: LowRankOptions?
     /// A population estimator instead of MeZO's two-point one; nil: MeZO.
     public var population: PopulationOptions?
+    /// A LoRA adapter trained over the frozen base (the runner must hold it); nil: the base's
+    /// parameters train.
+    public var lora: LoRAOptions?
 
     public init(eps: Float = 1e-3, weightDecay: Float = 0, q: Int = 1, perturbation: PerturbationKind = .gaussian,
-                lowRank: LowRankOptions? = nil, population: PopulationOptions? = nil) {
+                lowRank: LowRankOptions? = nil, population: PopulationOptions? = nil, lora: LoRAOptions? = nil) {
+        precondition(lowRank == nil || lora == nil, "a LoRA run has no low-rank estimator")
         self.eps = eps
         self.weightDecay = weightDecay
         self.q = q
         self.perturbation = perturbation
         self.lowRank = lowRank
         self.population = population
+        self.lora = lora
     }
+
+    /// What the runner's blocks need beside their weights: the low-rank factors or the LoRA adapter.
+    public var adapterFactory: (any LinearAdapterFactory)? { lowRank ?? lora }
 
     /// The estimator these options describe.
     public var estimator: any GradientEstimator {
@@ -34,10 +42,12 @@ public struct MeZOOptions: Sendable, Equatable, Codable {
     /// D: directions per step (one coefficient each in a trajectory).
     public var directions: Int { estimator.directions }
 
-    /// The estimator in a few words ("q 1", "population N 8 one-sided std").
+    /// The estimator in a few words ("q 1", "population N 8 one-sided std", "q 1, LoRA r 8 α 16 q_proj,v_proj").
     public var estimatorSummary: String {
-        guard let population else { return "q \(q)" }
+        let adapter = lora.map { ", LoRA r \($0.rank) α \($0.alpha) \($0.targets.joined(separator: ","))" } ?? ""
+        guard let population else { return "q \(q)" + adapter }
         return "population N \(population.queries) \(population.oneSided ? "one-sided" : "two-sided") \(population.normalize.rawValue)"
+            + adapter
     }
 
     /// Forward passes of the whole batch per step.
@@ -88,6 +98,8 @@ public final class MeZO {
     public let runSeed: UInt64
     /// The low-rank estimator's factors: the runner's adapter, with `options.lowRank`.
     private let lowRank: LowRankState?
+    /// The LoRA adapter: the runner's adapter, with `options.lora`.
+    public let lora: LoRAState?
     private var pending: PerturbationPass
     public private(set) var stepsTaken: Int
     /// The processes this one shares its steps with (nil: it evaluates every stream alone).
@@ -100,8 +112,10 @@ public final class MeZO {
     public init(runner: any ModelRunner, options: MeZOOptions, seed: UInt64, startStep: Int = 0, sharing: (any StepSharing)? = nil) {
         precondition(options.q >= 1 && startStep >= 0 && (options.population == nil || options.q == 1))
         lowRank = runner.adapter as? LowRankState
-        precondition(lowRank?.options == options.lowRank && (runner.adapter == nil || lowRank != nil),
-                     "low-rank options and the runner's factors go together")
+        lora = runner.adapter as? LoRAState
+        precondition(lowRank?.options == options.lowRank && lora?.options == options.lora
+                     && (runner.adapter == nil || lowRank != nil || lora != nil),
+                     "low-rank or LoRA options and the runner's adapter go together")
         precondition(options.lowRank == nil || (options.perturbation == .gaussian && options.weightDecay == 0 && startStep == 0),
                      "the low-rank estimator is Gaussian, without weight decay, from step 0")
         self.runner = runner
@@ -141,6 +155,9 @@ public final class MeZO {
                 offset.map { PerturbationTerm(seed: seeds[$0.direction], coefficient: $0.multiple * scale) }
             })
         }
+        try lora?.prepare(streams: estimator.streams.map { offset in
+            offset.map { PerturbationTerm(seed: seeds[$0.direction], coefficient: $0.multiple * options.eps) }
+        }, kind: options.perturbation)
         let results = try runner.forward(plan.requests, streams: streams, snapshot: request)
         try observe?(results)
         let losses = try sharing.map { sharing in
@@ -177,7 +194,7 @@ public final class MeZO {
     /// parameters from the previous stream's offset to its own (terms along the same direction
     /// merged: MeZO's − pass is one term, −2εz).
     private func perturbedStreams(_ seeds: [UInt64]) -> [PerturbedStream] {
-        let eps = options.eps, kind = options.perturbation, adapted = lowRank != nil
+        let eps = options.eps, kind = options.perturbation, adapted = lowRank != nil || lora != nil
         var previous: [StreamOffset] = []
         defer { pending = PerturbationPass(terms: [], kind: kind) }
         return estimator.streams.enumerated().map { s, offset in
@@ -190,7 +207,7 @@ public final class MeZO {
                     moves.append((term.direction, term.multiple))
                 }
             }
-            if !lowRankOnly {
+            if !adapterOnly {
                 pass.terms += moves.filter { $0.multiple != 0 }
                     .map { PerturbationTerm(seed: seeds[$0.direction], coefficient: $0.multiple * eps) }
             }
@@ -199,8 +216,9 @@ public final class MeZO {
         }
     }
 
-    /// Whether only the low-rank weights train (no full perturbation passes).
-    private var lowRankOnly: Bool { options.lowRank?.lowRankOnly ?? false }
+    /// Whether only the adapter trains (the low-rank weights alone, or LoRA): no full
+    /// perturbation passes.
+    private var adapterOnly: Bool { options.lowRank?.lowRankOnly ?? false || lora != nil }
 
     /// The seed of V for the low-rank epoch containing `step` (steps e·ν..<(e+1)·ν).
     public func lowRankSeed(epoch: Int) -> UInt64 {
@@ -219,7 +237,7 @@ public final class MeZO {
     /// Makes the step's restore (from the last stream's offset) and update pending:
     /// θ ← a·(θ − offset_last) − (lr/D)·Σ_j g_j z_j with a = 1 − lr·wd on decaying tensors; a
     /// step with a non-finite loss only restores. The low-rank weights' update goes into A at
-    /// once: A ← A − (lr/D)·Σ_j g_j U_j / √r.
+    /// once: A ← A − (lr/D)·Σ_j g_j U_j / √r; a LoRA adapter's too: A, B ← a·(A, B) − (lr/D)·Σ_j g_j z_j.
     private func commit(lr: Float, seeds: [UInt64], gradients: [Float], finite: Bool) {
         let eps = options.eps, d = Float(estimator.directions), last = estimator.streams.last ?? []
         if let lowRank, finite {
@@ -227,13 +245,17 @@ public final class MeZO {
             lowRank.update(seeds.indices.map { PerturbationTerm(seed: seeds[$0], coefficient: -lr * gradients[$0] / d * scale) })
         }
         let decay = finite ? 1 - lr * options.weightDecay : 1
+        if let lora, finite {
+            lora.update(seeds.indices.map { PerturbationTerm(seed: seeds[$0], coefficient: -lr * gradients[$0] / d) }, decayFactor: decay,
+                        kind: options.perturbation)
+        }
         var terms: [PerturbationTerm] = []
         for (j, seed) in seeds.enumerated() {
             let update = finite ? -lr * gradients[j] / d : 0
             let restore = last.first { $0.direction == j }.map { -$0.multiple * eps } ?? 0
             terms.append(PerturbationTerm(seed: seed, coefficient: restore + update, decayCoefficient: decay * restore + update))
         }
-        pending = PerturbationPass(terms: lowRankOnly ? [] : terms.filter { $0.coefficient != 0 || $0.decayCoefficient != 0 },
+        pending = PerturbationPass(terms: adapterOnly ? [] : terms.filter { $0.coefficient != 0 || $0.decayCoefficient != 0 },
                                    decayFactor: decay, kind: options.perturbation)
         stepsTaken += 1
     }

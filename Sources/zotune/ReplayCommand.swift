@@ -1,6 +1,7 @@
 import ArgumentParser
 import ZOCore
 import ZOModels
+import ZOOptimizers
 import ZOTraining
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -21,7 +22,7 @@ struct ReplayCommand: ParsableCommand {
 
     @Option(help: "The base model the run started from (folder, .gguf or asset id).") var base: String
     @Option(help: "The trajectory file.") var trajectory: String
-    @Option(help: "Output folder for the rebuilt model (safetensors + config.json).") var output: String
+    @Option(help: "Output folder for the rebuilt model (safetensors + config.json), or the adapter of a LoRA run (PEFT's format).") var output: String
     @Option(help: "Replay only the first N steps (default: all).") var steps: Int?
 
     @OptionGroup var compute: ComputeOptions
@@ -48,15 +49,23 @@ struct ReplayCommand: ParsableCommand {
                                            + "\(log.header.baseModelSHA256.prefix(12))…, \(base) is \(sha256.prefix(12))…)")
         }
         if log.trailingBytes > 0 { print("note: \(log.trailingBytes) bytes after the last complete step are ignored") }
+        if log.header.mezo.lora?.startsFromAdapter == true {
+            throw CheckpointError.invalid(path: trajectory, reason: "the run trained an adapter it read from a file, which the "
+                                          + "trajectory does not hold: replay needs runs that start from the base alone")
+        }
         let model = try ModelRegistry.load(path: basePath, blockStorage: try compute.hostStorage())
-        let runner = try compute.makeRunner(model: model, adapter: log.header.mezo.lowRank)
+        let runner = try compute.makeRunner(model: model, adapter: log.header.mezo.adapterFactory)
         let count = min(steps ?? log.steps, log.steps)
         let replayStart = monotonicSeconds()
         let progress = Progress(total: count)
         try log.replay(onto: runner, steps: count) { progress.step($0, loss: .nan, now: monotonicSeconds(), extra: "") }
         let seconds = monotonicSeconds() - replayStart
-        try runner.copyParametersToHost()
-        try model.save(to: output)
+        if let lora = runner.adapter as? LoRAState {
+            try lora.peftAdapter().write(to: output, baseModel: base)
+        } else {
+            try runner.copyParametersToHost()
+            try model.save(to: output)
+        }
         let bytes = try ReadOnlyFile(path: trajectory).byteCount
         try printJSONLine(Report(steps: count, trajectory_bytes: bytes, seconds: seconds,
                                  steps_per_s: Double(count) / max(seconds, 1e-9), output: output))

@@ -71,6 +71,8 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var hybrid: HybridOptions
 
+    @OptionGroup var loraArguments: LoRAArguments
+
     @OptionGroup var compute: ComputeOptions
 
     @OptionGroup var parallelOptions: ParallelOptions
@@ -102,6 +104,20 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError("low-rank ZO draws Gaussian factors and applies no weight decay; drop --weight-decay and --perturbation")
         }
         if q != 1, hybrid.population != nil { throw ValidationError("--q is MeZO's; a population takes --queries (or add --zo mezo)") }
+        try validateLoRA()
+    }
+
+    /// What a LoRA run does not combine with.
+    private func validateLoRA() throws {
+        guard loraArguments.isLoRA else { return }
+        if hybrid.isFirstOrder || hybrid.lowRank != nil {
+            throw ValidationError("a LoRA run trains the adapter by ZO alone: drop --fo-blocks, --zo low-rank and --rank")
+        }
+        if saveEvery > 0 || resume != nil {
+            throw ValidationError("--save-every and --resume do not support LoRA runs yet (the adapter is saved with --output)")
+        }
+        if compute.decodeByTensor { throw ValidationError("--decode-by-tensor does not combine with LoRA (the base is never written)") }
+        if loraArguments.merge, output == nil { throw ValidationError("--merge writes OUTPUT/model: add --output") }
     }
 
     /// --perturbation, or the estimator's default: Rademacher for a full-rank population (cheaper to
@@ -179,10 +195,11 @@ struct TrainCommand: ParsableCommand {
         let outputGGUF = isWriter ? self.outputGGUF : nil
         let modelPath = try modelOptions.modelPath()
         let baseSHA256 = output == nil ? "" : try ModelFingerprint.sha256(path: modelPath)
+        let lora = try loraArguments.options(seed: seed)
         let options = TrainingOptions(steps: steps, batchSize: batchSize,
                                       schedule: LearningRateSchedule(base: lr, shape: schedule, warmupSteps: warmup, totalSteps: steps),
                                       mezo: MeZOOptions(eps: eps, weightDecay: weightDecay, q: q, perturbation: perturbationKind,
-                                                        lowRank: hybrid.lowRank, population: hybrid.population),
+                                                        lowRank: hybrid.lowRank, population: hybrid.population, lora: lora?.options),
                                       seed: seed, evalEvery: evalEvery, maxNonFiniteSteps: maxNonFinite,
                                       firstOrder: try hybrid.firstOrderOptions())
         var run = ["task": taskOptions.task, "data": taskOptions.data ?? "", "eval-data": taskOptions.evalData ?? "",
@@ -206,7 +223,12 @@ struct TrainCommand: ParsableCommand {
         let tail = try options.firstOrder.map {
             try FirstOrderTail(model: model, backend: backend, firstBlock: model.blocks.count - $0.blocks(of: model.blocks.count), trainsEmbedding: $0.embedding)
         }
-        let runner = try compute.makeRunner(model: model, backend: backend, tail: tail, adapter: hybrid.lowRank)
+        let runner = try compute.makeRunner(model: model, backend: backend, tail: tail, adapter: options.mezo.adapterFactory)
+        if let loraState = runner.adapter as? LoRAState {
+            if let start = lora?.start { try loraState.load(start) }
+            print("LoRA: r \(loraState.options.rank), α \(loraState.options.alpha) on \(loraState.adaptedWeights.count) weights "
+                  + "(\(loraState.parameterCount) parameters\(lora?.start.map { ", from \($0.directory)" } ?? "")); the model stays frozen")
+        }
         let firstOrder = try options.firstOrder.map { try FirstOrderOptimizer(tail: tail!, rule: $0.rule, placement: $0.statePlacement) }
         if let firstOrder { print("first-order: \(hybrid.describe(tail: firstOrder.tail))") }
         if let output {
@@ -296,9 +318,15 @@ struct TrainCommand: ParsableCommand {
             progress.message("interrupted after step \(trainer.stepsTaken); the last update is applied")
         }
         if output == nil, outputGGUF == nil { print("the model was not saved (pass --output DIR to keep it)") }
-        if output != nil || outputGGUF != nil { try runner.copyParametersToHost() }
         let tokenizerSource = try Assets().resolve(modelOptions.tokenizer ?? modelPath)
-        if let output {
+        if let loraState = runner.adapter as? LoRAState {
+            let adapter = try loraState.peftAdapter()
+            if let output { try adapter.write(to: output + "/adapter", baseModel: modelOptions.model) }
+            if loraArguments.merge || outputGGUF != nil { try adapter.merge(into: model) }
+        } else if output != nil || outputGGUF != nil {
+            try runner.copyParametersToHost()
+        }
+        if let output, !loraArguments.isLoRA || loraArguments.merge {
             try model.save(to: output + "/model")
             try TokenizerFiles.keep(tokenizerAt: tokenizerSource, in: output + "/model")
         }
@@ -411,14 +439,18 @@ extension TrainCommand {
     /// The run's closing lines: where the model and its logs are, and how to talk to it.
     func printWhereTheResultsAre(output: String?, gguf: String?) {
         if let output {
-            print("model: \(output)/model (safetensors, config.json, tokenizer)")
+            if loraArguments.isLoRA {
+                print("LoRA adapter: \(output)/adapter (PEFT's format; `zotune generate --model \(modelOptions.model) --adapter "
+                      + "\(output)/adapter`, or peft's PeftModel.from_pretrained)")
+            }
+            if !loraArguments.isLoRA || loraArguments.merge { print("model: \(output)/model (safetensors, config.json, tokenizer)") }
             if reportTargets.contains(.jsonl) {
                 print("metrics: \(output)/metrics.jsonl; report: \(output)/report.html (`zotune report \(output)` adds a PNG)")
             }
             if reportTargets.contains(.tensorboard) { print("TensorBoard logs: \(output)/runs (tensorboard --logdir \(output)/runs)") }
         }
         if let gguf { print("GGUF for llama.cpp: \(gguf) (\(ggufType.rawValue))") }
-        guard let target = output ?? gguf else { return }
+        guard let target = (loraArguments.isLoRA && !loraArguments.merge ? nil : output) ?? gguf else { return }
         print("try it: scripts/zotune generate --model \(target) --prompt \"...\" (add --chat for an instruct model)")
         if let gguf { print("   or in llama.cpp: llama-cli -m \(gguf) -cnv") }
     }

@@ -15,8 +15,20 @@ public struct PEFTAdapter: Sendable {
     public let directory: String
     /// r, the rank.
     public let rank: Int
+    /// lora_alpha.
+    public let alpha: Float
+    /// Whether scale is lora_alpha / √r.
+    public let rsLoRA: Bool
+    /// The adapted modules' last names ("q_proj"), as the tensors have them.
+    public var targetModules: [String] {
+        var seen: Set<String> = []
+        return pairs.compactMap { pair in
+            let module = pair.weightName.split(separator: ".").dropLast().last.map(String.init) ?? pair.weightName
+            return seen.insert(module).inserted ? module : nil
+        }
+    }
     /// lora_alpha / r, or lora_alpha / √r with rsLoRA.
-    public let scale: Float
+    public var scale: Float { rsLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
     /// The adapted weights (the base's names, `….weight`) with their factors.
     public let pairs: [Pair]
 
@@ -32,6 +44,16 @@ public struct PEFTAdapter: Sendable {
         public let inputs: Int
         /// out: the weight's rows.
         public let outputs: Int
+
+        public init(weightName: String, a: [Float], b: [Float], inputs: Int, outputs: Int) {
+            precondition(a.count % inputs == 0 && b.count % outputs == 0 && a.count / inputs == b.count / outputs)
+            (self.weightName, self.a, self.b, self.inputs, self.outputs) = (weightName, a, b, inputs, outputs)
+        }
+    }
+
+    /// An adapter made in memory (by training), to write with `write(to:baseModel:)`.
+    public init(rank: Int, alpha: Float, rsLoRA: Bool, pairs: [Pair], directory: String = "") {
+        (self.rank, self.alpha, self.rsLoRA, self.pairs, self.directory) = (rank, alpha, rsLoRA, pairs, directory)
     }
 
     /// The config keys PEFT writes that change what an adapter computes, refused when set
@@ -75,9 +97,9 @@ public struct PEFTAdapter: Sendable {
             default: nil
             }
         }) else { throw .config(path: configPath, reason: "\"lora_alpha\" must be a number") }
-        let rsLoRA = config["use_rslora"] == .bool(true)
         self.rank = rank
-        scale = Float(rsLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank))
+        self.alpha = Float(alpha)
+        rsLoRA = config["use_rslora"] == .bool(true)
         pairs = try Self.readPairs(directory: directory, rank: rank)
     }
 

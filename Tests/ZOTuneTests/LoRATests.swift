@@ -1,0 +1,174 @@
+import Foundation
+import Testing
+import ZOCPU
+import ZOCore
+import ZOFormats
+import ZOModels
+import ZOOffload
+import ZOOptimizers
+
+/// LoRA adapters trained by ZO over a frozen base: the adapter at rest computes what the merged
+/// model computes (and what peft computes), a step's losses are the merged model's at A ± εz,
+/// B ± εz, the update moves A and B alone, offloaded and stacked runs reproduce resident ones
+/// bit for bit, and a saved adapter reads back as PEFT's format.
+@Suite struct LoRATests {
+    static let options = LoRAOptions(rank: 2, alpha: 4, targets: ["q_proj", "v_proj", "fc1", "down_proj"], seed: 5)
+
+    static func values(_ model: any CausalLM) -> [[Float]] {
+        model.groups.map { Array(UnsafeBufferPointer(start: $0.storage.floats, count: $0.layout.count)) }
+    }
+
+    /// The adapter at rest adds scale·B A: with PEFT's fixtures loaded, the loss is the merged
+    /// model's and peft's own (scripts/fixtures/make_peft_fixtures.py), resident and offloaded.
+    @Test(arguments: PEFTAdapterTests.names)
+    func restingAdapterIsTheMergedModel(name: String) throws {
+        let folder = Fixtures.root + "/peft/" + name
+        let expected = try JSONDecoder().decode(PEFTAdapterTests.Expected.self,
+                                                from: Data(contentsOf: URL(fileURLWithPath: folder + "/expected.json")))
+        let adapter = try PEFTAdapter(directory: folder)
+        for offloaded in [false, true] {
+            let model = try ModelRegistry.load(path: Fixtures.root + "/" + expected.base)
+            let backend = try CPUBackend(budget: 64 << 20, threads: 2)
+            let options = LoRAOptions(adapter: adapter)
+            let runner: any ModelRunner = offloaded
+                ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 1), adapter: options)
+                : try ResidentRunner(model: model, backend: backend, adapter: options)
+            let state = try #require(runner.adapter as? LoRAState)
+            #expect(Set(state.adaptedWeights) == Set(adapter.pairs.map(\.weightName)))
+            try state.load(adapter)
+            let loss = try runner.forward(try model.makeBatch(expected.ids)).meanLoss
+            #expect(abs(loss - expected.loss_with_adapter) <= 1e-5 * expected.loss_with_adapter,
+                    "\(name) offloaded \(offloaded): \(loss) vs peft \(expected.loss_with_adapter)")
+        }
+    }
+
+    /// One step by hand: L+ is the merged model's loss at A + εz_A, B + εz_B (z the Gaussian
+    /// streams of the factors' ids, numbered after the model's tensors in block order, A then
+    /// B), the update is A, B −= lr·g·z, and the base does not move.
+    @Test(arguments: ["opt/opt-tiny-f32", "llama/llama-gqa-f32", "llama/gemma3-f32"])
+    func theStepIsZOOnTheFactors(fixture: String) throws {
+        let eps: Float = 1e-2, lr: Float = 0.5
+        let model = try OffloadTests.model(fixture, layers: 2)
+        let base = Self.values(model)
+        let backend = try CPUBackend(budget: 256 << 20, threads: 2)
+        let runner = try ResidentRunner(model: model, backend: backend, adapter: Self.options)
+        let mezo = MeZO(runner: runner, options: MeZOOptions(eps: eps, lora: Self.options), seed: 3)
+        let state = try #require(mezo.lora)
+        let initial = try state.peftAdapter()
+        #expect(initial.pairs.allSatisfy { pair in pair.b.allSatisfy { $0 == 0 } && pair.a.allSatisfy { abs($0) <= 1 / Float(pair.inputs).squareRoot() } })
+        let step = try mezo.step(lr: lr, batch: try LowRankTests.batch(model))
+        try mezo.flush()
+        try runner.copyParametersToHost()
+        #expect(Self.values(model) == base, "the base is frozen")
+
+        let seed = mezo.seed(step: 0, perturbation: 0)
+        let firstID = UInt32(model.groups.reduce(0) { $0 + $1.layout.specs.count })
+        /// The initial adapter moved by `scale` along the step's direction.
+        func moved(_ scale: Float) -> PEFTAdapter {
+            let pairs = initial.pairs.enumerated().map { j, pair in
+                let za = LowRankTests.stream(seed: seed, tensor: firstID + UInt32(2 * j), count: pair.a.count)
+                let zb = LowRankTests.stream(seed: seed, tensor: firstID + UInt32(2 * j + 1), count: pair.b.count)
+                return PEFTAdapter.Pair(weightName: pair.weightName, a: zip(pair.a, za).map { $0 + scale * $1 },
+                                        b: zip(pair.b, zb).map { $0 + scale * $1 }, inputs: pair.inputs, outputs: pair.outputs)
+            }
+            return PEFTAdapter(rank: initial.rank, alpha: initial.alpha, rsLoRA: false, pairs: pairs)
+        }
+        let probe = try OffloadTests.model(fixture, layers: 2)
+        try moved(eps).merge(into: probe)
+        let plus = try ResidentRunner(model: probe, backend: backend).forward(try LowRankTests.batch(probe)).meanLoss
+        #expect(abs(plus - step.lossPlus) <= 1e-5 * abs(plus), "L+ \(step.lossPlus), merged at A + εz, B + εz: \(plus)")
+        #expect(step.lossPlus != step.lossMinus)
+
+        let expected = moved(-lr * Float(step.projectedGradient)), trained = try state.peftAdapter()
+        for (pair, want) in zip(trained.pairs, expected.pairs) {
+            for (actual, wanted) in [(pair.a, want.a), (pair.b, want.b)] {
+                let worst = zip(actual, wanted).map { abs($0 - $1) }.max()!, size = wanted.map(abs).max()!
+                #expect(worst <= 1e-6 * (1 + size), "\(pair.weightName): max |Δ| \(worst)")
+            }
+        }
+        #expect(trained.pairs.contains { $0.b.contains { $0 != 0 } }, "B moved")
+    }
+
+    /// `steps` steps of `estimator`; the losses and the trained factors.
+    static func train(_ fixture: String, plan: ResidencyPlan?, stacks: Bool = true, steps: Int = 4,
+                      mezo options: MeZOOptions) throws -> (losses: [Double], adapter: PEFTAdapter, base: Bool) {
+        let model = try OffloadTests.model(fixture, layers: 3)
+        let base = Self.values(model)
+        let backend = try CPUBackend(budget: 256 << 20, threads: 2)
+        let runner: any ModelRunner
+        if let plan {
+            let offloader = try OffloadedRunner(model: model, backend: backend, plan: plan, adapter: options.lora)
+            offloader.stacksStreams = stacks
+            runner = offloader
+        } else {
+            let resident = try ResidentRunner(model: model, backend: backend, adapter: options.lora)
+            resident.stacksStreams = stacks
+            runner = resident
+        }
+        let mezo = MeZO(runner: runner, options: options, seed: 9)
+        var losses: [Double] = []
+        for _ in 0..<steps {
+            let step = try mezo.step(lr: 0.05, batch: try LowRankTests.batch(model))
+            losses += [step.lossPlus, step.lossMinus]
+        }
+        try mezo.flush()
+        losses.append(try runner.forward(try LowRankTests.batch(model)).meanLoss)
+        try runner.copyParametersToHost()
+        return (losses, try mezo.lora!.peftAdapter(), Self.values(model) == base)
+    }
+
+    @Test(arguments: ["opt/opt-odd-heads-f16", "llama/llama-gqa-f32"])
+    func offloadedAndStackedEqualResident(fixture: String) throws {
+        for estimator in [MeZOOptions(eps: 1e-2, lora: Self.options),
+                          MeZOOptions(eps: 1e-2, weightDecay: 0.1, perturbation: .rademacher,
+                                      population: .fzoo(queries: 3), lora: Self.options)] {
+            let resident = try Self.train(fixture, plan: nil, mezo: estimator)
+            let offloaded = try Self.train(fixture, plan: ResidencyPlan(slots: 1, format: .fp32), mezo: estimator)
+            let unstacked = try Self.train(fixture, plan: nil, stacks: false, mezo: estimator)
+            #expect(resident.base && offloaded.base && unstacked.base, "the base is frozen")
+            #expect(resident.losses == offloaded.losses, "\(estimator.estimatorSummary)")
+            #expect(resident.adapter.pairs.map(\.a) == offloaded.adapter.pairs.map(\.a))
+            #expect(resident.adapter.pairs.map(\.b) == offloaded.adapter.pairs.map(\.b))
+            // One pass per stream sums its GEMMs in other row blocks: equal within rounding.
+            for (x, y) in zip(resident.losses, unstacked.losses) { #expect(abs(x - y) <= 1e-5 * abs(x)) }
+        }
+    }
+
+    /// A saved adapter is PEFT's format: the names and shapes peft writes, the config keys it
+    /// reads, and merged it gives the loss the adapter at rest gives.
+    @Test func savedAdapterReadsBackAndMerges() throws {
+        let trained = try Self.train("llama/llama-gqa-f32", plan: nil, mezo: MeZOOptions(eps: 1e-2, lora: Self.options))
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try trained.adapter.write(to: directory, baseModel: "llama/llama-gqa-f32")
+        let read = try PEFTAdapter(directory: directory)
+        #expect(read.rank == 2 && read.alpha == 4 && read.scale == 2 && Set(read.targetModules) == ["q_proj", "v_proj", "down_proj"])
+        // The file lists the tensors by name.
+        let written = trained.adapter.pairs.sorted { $0.weightName < $1.weightName }
+        #expect(read.pairs.map(\.weightName) == written.map(\.weightName))
+        #expect(read.pairs.map(\.a) == written.map(\.a) && read.pairs.map(\.b) == written.map(\.b))
+        let names = try SafetensorsFile(path: directory + "/adapter_model.safetensors").tensorNames
+        #expect(names.contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"))
+        #expect(names.contains("base_model.model.model.layers.2.mlp.down_proj.lora_B.weight"))
+        let model = try OffloadTests.model("llama/llama-gqa-f32", layers: 3)
+        try read.merge(into: model)
+        let merged = try ResidentRunner(model: model, backend: try CPUBackend(budget: 64 << 20, threads: 2))
+            .forward(try LowRankTests.batch(model)).meanLoss
+        #expect(abs(merged - trained.losses.last!) <= 1e-5 * merged, "merged \(merged), at rest \(trained.losses.last!)")
+    }
+
+    @Test func targetsAndAdaptersThatDoNotFitAreNamed() throws {
+        let model = try OffloadTests.model("llama/llama-gqa-f32", layers: 2)
+        let backend = try CPUBackend(budget: 64 << 20, threads: 2)
+        let wrong = LoRAOptions(rank: 2, alpha: 4, targets: ["query_key_value"])
+        let message = try #require(throws: ModelError.self) { try ResidentRunner(model: model, backend: backend, adapter: wrong) }
+        #expect(message.description.contains("the targets query_key_value name no linear"))
+        #expect(message.description.contains("q_proj") && message.description.contains("down_proj"))
+        // An adapter of another rank, or one adapting weights the run leaves out.
+        let adapter = try PEFTAdapter(directory: Fixtures.root + "/peft/llama-gqa-f32-qv")
+        let runner = try ResidentRunner(model: try ModelRegistry.load(path: Fixtures.llama("llama-gqa-f32")), backend: backend,
+                                        adapter: LoRAOptions(rank: adapter.rank, alpha: adapter.alpha, targets: ["q_proj"]))
+        let extra = try #require(throws: ModelError.self) { try (runner.adapter as! LoRAState).load(adapter) }
+        #expect(extra.description.contains("v_proj.weight, which the run's targets (q_proj) leave out"))
+    }
+}
