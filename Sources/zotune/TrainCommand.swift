@@ -226,7 +226,8 @@ struct TrainCommand: ParsableCommand {
         let runner = try compute.makeRunner(model: model, backend: backend, tail: tail, adapter: options.mezo.adapterFactory)
         if let loraState = runner.adapter as? LoRAState {
             if let start = lora?.start { try loraState.load(start) }
-            print("LoRA: r \(loraState.options.rank), α \(loraState.options.alpha) on \(loraState.adaptedWeights.count) weights "
+            let alpha = loraState.options.alpha
+            print("LoRA: r \(loraState.options.rank), α \(alpha == alpha.rounded() ? String(Int(alpha)) : String(alpha)) on \(loraState.adaptedWeights.count) weights "
                   + "(\(loraState.parameterCount) parameters\(lora?.start.map { ", from \($0.directory)" } ?? "")); the model stays frozen")
         }
         let firstOrder = try options.firstOrder.map { try FirstOrderOptimizer(tail: tail!, rule: $0.rule, placement: $0.statePlacement) }
