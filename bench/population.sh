@@ -2,7 +2,7 @@
 # Which estimator learns fastest: MeZO against population ZO (FZOO's one-sided rule with
 # N = 4, 8, 16 Rademacher perturbations, a small learning-rate sweep, two-sided, low-rank) on
 # SmolLM2-135M's sentiment task (held-out accuracy on the 1000 test examples) and an `lm`
-# task (held-out loss). Each run gets about the forward passes of MeZO's default run (200
+# task (held-out loss), and LoRA (r 8, the base frozen) trained by MeZO and by a population. Each run gets about the forward passes of MeZO's default run (200
 # steps × 2); one run at a time, so step times compare.
 #   bench/population.sh [OUT_DIR] [RUNS...]     (RUNS: names below; default all)
 # Writes OUT_DIR/<run>/metrics.jsonl and OUT_DIR/<run>.log; bench/population_report.py turns
@@ -40,6 +40,9 @@ declare -A runs=(
     [sentiment-hybrid4-mezo]="${s[*]} --zo mezo --lr 3e-5 --fo-blocks 4 --fo-lr 1e-5 --steps 200 --eval-every 40"
     [sentiment-hybrid4-n4-lr2e-3]="${s[*]} --zo population --queries 4 --lr 2e-3 --fo-blocks 4 --fo-lr 1e-5 --steps 90 --eval-every 18"
     [sentiment-fo4]="${s[*]} --fo-blocks 4 --zo off --fo-lr 1e-5 --steps 200 --eval-every 40"
+    [sentiment-mezo-lora8-lr1e-4]="${s[*]} --zo mezo --lora 8 --eps 1e-2 --lr 1e-4 --steps 200 --eval-every 40"
+    [sentiment-mezo-lora8-lr3e-4]="${s[*]} --zo mezo --lora 8 --eps 1e-2 --lr 3e-4 --steps 200 --eval-every 40"
+    [sentiment-n4-lora8-lr2e-3]="${s[*]} --zo population --queries 4 --lora 8 --eps 1e-2 --lr 2e-3 --steps 90 --eval-every 18"
     [lm-mezo]="${lm[*]} --zo mezo --lr 1e-5 --steps 100 --eval-every 25"
     [lm-n4-lr2e-3]="${lm[*]} --zo population --queries 4 --lr 2e-3 --steps 40 --eval-every 10"
     [lm-n4-lr1e-3]="${lm[*]} --zo population --queries 4 --lr 1e-3 --steps 40 --eval-every 10"
@@ -49,7 +52,7 @@ order=(sentiment-mezo sentiment-n8-lr3e-3 sentiment-n4-lr2e-3 sentiment-n4-lr4e-
        sentiment-n8-rank2-lr3e-3 sentiment-hybrid4-mezo sentiment-n4-rank2-lr2e-3 sentiment-n4-lr1e-3
        sentiment-n8-rank2-only-lr3e-3 sentiment-n16-lr2e-3 sentiment-n4-rank2-lr4e-3 sentiment-n8-rank2-only-lr6e-3
        sentiment-n16-rank2-lr4e-3 sentiment-n8-rank2-lr1.5e-3 sentiment-n8-twosided-lr3e-3 sentiment-n16-twosided-lr4e-3
-       sentiment-n4-twosided-lr1e-3)
+       sentiment-n4-twosided-lr1e-3 sentiment-mezo-lora8-lr1e-4 sentiment-mezo-lora8-lr3e-4 sentiment-n4-lora8-lr2e-3)
 names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=("${order[@]}")
 for name in "${names[@]}"; do
