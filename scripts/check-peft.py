@@ -78,9 +78,13 @@ def main():
     parser.add_argument("--zotune", required=True)
     binary = os.path.abspath(parser.parse_args().zotune)
     install("peft-check", PINNED)
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     import torch
+    import transformers
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     torch.manual_seed(0)
 
     def base(name):

@@ -33,6 +33,10 @@ ZOTUNE_CUDA_STAND_IN_REPORT=1 .build/release/zotune selftest --backend cuda --cu
 # matrices byte for byte its quantizers') and llama.cpp (llama-cpp-python, built from source
 # once into $ZOTUNE_HOME/llama-cpp-python): its greedy text equals `zotune generate`'s.
 python3 scripts/check-gguf-export.py --zotune .build/release/zotune
+# LoRA adapters both ways with peft itself (torch's CPU wheel, transformers and peft into
+# $ZOTUNE_HOME/peft-check): adapters zotune trains load in peft with zotune's loss, merged too;
+# adapters peft makes load in zotune (merged, or added at rest and trained further) with peft's loss.
+python3 scripts/check-peft.py --zotune .build/release/zotune
 # TensorBoard's own reader (tensorboard from PyPI, into $ZOTUNE_HOME/tensorboard) reads back
 # every scalar of --report-to tensorboard as metrics.jsonl has it, CRCs checked, resume included.
 python3 scripts/check-tensorboard.py --zotune .build/release/zotune

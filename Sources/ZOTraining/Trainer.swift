@@ -115,7 +115,8 @@ public enum TrainingError: Error, CustomStringConvertible {
 /// A checkpoint due after step k is captured by step k+1's first pass (which applies step
 /// k's update anyway) into the writer's snapshot and written on the writer's thread while
 /// training goes on; flushing is bit-identical to the fused pass, so saving never changes
-/// the trajectory, and a run resumed from the checkpoint continues it bit for bit.
+/// the trajectory, and a run resumed from the checkpoint continues it bit for bit. A LoRA
+/// run's checkpoint is its adapter, downloaded as the step that falls due ends.
 public final class Trainer {
     public let runner: any ModelRunner
     public let task: any TrainingTask
@@ -188,6 +189,14 @@ public final class Trainer {
             try trajectory?.sync()
             checkpointing?.writer.submit(due)
         }
+        /// A LoRA run's checkpoint `due`, saved at once: the adapter's updates are applied as
+        /// steps end, so it stands at `due.step` (skipped while a save is in flight).
+        func saveAdapter(_ due: CheckpointState) throws {
+            guard let writer = checkpointing?.writer, let lora = optimizer.lora else { return }
+            guard !writer.isBusy else { return try report(.checkpoint(step: due.step, outcome: .skipped)) }
+            try trajectory?.sync()
+            writer.submit(due, adapter: try lora.peftAdapter())
+        }
         /// Reports finished saves; a failure stops training unless the policy says go on.
         func collect() throws {
             guard let policy = checkpointing else { return }
@@ -227,6 +236,10 @@ public final class Trainer {
                 try group?.verifyReplicas(runner, step: step + 1)
             }
             if let every = checkpointing?.every, (step + 1) % every == 0, step + 1 < options.steps { due = state() }
+            if optimizer.lora != nil, let pending = due {
+                try saveAdapter(pending)
+                due = nil
+            }
             if options.evalEvery > 0, (step + 1) % options.evalEvery == 0, step + 1 < options.steps {
                 let snapshot = try capture(due)
                 try optimizer.flush(snapshot: snapshot)
@@ -242,7 +255,7 @@ public final class Trainer {
             writer.wait()
             try collect()
             try optimizer.flush(snapshot: writer.snapshot)
-            try submit(state()!)
+            if optimizer.lora != nil { try saveAdapter(state()!) } else { try submit(state()!) }
             writer.wait()
             try collect()
         } else {

@@ -113,9 +113,6 @@ struct TrainCommand: ParsableCommand {
         if hybrid.isFirstOrder || hybrid.lowRank != nil {
             throw ValidationError("a LoRA run trains the adapter by ZO alone: drop --fo-blocks, --zo low-rank and --rank")
         }
-        if saveEvery > 0 || resume != nil {
-            throw ValidationError("--save-every and --resume do not support LoRA runs yet (the adapter is saved with --output)")
-        }
         if compute.decodeByTensor { throw ValidationError("--decode-by-tensor does not combine with LoRA (the base is never written)") }
         if loraArguments.merge, output == nil { throw ValidationError("--merge writes OUTPUT/model: add --output") }
     }
@@ -211,8 +208,10 @@ struct TrainCommand: ParsableCommand {
         if isWriter {  // the other ranks start from the same state: the replica check compares their weights
             try resumed?.state.checkCompatible(options: options, baseModelSHA256: baseSHA256, run: run, path: resumed!.directory)
         }
-        // A resumed run loads the checkpoint's weights; the base model names the architecture and tokenizer.
-        let model = try ModelRegistry.load(path: resumed?.directory ?? modelPath, blockStorage: try compute.hostStorage())
+        // A resumed run loads the checkpoint's weights (a LoRA run's: its adapter, onto the base); the base model names the
+        // architecture and tokenizer.
+        let model = try ModelRegistry.load(path: lora == nil ? resumed?.directory ?? modelPath : modelPath,
+                                           blockStorage: try compute.hostStorage())
         if let resumed { print("resuming after step \(resumed.state.step) from \(resumed.directory)") }
         if outputGGUF != nil { _ = try GGUFExport.exportable(model) }  // refused before training, not after
         let generations = output.map { $0 + "/generations.jsonl" }
@@ -225,7 +224,11 @@ struct TrainCommand: ParsableCommand {
         }
         let runner = try compute.makeRunner(model: model, backend: backend, tail: tail, adapter: options.mezo.adapterFactory)
         if let loraState = runner.adapter as? LoRAState {
-            if let start = lora?.start { try loraState.load(start) }
+            if let resumed {
+                try loraState.load(try PEFTAdapter(directory: resumed.directory + "/" + Checkpoints.adapterFolder))
+            } else if let start = lora?.start {
+                try loraState.load(start)
+            }
             let alpha = loraState.options.alpha
             print("LoRA: r \(loraState.options.rank), α \(alpha == alpha.rounded() ? String(Int(alpha)) : String(alpha)) on \(loraState.adaptedWeights.count) weights "
                   + "(\(loraState.parameterCount) parameters\(lora?.start.map { ", from \($0.directory)" } ?? "")); the model stays frozen")
@@ -246,8 +249,11 @@ struct TrainCommand: ParsableCommand {
         let checkpointing = try output.flatMap { output in
             try saveEvery == 0 ? nil : CheckpointPolicy(
                 every: saveEvery,
-                writer: CheckpointWriter(model: model, checkpoints: Checkpoints(directory: output + "/checkpoints"), keep: keep,
-                                         storage: try compute.hostStorage()),
+                writer: lora == nil
+                    ? CheckpointWriter(model: model, checkpoints: Checkpoints(directory: output + "/checkpoints"), keep: keep,
+                                       storage: try compute.hostStorage())
+                    : CheckpointWriter(adaptersOf: model, baseModel: modelOptions.model,
+                                       checkpoints: Checkpoints(directory: output + "/checkpoints"), keep: keep),
                 continueOnError: onSaveError == .continue, baseModelSHA256: baseSHA256, run: run)
         }
         let group = try launch.map { launch in
@@ -322,7 +328,7 @@ struct TrainCommand: ParsableCommand {
         let tokenizerSource = try Assets().resolve(modelOptions.tokenizer ?? modelPath)
         if let loraState = runner.adapter as? LoRAState {
             let adapter = try loraState.peftAdapter()
-            if let output { try adapter.write(to: output + "/adapter", baseModel: modelOptions.model) }
+            if let output { try adapter.write(to: output + "/" + Checkpoints.adapterFolder, baseModel: modelOptions.model) }
             if loraArguments.merge || outputGGUF != nil { try adapter.merge(into: model) }
         } else if output != nil || outputGGUF != nil {
             try runner.copyParametersToHost()
@@ -332,7 +338,8 @@ struct TrainCommand: ParsableCommand {
             try TokenizerFiles.keep(tokenizerAt: tokenizerSource, in: output + "/model")
         }
         if let outputGGUF {
-            try exportGGUF(model, tokenizer: output.map { $0 + "/model" } ?? tokenizerSource, type: ggufType,
+            let savedModel = loraArguments.isLoRA && !loraArguments.merge ? nil : output.map { $0 + "/model" }
+            try exportGGUF(model, tokenizer: savedModel ?? tokenizerSource, type: ggufType,
                            name: output.map(displayName) ?? displayName(modelPath) + "-zotune", to: outputGGUF)
         }
         if let first {

@@ -67,6 +67,35 @@ struct LoRACommandTests {
         #expect(refused.status != 0 && refused.stderr.contains("the run trained an adapter it read from a file"))
     }
 
+    /// A LoRA run's checkpoints hold its adapter and state (no copy of the frozen model), and a
+    /// run resumed from one ends with the uninterrupted run's adapter, bit for bit.
+    @Test func checkpointsAndResumeKeepTheAdapter() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let model = try SFTCommandTests.makeModel(in: directory)
+        let lines = [SFTCommandTests.conversation("Is it good?", "yes"), SFTCommandTests.conversation("Is it bad?", "no"),
+                     SFTCommandTests.conversation("Hot or cold?", "cold")]
+        let data = directory + "/chat.jsonl"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: data, atomically: true, encoding: .utf8)
+        let common = ["train", "--model", model, "--task", "sft", "--data", data, "--batch-size", "2", "--threads", "2", "--lr", "0.05",
+                      "--eps", "1e-2", "--zo", "population", "--queries", "3", "--lora", "2", "--save-every", "2"]
+        let whole = try CLI.run(common + ["--steps", "4", "--output", directory + "/whole"])
+        #expect(whole.status == 0, "\(whole.stderr)")
+        let first = try CLI.run(common + ["--steps", "2", "--output", directory + "/parts"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let checkpoint = directory + "/parts/checkpoints/step-00000002"
+        let files = try FileManager.default.contentsOfDirectory(atPath: checkpoint).sorted()
+        #expect(files == ["adapter", "state.json"], "\(files)")
+        let resumed = try CLI.run(common + ["--steps", "4", "--resume", directory + "/parts"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("resuming after step 2"))
+        let (a, b) = (try PEFTAdapter(directory: directory + "/whole/adapter"), try PEFTAdapter(directory: directory + "/parts/adapter"))
+        #expect(a.pairs.map(\.a) == b.pairs.map(\.a) && a.pairs.map(\.b) == b.pairs.map(\.b))
+        #expect(a.pairs.contains { $0.b.contains { $0 != 0 } })
+        let last = try PEFTAdapter(directory: directory + "/whole/checkpoints/step-00000004/adapter")
+        #expect(last.pairs.map(\.b) == a.pairs.map(\.b), "the last checkpoint is the final adapter")
+    }
+
     @Test func optionsThatDoNotCombineAreRefused() throws {
         let cases: [([String], String)] = [
             (["--lora-alpha", "8"], "--lora-alpha, --lora-targets, --lora-rslora and --merge set a LoRA run"),
@@ -74,7 +103,6 @@ struct LoRACommandTests {
             (["--lora", "4", "--fo-blocks", "1"], "a LoRA run trains the adapter by ZO alone"),
             (["--lora", "4", "--merge"], "--merge writes OUTPUT/model: add --output"),
             (["--adapter", "x", "--lora", "4"], "--adapter trains that adapter further with its own settings"),
-            (["--lora", "4", "--save-every", "2", "--output", "/tmp/never"], "do not support LoRA runs yet"),
         ]
         for (arguments, message) in cases {
             let outcome = try CLI.run(["train", "--model", Fixtures.llama("llama-gqa-f32"), "--task", "sentiment"] + arguments)

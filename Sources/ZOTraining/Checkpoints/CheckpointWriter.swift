@@ -13,12 +13,19 @@ import ZOModels
 /// it to the writer thread, and the loop must not fill it again until the save is done
 /// (`isBusy` is false). So at most one save is in flight; a save that falls due while one is
 /// in flight is skipped (`Trainer` records it), except the last one, which waits.
+/// A LoRA run's writer has no snapshot: it is handed the adapter (downloaded, small) instead.
+// @unchecked Sendable: the snapshot is filled by the training thread only while no save is in
+// flight and read by the writer's queue only during one (`status`, a Mutex, says which); the
+// rest is immutable.
 public final class CheckpointWriter: @unchecked Sendable {
     public let checkpoints: Checkpoints
     /// Complete checkpoints kept (the newest).
     public let keep: Int
-    public let snapshot: ParameterSnapshot
+    /// The weights a pass copies for the next save (nil: a LoRA run's writer).
+    public let snapshot: ParameterSnapshot?
     private let model: any CausalLM
+    /// A LoRA run's base model, as adapter_config.json names it.
+    private let baseModel: String
     private let queue = DispatchQueue(label: "zotune.checkpoint-writer")
     private let status = Mutex<(busy: Bool, error: CheckpointError?, saved: [Int])>((false, nil, []))
 
@@ -29,13 +36,26 @@ public final class CheckpointWriter: @unchecked Sendable {
         self.checkpoints = checkpoints
         self.keep = keep
         snapshot = try ParameterSnapshot(model: model, storage: storage)
+        baseModel = ""
+    }
+
+    /// A writer of a LoRA run's checkpoints (the adapter and the state) for a frozen `model`
+    /// named `baseModel`.
+    public init(adaptersOf model: any CausalLM, baseModel: String, checkpoints: Checkpoints, keep: Int) {
+        precondition(keep >= 1)
+        self.model = model
+        self.baseModel = baseModel
+        self.checkpoints = checkpoints
+        self.keep = keep
+        snapshot = nil
     }
 
     /// Whether a save is in flight (the snapshot must not be refilled).
     public var isBusy: Bool { status.withLock { $0.busy } }
 
-    /// Starts writing the snapshot as the checkpoint described by `state`.
-    public func submit(_ state: CheckpointState) {
+    /// Starts writing the snapshot (or, for a LoRA run, `adapter`) as the checkpoint described by `state`.
+    public func submit(_ state: CheckpointState, adapter: PEFTAdapter? = nil) {
+        precondition((snapshot == nil) == (adapter != nil), "a LoRA run's writer saves adapters, the others snapshots")
         status.withLock {
             precondition(!$0.busy, "a checkpoint save is already in flight")
             $0.busy = true
@@ -44,7 +64,11 @@ public final class CheckpointWriter: @unchecked Sendable {
             var failure: CheckpointError?
             atLowestPriority {
                 do throws(CheckpointError) {
-                    try checkpoints.write(model: model, weights: snapshot.groups, state: state, keep: keep)
+                    if let adapter {
+                        try checkpoints.write(adapter: adapter, baseModel: baseModel, state: state, keep: keep)
+                    } else {
+                        try checkpoints.write(model: model, weights: snapshot!.groups, state: state, keep: keep)
+                    }
                 } catch {
                     failure = error
                 }

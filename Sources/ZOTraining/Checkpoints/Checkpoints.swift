@@ -48,6 +48,21 @@ public struct Checkpoints: Sendable {
     /// `state.step`, durably: every file fsynced, the folder renamed into place and its
     /// parent fsynced. Then keeps only the newest `keep` checkpoints.
     public func write(model: any CausalLM, weights: [HostBuffer], state: CheckpointState, keep: Int) throws(CheckpointError) {
+        try write(state: state, keep: keep) { try model.save(weights, to: $0) }
+    }
+
+    /// Writes a LoRA run's checkpoint: its adapter (PEFT's format, in the folder's
+    /// `adapterFolder`; the base is the run's) and `state`, as durably as the weights.
+    public func write(adapter: PEFTAdapter, baseModel: String, state: CheckpointState, keep: Int) throws(CheckpointError) {
+        try write(state: state, keep: keep) { try adapter.write(to: $0 + "/" + Self.adapterFolder, baseModel: baseModel) }
+    }
+
+    /// Where a LoRA run's checkpoint keeps its adapter.
+    public static let adapterFolder = "adapter"
+
+    /// The checkpoint after `state.step`: `contents` writes into the partial folder, then the
+    /// state; the folder is renamed into place.
+    private func write(state: CheckpointState, keep: Int, contents: (String) throws -> Void) throws(CheckpointError) {
         let final = path(step: state.step)
         let partial = directory + "/" + Self.partialPrefix + Self.name(step: state.step)
         try Self.makeFolder(directory)
@@ -55,7 +70,8 @@ public struct Checkpoints: Sendable {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(Self.partialPrefix) {
                 try FileManager.default.removeItem(atPath: directory + "/" + name)
             }
-            try model.save(weights, to: partial)
+            try Self.makeFolder(partial)
+            try contents(partial)
             let stateFile = try AtomicFileWriter(path: partial + "/" + Self.stateFile)
             try stateFile.write(try state.encoded())
             try stateFile.commit()
