@@ -77,9 +77,12 @@ public struct StageContext: Sendable {
     public let tokenTablePerturbation: RowPerturbation?
     /// When set, what the runner adds to every block linear of this pass.
     public let linearHook: (any LinearHook)?
+    /// When set (backpropagating), what receives the gradients of the hook's terms.
+    public let linearBackwardHook: (any LinearBackwardHook)?
 
     public init(backend: any Backend, batch: DeviceTokenBatch, workspace: DeviceBuffer, constants: DeviceBuffer, cache: KVCache?,
-                tokenTablePerturbation: RowPerturbation? = nil, linearHook: (any LinearHook)? = nil) {
+                tokenTablePerturbation: RowPerturbation? = nil, linearHook: (any LinearHook)? = nil,
+                linearBackwardHook: (any LinearBackwardHook)? = nil) {
         self.backend = backend
         self.batch = batch
         self.workspace = workspace
@@ -87,6 +90,7 @@ public struct StageContext: Sendable {
         self.cache = cache
         self.tokenTablePerturbation = tokenTablePerturbation
         self.linearHook = linearHook
+        self.linearBackwardHook = linearBackwardHook
     }
 
     /// Block `index`'s linear layer whose weights start at `weightOffset` in the block's layout:

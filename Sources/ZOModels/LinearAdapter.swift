@@ -35,6 +35,16 @@ public protocol LinearHook: Sendable {
     func apply(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, accumulate: Bool) -> Bool
 }
 
+/// The backward of what a `LinearHook` added (a first-order part's LoRA factors): models call it
+/// through `StageContext.linearBackward` for every block linear they backpropagate.
+public protocol LinearBackwardHook: Sendable {
+    /// For block `index`'s fused linear whose weights start at `weightOffset`, given its input
+    /// x [R, in] and dL/d(its output before the activation) gradY [R, O]: accumulates the
+    /// gradients of the hook's own parameters and adds the term's dL/dx into gradX [R, in]
+    /// (nil: not wanted).
+    func backward(block index: Int, weightOffset: Int, x: DeviceBuffer, gradY: DeviceBuffer, gradX: DeviceBuffer?, rows: Int)
+}
+
 /// Device state beside a runner's blocks that changes what their fused linears compute in each
 /// stream of a ZO step (a low-rank estimator's factors, a LoRA adapter). The runner makes it for
 /// the blocks it perturbs, gives each stream's passes its hook and its other passes the resting

@@ -83,7 +83,7 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         deviceGroups = buffers
         adapter = try factory?.makeAdapter(model: model, blockCount: tail?.firstBlock ?? model.blocks.count, backend: backend)
         tensors = model.perturbedTensors(leavingOut: tail?.firstOrderEmbeddingTensors ?? [], ids: adapter?.adaptedTensorIDs ?? [])
-        tail?.attach(embedding: buffers[0])
+        tail?.attach(embedding: buffers[0], adapter: adapter)
     }
 
     deinit {

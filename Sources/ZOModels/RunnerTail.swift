@@ -10,8 +10,9 @@ public protocol RunnerTail: AnyObject, Sendable {
     /// Indices among the embedding group's tensors the tail trains (the runner's perturbations
     /// leave them out).
     var firstOrderEmbeddingTensors: Set<Int> { get }
-    /// Called by the runner with its device copy of the embedding group.
-    func attach(embedding: DeviceBuffer)
+    /// Called by the runner with its device copy of the embedding group and its adapter (whose
+    /// terms the tail's blocks add too).
+    func attach(embedding: DeviceBuffer, adapter: (any LinearAdapter)?)
     /// Runs blocks firstBlock..<L and the head on a pass that went through the blocks before.
     func finish(_ pass: ForwardPass) throws -> ForwardResult
     /// Brings the tail's parameters into the model's host groups.

@@ -193,7 +193,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
         released = slots.map { _ in backend.makeEvent() }
         computed = slots.map { _ in backend.makeEvent() }
         pins = streamed.compactMap { [encodedBlocks] index in backend.pin(encodedBlocks[index] ?? model.blocks[index].storage) }
-        tail?.attach(embedding: embedding)
+        tail?.attach(embedding: embedding, adapter: adapter)
         if adapter != nil { try packExtras() }
     }
 

@@ -87,6 +87,7 @@ public final class FirstOrderOptimizer {
                 try backend.synchronize(backend.computeStream)
             }
         }
+        tail.parametersChanged()
         tail.zeroGradients()
         try backend.synchronize(backend.computeStream)
     }

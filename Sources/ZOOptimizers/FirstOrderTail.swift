@@ -11,7 +11,9 @@ import ZOModels
 /// tape and logits) and keeps the pass; `backward` then backpropagates every recorded pass
 /// from its loss gradient, accumulating into `gradients`. The hidden state entering block
 /// `firstBlock` is treated as a constant (detached): nothing before it gets a gradient
-/// except, through the head, a tied token table.
+/// except, through the head, a tied token table. With the runner's LoRA adapter the model is
+/// frozen: the tail trains the adapter's factors of its blocks (their gradients come through
+/// `StageContext.linearBackwardHook`).
 // @unchecked Sendable: confined to the thread that drives training — the runner calls `finish`
 // and the trainer `backward`/the optimizer its buffers, one step after the other, never at once;
 // `RunnerTail` is Sendable only because the runners that hold it are.
@@ -34,6 +36,9 @@ public final class FirstOrderTail: RunnerTail, @unchecked Sendable {
     public var isRecording = false
     /// The runner's embedding group on the device (`attach`).
     public private(set) var embedding: DeviceBuffer?
+    /// The runner's LoRA adapter (`attach`): then the model is frozen and the tail trains the
+    /// adapter's factors of its blocks instead.
+    public private(set) var lora: LoRAState?
     private var recorded: [RecordedPass] = []
 
     /// Uploads blocks `firstBlock...` and the head and allocates their gradients. Throws when
@@ -84,8 +89,11 @@ public final class FirstOrderTail: RunnerTail, @unchecked Sendable {
     }
 
     /// Called by the runner with its device copy of the embedding group (the token table the
-    /// head reads, and what a full first-order run updates).
-    public func attach(embedding: DeviceBuffer) { self.embedding = embedding }
+    /// head reads, and what a full first-order run updates) and its adapter.
+    public func attach(embedding: DeviceBuffer, adapter: (any LinearAdapter)?) {
+        self.embedding = embedding
+        lora = adapter as? LoRAState
+    }
 
     /// Indices among the embedding group's tensors that train here (none, the tied token
     /// table, or all of them); a ZO runner leaves them out of its perturbations.
@@ -96,7 +104,7 @@ public final class FirstOrderTail: RunnerTail, @unchecked Sendable {
 
     /// Runs blocks firstBlock..<L and the head on a pass that went through the blocks before.
     public func finish(_ pass: ForwardPass) throws -> ForwardResult {
-        guard let embedding else { preconditionFailure("attach(embedding:) first") }
+        guard let embedding else { preconditionFailure("attach(embedding:adapter:) first") }
         guard isRecording else {
             for (i, buffer) in blocks.enumerated() { pass.block(firstBlock + i, buffer) }
             return try pass.finish(head: head, embedding: embedding)
@@ -139,7 +147,7 @@ public final class FirstOrderTail: RunnerTail, @unchecked Sendable {
             let pass = record.pass, head = record.head, rows = head.rows, total = pass.context.batch.rows
             precondition(rows > 0 && gradient.tokenWeights.count == rows, "one token weight per head row")
             let context = StageContext(backend: backend, batch: pass.context.batch, workspace: workspace, constants: pass.context.constants,
-                                       cache: nil)
+                                       cache: nil, linearBackwardHook: lora)
             let gradLogits = keep(try backend.allocate(rows * v * 4, label: "logits' gradient [R, V]"))
             backend.crossEntropyBackward(logits: head.logits!, targets: head.selectedTargets ?? pass.context.batch.targets,
                                          weights: keep(try backend.upload(gradient.tokenWeights, label: "token loss weights")),
@@ -205,14 +213,21 @@ public final class FirstOrderTail: RunnerTail, @unchecked Sendable {
         for (buffer, count) in zip(blockGradients, model.blocks[firstBlock...].map(\.layout.count)) { backend.zero(buffer, count: count) }
         backend.zero(headGradient, count: model.head.layout.count)
         if let embeddingGradient { backend.zero(embeddingGradient, count: trainedEmbeddingCount) }
+        lora?.zeroFirstOrderGradients()
     }
+
+    /// Called by the optimizer after it changed the trained tensors (a LoRA adapter's resting
+    /// term follows its B).
+    public func parametersChanged() { lora?.refreshFirstOrder() }
 
     private var trainedEmbeddingCount: Int {
         trainsEmbedding ? model.embedding.layout.count : model.tiedTokenTable.map { model.embedding.layout.specs[$0].count } ?? 0
     }
 
-    /// Every tensor trained here with its device values and gradient, for an optimizer.
+    /// Every tensor trained here with its device values and gradient, for an optimizer (with a
+    /// LoRA adapter: its factors in the tail's blocks alone).
     public var trainedTensors: [TrainedTensor] {
+        if let lora { return lora.firstOrderTensors }
         var tensors: [TrainedTensor] = []
         func add(values: DeviceBuffer, gradient: DeviceBuffer, specs: [ParameterSpec], gradientOffset: (ParameterSpec) -> Int) {
             for spec in specs {

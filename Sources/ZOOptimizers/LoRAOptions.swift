@@ -49,8 +49,9 @@ public struct LoRAOptions: Sendable, Codable, Equatable, LinearAdapterFactory {
         return targets.contains { $0 == last || module == $0 || module.hasSuffix("." + $0) }
     }
 
-    /// A with seeded initial values and B zero for the targeted weights of blocks 0..<blockCount.
+    /// A with seeded initial values and B zero for the targeted weights of every block; those of
+    /// blocks 0..<blockCount (the runner's) train by ZO, the others (a first-order tail's) first-order.
     public func makeAdapter(model: any CausalLM, blockCount: Int, backend: any Backend) throws -> any LinearAdapter {
-        try LoRAState(model: model, blockCount: blockCount, options: self, backend: backend)
+        try LoRAState(model: model, zeroOrderBlocks: blockCount, options: self, backend: backend)
     }
 }

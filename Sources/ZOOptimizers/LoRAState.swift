@@ -14,20 +14,26 @@ import ZOModels
 ///
 /// The base never changes: the adapter holds every weight of the model out of full passes and
 /// is not folded; evaluation and generation add `rest` (`restingHook`). `MeZO` builds each
-/// step's streams and applies the updates to A and B.
+/// step's streams and applies the updates to the factors of blocks 0..<zeroOrderBlocks; those
+/// of the deeper blocks (a hybrid run's tail) always add `rest` and train first-order: the tail
+/// backpropagates into them (`LinearBackwardHook`) and its optimizer updates them
+/// (`firstOrderTensors`, then `refreshFirstOrder`).
 // @unchecked Sendable: confined to the thread that drives training — `MeZO` prepares and
 // updates the factors between the runner's passes, and the runner's linears read them during
 // its passes, on that same thread; `LinearAdapter` is Sendable only because runners are.
 public final class LoRAState: LinearAdapter, @unchecked Sendable {
     public let options: LoRAOptions
-    /// Blocks 0..<blockCount have factors.
-    public let blockCount: Int
+    /// Blocks 0..<zeroOrderBlocks train by ZO, the rest (a first-order tail's) first-order.
+    public let zeroOrderBlocks: Int
     /// Every tensor id of the model: the frozen base, left out of every full pass.
     public let adaptedTensorIDs: Set<UInt32>
     let backend: any Backend
     private(set) var linears: [[Factors]] = []
-    private var scratch: DeviceBuffer?
-    private var scratchRows = 0
+    /// x·Aᵀ [R, m·r] of a pass (and, backpropagating, gradY·rest beside it).
+    private(set) var scratch: DeviceBuffer?
+    private(set) var scratchRows = 0
+    /// dL/d(rest) [O, m·r] of the largest first-order linear (nil without first-order blocks).
+    private(set) var backwardScratch: DeviceBuffer?
 
     /// One targeted weight of a fused linear.
     struct Part {
@@ -49,12 +55,14 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
         let a, b, rest, compact: DeviceBuffer
         var streamA: [DeviceBuffer] = []
         var streamB: [DeviceBuffer] = []
+        /// dL/dA and dL/dB (laid out as `a` and `b`) of a first-order block's factors.
+        var gradients: (a: DeviceBuffer, b: DeviceBuffer)?
 
         init(linear: BlockLinear, parts: [Part], a: DeviceBuffer, b: DeviceBuffer, rest: DeviceBuffer, compact: DeviceBuffer) {
             (self.linear, self.parts, self.a, self.b, self.rest, self.compact) = (linear, parts, a, b, rest, compact)
         }
 
-        var buffers: [DeviceBuffer] { [a, b, rest, compact] + streamA + streamB }
+        var buffers: [DeviceBuffer] { [a, b, rest, compact] + streamA + streamB + (gradients.map { [$0.a, $0.b] } ?? []) }
         var bRows: Int { parts.reduce(0) { $0 + $1.rows } }
 
         /// A_i as `Backend.perturb` sweeps `a` (or a stream's copy).
@@ -71,11 +79,11 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
     }
 
     /// A drawn from `options.seed` (uniform in ±1/√in, PEFT's Kaiming-uniform init) and B zero
-    /// for every targeted weight of blocks 0..<blockCount; throws when the targets name no
-    /// weight of the blocks' linears.
-    public init(model: any CausalLM, blockCount: Int, options: LoRAOptions, backend: any Backend) throws {
+    /// for every targeted weight of every block, the first `zeroOrderBlocks` trained by ZO (the
+    /// rest get gradients); throws when the targets name no weight of the blocks' linears.
+    public init(model: any CausalLM, zeroOrderBlocks: Int, options: LoRAOptions, backend: any Backend) throws {
         self.options = options
-        self.blockCount = blockCount
+        self.zeroOrderBlocks = zeroOrderBlocks
         self.backend = backend
         let tensorCount = model.groups.reduce(0) { $0 + $1.layout.specs.count }
         adaptedTensorIDs = Set((0..<tensorCount).map(UInt32.init))
@@ -87,7 +95,7 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
         }
         let r = options.rank
         do {
-            for block in 0..<blockCount {
+            for block in model.blocks.indices {
                 let specs = model.blocks[block].layout.specs
                 linears.append(try model.blockLinears.compactMap { linear -> Factors? in
                     var firstRow = 0, bRow = 0, parts: [Part] = []
@@ -102,12 +110,19 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
                     guard !parts.isEmpty else { return nil }
                     let k = linear.inputs, m = parts.count
                     let a = parts.flatMap { Self.initialA(seed: options.seed, id: $0.idA, count: r * k, inputs: k) }
-                    return Factors(linear: linear, parts: parts, a: try upload(a, "LoRA A"),
-                                   b: try upload([Float](repeating: 0, count: bRow * r), "LoRA B"),
-                                   rest: try upload([Float](repeating: 0, count: linear.outputs * m * r), "LoRA scale·B (block-diagonal)"),
-                                   compact: try upload([Float](repeating: 0, count: bRow * r), "LoRA B (scratch)"))
+                    let factors = Factors(linear: linear, parts: parts, a: try upload(a, "LoRA A"),
+                                          b: try upload([Float](repeating: 0, count: bRow * r), "LoRA B"),
+                                          rest: try upload([Float](repeating: 0, count: linear.outputs * m * r), "LoRA scale·B (block-diagonal)"),
+                                          compact: try upload([Float](repeating: 0, count: bRow * r), "LoRA B (scratch)"))
+                    if block >= zeroOrderBlocks {
+                        factors.gradients = (try upload([Float](repeating: 0, count: m * r * k), "LoRA A's gradient"),
+                                             try upload([Float](repeating: 0, count: bRow * r), "LoRA B's gradient"))
+                    }
+                    return factors
                 })
             }
+            let widest = linears[min(zeroOrderBlocks, linears.count)...].joined().map { $0.linear.outputs * $0.parts.count * r }.max()
+            backwardScratch = try widest.map { try backend.allocate($0 * 4, label: "LoRA dL/d(scale·B) [O, m·r]") }
         } catch {
             allocated.forEach(backend.free)
             linears = []
@@ -130,6 +145,7 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
     deinit {
         for buffer in linears.joined().flatMap(\.buffers) { backend.free(buffer) }
         scratch.map(backend.free)
+        backwardScratch.map(backend.free)
     }
 
     /// `count` values uniform in [−1/√in, 1/√in) from (seed, id).
@@ -141,6 +157,11 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
 
     var rank: Int { options.rank }
 
+    /// The factors of block `index`'s fused linear at `weightOffset`, if it has any.
+    func factors(block index: Int, weightOffset: Int) -> Factors? {
+        index < linears.count ? linears[index].first { $0.linear.weightOffset == weightOffset } : nil
+    }
+
     /// The trained values: r·(in + out) per adapted weight.
     public var parameterCount: Int {
         linears.joined().reduce(0) { $0 + $1.parts.count * rank * $1.linear.inputs + $1.bRows * rank }
@@ -151,8 +172,9 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
 
     public func reserve(rows: Int) throws {
         guard rows > scratchRows else { return }
-        let width = linears.joined().map { $0.parts.count * rank }.max() ?? 0
-        let buffer = try backend.allocate(max(1, rows * width) * 4, label: "LoRA x·Aᵀ [R, m·r]")
+        // Twice over with first-order blocks: their backward keeps x·Aᵀ and gradY·rest.
+        let width = linears.joined().map { $0.parts.count * rank }.max() ?? 0, copies = backwardScratch == nil ? 1 : 2
+        let buffer = try backend.allocate(max(1, copies * rows * width) * 4, label: "LoRA x·Aᵀ [R, m·r]")
         scratch.map(backend.free)
         scratch = buffer
         scratchRows = rows
@@ -161,7 +183,7 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
     /// Builds every stream's A + Σ c_k z_k and scale·(B + Σ c_k z_k) from its terms (seed k and
     /// c_k); allocates the buffers a step with more streams than before needs.
     public func prepare(streams: [[PerturbationTerm]], kind: PerturbationKind) throws {
-        for factors in linears.joined() {
+        for factors in zeroOrderFactors {
             let m = factors.parts.count, o = factors.linear.outputs, k = factors.linear.inputs
             while factors.streamA.count < streams.count {
                 let s = factors.streamA.count
@@ -181,7 +203,7 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
     /// A ← a·A + Σ_k c_k z_k and B likewise (a: the decay factor), then the resting B.
     public func update(_ terms: [PerturbationTerm], decayFactor: Float, kind: PerturbationKind) {
         guard !terms.isEmpty || decayFactor != 1 else { return }
-        for factors in linears.joined() {
+        for factors in zeroOrderFactors {
             backend.perturb(factors.a, tensors: factors.aTensors(rank: rank), terms: terms, decayFactor: decayFactor, kind: kind)
             backend.perturb(factors.b, tensors: factors.bTensors(rank: rank), terms: terms, decayFactor: decayFactor, kind: kind)
             refreshRest(factors)
@@ -208,19 +230,21 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
         }
     }
 
+    /// The factors ZO trains.
+    var zeroOrderFactors: FlattenSequence<ArraySlice<[Factors]>> { linears[..<min(zeroOrderBlocks, linears.count)].joined() }
+
     public func hook(streams: Range<Int>) -> any LinearHook { LoRAPass(state: self, streams: streams) }
 
     public func restingHook() -> (any LinearHook)? { LoRAPass(state: self, streams: nil) }
 
     /// For the fused linear at `weightOffset` of block `index` and input x [R, in] whose rows are
-    /// the streams' in equal parts (R = S·R_s; nil streams: the adapter at rest, all rows): per
-    /// stream t = x_s·A_sᵀ [R_s, m·r], out_s (+)= t·B_sᵀ. Returns false (writing nothing) when
-    /// the linear has no factors.
+    /// the streams' in equal parts (R = S·R_s; nil streams, or a first-order block: the adapter
+    /// at rest, all rows): per stream t = x_s·A_sᵀ [R_s, m·r], out_s (+)= t·B_sᵀ. Returns false
+    /// (writing nothing) when the linear has no factors.
     func add(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, streams: Range<Int>?,
              accumulate: Bool) -> Bool {
-        guard index < blockCount, let factors = linears[index].first(where: { $0.linear.weightOffset == weightOffset }), let scratch else {
-            return false
-        }
+        guard let factors = factors(block: index, weightOffset: weightOffset), let scratch else { return false }
+        let streams = index < zeroOrderBlocks ? streams : nil
         precondition(rows <= scratchRows, "reserve(rows:) first")
         let count = streams?.count ?? 1
         precondition(rows % count == 0, "the streams' rows come in equal parts")

@@ -113,16 +113,18 @@ struct HybridOptions: ParsableArguments {
                                  learningRate: foLR, statePlacement: foState)
     }
 
-    /// One line on what trains how.
-    func describe(tail: FirstOrderTail) -> String {
+    /// One line on what trains how (with `lora`: the adapter's factors alone).
+    func describe(tail: FirstOrderTail, lora: Bool = false) -> String {
         let count = tail.model.blocks.count, first = tail.firstBlock
-        let trained = tail.trainsEmbedding ? "every parameter" : "blocks \(first)–\(count - 1), the final norm and the head"
+        let trained = lora ? "the LoRA factors of blocks \(first)–\(count - 1)"
+            : tail.trainsEmbedding ? "every parameter" : "blocks \(first)–\(count - 1), the final norm and the head"
         let estimator = switch zo {
         case .lowRank: "low-rank ZO (r \(rank ?? 2), ν \(resampleEvery))"
         case .population: "population ZO (N \(queries ?? 4)\(rank.map { ", r \($0)" } ?? ""))"
         case .mezo, .off: "MeZO"
         }
-        let zeroOrder = lowRankOnly ? "the 2-D weights of blocks 0–\(first - 1)" : "blocks 0–\(first - 1) and the embedding"
+        let zeroOrder = lora ? "those of blocks 0–\(first - 1)"
+            : lowRankOnly ? "the 2-D weights of blocks 0–\(first - 1)" : "blocks 0–\(first - 1) and the embedding"
         let rest = first == 0 ? "" : zo != .off ? "; \(zeroOrder) by \(estimator)" : "; blocks 0–\(first - 1) frozen"
         return "\(trained) by \(foOptimizer.rawValue) (state on the \(foState.rawValue))\(rest)"
     }

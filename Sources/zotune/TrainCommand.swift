@@ -110,9 +110,7 @@ struct TrainCommand: ParsableCommand {
     /// What a LoRA run does not combine with.
     private func validateLoRA() throws {
         guard loraArguments.isLoRA else { return }
-        if hybrid.isFirstOrder || hybrid.lowRank != nil {
-            throw ValidationError("a LoRA run trains the adapter by ZO alone: drop --fo-blocks, --zo low-rank and --rank")
-        }
+        if hybrid.lowRank != nil { throw ValidationError("a LoRA run has no low-rank estimator: drop --zo low-rank and --rank") }
         if compute.decodeByTensor { throw ValidationError("--decode-by-tensor does not combine with LoRA (the base is never written)") }
         if loraArguments.merge, output == nil { throw ValidationError("--merge writes OUTPUT/model: add --output") }
     }
@@ -234,7 +232,7 @@ struct TrainCommand: ParsableCommand {
                   + "(\(loraState.parameterCount) parameters\(lora?.start.map { ", from \($0.directory)" } ?? "")); the model stays frozen")
         }
         let firstOrder = try options.firstOrder.map { try FirstOrderOptimizer(tail: tail!, rule: $0.rule, placement: $0.statePlacement) }
-        if let firstOrder { print("first-order: \(hybrid.describe(tail: firstOrder.tail))") }
+        if let firstOrder { print("first-order: \(hybrid.describe(tail: firstOrder.tail, lora: loraArguments.isLoRA))") }
         if let output {
             try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
             try writeRunSettings(to: output + "/run.json", steps: steps, lr: lr, estimator: options.mezo.estimatorSummary)

@@ -100,7 +100,7 @@ struct LoRACommandTests {
         let cases: [([String], String)] = [
             (["--lora-alpha", "8"], "--lora-alpha, --lora-targets, --lora-rslora and --merge set a LoRA run"),
             (["--lora", "0"], "--lora must be at least 1"),
-            (["--lora", "4", "--fo-blocks", "1"], "a LoRA run trains the adapter by ZO alone"),
+            (["--lora", "4", "--zo", "low-rank"], "a LoRA run has no low-rank estimator"),
             (["--lora", "4", "--merge"], "--merge writes OUTPUT/model: add --output"),
             (["--adapter", "x", "--lora", "4"], "--adapter trains that adapter further with its own settings"),
         ]

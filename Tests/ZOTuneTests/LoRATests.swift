@@ -6,6 +6,8 @@ import ZOFormats
 import ZOModels
 import ZOOffload
 import ZOOptimizers
+import ZOTasks
+import ZOTraining
 
 /// LoRA adapters trained by ZO over a frozen base: the adapter at rest computes what the merged
 /// model computes (and what peft computes), a step's losses are the merged model's at A ± εz,
@@ -170,5 +172,110 @@ import ZOOptimizers
                                         adapter: LoRAOptions(rank: adapter.rank, alpha: adapter.alpha, targets: ["q_proj"]))
         let extra = try #require(throws: ModelError.self) { try (runner.adapter as! LoRAState).load(adapter) }
         #expect(extra.description.contains("v_proj.weight, which the run's targets (q_proj) leave out"))
+    }
+}
+
+/// LoRA in hybrid runs: the tail's blocks keep their factors trained first-order (the model
+/// frozen everywhere), their gradients those of the loss, offloaded runs equal resident ones.
+extension LoRATests {
+    static let allLinear = LoRAOptions(rank: 2, alpha: 4, targets: ["all-linear"], seed: 5)
+
+    /// The directional derivative of the loss along a random direction over the tail's factors
+    /// (B away from zero, so that A has a gradient too) equals the central difference.
+    @Test(arguments: ["opt/opt-tiny-f32", "llama/llama-gqa-f32", "llama/gemma2-f32"])
+    func firstOrderFactorGradientsMatchCentralDifferences(fixture: String) throws {
+        let model = try ModelRegistry.load(path: Fixtures.root + "/" + fixture)
+        let backend = try CPUBackend(budget: 64 << 20, threads: 1)
+        let tail = try FirstOrderTail(model: model, backend: backend, firstBlock: model.blocks.count - 1)
+        let runner = try ResidentRunner(model: model, backend: backend, tail: tail, adapter: Self.allLinear)
+        let lora = try #require(runner.adapter as? LoRAState)
+        var generator = SplitMix64(seed: 11)
+        func uniform(_ count: Int) -> [Float] { (0..<count).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 } }
+        let start = try lora.peftAdapter()
+        try lora.load(PEFTAdapter(rank: start.rank, alpha: start.alpha, rsLoRA: false, pairs: start.pairs.map {
+            PEFTAdapter.Pair(weightName: $0.weightName, a: $0.a, b: uniform($0.b.count).map { $0 * 0.05 }, inputs: $0.inputs,
+                             outputs: $0.outputs)
+        }))
+        let task = LMTrainingTask(train: [[5, 9, 3, 17, 2, 11], [8, 4, 6], [1, 2, 3, 4, 5, 6, 7, 8]], heldOut: nil)
+        let plan = try task.lossPlan(Array(0..<task.trainingCount), model: model)
+        tail.isRecording = true
+        try tail.backward(plan.gradient!(try runner.forward(plan.requests)))
+        tail.isRecording = false
+
+        let tensors = tail.trainedTensors, last = model.blocks.count - 1
+        let adaptedInTail = lora.adaptedWeights.filter { $0.contains("layers.\(last).") }
+        #expect(tensors.map(\.name) == adaptedInTail.flatMap { name in
+            let stem = String(name.dropLast(".weight".count))
+            return [stem + ".lora_A.weight", stem + ".lora_B.weight"]
+        }, "the tail trains its blocks' factors and nothing else")
+        var derivative = 0.0
+        var directions: [(TrainedTensor, [Float], [Float])] = []
+        for tensor in tensors {
+            let count = tensor.values.byteCount / 4, direction = uniform(count)
+            let gradient = try backend.read(tensor.gradient, count: count, as: Float.self)
+            derivative += zip(gradient, direction).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            directions.append((tensor, try backend.read(tensor.values, count: count, as: Float.self), direction))
+        }
+        func loss(at step: Float) throws -> Double {
+            for (tensor, values, direction) in directions {
+                let moved = try backend.upload(zip(values, direction).map { $0 + step * $1 }, label: "moved")
+                backend.copyRows(source: moved, sourceStride: 0, destination: tensor.values, destinationStride: 0, rows: 1, width: values.count)
+                backend.free(moved)
+            }
+            tail.parametersChanged()
+            try backend.synchronize(backend.computeStream)
+            return plan.reduce(try runner.forward(plan.requests))
+        }
+        // h small against the factors (|A| ≤ 1/√in, |B| ≤ 0.05), large against fp32 rounding of the loss.
+        let h: Float = 2e-3
+        let difference = (try loss(at: h) - (try loss(at: -h))) / Double(2 * h)
+        #expect(abs(derivative) > 1e-2, "a gradient to check")
+        // 1%: an fp32 loss differenced over ±h, and OPT's ReLU kinks crossed along the way.
+        #expect(abs(difference - derivative) <= 1e-2 * max(abs(derivative), 1e-2),
+                "\(fixture): central difference \(difference), gradient · direction \(derivative)")
+    }
+
+    /// `steps` hybrid steps (the deepest block's factors by AdamW, the others' by MeZO or
+    /// frozen); the adapter, the step losses and whether the model stayed as it was.
+    static func hybrid(_ fixture: String, offloaded: Bool, zeroOrder: Bool) throws -> (adapter: PEFTAdapter, losses: [Double], frozen: Bool) {
+        let model = try OffloadTests.model(fixture, layers: 3)
+        let base = Self.values(model)
+        let backend = try CPUBackend(budget: 64 << 20, threads: 2)
+        let tail = try FirstOrderTail(model: model, backend: backend, firstBlock: 2)
+        let runner: any ModelRunner = offloaded
+            ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 1, firstOrderBlocks: 1), tail: tail,
+                                  adapter: Self.allLinear)
+            : try ResidentRunner(model: model, backend: backend, tail: tail, adapter: Self.allLinear)
+        let rule = FirstOrderRule.adamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01)
+        let settings = FirstOrderOptions(blocks: 1, embedding: false, zeroOrder: zeroOrder, rule: rule, learningRate: 1e-2,
+                                         statePlacement: .device)
+        let options = TrainingOptions(steps: 4, batchSize: 2, schedule: LearningRateSchedule(base: 0.05, totalSteps: 4),
+                                      mezo: MeZOOptions(eps: 1e-2, lora: Self.allLinear), seed: 3, firstOrder: settings)
+        let task = LMTrainingTask(train: [[5, 9, 3, 17, 2, 11], [8, 4, 6], [1, 2, 3, 4, 5, 6, 7, 8], [9, 9, 2, 4]], heldOut: nil)
+        let trainer = Trainer(runner: runner, task: task, options: options,
+                              firstOrder: try FirstOrderOptimizer(tail: tail, rule: rule, placement: .device))
+        var losses: [Double] = []
+        _ = try trainer.run { event in
+            if case .step(let step, _, _, _) = event { losses.append((step.lossPlus + step.lossMinus) / 2) }
+        }
+        try runner.copyParametersToHost()
+        return (try (runner.adapter as! LoRAState).peftAdapter(), losses, Self.values(model) == base)
+    }
+
+    @Test(arguments: ["opt/opt-odd-heads-f16", "llama/llama-gqa-f32"])
+    func hybridRunsTrainTheTailsFactorsFirstOrder(fixture: String) throws {
+        for zeroOrder in [true, false] {
+            let resident = try Self.hybrid(fixture, offloaded: false, zeroOrder: zeroOrder)
+            let offloaded = try Self.hybrid(fixture, offloaded: true, zeroOrder: zeroOrder)
+            #expect(resident.frozen && offloaded.frozen, "the model is frozen")
+            #expect(resident.losses == offloaded.losses, "\(fixture) zeroOrder \(zeroOrder)")
+            #expect(resident.adapter.pairs.map(\.b) == offloaded.adapter.pairs.map(\.b))
+            #expect(resident.adapter.pairs.map(\.a) == offloaded.adapter.pairs.map(\.a))
+            func moved(_ block: Int) -> Bool {
+                resident.adapter.pairs.contains { $0.weightName.contains("layers.\(block).") && $0.b.contains { $0 != 0 } }
+            }
+            #expect(moved(2), "the tail's factors train first-order")
+            #expect(moved(0) == zeroOrder && moved(1) == zeroOrder, "the others train exactly when ZO is on")
+        }
     }
 }

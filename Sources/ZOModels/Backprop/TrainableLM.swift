@@ -50,6 +50,18 @@ extension Backend {
     }
 }
 
+extension StageContext {
+    /// `GradientBackend.linearBackward` for block `index`'s linear whose weights start at
+    /// `weightOffset`, then the `linearBackwardHook`'s part (gradX accumulates it).
+    func linearBackward(block index: Int, weightOffset: Int, backend: any GradientBackend, x: DeviceBuffer, weight: DeviceBuffer,
+                        gradY: DeviceBuffer, gradX: DeviceBuffer?, accumulateInput: Bool, gradWeight: DeviceBuffer,
+                        gradBias: DeviceBuffer?, m: Int, n: Int, k: Int) {
+        backend.linearBackward(x: x, weight: weight, gradY: gradY, gradX: gradX, accumulateInput: accumulateInput, gradWeight: gradWeight,
+                               gradBias: gradBias, m: m, n: n, k: k)
+        linearBackwardHook?.backward(block: index, weightOffset: weightOffset, x: x, gradY: gradY, gradX: gradX, rows: m)
+    }
+}
+
 extension GradientBackend {
     /// The backward of `linear(x, weight, bias, out: y, m, n, k)` given gradY [M, N]:
     /// gradWeight [N, K] += gradYᵀ·x, gradBias [N] += Σ rows of gradY, and gradX [M, K]

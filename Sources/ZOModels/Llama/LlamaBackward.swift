@@ -55,20 +55,24 @@ extension LlamaModel: TrainableLM {
         }
 
         // MLP: h2 = h1 + down(act(gate) · up), gate|up = gateUp(RMSNorm(h1)).
-        backend.linearBackward(x: t.activated, weight: parameters.floats(o.downWeight, c * f),
+        context.linearBackward(block: index, weightOffset: o.downWeight, backend: backend,
+                               x: t.activated, weight: parameters.floats(o.downWeight, c * f),
                                gradY: branchGradient(outputNorm: o.mlpOutputNorm, saved: t.mlpBranch), gradX: s.activated,
                                accumulateInput: false, gradWeight: gradients.floats(o.downWeight, c * f),
                                gradBias: o.downBias.map { gradients.floats($0, c) }, m: rows, n: c, k: f)
         backend.gatedActivationBackward(config.gateFunction, gateUp: t.gateUp, gradOut: s.activated, gradGateUp: s.gateUp, rows: rows,
                                         width: f)
-        backend.linearBackward(x: t.normed2, weight: parameters.floats(o.gateUpWeight, 2 * f * c), gradY: s.gateUp, gradX: s.normed,
+        context.linearBackward(block: index, weightOffset: o.gateUpWeight, backend: backend,
+                               x: t.normed2, weight: parameters.floats(o.gateUpWeight, 2 * f * c),
+                               gradY: s.gateUp, gradX: s.normed,
                                accumulateInput: false, gradWeight: gradients.floats(o.gateUpWeight, 2 * f * c),
                                gradBias: o.gateUpBias.map { gradients.floats($0, 2 * f) }, m: rows, n: 2 * f, k: c)
         backend.rmsNormBackward(x: t.residual1, weight: parameters.floats(o.mlpNorm, c), weightOffset: weightOffset, gradOut: s.normed,
                                 gradX: g, gradWeight: gradients.floats(o.mlpNorm, c), rows: rows, channels: c, eps: eps)
 
         // Attention: h1 = h0 + o_proj(attention(rotary(qkv(RMSNorm(h0))))).
-        backend.linearBackward(x: t.attention, weight: parameters.floats(o.outWeight, c * heads * hs),
+        context.linearBackward(block: index, weightOffset: o.outWeight, backend: backend,
+                               x: t.attention, weight: parameters.floats(o.outWeight, c * heads * hs),
                                gradY: branchGradient(outputNorm: o.attentionOutputNorm, saved: t.attentionBranch), gradX: s.attention,
                                accumulateInput: false, gradWeight: gradients.floats(o.outWeight, c * heads * hs),
                                gradBias: o.outBias.map { gradients.floats($0, c) }, m: rows, n: c, k: heads * hs)
@@ -83,7 +87,9 @@ extension LlamaModel: TrainableLM {
             normalizeQueryKeyHeadsBackward(s.qkv, norms: parameters.floats(norms, 2 * hs), gradNorms: gradients.floats(norms, 2 * hs),
                                            saved: t.queryKeyInput, rows: rows, scratch: (s.attention, s.heads), backend: backend)
         }
-        backend.linearBackward(x: t.normed1, weight: parameters.floats(o.qkvWeight, qkvWidth * c), gradY: s.qkv, gradX: s.normed,
+        context.linearBackward(block: index, weightOffset: o.qkvWeight, backend: backend,
+                               x: t.normed1, weight: parameters.floats(o.qkvWeight, qkvWidth * c),
+                               gradY: s.qkv, gradX: s.normed,
                                accumulateInput: false, gradWeight: gradients.floats(o.qkvWeight, qkvWidth * c),
                                gradBias: o.qkvBias.map { gradients.floats($0, qkvWidth) }, m: rows, n: qkvWidth, k: c)
         backend.rmsNormBackward(x: t.input, weight: parameters.floats(o.attentionNorm, c), weightOffset: weightOffset, gradOut: s.normed,

@@ -65,10 +65,13 @@ extension OPTModel: TrainableLM {
         // MLP: h2 = h1 + fc2(relu(fc1(x))), x = LN2(h1) (pre-LN) or h1 (post-LN, then h2 = LN2(·)).
         if !preNorm { postNormBackward(t.residual2, weight: o.norm2Weight, bias: o.norm2Bias) }
         let mlpInput = preNorm ? t.normed2 : t.normed1
-        backend.linearBackward(x: t.mlp, weight: parameters.floats(o.fc2Weight, c * f), gradY: g, gradX: s.mlp, accumulateInput: false,
+        context.linearBackward(block: index, weightOffset: o.fc2Weight, backend: backend,
+                               x: t.mlp, weight: parameters.floats(o.fc2Weight, c * f),
+                               gradY: g, gradX: s.mlp, accumulateInput: false,
                                gradWeight: gradients.floats(o.fc2Weight, c * f), gradBias: grad(o.fc2Bias, c), m: rows, n: c, k: f)
         backend.reluBackward(gradient: s.mlp, output: t.mlp, count: rows * f)
-        backend.linearBackward(x: mlpInput, weight: parameters.floats(o.fc1Weight, f * c), gradY: s.mlp,
+        context.linearBackward(block: index, weightOffset: o.fc1Weight, backend: backend,
+                               x: mlpInput, weight: parameters.floats(o.fc1Weight, f * c), gradY: s.mlp,
                                gradX: preNorm ? s.normed : g, accumulateInput: !preNorm,
                                gradWeight: gradients.floats(o.fc1Weight, f * c), gradBias: grad(o.fc1Bias, f), m: rows, n: f, k: c)
         if preNorm {
@@ -79,7 +82,8 @@ extension OPTModel: TrainableLM {
         }
 
         // Attention: h1 = h0 + out_proj(attention(qkv(x))), x = LN1(h0) (pre-LN) or h0.
-        backend.linearBackward(x: t.attention, weight: parameters.floats(o.outWeight, c * c), gradY: g, gradX: s.attention,
+        context.linearBackward(block: index, weightOffset: o.outWeight, backend: backend,
+                               x: t.attention, weight: parameters.floats(o.outWeight, c * c), gradY: g, gradX: s.attention,
                                accumulateInput: false, gradWeight: gradients.floats(o.outWeight, c * c), gradBias: grad(o.outBias, c),
                                m: rows, n: c, k: c)
         backend.zero(s.qkv, count: rows * 3 * c)
@@ -89,7 +93,9 @@ extension OPTModel: TrainableLM {
                                                  kvHeads: config.numAttentionHeads, headSize: config.headSize)
         backend.attentionBackward(q: t.qkv, k: inputs.k, v: inputs.v, keyMask: inputs.mask, gradOut: s.attention,
                                   gradQ: s.qkv, gradK: gradInputs.k, gradV: gradInputs.v, shape: inputs.shape)
-        backend.linearBackward(x: preNorm ? t.normed1 : t.input, weight: parameters.floats(o.qkvWeight, 3 * c * c), gradY: s.qkv,
+        context.linearBackward(block: index, weightOffset: o.qkvWeight, backend: backend,
+                               x: preNorm ? t.normed1 : t.input, weight: parameters.floats(o.qkvWeight, 3 * c * c),
+                               gradY: s.qkv,
                                gradX: preNorm ? s.normed : g, accumulateInput: !preNorm,
                                gradWeight: gradients.floats(o.qkvWeight, 3 * c * c), gradBias: grad(o.qkvBias, 3 * c),
                                m: rows, n: 3 * c, k: c)
