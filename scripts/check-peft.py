@@ -5,7 +5,7 @@
 
 For a Llama and an OPT fixture model (safetensors folders transformers loads):
 - ZOTune -> peft: `zotune train --lora` (MeZO, and a population on the Llama) trains an adapter
-  of the fixture on random token ids; peft's `PeftModel.from_pretrained(base, run/adapter)` gives
+  of the fixture on random token ids (and a hybrid run: the last block's factors by AdamW); peft's `PeftModel.from_pretrained(base, run/adapter)` gives
   the loss ZOTune's last evaluation gave (the adapter added at rest, not merged), and
   transformers gives it too for `--merge`'s run/model;
 - peft -> ZOTune: peft makes an adapter with random A and B (init_lora_weights=False) and saves
@@ -102,10 +102,12 @@ def main():
                       "--eps", "1e-2", "--threads", "2"]
 
             # ZOTune -> peft.
-            estimators = [["--zo", "mezo", "--lr", "0.05"]] + ([["--zo", "population", "--queries", "3", "--lr", "0.05"]]
-                                                               if name == "llama" else [])
-            for estimator in estimators:
-                run = os.path.join(scratch, f"{name}-{estimator[1]}")
+            estimators = {"mezo": ["--zo", "mezo", "--lr", "0.05"]}
+            if name == "llama":
+                estimators["population"] = ["--zo", "population", "--queries", "3", "--lr", "0.05"]
+                estimators["hybrid"] = ["--zo", "mezo", "--lr", "0.05", "--fo-blocks", "1", "--fo-lr", "1e-2"]
+            for label, estimator in estimators.items():
+                run = os.path.join(scratch, f"{name}-{label}")
                 zotune(binary, "train", *common, *estimator, "--steps", "6", "--lora", "4", "--lora-targets", TARGETS[name],
                        "--output", run, "--merge")
                 config = json.load(open(os.path.join(run, "adapter", "adapter_config.json")))
@@ -113,10 +115,10 @@ def main():
                 moved = max(p.abs().max().item() for n, p in peft_model.named_parameters() if ".lora_B." in n)
                 if moved == 0:
                     fail(f"{run}: every lora_B is zero: the adapter did not train")
-                agree(f"{name} {estimator[1]} (r {config['r']}, {len(config['target_modules'])} module kinds) trained by zotune, "
+                agree(f"{name} {label} (r {config['r']}, {len(config['target_modules'])} module kinds) trained by zotune, "
                       "loaded by peft", last_eval_loss(run), hf_loss(peft_model, eval_ids))
                 merged = AutoModelForCausalLM.from_pretrained(os.path.join(run, "model"), dtype=torch.float32).eval()
-                agree(f"{name} {estimator[1]} merged by zotune (--merge), loaded by transformers", last_eval_loss(run),
+                agree(f"{name} {label} merged by zotune (--merge), loaded by transformers", last_eval_loss(run),
                       hf_loss(merged, eval_ids))
 
             # peft -> ZOTune.
