@@ -46,8 +46,8 @@ public protocol LinearBackwardHook: Sendable {
 }
 
 /// Device state beside a runner's blocks that changes what their fused linears compute in each
-/// stream of a ZO step (a low-rank estimator's factors, a LoRA adapter). The runner makes it for
-/// the blocks it perturbs, gives each stream's passes its hook and its other passes the resting
+/// stream of a ZO step (a low-rank estimator's factors, a LoRA adapter). The runner makes it (for
+/// the blocks it runs, and a LoRA adapter for a tail's blocks too), gives each stream's passes its hook and its other passes the resting
 /// hook, and leaves the weights it adapts out of full perturbation passes; what it holds and how
 /// it changes between steps is its owner's (an estimator's) business.
 public protocol LinearAdapter: AnyObject, Sendable {
@@ -72,8 +72,8 @@ public protocol FoldingAdapter: LinearAdapter {
     func fold(block index: Int, into parameters: DeviceBuffer)
 }
 
-/// How a runner makes its `LinearAdapter` for blocks 0..<blockCount of a model (an
-/// estimator's settings).
+/// How a runner makes its `LinearAdapter` for a model whose blocks 0..<blockCount it runs itself
+/// (the rest are a first-order tail's): an estimator's or a LoRA adapter's settings.
 public protocol LinearAdapterFactory: Sendable {
     func makeAdapter(model: any CausalLM, blockCount: Int, backend: any Backend) throws -> any LinearAdapter
 }

@@ -129,7 +129,8 @@ public struct PerturbationPass: Sendable, Equatable {
 /// no forward pass runs for it (another process evaluates it).
 public struct PerturbedStream: Sendable, Equatable {
     public var pass: PerturbationPass
-    /// s: the adapter's stream (`LinearAdapter.hook(streams:)`); nil: the linears add nothing.
+    /// s: the adapter's stream (`LinearAdapter.hook(streams:)`); nil: the linears add nothing
+    /// (an adapter's resting term included: `MeZO` gives every stream of an adapted runner its s).
     public var adapterStream: Int?
     /// Whether the stream's forward passes run here (its results are empty otherwise).
     public var evaluated: Bool

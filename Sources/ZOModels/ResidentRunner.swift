@@ -81,7 +81,13 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
         constants = try backend.upload(model.constants.isEmpty ? [0] : model.constants, label: "model constants")
         try backend.synchronize(backend.computeStream)
         deviceGroups = buffers
-        adapter = try factory?.makeAdapter(model: model, blockCount: tail?.firstBlock ?? model.blocks.count, backend: backend)
+        do {
+            adapter = try factory?.makeAdapter(model: model, blockCount: tail?.firstBlock ?? model.blocks.count, backend: backend)
+        } catch {
+            // `deinit` does not run for an object that never became whole.
+            for buffer in buffers + [constants] { backend.free(buffer) }
+            throw error
+        }
         tensors = model.perturbedTensors(leavingOut: tail?.firstOrderEmbeddingTensors ?? [], ids: adapter?.adaptedTensorIDs ?? [])
         tail?.attach(embedding: buffers[0], adapter: adapter)
     }
@@ -136,8 +142,9 @@ public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     /// The head runs on the selected `rows` alone when they are given. The adapter adds its
     /// resting term (`LinearAdapter.restingHook`).
     public func forward(_ batch: TokenBatch, outputs: ForwardOutputs, cache: KVCache?, rows: [Int]?) throws -> ForwardResult {
-        try adapter?.reserve(rows: batch.batchSize * batch.tokens)
-        return try forward(ForwardRequest(batch, outputs: outputs, rows: rows), cache: cache, hook: adapter?.restingHook())
+        let hook = adapter?.restingHook()
+        if hook != nil { try adapter?.reserve(rows: batch.batchSize * batch.tokens) }
+        return try forward(ForwardRequest(batch, outputs: outputs, rows: rows), cache: cache, hook: hook)
     }
 
     private func forward(_ request: ForwardRequest, cache: KVCache? = nil, hook: (any LinearHook)?) throws -> ForwardResult {

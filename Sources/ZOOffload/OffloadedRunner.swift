@@ -202,6 +202,7 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     private func packExtras() throws {
         for index in streamed {
             let blockTensors = tensors[index + 1]
+            guard !blockTensors.isEmpty else { continue }  // a frozen block (LoRA): nothing to pack
             var packed: [PerturbedTensor] = [], offset = 0
             for tensor in blockTensors {
                 packed.append(PerturbedTensor(offset: offset, count: tensor.count, id: tensor.id, decays: tensor.decays))
@@ -405,8 +406,9 @@ public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     private func run(_ requests: [ForwardRequest], cache: KVCache?) throws -> [ForwardResult] {
         let workspace = try workspace(for: requests)
         defer { backend.free(workspace) }
-        try adapter?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0)
-        let active = try passes(requests, workspace: workspace, cache: cache, hook: adapter?.restingHook())
+        let hook = adapter?.restingHook()
+        if hook != nil { try adapter?.reserve(rows: requests.map { $0.batch.batchSize * $0.batch.tokens }.max() ?? 0) }
+        let active = try passes(requests, workspace: workspace, cache: cache, hook: hook)
         active.forEach { $0.embed(embedding) }
         try sweep(modifies: false, roundingSeed: 0) { index, visited in
             if !extras.isEmpty { unpackExtras(index, into: visited.buffer) }

@@ -43,10 +43,14 @@ public struct LoRAOptions: Sendable, Codable, Equatable, LinearAdapterFactory {
 
     /// Whether the weight `name` (`model.layers.0.self_attn.q_proj.weight`) is adapted.
     public func adapts(_ name: String) -> Bool {
-        if targets == ["all-linear"] { return true }
+        targets == ["all-linear"] || targets.contains { Self.matches(name, target: $0) }
+    }
+
+    /// Whether `target` names the module of the weight `name`: its last part (`q_proj`) or a
+    /// dotted tail of it (`self_attn.q_proj`), as PEFT matches target_modules.
+    public static func matches(_ name: String, target: String) -> Bool {
         let module = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
-        let last = module.split(separator: ".").last.map(String.init) ?? module
-        return targets.contains { $0 == last || module == $0 || module.hasSuffix("." + $0) }
+        return module == target || module.hasSuffix("." + target)
     }
 
     /// A with seeded initial values and B zero for the targeted weights of every block; those of

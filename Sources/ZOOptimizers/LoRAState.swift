@@ -128,18 +128,22 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
             linears = []
             throw error
         }
-        guard linears.contains(where: { !$0.isEmpty }) else {
-            allocated.forEach(backend.free)
-            linears = []
-            let names = Set(model.blocks.first.map { block in
-                model.blockLinears.flatMap { $0.weightIndices(in: block.layout.specs) }.map { index -> String in
-                    let name = block.layout.specs[index].name
-                    return name.split(separator: ".").dropLast().last.map(String.init) ?? name
-                }
-            } ?? [])
-            throw ModelError.adapter("the targets \(options.targets.joined(separator: ",")) name no linear of the model's blocks "
-                                     + "(its linears: \(names.sorted().joined(separator: ", ")), or all-linear)")
+        let adapted = linears.joined().flatMap { $0.parts.map(\.name) }
+        let unmatched = options.targets == ["all-linear"] ? [] : options.targets.filter { target in
+            !adapted.contains { LoRAOptions.matches($0, target: target) }
         }
+        guard !unmatched.isEmpty || adapted.isEmpty else { return }
+        allocated.forEach(backend.free)
+        backwardScratch.map(backend.free)
+        (linears, backwardScratch) = ([], nil)
+        let names = Set(model.blocks.first.map { block in
+            model.blockLinears.flatMap { $0.weightIndices(in: block.layout.specs) }.map { index -> String in
+                let name = block.layout.specs[index].name
+                return name.split(separator: ".").dropLast().last.map(String.init) ?? name
+            }
+        } ?? [])
+        throw ModelError.adapter("the targets \((adapted.isEmpty ? options.targets : unmatched).joined(separator: ",")) name no linear "
+                                 + "of the model's blocks (its linears: \(names.sorted().joined(separator: ", ")), or all-linear)")
     }
 
     deinit {
@@ -187,9 +191,15 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
             let m = factors.parts.count, o = factors.linear.outputs, k = factors.linear.inputs
             while factors.streamA.count < streams.count {
                 let s = factors.streamA.count
-                factors.streamA.append(try backend.allocate(m * rank * k * 4, label: "LoRA A (stream \(s))"))
+                let a = try backend.allocate(m * rank * k * 4, label: "LoRA A (stream \(s))")
                 // Zeros: only the diagonal blocks are written.
-                factors.streamB.append(try backend.upload([Float](repeating: 0, count: o * m * rank), label: "LoRA B (stream \(s))"))
+                let b: DeviceBuffer
+                do { b = try backend.upload([Float](repeating: 0, count: o * m * rank), label: "LoRA B (stream \(s))") } catch {
+                    backend.free(a)
+                    throw error
+                }
+                factors.streamA.append(a)
+                factors.streamB.append(b)
             }
             for (s, terms) in streams.enumerated() {
                 backend.copyRows(source: factors.a, sourceStride: 0, destination: factors.streamA[s], destinationStride: 0, rows: 1,
@@ -243,7 +253,8 @@ public final class LoRAState: LinearAdapter, @unchecked Sendable {
     /// (writing nothing) when the linear has no factors.
     func add(block index: Int, weightOffset: Int, x: DeviceBuffer, out: DeviceBuffer, rows: Int, streams: Range<Int>?,
              accumulate: Bool) -> Bool {
-        guard let factors = factors(block: index, weightOffset: weightOffset), let scratch else { return false }
+        guard let factors = factors(block: index, weightOffset: weightOffset) else { return false }
+        guard let scratch else { preconditionFailure("reserve(rows:) first") }
         let streams = index < zeroOrderBlocks ? streams : nil
         precondition(rows <= scratchRows, "reserve(rows:) first")
         let count = streams?.count ?? 1

@@ -255,8 +255,9 @@ public final class MeZO {
             let restore = last.first { $0.direction == j }.map { -$0.multiple * eps } ?? 0
             terms.append(PerturbationTerm(seed: seed, coefficient: restore + update, decayCoefficient: decay * restore + update))
         }
+        // Only the adapter trains: the model's pass stays the identity (LoRA's factors decayed in `update`).
         pending = PerturbationPass(terms: adapterOnly ? [] : terms.filter { $0.coefficient != 0 || $0.decayCoefficient != 0 },
-                                   decayFactor: decay, kind: options.perturbation)
+                                   decayFactor: adapterOnly ? 1 : decay, kind: options.perturbation)
         stepsTaken += 1
     }
 

@@ -124,8 +124,8 @@ struct ComputeOptions: ParsableArguments {
     }
 
     /// A runner for `model`: resident, or offloaded with --offload; with a first-order `tail`,
-    /// for the blocks before it; with an `adapter` factory (the low-rank estimator's options),
-    /// holding its adapter.
+    /// for the blocks before it; with an `adapter` factory (the low-rank estimator's or LoRA's
+    /// options), holding its adapter.
     func makeRunner(model: any CausalLM, backend: (any Backend)? = nil, tail: (any RunnerTail)? = nil,
                     adapter: (any LinearAdapterFactory)? = nil) throws -> any ModelRunner {
         let backend = try backend ?? makeBackend()

@@ -9,7 +9,7 @@ import ZOTraining
 /// ablation without ZO, and full first-order training.
 struct HybridOptions: ParsableArguments {
     @Option(name: .customLong("fo-blocks"),
-            help: "Train the deepest K blocks, the final norm and the head first-order (hybrid ZO/FO); 'all': every parameter (full first-order).")
+            help: "Train the deepest K blocks, the final norm and the head first-order (hybrid ZO/FO); 'all': every parameter (full first-order). With --lora: the adapter's factors in those blocks.")
     var foBlocks: String?
 
     @Option(help: """

@@ -38,9 +38,12 @@ struct LoRAArguments: ParsableArguments {
         if !isLoRA, loraAlpha != nil || loraTargets != nil || loraRSLoRA || merge {
             throw ValidationError("--lora-alpha, --lora-targets, --lora-rslora and --merge set a LoRA run: add --lora r (or --adapter DIR)")
         }
-        if let loraTargets, loraTargets.split(separator: ",").isEmpty {
-            throw ValidationError("--lora-targets '\(loraTargets)' names no module")
+        if let loraTargets {
+            let names = targets(loraTargets)
+            if names.isEmpty || names.contains("") { throw ValidationError("--lora-targets '\(loraTargets)': a comma-separated list of module names") }
+            if names.contains("all-linear"), names.count > 1 { throw ValidationError("--lora-targets: all-linear stands alone") }
         }
+        if let loraAlpha, !(loraAlpha > 0 && loraAlpha.isFinite) { throw ValidationError("--lora-alpha must be positive") }
     }
 
     /// The run's LoRA options and the adapter it starts from (nil without LoRA).
@@ -50,7 +53,12 @@ struct LoRAArguments: ParsableArguments {
             return (LoRAOptions(adapter: start, seed: seed), start)
         }
         guard let lora else { return nil }
-        let targets = loraTargets.map { $0.split(separator: ",").map(String.init) } ?? LoRAOptions.defaultTargets
-        return (LoRAOptions(rank: lora, alpha: loraAlpha ?? Float(2 * lora), targets: targets, rsLoRA: loraRSLoRA, seed: seed), nil)
+        return (LoRAOptions(rank: lora, alpha: loraAlpha ?? Float(2 * lora), targets: loraTargets.map(targets) ?? LoRAOptions.defaultTargets,
+                            rsLoRA: loraRSLoRA, seed: seed), nil)
+    }
+
+    /// The module names of a --lora-targets list (spaces around them dropped).
+    private func targets(_ list: String) -> [String] {
+        list.split(separator: ",", omittingEmptySubsequences: false).map { String($0.filter { !$0.isWhitespace }) }
     }
 }

@@ -24,7 +24,8 @@ struct TrainCommand: ParsableCommand {
             Writes DIR/metrics.jsonl (one line per step and per evaluation; with --report-to tensorboard, or both, \
             TensorBoard event files in DIR/runs holding the same numbers), DIR/trajectory.zotraj (one coefficient per \
             direction and step: `zotune replay` rebuilds the weights from it and the base model) and the final model as \
-            DIR/model (safetensors + config.json + the tokenizer, so that DIR alone runs: `--model DIR`). With --save-every N, checkpoints go to DIR/checkpoints/step-N, written in \
+            DIR/model (safetensors + config.json + the tokenizer, so that DIR alone runs: `--model DIR`; a LoRA run writes \
+            its adapter to DIR/adapter in PEFT's format, and DIR/model with --merge). With --save-every N, checkpoints go to DIR/checkpoints/step-N, written in \
             the background; --resume DIR continues from the newest one bit for bit.
 
             Defaults for --steps and --lr (measured on SmolLM2-135M, see README): with the default population estimator, \
@@ -112,7 +113,7 @@ struct TrainCommand: ParsableCommand {
         guard loraArguments.isLoRA else { return }
         if hybrid.lowRank != nil { throw ValidationError("a LoRA run has no low-rank estimator: drop --zo low-rank and --rank") }
         if compute.decodeByTensor { throw ValidationError("--decode-by-tensor does not combine with LoRA (the base is never written)") }
-        if loraArguments.merge, output == nil { throw ValidationError("--merge writes OUTPUT/model: add --output") }
+        if loraArguments.merge, output == nil, resume == nil { throw ValidationError("--merge writes OUTPUT/model: add --output") }
     }
 
     /// --perturbation, or the estimator's default: Rademacher for a full-rank population (cheaper to
@@ -222,14 +223,12 @@ struct TrainCommand: ParsableCommand {
         }
         let runner = try compute.makeRunner(model: model, backend: backend, tail: tail, adapter: options.mezo.adapterFactory)
         if let loraState = runner.adapter as? LoRAState {
-            if let resumed {
-                try loraState.load(try PEFTAdapter(directory: resumed.directory + "/" + Checkpoints.adapterFolder))
-            } else if let start = lora?.start {
-                try loraState.load(start)
-            }
+            let start = try resumed.map { try PEFTAdapter(directory: $0.directory + "/" + Checkpoints.adapterFolder) } ?? lora?.start
+            if let start { try loraState.load(start) }
             let alpha = loraState.options.alpha
-            print("LoRA: r \(loraState.options.rank), α \(alpha == alpha.rounded() ? String(Int(alpha)) : String(alpha)) on \(loraState.adaptedWeights.count) weights "
-                  + "(\(loraState.parameterCount) parameters\(lora?.start.map { ", from \($0.directory)" } ?? "")); the model stays frozen")
+            print("LoRA: r \(loraState.options.rank), α \(alpha == alpha.rounded() ? String(Int(alpha)) : String(alpha)) on "
+                  + "\(loraState.adaptedWeights.count) weights (\(loraState.parameterCount) parameters"
+                  + "\(start.map { ", from \($0.directory)" } ?? "")); the model stays frozen")
         }
         let firstOrder = try options.firstOrder.map { try FirstOrderOptimizer(tail: tail!, rule: $0.rule, placement: $0.statePlacement) }
         if let firstOrder { print("first-order: \(hybrid.describe(tail: firstOrder.tail, lora: loraArguments.isLoRA))") }
@@ -327,7 +326,7 @@ struct TrainCommand: ParsableCommand {
         if let loraState = runner.adapter as? LoRAState {
             let adapter = try loraState.peftAdapter()
             if let output { try adapter.write(to: output + "/" + Checkpoints.adapterFolder, baseModel: modelOptions.model) }
-            if loraArguments.merge || outputGGUF != nil { try adapter.merge(into: model) }
+            if (loraArguments.merge && output != nil) || outputGGUF != nil { try adapter.merge(into: model) }
         } else if output != nil || outputGGUF != nil {
             try runner.copyParametersToHost()
         }

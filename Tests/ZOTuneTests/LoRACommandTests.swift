@@ -32,7 +32,7 @@ struct LoRACommandTests {
                       "--eps", "1e-2"]
         let weights = try Data(contentsOf: URL(fileURLWithPath: model + "/model.safetensors"))
         let run = directory + "/run"
-        let trained = try CLI.run(["train", "--model", model] + common + ["--steps", "3", "--lora", "2", "--lora-targets", "q_proj,down_proj",
+        let trained = try CLI.run(["train", "--model", model] + common + ["--steps", "3", "--lora", "2", "--lora-targets", "q_proj, down_proj",
                                                                          "--output", run, "--merge"])
         #expect(trained.status == 0, "\(trained.stderr)")
         #expect(trained.stdout.contains("LoRA: r 2, α 4 on 4 weights"), "\(trained.stdout)")
@@ -68,7 +68,8 @@ struct LoRACommandTests {
     }
 
     /// A LoRA run's checkpoints hold its adapter and state (no copy of the frozen model), and a
-    /// run resumed from one ends with the uninterrupted run's adapter, bit for bit.
+    /// run resumed from one ends with the uninterrupted run's adapter, bit for bit (the
+    /// interrupted run offloaded: its blocks streamed, the adapter resident).
     @Test func checkpointsAndResumeKeepTheAdapter() throws {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -81,12 +82,12 @@ struct LoRACommandTests {
                       "--eps", "1e-2", "--zo", "population", "--queries", "3", "--lora", "2", "--save-every", "2"]
         let whole = try CLI.run(common + ["--steps", "4", "--output", directory + "/whole"])
         #expect(whole.status == 0, "\(whole.stderr)")
-        let first = try CLI.run(common + ["--steps", "2", "--output", directory + "/parts"])
+        let first = try CLI.run(common + ["--steps", "2", "--output", directory + "/parts", "--offload"])
         #expect(first.status == 0, "\(first.stderr)")
         let checkpoint = directory + "/parts/checkpoints/step-00000002"
         let files = try FileManager.default.contentsOfDirectory(atPath: checkpoint).sorted()
         #expect(files == ["adapter", "state.json"], "\(files)")
-        let resumed = try CLI.run(common + ["--steps", "4", "--resume", directory + "/parts"])
+        let resumed = try CLI.run(common + ["--steps", "4", "--resume", directory + "/parts", "--offload"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(resumed.stdout.contains("resuming after step 2"))
         let (a, b) = (try PEFTAdapter(directory: directory + "/whole/adapter"), try PEFTAdapter(directory: directory + "/parts/adapter"))
@@ -100,6 +101,8 @@ struct LoRACommandTests {
         let cases: [([String], String)] = [
             (["--lora-alpha", "8"], "--lora-alpha, --lora-targets, --lora-rslora and --merge set a LoRA run"),
             (["--lora", "0"], "--lora must be at least 1"),
+            (["--lora", "4", "--lora-alpha", "0"], "--lora-alpha must be positive"),
+            (["--lora", "4", "--lora-targets", "all-linear,q_proj"], "all-linear stands alone"),
             (["--lora", "4", "--zo", "low-rank"], "a LoRA run has no low-rank estimator"),
             (["--lora", "4", "--merge"], "--merge writes OUTPUT/model: add --output"),
             (["--adapter", "x", "--lora", "4"], "--adapter trains that adapter further with its own settings"),

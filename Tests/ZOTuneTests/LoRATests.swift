@@ -46,32 +46,34 @@ import ZOTraining
 
     /// One step by hand: L+ is the merged model's loss at A + εz_A, B + εz_B (z the Gaussian
     /// streams of the factors' ids, numbered after the model's tensors in block order, A then
-    /// B), the update is A, B −= lr·g·z, and the base does not move.
+    /// B), the update is A, B ← a·(A, B) − lr·g·z (a = 1 − lr·wd), and the base does not move
+    /// (nothing is left pending for it: the next step's streams stack).
     @Test(arguments: ["opt/opt-tiny-f32", "llama/llama-gqa-f32", "llama/gemma3-f32"])
     func theStepIsZOOnTheFactors(fixture: String) throws {
-        let eps: Float = 1e-2, lr: Float = 0.5
+        let eps: Float = 1e-2, lr: Float = 0.5, weightDecay: Float = 0.1
         let model = try OffloadTests.model(fixture, layers: 2)
         let base = Self.values(model)
         let backend = try CPUBackend(budget: 256 << 20, threads: 2)
         let runner = try ResidentRunner(model: model, backend: backend, adapter: Self.options)
-        let mezo = MeZO(runner: runner, options: MeZOOptions(eps: eps, lora: Self.options), seed: 3)
+        let mezo = MeZO(runner: runner, options: MeZOOptions(eps: eps, weightDecay: weightDecay, lora: Self.options), seed: 3)
         let state = try #require(mezo.lora)
         let initial = try state.peftAdapter()
         #expect(initial.pairs.allSatisfy { pair in pair.b.allSatisfy { $0 == 0 } && pair.a.allSatisfy { abs($0) <= 1 / Float(pair.inputs).squareRoot() } })
         let step = try mezo.step(lr: lr, batch: try LowRankTests.batch(model))
+        #expect(!mezo.hasPendingUpdate, "the model's pass stays the identity")
         try mezo.flush()
         try runner.copyParametersToHost()
         #expect(Self.values(model) == base, "the base is frozen")
 
         let seed = mezo.seed(step: 0, perturbation: 0)
         let firstID = UInt32(model.groups.reduce(0) { $0 + $1.layout.specs.count })
-        /// The initial adapter moved by `scale` along the step's direction.
-        func moved(_ scale: Float) -> PEFTAdapter {
+        /// The initial adapter times `decay`, moved by `scale` along the step's direction.
+        func moved(_ scale: Float, decay: Float = 1) -> PEFTAdapter {
             let pairs = initial.pairs.enumerated().map { j, pair in
                 let za = LowRankTests.stream(seed: seed, tensor: firstID + UInt32(2 * j), count: pair.a.count)
                 let zb = LowRankTests.stream(seed: seed, tensor: firstID + UInt32(2 * j + 1), count: pair.b.count)
-                return PEFTAdapter.Pair(weightName: pair.weightName, a: zip(pair.a, za).map { $0 + scale * $1 },
-                                        b: zip(pair.b, zb).map { $0 + scale * $1 }, inputs: pair.inputs, outputs: pair.outputs)
+                return PEFTAdapter.Pair(weightName: pair.weightName, a: zip(pair.a, za).map { decay * $0 + scale * $1 },
+                                        b: zip(pair.b, zb).map { decay * $0 + scale * $1 }, inputs: pair.inputs, outputs: pair.outputs)
             }
             return PEFTAdapter(rank: initial.rank, alpha: initial.alpha, rsLoRA: false, pairs: pairs)
         }
@@ -81,7 +83,7 @@ import ZOTraining
         #expect(abs(plus - step.lossPlus) <= 1e-5 * abs(plus), "L+ \(step.lossPlus), merged at A + εz, B + εz: \(plus)")
         #expect(step.lossPlus != step.lossMinus)
 
-        let expected = moved(-lr * Float(step.projectedGradient)), trained = try state.peftAdapter()
+        let expected = moved(-lr * Float(step.projectedGradient), decay: 1 - lr * weightDecay), trained = try state.peftAdapter()
         for (pair, want) in zip(trained.pairs, expected.pairs) {
             for (actual, wanted) in [(pair.a, want.a), (pair.b, want.b)] {
                 let worst = zip(actual, wanted).map { abs($0 - $1) }.max()!, size = wanted.map(abs).max()!
@@ -166,6 +168,11 @@ import ZOTraining
         let message = try #require(throws: ModelError.self) { try ResidentRunner(model: model, backend: backend, adapter: wrong) }
         #expect(message.description.contains("the targets query_key_value name no linear"))
         #expect(message.description.contains("q_proj") && message.description.contains("down_proj"))
+        // One target of several that names nothing (OPT's fc1 on a Llama) is named too.
+        let partly = LoRAOptions(rank: 2, alpha: 4, targets: ["q_proj", "fc1"])
+        let unmatched = try #require(throws: ModelError.self) { try ResidentRunner(model: model, backend: backend, adapter: partly) }
+        #expect(unmatched.description.contains("the targets fc1 name no linear"), "\(unmatched)")
+        #expect(backend.arena.stats.inUse == 0, "what the refused adapters took went back")
         // An adapter of another rank, or one adapting weights the run leaves out.
         let adapter = try PEFTAdapter(directory: Fixtures.root + "/peft/llama-gqa-f32-qv")
         let runner = try ResidentRunner(model: try ModelRegistry.load(path: Fixtures.llama("llama-gqa-f32")), backend: backend,
