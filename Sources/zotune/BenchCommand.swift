@@ -233,8 +233,11 @@ struct BenchZOStep: ParsableCommand {
     @Flag(name: .customLong("low-rank-only"), help: "With --rank: perturb only the low-rank weights (the streams then run stacked).")
     var lowRankOnly = false
 
-    @Flag(inversion: .prefixedNo, help: "With --low-rank-only: run the streams stacked, one GEMM per linear for all (or one pass each).")
+    @Flag(inversion: .prefixedNo, help: "With --low-rank-only or --lora: run the streams stacked, one GEMM per linear for all (or one pass each).")
     var stack = true
+
+    @Option(help: "Train a LoRA adapter of rank r (α 2r) on q_proj and v_proj over the frozen model instead (the streams run stacked).")
+    var lora: Int?
 
     enum Estimator: String, ExpressibleByArgument { case mezo, population }
 
@@ -243,7 +246,8 @@ struct BenchZOStep: ParsableCommand {
         let population = zo == .population ? PopulationOptions(queries: queries, oneSided: oneSided, normalize: .std) : nil
         let lowRank = rank.map { LowRankOptions(rank: $0, resampleEvery: 1_000_000, lowRankOnly: lowRankOnly) }
         return MeZOOptions(eps: 1e-3, perturbation: perturbation ?? (population == nil || lowRank != nil ? .gaussian : .rademacher),
-                           lowRank: lowRank, population: population)
+                           lowRank: lowRank, population: population,
+                           lora: lora.map { LoRAOptions(rank: $0, alpha: Float(2 * $0), targets: LoRAOptions.defaultTargets) })
     }
 
     func validate() throws {
@@ -251,7 +255,10 @@ struct BenchZOStep: ParsableCommand {
         if offloadedOnly, !compute.offload { throw ValidationError("--offloaded-only needs --offload") }
         if (rank ?? 1) < 1 || (lowRankOnly && rank == nil) { throw ValidationError("--rank must be at least 1; --low-rank-only needs it") }
         if rank != nil, (perturbation ?? .gaussian) != .gaussian { throw ValidationError("low-rank ZO draws Gaussian factors; drop --perturbation") }
-        if !stack, !lowRankOnly { throw ValidationError("--no-stack compares against stacked streams: add --rank r --low-rank-only") }
+        if !stack, !lowRankOnly, lora == nil {
+            throw ValidationError("--no-stack compares against stacked streams: add --rank r --low-rank-only, or --lora r")
+        }
+        if (lora ?? 1) < 1 || (lora != nil && rank != nil) { throw ValidationError("--lora r (r ≥ 1) takes the place of --rank") }
     }
 
     struct Report: Encodable {
@@ -277,7 +284,7 @@ struct BenchZOStep: ParsableCommand {
         let seconds_by_op: [String: Double]
         let gemm_share: Double?
         /// The device arena's size (--device-memory), its exact high-water mark over the run,
-        /// and the memory model's prediction of that (`zotune plan`).
+        /// and the memory model's prediction of that (`zotune plan`; a LoRA adapter's factors not counted).
         let device_memory_budget: Int
         let peak_device_bytes: Int
         let predicted_peak_device_bytes: Int
@@ -308,11 +315,11 @@ struct BenchZOStep: ParsableCommand {
         let options = self.options
         let runner: any ModelRunner
         if offloaded {
-            let offloader = try OffloadedRunner(model: model, backend: backend, plan: compute.plan(), adapter: options.lowRank)
+            let offloader = try OffloadedRunner(model: model, backend: backend, plan: compute.plan(), adapter: options.adapterFactory)
             offloader.stacksStreams = stack
             runner = offloader
         } else {
-            let resident = try ResidentRunner(model: model, backend: backend, adapter: options.lowRank)
+            let resident = try ResidentRunner(model: model, backend: backend, adapter: options.adapterFactory)
             resident.stacksStreams = stack
             runner = resident
         }

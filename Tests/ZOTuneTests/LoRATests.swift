@@ -14,7 +14,10 @@ import ZOTraining
 /// B ± εz, the update moves A and B alone, offloaded and stacked runs reproduce resident ones
 /// bit for bit, and a saved adapter reads back as PEFT's format.
 @Suite struct LoRATests {
-    static let options = LoRAOptions(rank: 2, alpha: 4, targets: ["q_proj", "v_proj", "fc1", "down_proj"], seed: 5)
+    /// r 2, α 4 on q and v and one MLP weight of the fixture's family.
+    static func options(_ fixture: String) -> LoRAOptions {
+        LoRAOptions(rank: 2, alpha: 4, targets: ["q_proj", "v_proj", fixture.hasPrefix("opt/") ? "fc1" : "down_proj"], seed: 5)
+    }
 
     static func values(_ model: any CausalLM) -> [[Float]] {
         model.groups.map { Array(UnsafeBufferPointer(start: $0.storage.floats, count: $0.layout.count)) }
@@ -54,8 +57,8 @@ import ZOTraining
         let model = try OffloadTests.model(fixture, layers: 2)
         let base = Self.values(model)
         let backend = try CPUBackend(budget: 256 << 20, threads: 2)
-        let runner = try ResidentRunner(model: model, backend: backend, adapter: Self.options)
-        let mezo = MeZO(runner: runner, options: MeZOOptions(eps: eps, weightDecay: weightDecay, lora: Self.options), seed: 3)
+        let runner = try ResidentRunner(model: model, backend: backend, adapter: Self.options(fixture))
+        let mezo = MeZO(runner: runner, options: MeZOOptions(eps: eps, weightDecay: weightDecay, lora: Self.options(fixture)), seed: 3)
         let state = try #require(mezo.lora)
         let initial = try state.peftAdapter()
         #expect(initial.pairs.allSatisfy { pair in pair.b.allSatisfy { $0 == 0 } && pair.a.allSatisfy { abs($0) <= 1 / Float(pair.inputs).squareRoot() } })
@@ -123,9 +126,9 @@ import ZOTraining
 
     @Test(arguments: ["opt/opt-odd-heads-f16", "llama/llama-gqa-f32"])
     func offloadedAndStackedEqualResident(fixture: String) throws {
-        for estimator in [MeZOOptions(eps: 1e-2, lora: Self.options),
+        for estimator in [MeZOOptions(eps: 1e-2, lora: Self.options(fixture)),
                           MeZOOptions(eps: 1e-2, weightDecay: 0.1, perturbation: .rademacher,
-                                      population: .fzoo(queries: 3), lora: Self.options)] {
+                                      population: .fzoo(queries: 3), lora: Self.options(fixture))] {
             let resident = try Self.train(fixture, plan: nil, mezo: estimator)
             let offloaded = try Self.train(fixture, plan: ResidencyPlan(slots: 1, format: .fp32), mezo: estimator)
             let unstacked = try Self.train(fixture, plan: nil, stacks: false, mezo: estimator)
@@ -141,7 +144,7 @@ import ZOTraining
     /// A saved adapter is PEFT's format: the names and shapes peft writes, the config keys it
     /// reads, and merged it gives the loss the adapter at rest gives.
     @Test func savedAdapterReadsBackAndMerges() throws {
-        let trained = try Self.train("llama/llama-gqa-f32", plan: nil, mezo: MeZOOptions(eps: 1e-2, lora: Self.options))
+        let trained = try Self.train("llama/llama-gqa-f32", plan: nil, mezo: MeZOOptions(eps: 1e-2, lora: Self.options("llama")))
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try trained.adapter.write(to: directory, baseModel: "llama/llama-gqa-f32")
