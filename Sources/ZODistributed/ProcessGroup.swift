@@ -120,7 +120,9 @@ public final class ProcessGroup: TrainingGroup {
             let group = runner.model.groups[runner.model.groups.count / 2], spec = group.layout.specs[0]
             group.values(spec)[0] = Float(bitPattern: group.values(spec)[0].bitPattern ^ 1)
         }
+        // A LoRA run's adapter, beside its frozen model.
         let tensors = ReplicaChecksum.tensors(of: runner.model)
+            + (try (runner.adapter as? LoRAState).map { ReplicaChecksum.tensors(of: try $0.peftAdapter()) } ?? [])
         let checksums = try communicator.allGather(tensors.map(\.checksum), counts: everyRank(tensors.count),
                                                    timeout: step == nil ? startTimeout : timeout, during: "the replica check")
         for (t, tensor) in tensors.enumerated() {

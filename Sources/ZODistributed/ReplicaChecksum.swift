@@ -11,6 +11,16 @@ public enum ReplicaChecksum {
         }
     }
 
+    /// "…q_proj.lora_A.weight" and its checksum for both factors of every pair of a LoRA adapter.
+    public static func tensors(of adapter: PEFTAdapter) -> [(name: String, checksum: UInt64)] {
+        adapter.pairs.flatMap { pair in
+            let stem = String(pair.weightName.dropLast(".weight".count))
+            var a = pair.a, b = pair.b
+            return [(stem + ".lora_A.weight", a.withUnsafeMutableBufferPointer(checksum)),
+                    (stem + ".lora_B.weight", b.withUnsafeMutableBufferPointer(checksum))]
+        }
+    }
+
     /// xxHash64's round over the values' bits, two floats at a time (then the count).
     static func checksum(_ values: UnsafeMutableBufferPointer<Float>) -> UInt64 {
         let prime1: UInt64 = 0x9E37_79B1_85EB_CA87, prime2: UInt64 = 0xC2B2_AE3D_27D4_EB4F
