@@ -16,8 +16,8 @@ public enum ReplicaChecksum {
         adapter.pairs.flatMap { pair in
             let stem = String(pair.weightName.dropLast(".weight".count))
             var a = pair.a, b = pair.b
-            return [(stem + ".lora_A.weight", a.withUnsafeMutableBufferPointer(checksum)),
-                    (stem + ".lora_B.weight", b.withUnsafeMutableBufferPointer(checksum))]
+            return [(stem + ".lora_A.weight", a.withUnsafeMutableBufferPointer { checksum($0) }),
+                    (stem + ".lora_B.weight", b.withUnsafeMutableBufferPointer { checksum($0) })]
         }
     }
 
