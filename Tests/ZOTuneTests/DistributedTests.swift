@@ -51,8 +51,9 @@ import ZOTraining
         let model = try OffloadTests.model(fixture, layers: 3), backend = try CPUBackend(budget: 64 << 20, threads: 1)
         let tail = try firstOrder.map { _ in try FirstOrderTail(model: model, backend: backend, firstBlock: 2) }
         let runner: any ModelRunner = offload
-            ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 2, firstOrderBlocks: tail == nil ? 0 : 1), tail: tail)
-            : try ResidentRunner(model: model, backend: backend, tail: tail)
+            ? try OffloadedRunner(model: model, backend: backend, plan: ResidencyPlan(slots: 2, firstOrderBlocks: tail == nil ? 0 : 1), tail: tail,
+                                  adapter: options.adapterFactory)
+            : try ResidentRunner(model: model, backend: backend, tail: tail, adapter: options.adapterFactory)
         let training = TrainingOptions(steps: 5, batchSize: 6, schedule: LearningRateSchedule(base: 1e-2, shape: .constant, warmupSteps: 0,
                                                                                               totalSteps: 5),
                                        mezo: options, seed: 11, firstOrder: firstOrder)
@@ -67,7 +68,30 @@ import ZOTraining
         }
         try runner.copyParametersToHost()
         outcome.weights = model.groups.flatMap { group in (0..<group.layout.count).map { group.storage.floats[$0].bitPattern } }
+        if let lora = runner.adapter as? LoRAState {
+            outcome.weights += try lora.peftAdapter().pairs.flatMap { ($0.a + $0.b).map(\.bitPattern) }
+        }
         return outcome
+    }
+
+    /// A LoRA run (a population, the model frozen) over data and direction ranks equals the
+    /// one-process run bit for bit, its adapter included (the replica checks compare it).
+    @Test(arguments: [("data", 2), ("directions", 2)])
+    func loraRunsEqualOneProcessBitForBit(parallel: String, size: Int) throws {
+        let options = MeZOOptions(eps: 1e-2, perturbation: .rademacher, population: .fzoo(queries: 3),
+                                  lora: LoRAOptions(rank: 2, alpha: 4, targets: ["q_proj", "v_proj"], seed: 4))
+        let alone = try Self.run("llama/llama-gqa-f32", options: options)
+        let outcomes = Self.ranks(size) { rank, communicator in
+            let group = try ProcessGroup(communicator: communicator, layout: try ParallelLayout.parse(parallel, ranks: size), timeout: 60,
+                                         verifyEvery: 2)
+            return try Self.run("llama/llama-gqa-f32", options: options, offload: rank % 2 == 1, group: group)
+        }
+        for (rank, outcome) in outcomes.enumerated() {
+            switch outcome {
+            case .success(let outcome): #expect(outcome == alone, "--parallel \(parallel), rank \(rank)")
+            case .failure(let error): Issue.record("--parallel \(parallel), rank \(rank): \(error)")
+            }
+        }
     }
 
     /// Runs `body(rank, communicator)` on one thread per rank; returns the results by rank.
