@@ -34,7 +34,9 @@ struct TrainCommand: ParsableCommand {
             \(TaskDefaults(task: "", estimator: .population).steps) at \(TaskDefaults(task: "", estimator: .population).lr); \
             with --zo mezo, sentiment \(TaskDefaults(task: "sentiment", estimator: .mezo).steps) at \
             \(TaskDefaults(task: "sentiment", estimator: .mezo).lr), other tasks \(TaskDefaults(task: "", estimator: .mezo).steps) \
-            at \(TaskDefaults(task: "", estimator: .mezo).lr).
+            at \(TaskDefaults(task: "", estimator: .mezo).lr). A LoRA run's learning rates are larger: \
+            \(TaskDefaults(task: "sentiment", estimator: .population, lora: true).lr) (population) and \
+            \(TaskDefaults(task: "sentiment", estimator: .mezo, lora: true).lr) (MeZO) on sentiment, others scaled alike.
             """
     )
 
@@ -45,7 +47,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Steps (default: the task's, see below).") var steps: Int?
     @Option(name: .customLong("batch-size"), help: "Training examples per step.") var batchSize = 16
     @Option(help: "Learning rate (default: the task's, see below).") var lr: Float?
-    @Option(help: "Perturbation scale ε.") var eps: Float = 1e-3
+    @Option(help: "Perturbation scale ε (default 1e-3; 1e-2 with --lora or --adapter, as MeZO's LoRA runs).") var eps: Float?
     @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay (not on biases and norms).") var weightDecay: Float = 0
     @Option(help: "constant, linear or cosine.") var schedule = LearningRateSchedule.Shape.constant
     @Option(help: "Warm-up steps.") var warmup = 0
@@ -89,7 +91,7 @@ struct TrainCommand: ParsableCommand {
         guard (steps ?? 0) >= 0, batchSize >= 1, q >= 1, warmup >= 0, evalEvery >= 0, maxNonFinite >= 1 else {
             throw ValidationError("--steps, --batch-size, --q, --warmup, --eval-every and --max-nonfinite must be positive")
         }
-        guard (lr ?? 0) >= 0, eps > 0, weightDecay >= 0 else { throw ValidationError("--lr and --weight-decay must be ≥ 0 and --eps > 0") }
+        guard (lr ?? 0) >= 0, (eps ?? 1) > 0, weightDecay >= 0 else { throw ValidationError("--lr and --weight-decay must be ≥ 0 and --eps > 0") }
         guard saveEvery >= 0, keep >= 1 else { throw ValidationError("--save-every must be ≥ 0 and --keep ≥ 1") }
         if saveEvery > 0, output == nil, resume == nil { throw ValidationError("--save-every needs --output (checkpoints go to OUTPUT/checkpoints)") }
         try hybrid.validate()
@@ -115,6 +117,9 @@ struct TrainCommand: ParsableCommand {
         if compute.decodeByTensor { throw ValidationError("--decode-by-tensor does not combine with LoRA (the base is never written)") }
         if loraArguments.merge, output == nil, resume == nil { throw ValidationError("--merge writes OUTPUT/model: add --output") }
     }
+
+    /// --eps, or the default: 1e-2 for a LoRA run, 1e-3 otherwise.
+    var perturbationScale: Float { eps ?? (loraArguments.isLoRA ? 1e-2 : 1e-3) }
 
     /// --perturbation, or the estimator's default: Rademacher for a full-rank population (cheaper to
     /// draw, and FZOO's choice), Gaussian otherwise.
@@ -180,11 +185,12 @@ struct TrainCommand: ParsableCommand {
     /// The run, alone or as one rank of a launch (rank 0 writes everything, the others nothing).
     func train(launch: DistributedLaunch?) throws {
         let isWriter = (launch?.rank ?? 0) == 0
-        let defaults = TaskDefaults(task: taskOptions.task, estimator: hybrid.zo)
+        let defaults = TaskDefaults(task: taskOptions.task, estimator: hybrid.zo, lora: loraArguments.isLoRA)
         let resumed = try resume.map(ResumePoint.init(path:))
         let (steps, lr) = (self.steps ?? resumed?.state.options.steps ?? defaults.steps, self.lr ?? defaults.lr)
         if self.steps == nil || self.lr == nil {
-            print("note: \(steps) steps at lr \(lr) (the \(taskOptions.task) defaults for \(hybrid.zo.rawValue))")
+            print("note: \(steps) steps at lr \(lr) (the \(taskOptions.task) defaults for \(hybrid.zo.rawValue)"
+                  + "\(loraArguments.isLoRA ? " with LoRA" : ""))")
         }
         let started = monotonicSeconds()
         let output = isWriter ? self.output ?? resumed?.runDirectory : nil
@@ -194,7 +200,7 @@ struct TrainCommand: ParsableCommand {
         let lora = try loraArguments.options(seed: seed)
         let options = TrainingOptions(steps: steps, batchSize: batchSize,
                                       schedule: LearningRateSchedule(base: lr, shape: schedule, warmupSteps: warmup, totalSteps: steps),
-                                      mezo: MeZOOptions(eps: eps, weightDecay: weightDecay, q: q, perturbation: perturbationKind,
+                                      mezo: MeZOOptions(eps: perturbationScale, weightDecay: weightDecay, q: q, perturbation: perturbationKind,
                                                         lowRank: hybrid.lowRank, population: hybrid.population, lora: lora?.options),
                                       seed: seed, evalEvery: evalEvery, maxNonFiniteSteps: maxNonFinite,
                                       firstOrder: try hybrid.firstOrderOptions())
@@ -416,12 +422,15 @@ struct TaskDefaults {
     /// first run measured on the `lm` task (a population's loss there stopped improving after
     /// about 20 steps at lr 1e-3 and rose at 2e-3). A population (N + 1 forwards a step) takes
     /// fewer steps of a larger lr: its step is normalized by the losses' spread.
-    init(task: String, estimator: HybridOptions.ZeroOrderChoice) {
+    /// A LoRA run (B starting at zero, a step moving the weights through B·A) takes 10× the
+    /// population's rate and 100× MeZO's: measured on sentiment (bench/results/lora-20261130/:
+    /// population 2e-2 beat 5e-2; MeZO at 1e-2 diverged after 20 steps, 3e-3 did not).
+    init(task: String, estimator: HybridOptions.ZeroOrderChoice, lora: Bool = false) {
         switch (task == "sentiment", estimator == .population) {
-        case (true, true): self.init(steps: 90, lr: 2e-3)
-        case (false, true): self.init(steps: 20, lr: 1e-3)
-        case (true, false): self.init(steps: 200, lr: 3e-5)
-        case (false, false): self.init(steps: 100, lr: 1e-5)
+        case (true, true): self.init(steps: 90, lr: lora ? 2e-2 : 2e-3)
+        case (false, true): self.init(steps: 20, lr: lora ? 1e-2 : 1e-3)
+        case (true, false): self.init(steps: 200, lr: lora ? 3e-3 : 3e-5)
+        case (false, false): self.init(steps: 100, lr: lora ? 1e-3 : 1e-5)
         }
     }
 }
@@ -473,7 +482,7 @@ extension TrainCommand {
     func writeRunSettings(to path: String, steps: Int, lr: Float, estimator: String) throws {
         let settings = ["model": modelOptions.model, "task": taskOptions.task, "data": taskOptions.data ?? "(built in)",
                         "steps": String(steps), "lr": String(lr), "batch_size": String(batchSize), "seed": String(seed),
-                        "eps": String(eps), "schedule": schedule.rawValue, "estimator": estimator,
+                        "eps": String(perturbationScale), "schedule": schedule.rawValue, "estimator": estimator,
                         "offload": compute.offload ? "yes (\(compute.offloadFormat.rawValue))" : "no",
                         "command": CommandLine.arguments.dropFirst().joined(separator: " ")]
         let encoder = JSONEncoder()
