@@ -42,6 +42,7 @@ declare -A runs=(
     [sentiment-fo4]="${s[*]} --fo-blocks 4 --zo off --fo-lr 1e-5 --steps 200 --eval-every 40"
     [sentiment-mezo-lora8-lr3e-3]="${s[*]} --zo mezo --lora 8 --eps 1e-2 --lr 3e-3 --steps 200 --eval-every 50"
     [sentiment-n4-lora8-lr2e-2]="${s[*]} --zo population --queries 4 --lora 8 --eps 1e-2 --lr 2e-2 --steps 90 --eval-every 30"
+    [sentiment-mezo-lora8-lr1e-3]="${s[*]} --zo mezo --lora 8 --eps 1e-2 --lr 1e-3 --steps 200 --eval-every 50"
     [sentiment-n4-lora8-lr1e-2]="${s[*]} --zo population --queries 4 --lora 8 --eps 1e-2 --lr 1e-2 --steps 90 --eval-every 30"
     [lm-mezo]="${lm[*]} --zo mezo --lr 1e-5 --steps 100 --eval-every 25"
     [lm-n4-lr2e-3]="${lm[*]} --zo population --queries 4 --lr 2e-3 --steps 40 --eval-every 10"
@@ -52,7 +53,8 @@ order=(sentiment-mezo sentiment-n8-lr3e-3 sentiment-n4-lr2e-3 sentiment-n4-lr4e-
        sentiment-n8-rank2-lr3e-3 sentiment-hybrid4-mezo sentiment-n4-rank2-lr2e-3 sentiment-n4-lr1e-3
        sentiment-n8-rank2-only-lr3e-3 sentiment-n16-lr2e-3 sentiment-n4-rank2-lr4e-3 sentiment-n8-rank2-only-lr6e-3
        sentiment-n16-rank2-lr4e-3 sentiment-n8-rank2-lr1.5e-3 sentiment-n8-twosided-lr3e-3 sentiment-n16-twosided-lr4e-3
-       sentiment-n4-twosided-lr1e-3 sentiment-n4-lora8-lr2e-2 sentiment-mezo-lora8-lr3e-3 sentiment-n4-lora8-lr1e-2)
+       sentiment-n4-twosided-lr1e-3 sentiment-n4-lora8-lr2e-2 sentiment-mezo-lora8-lr3e-3 sentiment-n4-lora8-lr1e-2
+       sentiment-mezo-lora8-lr1e-3)
 names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=("${order[@]}")
 for name in "${names[@]}"; do

@@ -423,7 +423,7 @@ struct TaskDefaults {
     /// about 20 steps at lr 1e-3 and rose at 2e-3). A population (N + 1 forwards a step) takes
     /// fewer steps of a larger lr: its step is normalized by the losses' spread.
     /// A LoRA run (B starting at zero, a step moving the weights through B·A) takes 5× the
-    /// population's rate and 100× MeZO's: measured on sentiment (bench/results/lora-20261130/:
+    /// population's rate and 30× MeZO's (100× for other tasks' 1e-5): measured on sentiment (bench/results/lora-20261130/:
     /// the population at 1e-2 reached full training's accuracy, at 2e-2 it peaked early and
     /// fell back; MeZO at 1e-2 diverged, at 3e-3 it peaked at 68% and fell back, at 1e-3 it
     /// learned slowly).
@@ -431,7 +431,7 @@ struct TaskDefaults {
         switch (task == "sentiment", estimator == .population) {
         case (true, true): self.init(steps: 90, lr: lora ? 1e-2 : 2e-3)
         case (false, true): self.init(steps: 20, lr: lora ? 5e-3 : 1e-3)
-        case (true, false): self.init(steps: 200, lr: lora ? 3e-3 : 3e-5)
+        case (true, false): self.init(steps: 200, lr: lora ? 1e-3 : 3e-5)
         case (false, false): self.init(steps: 100, lr: lora ? 1e-3 : 1e-5)
         }
     }
