@@ -25,6 +25,9 @@ public struct CopyFault: Sendable {
 /// touched), kept apart from host buffers so that host<->device traffic is real copying,
 /// as on a GPU. Copies run on one serial queue per copy stream; compute runs on the calling
 /// thread, parallelized over `threads` workers: OpenBLAS for GEMM, Swift SIMD for the rest.
+// @unchecked Sendable: `base` (the arena's mapping) is a `let` set in init; what changes is behind locks (the
+// engine's `ConditionLock`, the Mutexes of `faults`, `profile` and `arena`); the arena's bytes, as on a GPU, are
+// ordered by streams and events.
 public final class CPUBackend: Backend, @unchecked Sendable {
     public let arena: DeviceArena
     public let threads: Int
@@ -38,17 +41,19 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     private let faults = Mutex<CopyFault?>(nil)
 
     /// A CPU backend with a device arena of `budget` bytes (default: the machine's physical
-    /// memory) and `threads` compute threads (default: all online cores).
+    /// memory, at most half the address space left under `ulimit -v` when one is set) and
+    /// `threads` compute threads (default: all online cores).
     public init(budget: Int? = nil, threads: Int? = nil) throws(BackendError) {
         let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         let threads = threads ?? cores
         guard threads >= 1 else { throw .invalidArgument("threads must be at least 1, got \(threads)") }
         let physical = sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))
-        let budget = budget ?? physical
+        let budget = budget ?? min(physical, AddressSpace.limit.map { max(0, $0 - AddressSpace.inUse) / 2 } ?? physical)
         guard budget > 0 else { throw .invalidArgument("device memory budget must be positive, got \(budget)") }
         let mapped = mmap(nil, budget, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let mapped, mapped != MAP_FAILED else {
-            throw .unavailable("cannot reserve \(ByteCount(budget)) of address space for the CPU device arena")
+            throw .unavailable("cannot reserve \(ByteCount(budget)) of address space for the CPU device arena"
+                               + AddressSpace.limitNote + (AddressSpace.limit == nil ? "" : "; --device-memory sets a smaller one"))
         }
         self.base = mapped
         self.mappedBytes = budget

@@ -27,6 +27,8 @@ struct Parallel: Sendable {
 
 /// Carries a value the compiler cannot prove Sendable across a thread boundary. Used for
 /// raw pointers and closures whose disjoint use the caller guarantees.
+// @unchecked Sendable: disjoint use guaranteed by the caller — the value outlives its use, and the threads that
+// use it touch disjoint memory (`forRanges`' subranges) or are ordered (a copy stream's events).
 struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }

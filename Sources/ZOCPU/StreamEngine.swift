@@ -5,6 +5,8 @@ import Dispatch
 import ZOCore
 
 /// A mutex with a condition variable (pthreads), for blocking waits on events.
+// @unchecked Sendable: the two pointers are `let`s, initialized in init and destroyed in deinit; the pthread
+// mutex they point to is itself the synchronization (the condition is waited on only while holding it).
 final class ConditionLock: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -48,8 +50,12 @@ final class ConditionLock: @unchecked Sendable {
 ///
 /// An event counts how often it was recorded (`issued`) and how many of those records its
 /// stream has passed (`completed`); a wait captures `issued` at call time, as CUDA does.
+// @unchecked Sendable: a lock — `streams`, `events` and `computeError`, and the mutable fields of every `Event`
+// and `CopyStream`, are read and written only under `lock` (a `ConditionLock`).
 final class StreamEngine: @unchecked Sendable {
     /// Mutable state guarded by the engine's lock.
+    // @unchecked Sendable: a lock — `issued`, `completed` and `error` are read and written only under the
+    // engine's `lock`.
     private final class Event: @unchecked Sendable {
         var issued = 0
         var completed = 0
@@ -57,6 +63,7 @@ final class StreamEngine: @unchecked Sendable {
     }
 
     /// A serial queue and its first failure (guarded by the engine's lock).
+    // @unchecked Sendable: a lock — `queue` is a `let`; `error` is read and written only under the engine's `lock`.
     private final class CopyStream: @unchecked Sendable {
         let queue: DispatchQueue
         var error: BackendError?

@@ -144,7 +144,7 @@ public struct PerturbationTerm: Sendable, Equatable {
 /// Where a perturbation pass copies its parameters' values part-way through its terms: the
 /// flushed weights, captured by the pass that applies the pending update anyway (used for
 /// asynchronous checkpoints, which then cost no pass of their own).
-public struct PerturbationSnapshot: @unchecked Sendable {
+public struct PerturbationSnapshot: Sendable {
     /// fp32 values, one per element of the perturbed buffer, at the element's offset.
     public let host: HostBuffer
     /// Terms applied (after the decay) before the values are copied.
@@ -157,6 +157,9 @@ public struct PerturbationSnapshot: @unchecked Sendable {
 }
 
 /// Page-locked host memory, unlocked when the pin is released.
+// @unchecked Sendable: `release` (not a @Sendable closure) is a `let` called once, by `deinit`, on whichever
+// thread drops the last reference; `CUDABackend.pin`'s closure only reads its captures and calls the driver,
+// which is thread-safe.
 public final class HostPin: @unchecked Sendable {
     private let release: () -> Void
 

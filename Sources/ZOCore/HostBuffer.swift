@@ -9,6 +9,8 @@ import Darwin
 /// Ownership: the buffer owns its bytes and releases them in `deinit` (free for allocated
 /// memory, munmap for scratch files). Pointers obtained from it are valid only while the
 /// buffer is alive; keep a reference to the buffer for as long as you use them.
+// @unchecked Sendable: the address, size and storage are `let`s set in init; the bytes are not guarded —
+// whoever shares a buffer orders its writes and reads (stream events, a synchronize) or keeps them disjoint.
 public final class HostBuffer: @unchecked Sendable {
     /// How the bytes were obtained, which decides how they are released.
     public enum Storage: Sendable {
@@ -103,7 +105,7 @@ public enum HostMemoryError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case .allocationFailed(let n): "cannot allocate \(n) bytes of host memory"
+        case .allocationFailed(let n): "cannot allocate \(ByteCount(n)) of host memory\(AddressSpace.limitNote)"
         case .cannotOpen(let path, let code): "\(path): cannot open (\(String(cString: strerror(code))))"
         case .notARegularFile(let path): "\(path): not a regular file"
         case .cannotMap(let path, let code): "\(path): cannot map (\(String(cString: strerror(code))))"

@@ -9,7 +9,7 @@ import Darwin
 /// naming the file, where a shrunken mapping would kill the process with SIGBUS.
 ///
 /// Ownership: the object owns its descriptor and closes it in `deinit`.
-public final class ReadOnlyFile: @unchecked Sendable {
+public final class ReadOnlyFile: Sendable {
     public let path: String
     /// The size when opened.
     public let byteCount: Int

@@ -6,9 +6,9 @@ import Glibc
 /// Open MPI's libmpi, opened at run time: `zotune` builds and runs as one process on machines
 /// without MPI, and `mpirun` / `srun` launches find it where the loader does (or at
 /// $ZOTUNE_MPI_LIB).
+// @unchecked Sendable: immutable after init — `table` (C function pointers and MPI handles, filled by
+// `zo_mpi_load` before init) is a `let`; MPI is called through `MPICommunicator`, one thread at a time.
 public final class MPILibrary: @unchecked Sendable {
-    // Safe: the table is written once by `zo_mpi_load` before `shared` publishes the instance
-    // and only read afterwards; MPI calls go through `MPICommunicator`, one thread at a time.
     let table: zo_mpi
     /// The file opened.
     public let path: String

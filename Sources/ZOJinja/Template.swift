@@ -32,10 +32,9 @@ public struct Template: Sendable {
 }
 
 /// A template's statement tree, shared by every thread that renders it.
+// @unchecked Sendable: immutable after parsing — `value` is a `let`, and its `Value` literals are only strings,
+// numbers, booleans and None (never a namespace or a function, a `Value`'s two reference types); each render
+// keeps its state in its own `Renderer`.
 struct ParsedNodes: @unchecked Sendable {
-    // Safe: immutable after parsing. `value` is a `let`, and the tree's only non-Sendable parts
-    // are `Value` literals, which the parser makes of strings, numbers, booleans and None
-    // (never a namespace or a function, the two reference types a `Value` can hold); renderers
-    // read the tree and keep their state in their own `Renderer`.
     let value: [Node]
 }

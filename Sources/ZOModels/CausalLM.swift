@@ -31,6 +31,8 @@ public struct DeviceTokenBatch: Sendable {
 
 /// Keys and values of earlier tokens for incremental decoding: per block, K and V of
 /// [B, capacity, NKV·HS] and the key mask [B, capacity], all in device memory.
+// @unchecked Sendable: confined to the thread that decodes with it — `ForwardPass.finish` advances `length` (the
+// one `var`) there; the rest is `let`s. It is Sendable only because `StageContext` is.
 public final class KVCache: @unchecked Sendable {
     public let batchSize: Int
     public let capacity: Int

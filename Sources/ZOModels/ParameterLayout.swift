@@ -47,7 +47,7 @@ public struct ParameterLayout: Sendable, Equatable {
 /// A stage or block of a model: its layout and its fp32 master copy in host memory.
 ///
 /// The group owns `storage`; device copies are made by whoever runs the model.
-public final class ParameterGroup: @unchecked Sendable {
+public final class ParameterGroup: Sendable {
     /// "embedding", "block 3", "head".
     public let label: String
     public let layout: ParameterLayout

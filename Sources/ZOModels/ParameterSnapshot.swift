@@ -6,7 +6,7 @@ import ZOCore
 ///
 /// Ownership: the snapshot owns its buffers; whoever fills it must not let a pass write it
 /// while its bytes are being read (a checkpoint writer reads it on another thread).
-public final class ParameterSnapshot: @unchecked Sendable {
+public final class ParameterSnapshot: Sendable {
     /// One buffer per group of the model, in `CausalLM.groups` order.
     public let groups: [HostBuffer]
 

@@ -7,9 +7,10 @@ extension CausalLM {
     /// and norm biases 0. Deterministic in `seed` (SplitMix64 per tensor).
     public func initializeRandomly(seed: UInt64, std: Float = 0.02) {
         let tensors = groups.flatMap { group in group.layout.specs.map { (group, $0) } }
-        let box = UnsafeSendableTensors(tensors), unit = unitNormWeight
+        let unit = unitNormWeight
+        // Each iteration writes one tensor; a group's tensors do not overlap.
         DispatchQueue.concurrentPerform(iterations: tensors.count) { index in
-            let (group, spec) = box.tensors[index]
+            let (group, spec) = tensors[index]
             let values = group.values(spec)
             switch spec.kind {
             case .matrix, .embedding:
@@ -25,9 +26,4 @@ extension CausalLM {
             }
         }
     }
-}
-
-private struct UnsafeSendableTensors: @unchecked Sendable {
-    let tensors: [(ParameterGroup, ParameterSpec)]
-    init(_ tensors: [(ParameterGroup, ParameterSpec)]) { self.tensors = tensors }
 }

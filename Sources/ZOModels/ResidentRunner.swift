@@ -47,6 +47,8 @@ public struct ForwardResult: Sendable {
 /// With a tail (`RunnerTail`: a hybrid run's first-order part), the runner holds the embedding
 /// and the blocks before the tail's first block; the tail runs the rest of every pass, and the
 /// runner's perturbations leave out what the tail trains.
+// @unchecked Sendable: confined to the thread that drives training (or inference) — it calls every method and
+// sets `stacksStreams`, the one `var`; the rest is `let`s, and the device work runs on the compute stream in order.
 public final class ResidentRunner: ModelRunner, @unchecked Sendable {
     public let model: any CausalLM
     public let backend: any Backend

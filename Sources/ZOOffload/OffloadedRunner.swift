@@ -32,6 +32,10 @@ public struct OffloadStatistics: Sendable, Equatable, Codable {
 /// the first stream's values until the heads, and later streams' embeddings read it through
 /// `gatherRows`' on-the-fly perturbation (the terms of every pass since, concatenated), which
 /// equals the perturbed table bit for bit; before each later head its pass is applied in place.
+// @unchecked Sendable: confined to the thread that drives training — it alone calls the runner's methods, so the
+// `var`s (`statistics`, `pins`, `extras`, `folds`, `stacksStreams`) and `tensorwise` need no lock. The copies it
+// issues run on the backend's copy streams and capture a host master, a slot and the backend, never the runner;
+// the `uploaded`, `computed` and `released` events order them, and every sweep (and `deinit`) ends synchronized.
 public final class OffloadedRunner: ModelRunner, @unchecked Sendable {
     public let model: any CausalLM
     public let backend: any Backend

@@ -20,6 +20,8 @@ public enum Dequantize {
         }
     }
 
+    // @unchecked Sendable: disjoint use — `run`'s chunks write disjoint blocks of `destination` and only read
+    // `source`; both outlive `concurrentPerform`, which returns once every chunk is done.
     private struct UncheckedPointers: @unchecked Sendable {
         let source: UnsafeRawPointer
         let destination: UnsafeMutablePointer<Float>

@@ -18,7 +18,7 @@ public struct GGUFTensorInfo: Sendable, Equatable {
 /// A GGUF file (versions 2 and 3): metadata, tensor infos, and dequantization of tensor
 /// data to Float32. Every count and length is checked against the file's size; data is read
 /// with positioned reads, so a file that shrinks while in use gives an error, not a fault.
-public final class GGUFFile: @unchecked Sendable {
+public final class GGUFFile: Sendable {
     public let path: String
     public let version: UInt32
     /// Metadata in file order.

@@ -27,7 +27,9 @@ public enum Quantize {
         return output
     }
 
-    /// Chunks write disjoint blocks of the output and only read the source.
+    /// `run`'s source and output, carried into `concurrentPerform`.
+    // @unchecked Sendable: disjoint use — the chunks write disjoint blocks of `destination` and only read
+    // `source`; both outlive `concurrentPerform`, which returns once every chunk is done.
     private struct Pointers: @unchecked Sendable {
         let source: UnsafePointer<Float>
         let destination: UnsafeMutableRawPointer

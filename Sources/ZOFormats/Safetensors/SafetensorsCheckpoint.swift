@@ -6,7 +6,7 @@ import Foundation
 
 /// The weights of a Hugging Face model folder: `model.safetensors`, or the shards listed by
 /// `model.safetensors.index.json` (`{"weight_map": {tensor: file}}`).
-public final class SafetensorsCheckpoint: @unchecked Sendable {
+public final class SafetensorsCheckpoint: Sendable {
     /// The folder.
     public let directory: String
     /// Tensor name -> the file holding it.

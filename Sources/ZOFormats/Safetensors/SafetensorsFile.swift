@@ -5,7 +5,7 @@ import ZOCore
 /// Tensor data is read on request, so a file that is truncated or replaced while in use
 /// gives an error naming it, never a fault. The descriptor stays open as long as this
 /// object: a file deleted meanwhile is still read whole.
-public final class SafetensorsFile: @unchecked Sendable {
+public final class SafetensorsFile: Sendable {
     public let path: String
     public let header: SafetensorsHeader
     private let file: ReadOnlyFile

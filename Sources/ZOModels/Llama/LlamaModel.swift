@@ -8,7 +8,7 @@ import ZOFormats
 /// grouped-query attention, tied or untied LM head. Mirrors Hugging Face's
 /// `LlamaForCausalLM` in fp32; loads from safetensors + config.json or from GGUF. The
 /// variants of `LlamaVariant` (Mistral, Qwen2/3, Phi-3, Gemma 2/3) run on it too.
-public final class LlamaModel: CausalLM, @unchecked Sendable {
+public final class LlamaModel: CausalLM, Sendable {
     public let config: LlamaConfig
     public let embedding: ParameterGroup
     public let blocks: [ParameterGroup]

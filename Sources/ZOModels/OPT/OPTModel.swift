@@ -5,7 +5,7 @@ import ZOFormats
 /// post-LN 350M variant with project_in / project_out and no final layer norm. Learned
 /// positions with an offset of 2, biases per `enable_bias`, ReLU MLP, LM head tied to the
 /// token embedding. Mirrors Hugging Face's `OPTForCausalLM` in fp32.
-public final class OPTModel: CausalLM, @unchecked Sendable {
+public final class OPTModel: CausalLM, Sendable {
     public let config: OPTConfig
     public let embedding: ParameterGroup
     public let blocks: [ParameterGroup]

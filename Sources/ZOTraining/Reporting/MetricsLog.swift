@@ -26,11 +26,11 @@ public final class MetricsLog {
             }
         }
         guard let file = fopen(path, "w") else {
-            throw MetricsError.failed(path: path, reason: "cannot create the file (errno \(errno))")
+            throw MetricsError.failed(path: path, reason: "cannot create the file: \(String(cString: strerror(errno)))")
         }
         guard fwrite(kept, 1, kept.count, file) == kept.count, fflush(file) == 0 else {
             fclose(file)
-            throw MetricsError.failed(path: path, reason: "write failed (disk full?)")
+            throw MetricsError.failed(path: path, reason: String(cString: strerror(errno)))
         }
         self.path = path
         self.file = file
@@ -46,7 +46,7 @@ public final class MetricsLog {
         line.append(UInt8(ascii: "\n"))
         let written = line.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
         guard written == line.count, fflush(file) == 0 else {
-            throw MetricsError.failed(path: path, reason: "write failed (disk full?)")
+            throw MetricsError.failed(path: path, reason: String(cString: strerror(errno)))
         }
     }
 }

@@ -30,7 +30,9 @@ public final class TensorBoardLog {
         let (seconds, fraction) = modf(Self.now)
         let micro = String(Int(fraction * 1e6)), padded = String(repeating: "0", count: 6 - micro.count) + micro
         path = directory + "/events.out.tfevents.\(Int(seconds)).\(hostName).\(padded).\(getpid()).zotune"
-        guard let file = fopen(path, "wx") else { throw MetricsError.failed(path: path, reason: "cannot create the file (errno \(errno))") }
+        guard let file = fopen(path, "wx") else {
+            throw MetricsError.failed(path: path, reason: "cannot create the file: \(String(cString: strerror(errno)))")
+        }
         self.file = file
         var version = EventEncoding.wallTime(Self.now)
         version += EventEncoding.bytes(field: 3, Array("brain.Event:2".utf8))
@@ -77,7 +79,7 @@ public final class TensorBoardLog {
     private func append(_ event: [UInt8]) throws {
         let record = TFRecord.frame(event)
         guard fwrite(record, 1, record.count, file) == record.count, fflush(file) == 0 else {
-            throw MetricsError.failed(path: path, reason: "write failed (disk full?)")
+            throw MetricsError.failed(path: path, reason: String(cString: strerror(errno)))
         }
     }
 }
