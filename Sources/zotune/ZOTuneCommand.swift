@@ -1,4 +1,5 @@
 import ArgumentParser
+import ZOCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,10 +12,11 @@ struct ZOTuneCommand: ParsableCommand {
         subcommands: [TrainCommand.self, EvalCommand.self, ExportCommand.self, ReportCommand.self, LossCommand.self, GenerateCommand.self, TemplateCommand.self, TokenizeCommand.self, AssetsCommand.self, BenchCommand.self, PlanCommand.self, ReplayCommand.self, DevicesCommand.self, SelfTestCommand.self]
     )
 
-    /// Runs the command and ends the process with `_exit`, stdout and stderr flushed: library
-    /// exit handlers do not run. OpenBLAS's joins its worker threads, and a worker that could not
-    /// allocate its buffer under an address-space limit (`ulimit -v`) retries forever, so that a
-    /// process ending normally would hang there after its error message.
+    /// Runs the command. Under an address-space limit (`ulimit -v`) it ends the process with
+    /// `_exit`, stdout and stderr flushed, so that library exit handlers do not run: OpenBLAS's
+    /// joins its worker threads, and a worker that could not allocate its buffer under the limit
+    /// retries forever, so that the process would hang after its last line. Without a limit it
+    /// exits as usual (the CUDA stand-in, for one, reports at exit).
     static func main() {
         var status: Int32 = 0
         do {
@@ -28,7 +30,8 @@ struct ZOTuneCommand: ParsableCommand {
             }
         }
         fflush(nil)  // every stdio stream
-        _exit(status)
+        if AddressSpace.limit != nil { _exit(status) }
+        Glibc.exit(status)
     }
 
     private static func writeToStandardError(_ text: String) {
