@@ -58,6 +58,9 @@ def main():
     for name, rows in lines.items():
         write("task-data", name, "".join(json.dumps(row) + "\n" for row in rows))
     write("task-data", "sentiment.tsv", "1\t0.9\ta fine film\n2\t-0.4\tdull and long\n")
+    # An index over the shard the safetensors-index target writes (`a.safetensors` holding `w`).
+    write("safetensors-index", "one-shard.json",
+          json.dumps({"metadata": {"total_size": 16}, "weight_map": {"w": "a.safetensors"}}, indent=2) + "\n")
 
     work = tempfile.mkdtemp()
     data = os.path.join(work, "train.jsonl")

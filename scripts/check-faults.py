@@ -22,12 +22,12 @@ import argparse
 import os
 import resource
 import shutil
+import signal
 import subprocess
-import sys
 import tempfile
 
-from checklib import FIXTURE
 import checklib
+from checklib import FIXTURE
 
 TRAIN = ["train", "--model", FIXTURE, "--batch-size", "2", "--lr", "1e-3", "--threads", "1", "--seed", "7"]
 LINES = [[5, 9, 3, 17, 2, 11], [8, 1, 4, 4, 30], [40, 41, 42, 43, 44, 45, 46], [7, 7, 7]]
@@ -37,10 +37,25 @@ def fail(message):
     checklib.fail("check-faults", message)
 
 
+def run(name, command, timeout, **options):
+    """Runs `command` in a process group of its own; past `timeout` seconds the whole group is
+    killed and the case fails as a hang."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               **options)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        fail(f"{name}: no exit within {timeout} s (a hang)")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def expect_clean_failure(name, result, *needles):
-    """Exit status 1 (not a signal), and stderr naming every needle."""
+    """Exit status 1 (a signal shows as a negative status, or 128 + N through sh), and stderr
+    naming every needle."""
     if result.returncode != 1:
-        fail(f"{name}: exit status {result.returncode} (expected 1; negative is a signal)\n{result.stderr}")
+        fail(f"{name}: exit status {result.returncode} (expected 1)\n{result.stderr}")
     missing = [needle for needle in needles if needle not in result.stderr]
     if missing:
         fail(f"{name}: stderr does not name {missing}:\n{result.stderr}")
@@ -56,7 +71,7 @@ def on_tmpfs(zotune, size, arguments, keep, work, timeout=120):
     script = ('mount -t tmpfs -o size="$1" tmpfs "$2" || exit 97; shift 2; keep="$1"; shift; "$@"; status=$?; '
               f'cp -a "{mount}/run" "$keep" 2>/dev/null; exit $status')
     command = ["unshare", "--mount", "--map-root-user", "sh", "-c", script, "sh", size, mount, keep, zotune, *arguments]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=work)
+    result = run(f"zotune on a {size} disk", command, timeout, cwd=work)
     if result.returncode == 97:
         fail(f"cannot mount a tmpfs in a mount namespace (unshare --mount --map-root-user): {result.stderr}")
     return result
@@ -81,16 +96,17 @@ def main():
 
     # The uninterrupted run, on a disk with room.
     reference = os.path.join(work, "reference")
-    subprocess.run([zotune, *train, "--steps", "6", "--save-every", "2", "--output", reference],
-                   check=True, capture_output=True, timeout=120)
+    result = run("the uninterrupted run", [zotune, *train, "--steps", "6", "--save-every", "2", "--output", reference], 120)
+    if result.returncode != 0:
+        fail(f"the uninterrupted run: {result.stderr}")
     expected = model_bytes(reference)
 
-    # 1. A checkpoint that does not fit: step 2's is written, step 4's is not.
+    # 1. A checkpoint that does not fit: step 2's is written, a later one is not.
     kept = os.path.join(work, "checkpoint-run")
     result = on_tmpfs(zotune, "160k", [*train, "--steps", "6", "--save-every", "2", "--output", "{run}"], kept, work)
-    expect_clean_failure("full disk at a checkpoint", result, "step-00000004", "model.safetensors", "No space left on device")
-    resumed = subprocess.run([zotune, *train, "--steps", "6", "--save-every", "2", "--resume", kept, "--output", kept],
-                             capture_output=True, text=True, timeout=120)
+    # Step 4's or, when step 2's save was still being written then, step 6's.
+    expect_clean_failure("full disk at a checkpoint", result, "not saved", "model.safetensors", "No space left on device")
+    resumed = run("the resume", [zotune, *train, "--steps", "6", "--save-every", "2", "--resume", kept, "--output", kept], 120)
     if resumed.returncode != 0:
         fail(f"resuming from the checkpoint left before the full disk: {resumed.stderr}")
     if model_bytes(kept) != expected:
@@ -102,8 +118,8 @@ def main():
     result = on_tmpfs(zotune, "40k", [*train, "--steps", "6", "--output", "{run}"], kept, work)
     expect_clean_failure("full disk at the model save", result, "model.safetensors", "No space left on device")
     replayed = os.path.join(work, "replayed")
-    replay = subprocess.run([zotune, "replay", "--base", FIXTURE, "--trajectory", os.path.join(kept, "trajectory.zotraj"),
-                             "--output", replayed], capture_output=True, text=True, timeout=120)
+    replay = run("the replay", [zotune, "replay", "--base", FIXTURE, "--trajectory", os.path.join(kept, "trajectory.zotraj"),
+                                "--output", replayed], 120)
     if replay.returncode != 0:
         fail(f"replaying the trajectory of the run whose save failed: {replay.stderr}")
     with open(os.path.join(replayed, "model.safetensors"), "rb") as file:
@@ -114,7 +130,7 @@ def main():
     # 3. Metrics that stop fitting part-way.
     result = on_tmpfs(zotune, "8k", [*train, "--steps", "200", "--eval-data", data, "--eval-every", "1", "--output", "{run}"],
                       os.path.join(work, "metrics-run"), work)
-    expect_clean_failure("full disk while writing metrics", result, "small-disk/run/", "No space left on device")
+    expect_clean_failure("full disk while writing metrics", result, "small-disk/run/metrics.jsonl", "No space left on device")
 
     # 4. An unreadable model file.
     model = os.path.join(work, "unreadable-model")
@@ -122,19 +138,19 @@ def main():
     os.chmod(model, 0o755)
     os.chmod(os.path.join(model, "model.safetensors"), 0)
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
-    result = subprocess.run([*as_nobody, zotune, "train", "--model", model, "--data", data, "--steps", "1"],
-                            capture_output=True, text=True, timeout=60, cwd=work)
+    result = run("unreadable model file", [*as_nobody, zotune, "train", "--model", model, "--data", data, "--steps", "1"], 60,
+                 cwd=work)
     expect_clean_failure("unreadable model file", result, "model.safetensors", "Permission denied")
 
     # 5. An address space too small for the plan.
     def limited(megabytes):
         return lambda: resource.setrlimit(resource.RLIMIT_AS, (megabytes << 20, megabytes << 20))
 
-    result = subprocess.run([zotune, *train, "--steps", "1", "--device-memory", "1GiB"], capture_output=True, text=True,
-                            timeout=60, cwd=work, preexec_fn=limited(512))
+    result = run("ulimit -v below the arena", [zotune, *train, "--steps", "1", "--device-memory", "1GiB"], 60, cwd=work,
+                 preexec_fn=limited(512))
     expect_clean_failure("ulimit -v below the arena", result, "cannot reserve", "CPU device arena", "ulimit -v")
-    result = subprocess.run([zotune, "train", "--model", "smollm2-135m", "--data", data, "--steps", "1"],
-                            capture_output=True, text=True, timeout=120, cwd=work, preexec_fn=limited(400))
+    result = run("ulimit -v below the model", [zotune, "train", "--model", "smollm2-135m", "--data", data, "--steps", "1"], 120,
+                 cwd=work, preexec_fn=limited(400))
     expect_clean_failure("ulimit -v below the model", result, "cannot allocate", "host memory", "ulimit -v")
     if any(name.startswith("core") for name in os.listdir(work)):
         fail(f"a core file was written in {work}")

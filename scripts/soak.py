@@ -46,6 +46,11 @@ def steps_done(run):
     return 0
 
 
+def stderr_of(log):
+    log.seek(0)
+    return log.read()[-4000:]
+
+
 def complete_checkpoints(run):
     folder = os.path.join(run, "checkpoints")
     return [name for name in os.listdir(folder) if name.startswith("step-")] if os.path.isdir(folder) else []
@@ -70,6 +75,8 @@ def main():
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--out", help="also write the report here")
     args = parser.parse_args()
+    if args.steps < 100 + 30 * args.kills:
+        fail(f"--steps {args.steps} leaves too little room for {args.kills} kills (at least {100 + 30 * args.kills})")
     zotune = os.path.abspath(args.zotune)
     work = tempfile.mkdtemp(prefix="zotune-soak-")
     data = os.path.join(work, "train.jsonl")
@@ -84,7 +91,8 @@ def main():
     # The uninterrupted run, its RSS sampled against the step it has reached.
     reference = os.path.join(work, "reference")
     started = time.time()
-    process = subprocess.Popen([*train, "--output", reference], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = open(os.path.join(work, "stderr.txt"), "w+")  # read back on failure (a pipe could fill and block)
+    process = subprocess.Popen([*train, "--output", reference], stdout=subprocess.DEVNULL, stderr=log)
     samples = []
     while process.poll() is None:
         rss = rss_bytes(process.pid)
@@ -92,7 +100,7 @@ def main():
             samples.append((steps_done(reference), rss))
         time.sleep(0.05)
     if process.returncode != 0:
-        fail(f"the uninterrupted run: {process.stderr.read().decode()}")
+        fail(f"the uninterrupted run: {stderr_of(log)}")
     seconds = time.time() - started
     quarter = args.steps // 4
     second = [rss for step, rss in samples if quarter <= step < 2 * quarter]
@@ -114,22 +122,28 @@ def main():
     # The same run killed at random steps and resumed each time from its newest checkpoint.
     run = os.path.join(work, "killed")
     targets = sorted(rng.sample(range(60, args.steps - 10), args.kills))
-    kills = []
+    kills, killed_at = [], 0
     arguments = [*train, "--output", run]
     for target in targets:
-        process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Past the step of the last kill, so that metrics.jsonl's lines from before the resume
+        # (rewritten from the checkpoint's step on) cannot count as this process's progress.
+        target = max(target, killed_at + 30)
+        if target >= args.steps - 5:
+            break  # the report lists the kills that happened
+        process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=log)
         # At the target step, or later once a checkpoint is complete (saves finish in the background).
         while process.poll() is None and (steps_done(run) < target or not complete_checkpoints(run)):
             time.sleep(0.01)
         if process.poll() is not None:
-            fail(f"the run ended (status {process.returncode}) before step {target}: {process.stderr.read().decode()}")
+            fail(f"the run ended (status {process.returncode}) before step {target}: {stderr_of(log)}")
         process.send_signal(signal.SIGKILL)
         process.wait()
-        kills.append(f"{steps_done(run)} (newest checkpoint {max(complete_checkpoints(run))[5:].lstrip('0')})")
+        killed_at = steps_done(run)
+        kills.append(f"{killed_at} (newest checkpoint {max(complete_checkpoints(run))[5:].lstrip('0')})")
         arguments = [*train, "--resume", run, "--output", run]
-    finished = subprocess.run(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    finished = subprocess.run(arguments, stdout=subprocess.DEVNULL, stderr=log)
     if finished.returncode != 0:
-        fail(f"the last resume: {finished.stderr.decode()}")
+        fail(f"the last resume: {stderr_of(log)}")
     report.append(f"killed (SIGKILL) after steps {', '.join(map(str, kills))} and resumed each time from the newest checkpoint")
     with open(os.path.join(reference, "model", "model.safetensors"), "rb") as a, \
             open(os.path.join(run, "model", "model.safetensors"), "rb") as b:

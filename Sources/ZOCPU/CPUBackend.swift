@@ -49,11 +49,14 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         guard threads >= 1 else { throw .invalidArgument("threads must be at least 1, got \(threads)") }
         let physical = sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))
         let budget = budget ?? min(physical, AddressSpace.limit.map { max(0, $0 - AddressSpace.inUse) / 2 } ?? physical)
-        guard budget > 0 else { throw .invalidArgument("device memory budget must be positive, got \(budget)") }
+        guard budget > 0 else {
+            throw .invalidArgument("device memory budget must be positive, got \(budget)\(AddressSpace.limitNote)")
+        }
         let mapped = mmap(nil, budget, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let mapped, mapped != MAP_FAILED else {
+            let smaller = AddressSpace.limit == nil ? "" : "; --device-memory sets a smaller one"
             throw .unavailable("cannot reserve \(ByteCount(budget)) of address space for the CPU device arena"
-                               + AddressSpace.limitNote + (AddressSpace.limit == nil ? "" : "; --device-memory sets a smaller one"))
+                               + AddressSpace.limitNote + smaller)
         }
         self.base = mapped
         self.mappedBytes = budget

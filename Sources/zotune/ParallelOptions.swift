@@ -82,7 +82,7 @@ struct DistributedLaunch {
             communicator.abort(code: 1)
         }
         communicator.finish()
-        exit(0)
+        endProcess(0)
     }
 
     /// Fault injection for the tests: ZOTUNE_FAULT_RANK=RANK:STEP:kill ends that rank with

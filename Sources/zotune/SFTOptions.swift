@@ -80,7 +80,9 @@ enum GenerationsFile {
                                          ("reference", .string(answer.reference)), ("answer", .string(answer.answer))]))
                 .pythonJSON() + "\n"
         }.joined()
-        guard let file = fopen(path, "a") else { throw ValidationError("\(path): cannot open for writing: \(String(cString: strerror(errno)))") }
+        guard let file = fopen(path, "a") else {
+            throw ValidationError("\(path): cannot open for writing: \(String(cString: strerror(errno)))")
+        }
         defer { fclose(file) }
         let bytes = Array(lines.utf8)
         guard fwrite(bytes, 1, bytes.count, file) == bytes.count, fflush(file) == 0 else {

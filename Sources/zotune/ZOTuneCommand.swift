@@ -1,5 +1,4 @@
 import ArgumentParser
-import ZOCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,11 +11,7 @@ struct ZOTuneCommand: ParsableCommand {
         subcommands: [TrainCommand.self, EvalCommand.self, ExportCommand.self, ReportCommand.self, LossCommand.self, GenerateCommand.self, TemplateCommand.self, TokenizeCommand.self, AssetsCommand.self, BenchCommand.self, PlanCommand.self, ReplayCommand.self, DevicesCommand.self, SelfTestCommand.self]
     )
 
-    /// Runs the command. Under an address-space limit (`ulimit -v`) it ends the process with
-    /// `_exit`, stdout and stderr flushed, so that library exit handlers do not run: OpenBLAS's
-    /// joins its worker threads, and a worker that could not allocate its buffer under the limit
-    /// retries forever, so that the process would hang after its last line. Without a limit it
-    /// exits as usual (the CUDA stand-in, for one, reports at exit).
+    /// Runs the command and ends the process (`endProcess`), printing as swift-argument-parser does.
     static func main() {
         var status: Int32 = 0
         do {
@@ -29,9 +24,7 @@ struct ZOTuneCommand: ParsableCommand {
                 if status == 0 { print(message) } else { Self.writeToStandardError(message + "\n") }
             }
         }
-        fflush(nil)  // every stdio stream
-        if AddressSpace.limit != nil { _exit(status) }
-        Glibc.exit(status)
+        endProcess(status)
     }
 
     private static func writeToStandardError(_ text: String) {

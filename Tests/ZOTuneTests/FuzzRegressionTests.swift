@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import ZOFormats
 import ZOModels
 import ZOTraining
 
-/// Inputs the coverage-guided fuzzer (`scripts/fuzz.sh`) found crashing, each now a typed error
-/// naming the file. The inputs themselves are in Fuzz/Corpus/<target>/, so every fuzz run
-/// starts from them too.
+/// Inputs the coverage-guided fuzzer (`scripts/fuzz.sh`) found crashing (or, for the GGUF, the
+/// same bug by another way in), each now a typed error naming the file. The inputs are in
+/// Fuzz/Corpus/<target>/ too, so every fuzz run starts from them.
 struct FuzzRegressionTests {
     /// Fuzz/Corpus, beside Tests/.
     static let corpus = URL(fileURLWithPath: Fixtures.root).deletingLastPathComponent().deletingLastPathComponent()
@@ -27,6 +28,25 @@ struct FuzzRegressionTests {
                                   to: "config.json", in: directory)
         #expect {
             _ = try LlamaConfig.load(path: path)
+        } throws: { error in
+            "\(error)".contains(path) && "\(error)".contains("num_attention_heads = 0")
+        }
+    }
+
+    /// gguf: attention.head_count 0 divided by zero where the head size was derived, before validation.
+    @Test func zeroAttentionHeadsInAGGUFIsAConfigError() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/model.gguf"
+        let metadata: [(key: String, value: GGUFValue)] = [
+            ("general.architecture", .string("llama")), ("llama.block_count", .uint32(2)), ("llama.embedding_length", .uint32(32)),
+            ("llama.feed_forward_length", .uint32(64)), ("llama.attention.head_count", .uint32(0)),
+            ("llama.context_length", .uint32(16)), ("llama.attention.layer_norm_rms_epsilon", .float32(1e-5)),
+            ("llama.vocab_size", .uint32(64)), ("llama.rope.dimension_count", .uint32(8)),
+        ]
+        try GGUFWriter.write(metadata: metadata, tensors: [], to: path) { _ in [] }
+        #expect {
+            _ = try LlamaConfig.from(gguf: try GGUFFile(path: path))
         } throws: { error in
             "\(error)".contains(path) && "\(error)".contains("num_attention_heads = 0")
         }
@@ -55,7 +75,7 @@ struct FuzzRegressionTests {
         #expect {
             _ = try CheckpointState.load(directory: directory)
         } throws: { error in
-            "\(error)".contains("q = 0")
+            "\(error)".contains(directory + "/state.json") && "\(error)".contains("q = 0")
         }
     }
 }

@@ -8,9 +8,15 @@ import Foundation
 /// The target chosen at initialization (read only after it, by libFuzzer's one thread).
 nonisolated(unsafe) private var selected: FuzzTarget?
 
+/// `ZOTUNE_FUZZ_TARGET=list` prints the targets' names, one a line, and exits.
 @_cdecl("LLVMFuzzerInitialize")
-public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
+public func initialize(_ argc: UnsafeMutablePointer<CInt>,
+                       _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
     let name = ProcessInfo.processInfo.environment["ZOTUNE_FUZZ_TARGET"] ?? ""
+    if name == "list" {
+        print(FuzzTarget.all.map(\.name).joined(separator: "\n"))
+        exit(0)
+    }
     guard let target = FuzzTarget.all.first(where: { $0.name == name }) else {
         let names = FuzzTarget.all.map(\.name).joined(separator: ", ")
         FileHandle.standardError.write(Data("ZOTUNE_FUZZ_TARGET must name a target (\(names)); it is '\(name)'\n".utf8))

@@ -72,7 +72,9 @@ enum FormatTargets {
         let source = Array(input[1...])
         var values = [Float](repeating: 0, count: blocks * type.block.elements)
         source.withUnsafeBytes { raw in
-            values.withUnsafeMutableBufferPointer { Dequantize.run(type, source: raw.baseAddress!, count: $0.count, into: $0.baseAddress!) }
+            values.withUnsafeMutableBufferPointer { floats in
+                Dequantize.run(type, source: raw.baseAddress!, count: floats.count, into: floats.baseAddress!)
+            }
         }
     }
 }

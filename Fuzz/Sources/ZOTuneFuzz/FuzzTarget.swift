@@ -14,11 +14,12 @@ struct FuzzTarget: Sendable {
     static let tensorElementLimit = 1 << 16
 }
 
-/// A directory of this process's own for the files targets write (on tmpfs where there is one).
+/// The directory for the files targets write: `ZOTUNE_FUZZ_SCRATCH` (scripts/fuzz.sh makes one
+/// on tmpfs per target and removes it), else one of this process's own.
 enum Scratch {
     static let directory: String = {
-        let base = FileManager.default.fileExists(atPath: "/dev/shm/.") ? "/dev/shm" : FileManager.default.temporaryDirectory.path
-        let path = base + "/zotune-fuzz-\(ProcessInfo.processInfo.processIdentifier)"
+        if let given = ProcessInfo.processInfo.environment["ZOTUNE_FUZZ_SCRATCH"] { return given }
+        let path = FileManager.default.temporaryDirectory.path + "/zotune-fuzz-\(ProcessInfo.processInfo.processIdentifier)"
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
     }()

@@ -300,8 +300,8 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
     /// HS.
     public var headSize: Int { headDim ?? hiddenSize / numAttentionHeads }
 
-    /// Checks the fields the model relies on; `path` is named in the error.
-    public func validate(path: String) throws(ModelError) {
+    /// Checks the sizes (each in 1...2^24), before anything is derived from them; `path` is named in the error.
+    func validateSizes(path: String) throws(ModelError) {
         func require(_ condition: Bool, _ reason: String) throws(ModelError) {
             if !condition { throw .config(path: path, reason: reason) }
         }
@@ -314,6 +314,14 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         for (name, value) in [("num_key_value_heads", kvHeads), ("head_dim", headSize)] {
             try require(value > 0 && value <= 1 << 24, "\(name) = \(value) is out of range")
         }
+    }
+
+    /// Checks the fields the model relies on; `path` is named in the error.
+    public func validate(path: String) throws(ModelError) {
+        func require(_ condition: Bool, _ reason: String) throws(ModelError) {
+            if !condition { throw .config(path: path, reason: reason) }
+        }
+        try validateSizes(path: path)
         try require(numAttentionHeads % kvHeads == 0,
                     "num_attention_heads \(numAttentionHeads) is not a multiple of num_key_value_heads \(kvHeads)")
         try require(headSize % 2 == 0, "head size \(headSize) must be even for rotary embeddings")
@@ -394,6 +402,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
             config.ropeTheta = file.metadata[arch + ".rope.freq_base"]?.double ?? 10000
             config.vocabSize = try file.metadata[arch + ".vocab_size"]?.int ?? file.strings("tokenizer.ggml.tokens").count
             if let keyLength = file.metadata[arch + ".attention.key_length"]?.int { config.headDim = keyLength }
+            try config.validateSizes(path: file.path)  // before the head size divides anything
             if let type = file.metadata[arch + ".rope.scaling.type"]?.string, type != "none" {
                 config.ropeScaling = RopeScaling(ropeType: type, factor: file.metadata[arch + ".rope.scaling.factor"]?.double ?? 1,
                                                  originalMaxPositionEmbeddings: file.metadata[arch + ".rope.scaling.original_context_length"]?.int)

@@ -53,6 +53,9 @@ public struct CheckpointState: Codable, Sendable, Equatable {
             throw .invalid(path: path, reason: "not a valid checkpoint state (\(error))")
         }
         if let problem = state.options.mezo.problem { throw .invalid(path: path, reason: "options: \(problem)") }
+        if state.options.mezo.lowRank != nil, state.step > 0 {
+            throw .invalid(path: path, reason: "a low-rank run after step \(state.step): low-rank runs start from step 0 only")
+        }
         guard state.version == currentVersion || (state.version == 1 && state.options.mezo.perturbation != .rademacher) else {
             throw .invalid(path: path, reason: "checkpoint format version \(state.version), this build reads \(currentVersion)"
                            + (state.version == 1 ? " (and version 1 without Rademacher noise, whose stream changed)" : ""))

@@ -29,8 +29,9 @@ public final class MetricsLog {
             throw MetricsError.failed(path: path, reason: "cannot create the file: \(String(cString: strerror(errno)))")
         }
         guard fwrite(kept, 1, kept.count, file) == kept.count, fflush(file) == 0 else {
+            let reason = String(cString: strerror(errno))  // before fclose, which may set errno
             fclose(file)
-            throw MetricsError.failed(path: path, reason: String(cString: strerror(errno)))
+            throw MetricsError.failed(path: path, reason: reason)
         }
         self.path = path
         self.file = file
