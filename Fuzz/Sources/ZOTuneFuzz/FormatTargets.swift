@@ -36,7 +36,7 @@ enum FormatTargets {
             _ = FileManager.default.createFile(atPath: directory + "/a.safetensors",
                                                contents: Data(length + header + [UInt8](repeating: 0, count: 16)))
         }
-        _ = FileManager.default.createFile(atPath: directory + "/model.safetensors.index.json", contents: Data(input))
+        Scratch.write(input, to: "sharded/model.safetensors.index.json")
         guard let checkpoint = try? SafetensorsCheckpoint(directory: directory), checkpoint.contains("w") else { return }
         var values = [Float](repeating: 0, count: 4)
         _ = try? values.withUnsafeMutableBufferPointer { buffer throws(SafetensorsError) in

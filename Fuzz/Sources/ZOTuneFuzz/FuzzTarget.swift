@@ -24,10 +24,12 @@ enum Scratch {
         return path
     }()
 
-    /// Writes `bytes` to `name` in the scratch directory and returns its path.
+    /// Writes `bytes` to `name` (a file, or folder/file) in the scratch directory and returns its path.
     @discardableResult
     static func write(_ bytes: [UInt8], to name: String) -> String {
         let path = directory + "/" + name
+        let folder = String(path[..<path.lastIndex(of: "/")!])
+        try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else {
             fatalError("cannot write the fuzz input to \(path)")
         }

@@ -41,10 +41,8 @@ enum RunTargets {
 
     /// A checkpoint folder's `state.json`.
     static func checkpointState(_ input: [UInt8]) {
-        let directory = Scratch.directory + "/checkpoint"
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: directory + "/" + Checkpoints.stateFile, contents: Data(input))
-        _ = try? CheckpointState.load(directory: directory)
+        Scratch.write(input, to: "checkpoint/" + Checkpoints.stateFile)
+        _ = try? CheckpointState.load(directory: Scratch.directory + "/checkpoint")
     }
 
     /// A trajectory file: its header and every step's coefficients.
@@ -55,10 +53,8 @@ enum RunTargets {
 
     /// A run folder's `metrics.jsonl`, as `zotune report` reads it.
     static func metrics(_ input: [UInt8]) {
-        let directory = Scratch.directory + "/run"
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: directory + "/metrics.jsonl", contents: Data(input))
-        _ = try? RunHistory(directory: directory)
+        Scratch.write(input, to: "run/metrics.jsonl")
+        _ = try? RunHistory(directory: Scratch.directory + "/run")
     }
 
     /// A PEFT adapter folder: `adapter_config.json` (the input) beside a real adapter's weights
@@ -70,7 +66,7 @@ enum RunTargets {
             try? FileManager.default.copyItem(atPath: Scratch.fixtures + "/peft/opt-tiny-f32-qv-fc1/adapter_model.safetensors",
                                               toPath: directory + "/adapter_model.safetensors")
         }
-        _ = FileManager.default.createFile(atPath: directory + "/adapter_config.json", contents: Data(input))
+        Scratch.write(input, to: "adapter/adapter_config.json")
         _ = try? PEFTAdapter(directory: directory)
     }
 }

@@ -83,10 +83,8 @@ enum TextTargets {
 
     /// `tokenizer_config.json` in a model folder: the chat template and special tokens found in it.
     static func tokenizerConfig(_ input: [UInt8]) {
-        let directory = Scratch.directory + "/model"
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: directory + "/tokenizer_config.json", contents: Data(input))
-        guard let template = try? ChatTemplate.find(path: directory) else { return }
+        Scratch.write(input, to: "model/tokenizer_config.json")
+        guard let template = try? ChatTemplate.find(path: Scratch.directory + "/model") else { return }
         _ = try? template.render(messages: Array(conversation.prefix(2)), addGenerationPrompt: true)
     }
 }
