@@ -61,8 +61,8 @@ public final class ParameterGroup: Sendable {
 
     /// Allocates a model's groups (zeroed): its embedding stage, blocks and head; the blocks
     /// in `blockStorage` (scratch files let them exceed physical memory).
-    public static func allocate(_ layouts: (embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout),
-                                blockStorage: HostStorage = .memory) throws(ModelError) -> (ParameterGroup, [ParameterGroup], ParameterGroup) {
+    public static func allocate(_ layouts: ModelLayouts, blockStorage: HostStorage = .memory)
+        throws(ModelError) -> (ParameterGroup, [ParameterGroup], ParameterGroup) {
         do {
             let blocks = try layouts.blocks.enumerated().map { i, layout throws(HostMemoryError) in
                 try ParameterGroup(label: "block \(i)", layout: layout, storage: blockStorage)

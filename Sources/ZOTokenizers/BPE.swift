@@ -44,11 +44,14 @@ final class BPEModel: Sendable {
     /// Ids by piece, keyed by its UTF-8 bytes (not by String: "é" and "e" + U+0301 are equal Strings).
     private let cache = Mutex<[[UInt8]: [Int]]>([:])
 
-    /// `tokens` by id (the first of equal spellings keeps it).
+    /// `tokens` by id (the first of equal spellings keeps it); "" (a hole in the ids, never a
+    /// piece) is skipped, so a sparse vocabulary costs its entries, not its largest id.
     init(tokens: [String], merges: [SymbolPair], unknownId: Int?, alphabet: SymbolAlphabet = .byteLevel,
          tokenRanks: [String: Int] = [:], ignoresMerges: Bool = false, fusesUnknown: Bool = false) {
         var vocabulary: [Symbol: Int] = [:]
-        for (id, token) in tokens.enumerated() where vocabulary[Array(token.utf8)] == nil { vocabulary[Array(token.utf8)] = id }
+        for id in tokens.indices where !tokens[id].isEmpty && vocabulary[Array(tokens[id].utf8)] == nil {
+            vocabulary[Array(tokens[id].utf8)] = id
+        }
         self.vocabulary = vocabulary
         var ranks: [Pair: Int] = [:]
         for (rank, pair) in merges.enumerated() {

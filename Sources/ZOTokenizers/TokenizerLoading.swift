@@ -64,15 +64,14 @@ extension Tokenizer {
         return merges
     }
 
-    /// Checks that every merge's parts and result are in the vocabulary.
-    private static func checkMerges(_ merges: [SymbolPair], _ tokens: [String], path: String) throws(TokenizerError) {
-        let known = Set(tokens)
+    /// Checks that every merge's parts and result are among the vocabulary's `known` tokens.
+    private static func checkMerges(_ merges: [SymbolPair], known: Set<String>, path: String) throws(TokenizerError) {
         for (rank, pair) in merges.enumerated() where !known.contains(pair.left) || !known.contains(pair.right) || !known.contains(pair.left + pair.right) {
             throw .inconsistent(path: path, reason: "merge \(rank) '\(pair.left) \(pair.right)' uses symbols the vocabulary lacks")
         }
     }
 
-    /// Dense id -> token table from a token -> id map.
+    /// Dense id -> token table from a token -> id map; ids no token has (holes) hold "".
     private static func denseTokens(_ vocabulary: [String: Int], path: String) throws(TokenizerError) -> [String] {
         guard let largest = vocabulary.values.max(), largest < 10_000_000, vocabulary.values.allSatisfy({ $0 >= 0 }) else {
             throw .malformed(path: path, reason: "token ids must be between 0 and 10,000,000")
@@ -98,7 +97,7 @@ extension Tokenizer {
         }
         let tokens = try denseTokens(vocabulary, path: vocabularyPath)
         let merges = try parseMerges(String(decoding: try read(mergesPath), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init), path: mergesPath)
-        try checkMerges(merges, tokens, path: mergesPath)
+        try checkMerges(merges, known: Set(vocabulary.keys), path: mergesPath)
         let endOfText = vocabulary["<|endoftext|>"]
         return Tokenizer(tokens: tokens, merges: merges, specialTokens: endOfText.map { ["<|endoftext|>": $0] } ?? [:],
                          preTokenizer: GPT2PreTokenizer(), bos: endOfText, eos: endOfText, pad: nil, unknown: nil,
@@ -199,7 +198,7 @@ extension Tokenizer {
                 return SymbolPair(left: pair[0], right: pair[1])
             }
         }
-        try checkMerges(merges, tokens, path: path)
+        try checkMerges(merges, known: Set(vocabulary.keys), path: path)
         let (preTokenizer, byteLevel) = try makePreTokenizer(json.pre_tokenizer, path: path)
         var spelling = Tokenizer.Spelling(ignoresMerges: json.model.ignore_merges ?? false, fusesUnknown: json.model.fuse_unk ?? false)
         if !byteLevel {
@@ -314,7 +313,7 @@ extension Tokenizer {
                 preTokenizer = MetaspacePreTokenizer(prependScheme: spelling.stripsLeadingSpace ? .first : .never, split: false)
             } else {
                 merges = try parseMerges(try file.strings("tokenizer.ggml.merges"), path: path)
-                try checkMerges(merges, tokens, path: path)
+                try checkMerges(merges, known: Set(tokens), path: path)
                 preTokenizer = try ggufPreTokenizer(file.metadata["tokenizer.ggml.pre"]?.string ?? "gpt2", path: path)
             }
             return Tokenizer(tokens: tokens, merges: merges, specialTokens: specials, preTokenizer: preTokenizer, spelling: spelling,

@@ -2,11 +2,12 @@ import Foundation
 import Testing
 import ZOFormats
 import ZOModels
+import ZOTokenizers
 import ZOTraining
 
-/// Inputs the coverage-guided fuzzer (`scripts/fuzz.sh`) found crashing (or, for the GGUF, the
-/// same bug by another way in), each now a typed error naming the file. The inputs are in
-/// Fuzz/Corpus/<target>/ too, so every fuzz run starts from them.
+/// Inputs the coverage-guided fuzzer (`scripts/fuzz.sh`) found crashing or stalling (or, for the
+/// GGUF, the same bug by another way in), each now a typed error naming the file or a quick load.
+/// The inputs are in Fuzz/Corpus/<target>/ too, so every fuzz run starts from them.
 struct FuzzRegressionTests {
     /// Fuzz/Corpus, beside Tests/.
     static let corpus = URL(fileURLWithPath: Fixtures.root).deletingLastPathComponent().deletingLastPathComponent()
@@ -49,6 +50,30 @@ struct FuzzRegressionTests {
             _ = try LlamaConfig.from(gguf: try GGUFFile(path: path))
         } throws: { error in
             "\(error)".contains(path) && "\(error)".contains("num_attention_heads = 0")
+        }
+    }
+
+    /// vocab-merges: token ids may leave holes below the 10,000,000 limit, and one id near it took over
+    /// 10 s to load under the fuzzer's AddressSanitizer: every hole was hashed as the token "", and
+    /// "" counted as a symbol merges may use. Holes now cost their table slot only, and are no symbol.
+    @Test func holesInTheTokenIdsAreNoTokens() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let input = try Data(contentsOf: URL(fileURLWithPath: Self.corpus + "/vocab-merges/sparse-ids-timeout.bin"))
+        let nul = try #require(input.firstIndex(of: 0))
+        let vocabulary = directory + "/vocab.json", merges = directory + "/merges.txt"
+        try input[..<nul].write(to: URL(fileURLWithPath: vocabulary))
+        try input[(nul + 1)...].write(to: URL(fileURLWithPath: merges))
+        let tokenizer = try Tokenizer.load(vocabulary: vocabulary, merges: merges)
+        #expect(tokenizer.count == 8_888_825)
+        #expect(tokenizer.encode("hel") == [0, 1, 10])
+
+        let json = try Self.write(#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 3}, "merges": [["", "a"]]}, "#
+                                  + #""pre_tokenizer": {"type": "ByteLevel"}}"#, to: "tokenizer.json", in: directory)
+        #expect {
+            _ = try Tokenizer.load(tokenizerJSON: json)
+        } throws: { error in
+            "\(error)".contains(json) && "\(error)".contains("merge 0")
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ZOFormats
 import ZOModels
 
 /// Model folders that are wrong in the ways users get them wrong: each load fails with an
@@ -37,6 +38,41 @@ import ZOModels
         guard case .failure(let error) = result else { Issue.record("loaded"); return }
         #expect(error.description.contains("model.decoder.layers.2."), "\(error)")
         #expect(error.description.contains("missing"))
+    }
+
+    /// Sizes in range that the weights do not have are refused from the file's header, before
+    /// the model is allocated: not a petabyte allocation, nor millions of layer layouts built.
+    @Test func sizesTheWeightsLackAreRefusedBeforeAllocating() throws {
+        let (d1, r1) = try damaged {
+            try editConfig($0) { for key in ["vocab_size", "hidden_size", "word_embed_proj_dim"] { $0[key] = 1 << 24 } }
+        }
+        defer { try? FileManager.default.removeItem(atPath: d1) }
+        guard case .failure(.weights(let e1)) = r1 else { Issue.record("\(r1)"); return }
+        #expect(e1.description.contains("model.decoder.embed_tokens.weight") && e1.description.contains("[16777216, 16777216]"),
+                "\(e1)")
+
+        let (d2, r2) = try damaged { try editConfig($0) { $0["num_hidden_layers"] = 1 << 24 } }
+        defer { try? FileManager.default.removeItem(atPath: d2) }
+        guard case .failure(.config(let path, let reason)) = r2 else { Issue.record("\(r2)"); return }
+        #expect(path.hasSuffix("config.json") && reason.contains("num_hidden_layers = 16777216"), "\(reason)")
+    }
+
+    /// The same from a GGUF's header: a block count its tensors do not have is refused before the
+    /// layers' layouts are built or allocated.
+    @Test func aGGUFBlockCountItsTensorsLackIsRefused() throws {
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.llama("llama-gqa-f32") + "/model.gguf"))
+        let key = Data("llama.block_count".utf8)
+        let range = try #require(bytes.range(of: key))
+        #expect(bytes[range.upperBound..<range.upperBound + 4] == Data([4, 0, 0, 0]))  // GGUF's UINT32
+        bytes.replaceSubrange(range.upperBound + 4..<range.upperBound + 8, with: Data([0, 0, 0, 1]))  // 1 << 24
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/model.gguf"
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let file = try GGUFFile(path: path)
+        let result = Result { () throws(ModelError) in try LlamaModel.load(gguf: file) }
+        guard case .failure(.config(path, let reason)) = result else { Issue.record("\(result)"); return }
+        #expect(reason.contains("num_hidden_layers = 16777216"), "\(reason)")
     }
 
     @Test func malformedAndUnsupportedConfigs() throws {

@@ -38,6 +38,22 @@ import ZOTraining
         #expect(throws: ReportError.cannotRead(path: "/nonexistent/metrics.jsonl")) { try RunHistory(directory: "/nonexistent") }
     }
 
+    /// A diverged run (found by the metrics-jsonl fuzzer: a 2e97 loss crashed the tick labels, an
+    /// Int conversion) is drawn with finite coordinates, however far it went.
+    @Test func aDivergedRunIsDrawn() throws {
+        let diverged = [1.5, 2.2e97], extremes = [-1.7e308, 1.7e308]
+        for losses in [diverged, extremes] {
+            let run = try Self.run(losses.enumerated().map { #"{"step":\#($0 + 1),"loss":\#($1),"loss_plus":1,"loss_minus":1}"# })
+            defer { try? FileManager.default.removeItem(atPath: run) }
+            let html = HTMLReport(runs: [try RunHistory(directory: run)]).html()
+            let coordinates = ["x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "points", "width", "height"].flatMap { name in
+                html.components(separatedBy: " \(name)=\"").dropFirst().map { $0.prefix { $0 != "\"" } }
+            }
+            #expect(coordinates.count > 20 && !coordinates.contains { $0.contains("nan") || $0.contains("inf") }, "\(losses)")
+            #expect(html.contains(losses == diverged ? "e+97<" : ">1.7e+308<"), "\(losses)")
+        }
+    }
+
     @Test func pageHoldsEveryRunAndAxis() throws {
         let a = try Self.run(Self.lines, settings: ["steps": "2"]), b = try Self.run(Array(Self.lines[0..<3]))
         defer { [a, b].forEach { try? FileManager.default.removeItem(atPath: $0) } }

@@ -51,10 +51,11 @@ enum RunTargets {
         for step in 0..<min(trajectory.steps, 1024) { _ = trajectory.gradients(step: step) }
     }
 
-    /// A run folder's `metrics.jsonl`, as `zotune report` reads it.
+    /// A run folder's `metrics.jsonl`, as `zotune report` reads it and draws it on every axis.
     static func metrics(_ input: [UInt8]) {
         Scratch.write(input, to: "run/metrics.jsonl")
-        _ = try? RunHistory(directory: Scratch.directory + "/run")
+        guard let history = try? RunHistory(directory: Scratch.directory + "/run") else { return }
+        for axis in HTMLReport.Axis.allCases { _ = HTMLReport(runs: [history], axis: axis).html() }
     }
 
     /// A PEFT adapter folder: `adapter_config.json` (the input) beside a real adapter's weights

@@ -74,16 +74,20 @@ public final class GGUFFile: Sendable {
     /// The tensor called `name`, or nil.
     public func info(_ name: String) -> GGUFTensorInfo? { byName[name].map { tensors[$0] } }
 
+    /// Checks, from the header alone, that tensor `name` is here with row-major `shape` and a
+    /// type `readFloats` dequantizes; returns its tensor info.
+    @discardableResult
+    public func checkTensor(_ name: String, shape: [Int]) throws(GGUFError) -> GGUFTensorInfo {
+        guard let info = info(name) else { throw .missingTensor(path: path, tensor: name) }
+        guard info.shape == shape else { throw .wrongShape(path: path, tensor: name, expected: shape, found: info.shape) }
+        guard info.type.isDequantizable else { throw .unsupportedTensorType(path: path, tensor: name, type: info.type.name) }
+        return info
+    }
+
     /// Dequantizes tensor `name` into `destination` after checking that its row-major shape
     /// is `expectedShape`.
     public func readFloats(_ name: String, expectedShape: [Int], into destination: UnsafeMutablePointer<Float>) throws(GGUFError) {
-        guard let info = info(name) else { throw .missingTensor(path: path, tensor: name) }
-        guard info.shape == expectedShape else {
-            throw .wrongShape(path: path, tensor: name, expected: expectedShape, found: info.shape)
-        }
-        guard info.type.isDequantizable else {
-            throw .unsupportedTensorType(path: path, tensor: name, type: info.type.name)
-        }
+        let info = try checkTensor(name, shape: expectedShape)
         let raw = try bytes(name)
         raw.withUnsafeBytes { Dequantize.run(info.type, source: $0.baseAddress!, count: info.elementCount, into: destination) }
     }

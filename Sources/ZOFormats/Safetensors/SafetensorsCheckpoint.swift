@@ -74,6 +74,13 @@ public final class SafetensorsCheckpoint: Sendable {
     /// Whether the checkpoint has a tensor called `name`.
     public func contains(_ name: String) -> Bool { files[name] != nil }
 
+    /// Checks, from the headers alone, that tensor `name` is here with `shape` and a dtype
+    /// `readFloats` converts.
+    public func checkTensor(_ name: String, shape: [Int]) throws(SafetensorsError) {
+        guard let file = files[name] else { throw .missingTensor(path: directory, tensor: name) }
+        try file.checkTensor(name, shape: shape)
+    }
+
     /// Converts tensor `name` to Float32 into `destination` after checking its shape.
     public func readFloats(_ name: String, expectedShape: [Int], into destination: UnsafeMutablePointer<Float>) throws(SafetensorsError) {
         guard let file = files[name] else { throw .missingTensor(path: directory, tensor: name) }

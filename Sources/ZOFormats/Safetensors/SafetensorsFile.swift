@@ -52,13 +52,22 @@ public final class SafetensorsFile: Sendable {
         }
     }
 
+    /// Checks, from the header alone, that tensor `name` is here with `shape` and a dtype
+    /// `readFloats` converts; returns its header entry.
+    @discardableResult
+    public func checkTensor(_ name: String, shape: [Int]) throws(SafetensorsError) -> SafetensorsTensorInfo {
+        guard let info = header.tensors[name] else { throw .missingTensor(path: path, tensor: name) }
+        guard info.shape == shape else { throw .wrongShape(path: path, tensor: name, expected: shape, found: info.shape) }
+        guard [.f32, .f16, .bf16].contains(info.dtype) else {
+            throw .unsupportedDType(path: path, tensor: name, dtype: info.dtype.rawValue)
+        }
+        return info
+    }
+
     /// Converts tensor `name` (F32, F16 or BF16) to Float32 into `destination`, after checking
     /// that its shape is `expectedShape`.
     public func readFloats(_ name: String, expectedShape: [Int], into destination: UnsafeMutablePointer<Float>) throws(SafetensorsError) {
-        guard let info = header.tensors[name] else { throw .missingTensor(path: path, tensor: name) }
-        guard info.shape == expectedShape else {
-            throw .wrongShape(path: path, tensor: name, expected: expectedShape, found: info.shape)
-        }
+        let info = try checkTensor(name, shape: expectedShape)
         let count = info.elementCount
         switch info.dtype {
         case .f32:

@@ -11,8 +11,11 @@ extension LlamaModel: GGUFExportable {
     /// to fp32 and undoing llama.cpp's interleaving of the q/k projection rows so that the weights
     /// are exactly those Hugging Face's GGUF loader produces.
     public static func load(gguf file: GGUFFile, blockStorage: HostStorage = .memory) throws(ModelError) -> LlamaModel {
-        let model = try LlamaModel(config: LlamaConfig.from(gguf: file), blockStorage: blockStorage)
-        let variant = model.config.variant
+        let config = try LlamaConfig.from(gguf: file), variant = config.variant
+        try WeightPreflight.check(file, blocks: config.numHiddenLayers, layouts: { LlamaOffsets.layouts(config).layouts }) {
+            LlamaOffsets.ggufName($0.name, sandwichNorms: variant.sandwichNorms)
+        }
+        let model = try LlamaModel(config: config, blockStorage: blockStorage)
         do {
             for group in model.groups {
                 for spec in group.layout.specs {

@@ -26,8 +26,7 @@ struct LlamaOffsets: Sendable {
 
     /// The layouts of the embedding stage, every block and the head, with the offsets they
     /// declare (block 0's stand for every block: their layouts differ only in names).
-    static func layouts(_ config: LlamaConfig)
-        -> (layouts: (embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout), offsets: LlamaOffsets) {
+    static func layouts(_ config: LlamaConfig) -> (layouts: ModelLayouts, offsets: LlamaOffsets) {
         var embedding = ParameterLayout()
         embedding.add("model.embed_tokens.weight", [config.vocabSize, config.hiddenSize], .embedding)
         let blocks = (0..<config.numHiddenLayers).map { blockLayout($0, config) }

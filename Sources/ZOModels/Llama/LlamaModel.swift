@@ -39,9 +39,15 @@ public final class LlamaModel: CausalLM, Sendable {
 
     /// Loads `config.json` and the safetensors weights of a Hugging Face Llama folder.
     public static func load(directory: String, blockStorage: HostStorage = .memory) throws(ModelError) -> LlamaModel {
-        let model = try LlamaModel(config: LlamaConfig.load(path: directory + "/config.json"), blockStorage: blockStorage)
+        let configPath = directory + "/config.json"
+        let config = try LlamaConfig.load(path: configPath)
+        let checkpoint: SafetensorsCheckpoint
+        do { checkpoint = try SafetensorsCheckpoint(directory: directory) } catch { throw .weights(error) }
+        try WeightPreflight.check(checkpoint, blocks: config.numHiddenLayers, configPath: configPath) {
+            LlamaOffsets.layouts(config).layouts
+        }
+        let model = try LlamaModel(config: config, blockStorage: blockStorage)
         do {
-            let checkpoint = try SafetensorsCheckpoint(directory: directory)
             for group in model.groups {
                 for spec in group.layout.specs {
                     try checkpoint.readFloats(spec.name, expectedShape: spec.shape, into: group.values(spec).baseAddress!)

@@ -33,8 +33,7 @@ struct OPTOffsets: Sendable {
 
     /// The layouts of the embedding stage, every block and the head, with the offsets they
     /// declare (block 0's stand for every block: their layouts differ only in names).
-    static func layouts(_ config: OPTConfig)
-        -> (layouts: (embedding: ParameterLayout, blocks: [ParameterLayout], head: ParameterLayout), offsets: OPTOffsets) {
+    static func layouts(_ config: OPTConfig) -> (layouts: ModelLayouts, offsets: OPTOffsets) {
         let c = config.hiddenSize, d = config.embedDim
         var embedding = ParameterLayout()
         let tokens = embedding.add(decoder + "embed_tokens.weight", [config.vocabSize, d], .embedding)

@@ -34,16 +34,20 @@ public final class OPTModel: CausalLM, Sendable {
 
     /// Loads `config.json` and the safetensors weights of a Hugging Face OPT folder.
     public static func load(directory: String, blockStorage: HostStorage = .memory) throws(ModelError) -> OPTModel {
-        let config = try OPTConfig.load(path: directory + "/config.json")
+        let configPath = directory + "/config.json"
+        let config = try OPTConfig.load(path: configPath)
+        let checkpoint: SafetensorsCheckpoint
+        do { checkpoint = try SafetensorsCheckpoint(directory: directory) } catch { throw .weights(error) }
+        // OPTForCausalLM saves "model.decoder.*"; a bare OPTModel saves "decoder.*".
+        let bare = !checkpoint.contains("model.decoder.embed_tokens.weight") && checkpoint.contains("decoder.embed_tokens.weight")
+        let name = { (spec: ParameterSpec) in bare && spec.name.hasPrefix("model.") ? String(spec.name.dropFirst(6)) : spec.name }
+        try WeightPreflight.check(checkpoint, blocks: config.numHiddenLayers, configPath: configPath,
+                                  layouts: { OPTOffsets.layouts(config).layouts }, name: name)
         let model = try OPTModel(config: config, blockStorage: blockStorage)
         do {
-            let checkpoint = try SafetensorsCheckpoint(directory: directory)
-            // OPTForCausalLM saves "model.decoder.*"; a bare OPTModel saves "decoder.*".
-            let bare = !checkpoint.contains("model.decoder.embed_tokens.weight") && checkpoint.contains("decoder.embed_tokens.weight")
             for group in model.groups {
                 for spec in group.layout.specs {
-                    let name = bare && spec.name.hasPrefix("model.") ? String(spec.name.dropFirst(6)) : spec.name
-                    try checkpoint.readFloats(name, expectedShape: spec.shape, into: group.values(spec).baseAddress!)
+                    try checkpoint.readFloats(name(spec), expectedShape: spec.shape, into: group.values(spec).baseAddress!)
                 }
             }
         } catch {

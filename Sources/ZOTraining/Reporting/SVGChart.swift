@@ -34,8 +34,9 @@ struct SVGChart {
         let xs = Self.ticks(points.reduce(first.x) { min($0, $1.x) }, points.reduce(first.x) { max($0, $1.x) })
         let ys = Self.ticks(points.reduce(first.y) { min($0, $1.y) }, points.reduce(first.y) { max($0, $1.y) })
         let (w, h) = (Self.width - Self.left - Self.right, Self.height - Self.top - Self.bottom)
-        func px(_ x: Double) -> Double { Self.left + (x - xs.first!) / (xs.last! - xs.first!) * w }
-        func py(_ y: Double) -> Double { Self.top + h - (y - ys.first!) / (ys.last! - ys.first!) * h }
+        // Halves, exactly: a span past Double's range (-1e308 to 1e308) still divides.
+        func px(_ x: Double) -> Double { Self.left + (x / 2 - xs.first! / 2) / (xs.last! / 2 - xs.first! / 2) * w }
+        func py(_ y: Double) -> Double { Self.top + h - (y / 2 - ys.first! / 2) / (ys.last! / 2 - ys.first! / 2) * h }
         var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(Self.width))\" height=\"\(Int(Self.height))\" "
             + "viewBox=\"0 0 \(Int(Self.width)) \(Int(Self.height))\" role=\"img\" aria-label=\"\(escape(title))\">"
         out += "<text x=\"\(Self.left)\" y=\"18\" class=\"title\">\(escape(title))</text>"
@@ -72,27 +73,32 @@ struct SVGChart {
         return out + "</svg>"
     }
 
-    /// Round tick values (steps of 1, 2 or 5 × 10^k) spanning [low, high], at least two.
+    /// Round tick values (steps of 1, 2 or 5 × 10^k) spanning [low, high], at least two; just
+    /// the ends where Double cannot step through the span (a diverged run's 1e300 loss).
     static func ticks(_ low: Double, _ high: Double) -> [Double] {
         let (low, high) = low == high ? (low - max(abs(low) * 0.1, 1), high + max(abs(high) * 0.1, 1)) : (low, high)
         let rough = (high - low) / 5
         let power = pow(10, (log10(rough)).rounded(.down))
         let step = [1.0, 2, 5, 10].map { $0 * power }.first { $0 >= rough } ?? 10 * power
         let start = (low / step).rounded(.down) * step
-        return stride(from: start, through: high + step * 0.999, by: step).map { $0 }
+        let last = ((high - start) / step + 0.999).rounded(.down)  // the last tick's index: within a step past high
+        guard step.isFinite, step > 0, start.isFinite, last.isFinite, (1...12).contains(last),
+              (start + last * step).isFinite, start + step > start else { return [low, high] }
+        return (0...Int(last)).map { start + Double($0) * step }
     }
 
-    /// A short label: 1.5k, 2M, 0.25, 3e-05.
+    /// A short label: 1.5k, 2M, 0.25, 3e-05, 1e+15.
     static func label(_ value: Double) -> String {
         let magnitude = abs(value)
         if magnitude == 0 { return "0" }
+        if magnitude >= 1e12 || magnitude < 1e-3 || !magnitude.isFinite { return "\(value)" }
         if magnitude >= 1e9 { return trim(value / 1e9) + "G" }
         if magnitude >= 1e6 { return trim(value / 1e6) + "M" }
         if magnitude >= 1e4 { return trim(value / 1e3) + "k" }
-        if magnitude < 1e-3 { return "\(value)" }
         return trim(value)
     }
 
+    /// `value` (below 10^12 in magnitude) to three decimals, without a fractional part when whole.
     private static func trim(_ value: Double) -> String {
         let rounded = (value * 1000).rounded() / 1000
         return rounded == rounded.rounded() ? String(Int(rounded)) : String(rounded)
