@@ -10,8 +10,7 @@ enum WeightPreflight {
     /// Checks that `checkpoint` holds every tensor of `layouts` (under `name(spec)`) with its shape.
     static func check(_ checkpoint: SafetensorsCheckpoint, blocks: Int, configPath: String,
                       layouts: () -> ModelLayouts, name: (ParameterSpec) -> String = \.name) throws(ModelError) {
-        let tensors = checkpoint.tensorNames.count
-        try forEachSpec(blocks: blocks, tensorsInFile: tensors, where: configPath, layouts) { spec throws(ModelError) in
+        try forEachSpec(blocks: blocks, tensorsInFile: checkpoint.tensorCount, where: configPath, layouts) { spec throws(ModelError) in
             do throws(SafetensorsError) { try checkpoint.checkTensor(name(spec), shape: spec.shape) } catch { throw .weights(error) }
         }
     }

@@ -49,8 +49,9 @@ final class BPEModel: Sendable {
     init(tokens: [String], merges: [SymbolPair], unknownId: Int?, alphabet: SymbolAlphabet = .byteLevel,
          tokenRanks: [String: Int] = [:], ignoresMerges: Bool = false, fusesUnknown: Bool = false) {
         var vocabulary: [Symbol: Int] = [:]
-        for id in tokens.indices where !tokens[id].isEmpty && vocabulary[Array(tokens[id].utf8)] == nil {
-            vocabulary[Array(tokens[id].utf8)] = id
+        for id in tokens.indices where !tokens[id].isEmpty {
+            let key = Array(tokens[id].utf8)
+            if vocabulary[key] == nil { vocabulary[key] = id }
         }
         self.vocabulary = vocabulary
         var ranks: [Pair: Int] = [:]

@@ -65,6 +65,9 @@ public final class SafetensorsCheckpoint: Sendable {
         return files
     }
 
+    /// How many tensors the checkpoint holds.
+    public var tensorCount: Int { files.count }
+
     /// All tensor names, sorted.
     public var tensorNames: [String] { files.keys.sorted() }
 

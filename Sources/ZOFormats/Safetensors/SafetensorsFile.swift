@@ -76,13 +76,11 @@ public final class SafetensorsFile: Sendable {
             } catch {
                 throw .cannotRead(path: path, reason: "tensor '\(name)': \(error.description)")
             }
-        case .f16, .bf16:
+        default:  // F16 or BF16, as checkTensor allows no other
             let widen = info.dtype == .f16 ? Half.f16ToFloat : Half.bf16ToFloat
             try bytes(name).withUnsafeBytes { bytes in
                 for i in 0..<count { destination[i] = widen(bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
             }
-        default:
-            throw .unsupportedDType(path: path, tensor: name, dtype: info.dtype.rawValue)
         }
     }
 }
